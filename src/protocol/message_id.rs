@@ -1,0 +1,180 @@
+//! Message ids: the client-side unique id (`UNIQ_KEY`, Java `MessageClientIDSetter`) and the
+//! broker's offset id (Java `MessageDecoder.createMessageId` / `decodeMessageId`).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use super::decode_error::DecodeError;
+
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    for b in bytes {
+        out.push(HEX_UPPER[(b >> 4) as usize] as char);
+        out.push(HEX_UPPER[(b & 0xf) as usize] as char);
+    }
+}
+
+/// Generates `UNIQ_KEY` values with the Java layout:
+/// `ip(4|16) pid(2) instance(4) millisSinceMonthStart(4) counter(2)`, uppercase hex.
+///
+/// Pure: the clock reading is an argument. Java uses one counter per process; here each core owns a
+/// generator, so give each one a distinct `instance` value (Java puts the class loader's hash there)
+/// and ids stay unique without a shared counter.
+#[derive(Debug, Clone)]
+pub struct UniqueIdGenerator {
+    prefix: String,
+    counter: u16,
+}
+
+impl UniqueIdGenerator {
+    /// A generator for this host address, process id and instance value.
+    pub fn new(ip: IpAddr, pid: u32, instance: u32) -> Self {
+        let mut prefix = String::with_capacity(44);
+        match ip {
+            IpAddr::V4(v4) => push_hex(&mut prefix, &v4.octets()),
+            IpAddr::V6(v6) => push_hex(&mut prefix, &v6.octets()),
+        }
+        push_hex(&mut prefix, &(pid as u16).to_be_bytes());
+        push_hex(&mut prefix, &instance.to_be_bytes());
+        UniqueIdGenerator { prefix, counter: 0 }
+    }
+
+    /// The next id, for a clock reading of `unix_millis`.
+    pub fn next_id(&mut self, unix_millis: i64) -> String {
+        let mut out = String::with_capacity(self.prefix.len() + 12);
+        out.push_str(&self.prefix);
+        // Java: (int) (now - startOfMonth); wraps after ~24.8 days exactly like Java's cast.
+        let since_month = (unix_millis - start_of_month_millis(unix_millis)) as i32;
+        push_hex(&mut out, &since_month.to_be_bytes());
+        push_hex(&mut out, &self.counter.to_be_bytes());
+        self.counter = self.counter.wrapping_add(1);
+        out
+    }
+}
+
+/// Unix milliseconds of the start (00:00 UTC, day 1) of the month containing `unix_millis`.
+///
+/// Java uses the JVM's default time zone; this client uses UTC (ids only need to be unique).
+pub fn start_of_month_millis(unix_millis: i64) -> i64 {
+    let days = unix_millis.div_euclid(86_400_000);
+    let (year, month, _) = civil_from_days(days);
+    days_from_civil(year, month, 1) * 86_400_000
+}
+
+// Howard Hinnant's civil-calendar algorithms (proleptic Gregorian).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = m as i64;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The parts of a broker offset message id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetMessageId {
+    /// Store host address and port.
+    pub store_host: SocketAddr,
+    /// Commit-log physical offset.
+    pub commit_log_offset: i64,
+}
+
+/// Decodes an offset message id: 32 hex chars = IPv4, 56 = IPv6 (Java `decodeMessageId`).
+pub fn decode_offset_message_id(id: &str) -> Result<OffsetMessageId, DecodeError> {
+    let bytes = decode_hex(id)?;
+    let ip_len = match bytes.len() {
+        16 => 4,
+        28 => 16,
+        n => {
+            return Err(DecodeError::malformed(
+                "offset message id",
+                format!("{n} bytes, expected 16 or 28"),
+            ))
+        }
+    };
+    let ip = if ip_len == 4 {
+        IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
+    } else {
+        let mut octets = [0u8; 16];
+        octets.copy_from_slice(&bytes[..16]);
+        IpAddr::V6(Ipv6Addr::from(octets))
+    };
+    let port = i32::from_be_bytes(bytes[ip_len..ip_len + 4].try_into().expect("4 bytes"));
+    let offset = i64::from_be_bytes(bytes[ip_len + 4..ip_len + 12].try_into().expect("8 bytes"));
+    let port = u16::try_from(port)
+        .map_err(|_| DecodeError::malformed("offset message id", format!("port {port}")))?;
+    Ok(OffsetMessageId {
+        store_host: SocketAddr::new(ip, port),
+        commit_log_offset: offset,
+    })
+}
+
+fn decode_hex(s: &str) -> Result<Vec<u8>, DecodeError> {
+    if s.len() % 2 != 0 {
+        return Err(DecodeError::malformed("hex id", "odd length"));
+    }
+    s.as_bytes()
+        .chunks(2)
+        .map(|pair| {
+            let digit = |c: u8| (c as char).to_digit(16);
+            match (digit(pair[0]), digit(pair[1])) {
+                (Some(h), Some(l)) => Ok((h * 16 + l) as u8),
+                _ => Err(DecodeError::malformed("hex id", "non-hex character")),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn java_layout() {
+        // Protocol notes §11 example: 10.0.0.1, pid 1234, hash 0x12345678.
+        let mut gen = UniqueIdGenerator::new("10.0.0.1".parse().unwrap(), 1234, 0x1234_5678);
+        // 2026-11-01T00:00:01.000Z
+        let t = days_from_civil(2026, 11, 1) * 86_400_000 + 1000;
+        let a = gen.next_id(t);
+        let b = gen.next_id(t);
+        assert_eq!(a, "0A00000104D212345678000003E80000");
+        assert_eq!(b, "0A00000104D212345678000003E80001");
+        let v6 = UniqueIdGenerator::new("::1".parse().unwrap(), 1, 1).next_id(t);
+        assert_eq!(v6.len(), 56);
+    }
+
+    #[test]
+    fn month_start() {
+        let t = days_from_civil(2024, 2, 29) * 86_400_000 + 5;
+        assert_eq!(start_of_month_millis(t), days_from_civil(2024, 2, 1) * 86_400_000);
+        assert_eq!(start_of_month_millis(0), 0);
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+    }
+
+    #[test]
+    fn offset_id() {
+        // Protocol notes §11: 127.0.0.1:10911, offset 0.
+        let id = decode_offset_message_id("7F00000100002A9F0000000000000000").unwrap();
+        assert_eq!(id.store_host, "127.0.0.1:10911".parse().unwrap());
+        assert_eq!(id.commit_log_offset, 0);
+        assert!(decode_offset_message_id("7F").is_err());
+        assert!(decode_offset_message_id("ZZ00000100002A9F0000000000000000").is_err());
+        assert!(decode_offset_message_id("é").is_err());
+    }
+}
