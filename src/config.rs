@@ -1,0 +1,294 @@
+//! Producer and per-core configuration: plain structs with documented defaults.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::protocol::{HeaderEncoding, LanguageCode};
+
+/// Default whole-send budget (Java `sendMsgTimeout`).
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default limit of one attempt, so a stalled broker leaves time for a retry elsewhere.
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default retries of a sync send (Java `retryTimesWhenSendFailed`).
+pub const DEFAULT_RETRIES: u32 = 2;
+/// Default compression threshold in bytes (Java `compressMsgBodyOverHowmuch`).
+pub const DEFAULT_COMPRESS_OVER: usize = 4096;
+/// Default zlib level (Java `rocketmq.message.compressLevel`).
+pub const DEFAULT_COMPRESS_LEVEL: u32 = 5;
+/// Default largest body (Java `maxMessageSize`, 4 MiB).
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+/// Version ordinal sent by default: 4.9.7 (makes NameServers ≥ 4.9.4 return standard JSON routes).
+pub const DEFAULT_VERSION: i32 = 407;
+/// Default route refresh and heartbeat period (Java `pollNameServerInterval`, `heartbeatBrokerInterval`).
+pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+/// Default glommio locked io memory per executor: 1 MiB, so 2 executors × 3 rings fit an 8 MiB
+/// `ulimit -l` (glommio's own default of 10 MiB does not).
+pub const DEFAULT_IO_MEMORY: usize = 1024 * 1024;
+/// Default io_uring depth per ring.
+pub const DEFAULT_RING_DEPTH: usize = 128;
+/// Default capacity of a core's submission queue from application threads.
+pub const DEFAULT_INBOX_CAPACITY: usize = 8192;
+/// Default cap of sends in progress on one core.
+pub const DEFAULT_MAX_INFLIGHT: usize = 8192;
+/// Default cap of requests awaiting an answer on one connection (the rocketmq-rust broker
+/// refuses more than 4,096 with SYSTEM_BUSY).
+pub const DEFAULT_MAX_INFLIGHT_PER_CONNECTION: usize = 4096;
+/// Default executor spin before parking.
+pub const DEFAULT_SPIN_BEFORE_PARK: Duration = Duration::from_micros(50);
+
+/// Which CPUs run producer cores.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CoreSelection {
+    /// Every CPU this process may run on (default).
+    #[default]
+    All,
+    /// The first `n` CPUs this process may run on.
+    Count(usize),
+    /// Exactly these CPU numbers.
+    List(Vec<usize>),
+}
+
+/// What a submission does when the target core's queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueueFullPolicy {
+    /// Wait for space, within the message's send timeout (default).
+    #[default]
+    Wait,
+    /// Fail at once with [`Error::QueueFull`], handing the message back.
+    Fail,
+}
+
+/// Settings of one producer core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreConfig {
+    /// glommio locked io memory in bytes (default 1 MiB). glommio registers it in 3 rings, each
+    /// charged against `ulimit -l` for non-root users: keep `cores × 3 × io_memory` under it.
+    pub io_memory: usize,
+    /// io_uring submission depth (default 128).
+    pub ring_depth: usize,
+    /// Capacity of the queue from application threads (default 8192 messages).
+    pub inbox_capacity: usize,
+    /// Sends in progress on this core, retries included (default 8192).
+    pub max_inflight: usize,
+    /// Requests awaiting an answer on one connection (default 4096).
+    pub max_inflight_per_connection: usize,
+    /// Busy-poll this long before parking an idle core (default 50 µs).
+    pub spin_before_park: Duration,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            io_memory: DEFAULT_IO_MEMORY,
+            ring_depth: DEFAULT_RING_DEPTH,
+            inbox_capacity: DEFAULT_INBOX_CAPACITY,
+            max_inflight: DEFAULT_MAX_INFLIGHT,
+            max_inflight_per_connection: DEFAULT_MAX_INFLIGHT_PER_CONNECTION,
+            spin_before_park: DEFAULT_SPIN_BEFORE_PARK,
+        }
+    }
+}
+
+/// Everything a producer needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerConfig {
+    /// Producer group (required; `DEFAULT_PRODUCER` is refused like Java does).
+    pub producer_group: String,
+    /// NameServer addresses `host:port`, tried in order with fail-over (required).
+    pub namesrv_addrs: Vec<String>,
+    /// Budget of one message: route lookup, queue wait and every attempt (default 3 s).
+    pub send_timeout: Duration,
+    /// Limit of one attempt (default 1 s).
+    pub attempt_timeout: Duration,
+    /// Extra attempts of `send` (default 2).
+    pub retries_when_send_failed: u32,
+    /// Extra attempts of `send_async` (default 2).
+    pub retries_when_send_async_failed: u32,
+    /// Retry on another broker when the status is not `SendOk` (default false).
+    pub retry_another_broker_when_not_store_ok: bool,
+    /// Compress bodies of at least this many bytes (default 4096).
+    pub compress_over: usize,
+    /// zlib level 0–9 (default 5).
+    pub compress_level: u32,
+    /// Largest body in bytes (default 4 MiB).
+    pub max_message_size: usize,
+    /// Header encoding of requests (default binary; replies are decoded in either).
+    pub header_encoding: HeaderEncoding,
+    /// Language announced in requests (default `JAVA`; `RUST` breaks servers < 4.9.4).
+    pub language: LanguageCode,
+    /// Version announced in requests (default 407 = 4.9.7).
+    pub version: i32,
+    /// Topic the broker auto-creates new topics from (default `TBW102`).
+    pub create_topic_key: String,
+    /// Queue count asked for on auto-creation (default 4).
+    pub default_topic_queue_nums: i32,
+    /// Route refresh period (default 30 s).
+    pub route_refresh_interval: Duration,
+    /// Heartbeat period (default 30 s).
+    pub heartbeat_interval: Duration,
+    /// Address used in the client id and message ids (default 127.0.0.1).
+    pub client_ip: Option<IpAddr>,
+    /// Instance name in the client id (default `<pid>#<nanos>`, like Java's `DEFAULT` rename).
+    pub instance_name: Option<String>,
+    /// CPUs to run cores on (default all).
+    pub cores: CoreSelection,
+    /// Settings of every core.
+    pub core: CoreConfig,
+    /// What a full core queue does (default wait).
+    pub queue_full: QueueFullPolicy,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            producer_group: String::new(),
+            namesrv_addrs: Vec::new(),
+            send_timeout: DEFAULT_SEND_TIMEOUT,
+            attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
+            retries_when_send_failed: DEFAULT_RETRIES,
+            retries_when_send_async_failed: DEFAULT_RETRIES,
+            retry_another_broker_when_not_store_ok: false,
+            compress_over: DEFAULT_COMPRESS_OVER,
+            compress_level: DEFAULT_COMPRESS_LEVEL,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            header_encoding: HeaderEncoding::Binary,
+            language: LanguageCode::JAVA,
+            version: DEFAULT_VERSION,
+            create_topic_key: crate::protocol::send_request_header::DEFAULT_TOPIC.to_owned(),
+            default_topic_queue_nums: crate::protocol::send_request_header::DEFAULT_TOPIC_QUEUE_NUMS,
+            route_refresh_interval: DEFAULT_REFRESH_INTERVAL,
+            heartbeat_interval: DEFAULT_REFRESH_INTERVAL,
+            client_ip: None,
+            instance_name: None,
+            cores: CoreSelection::All,
+            core: CoreConfig::default(),
+            queue_full: QueueFullPolicy::Wait,
+        }
+    }
+}
+
+impl ProducerConfig {
+    /// Checks that the settings can work together.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the first bad setting.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |reason: String| Err(Error::InvalidConfig { reason });
+        let group = self.producer_group.trim();
+        if group.is_empty() {
+            return bad("producer_group must be set".into());
+        }
+        if group == "DEFAULT_PRODUCER" {
+            return bad("producer_group DEFAULT_PRODUCER is reserved; choose your own".into());
+        }
+        if group.len() > 255
+            || !group
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '%' | '|' | '_' | '-'))
+        {
+            return bad(format!(
+                "producer_group {group:?} must be 1-255 characters from [%|a-zA-Z0-9_-]"
+            ));
+        }
+        if self.namesrv_addrs.is_empty() {
+            return bad("namesrv_addrs must name at least one NameServer".into());
+        }
+        for addr in &self.namesrv_addrs {
+            if split_host_port(addr).is_none() {
+                return bad(format!("NameServer address {addr:?} is not host:port"));
+            }
+        }
+        if self.send_timeout.is_zero() || self.attempt_timeout.is_zero() {
+            return bad("send_timeout and attempt_timeout must be above zero".into());
+        }
+        if self.compress_level > 9 {
+            return bad(format!(
+                "compress_level {} is outside 0..=9",
+                self.compress_level
+            ));
+        }
+        if self.max_message_size == 0 {
+            return bad("max_message_size must be above zero".into());
+        }
+        if self.default_topic_queue_nums <= 0 {
+            return bad("default_topic_queue_nums must be above zero".into());
+        }
+        let core = &self.core;
+        if core.io_memory < 64 * 1024 {
+            return bad(format!(
+                "core.io_memory {} is under glommio's 64 KiB minimum",
+                core.io_memory
+            ));
+        }
+        if core.inbox_capacity == 0
+            || core.max_inflight == 0
+            || core.max_inflight_per_connection == 0
+            || core.ring_depth == 0
+        {
+            return bad("core capacities (inbox, in-flight, ring depth) must be above zero".into());
+        }
+        if let CoreSelection::Count(0) = self.cores {
+            return bad("cores must be at least 1".into());
+        }
+        if let CoreSelection::List(list) = &self.cores {
+            if list.is_empty() {
+                return bad("the CPU list is empty".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Splits `host:port` at the last `:` (Java `RemotingHelper.string2SocketAddress`), accepting
+/// `[v6]:port` too.
+pub fn split_host_port(addr: &str) -> Option<(&str, u16)> {
+    let (host, port) = addr.trim().rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return None;
+    }
+    Some((host, port.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good() -> ProducerConfig {
+        ProducerConfig {
+            producer_group: "pg".into(),
+            namesrv_addrs: vec!["127.0.0.1:9876".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn defaults_validate() {
+        good().validate().unwrap();
+        assert_eq!(good().send_timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let mut c = good();
+        c.producer_group = "DEFAULT_PRODUCER".into();
+        assert!(c.validate().unwrap_err().to_string().contains("DEFAULT_PRODUCER"));
+        let mut c = good();
+        c.namesrv_addrs = vec!["nope".into()];
+        assert!(c.validate().unwrap_err().to_string().contains("host:port"));
+        let mut c = good();
+        c.core.io_memory = 10;
+        assert!(c.validate().unwrap_err().to_string().contains("io_memory"));
+    }
+
+    #[test]
+    fn host_port() {
+        assert_eq!(split_host_port("127.0.0.1:9876"), Some(("127.0.0.1", 9876)));
+        assert_eq!(split_host_port("[::1]:10911"), Some(("::1", 10911)));
+        assert_eq!(split_host_port("::1:10911"), Some(("::1", 10911)));
+        assert_eq!(split_host_port(":1"), None);
+        assert_eq!(split_host_port("a:x"), None);
+    }
+}

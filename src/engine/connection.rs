@@ -1,0 +1,421 @@
+//! One TCP connection to a NameServer or broker, owned by one core.
+//!
+//! ```text
+//!  request() ─ encode frame into write_buf ─ register opaque ─ wake writer
+//!  writer task: swap write_buf with its own buffer ─ send(2) everything queued in one go
+//!  reader task: recv into one buffer ─ decode every whole frame in place ─ complete by opaque
+//!  any I/O or decode error ─ close(): every waiting request fails (written or not), tasks exit
+//! ```
+//!
+//! Frames queued while a write is in progress go out together in the next write, so under load
+//! one `send(2)` carries many requests.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use bytes::BytesMut;
+use futures_lite::io::{AsyncRead, AsyncWrite};
+use glommio::net::TcpStream;
+
+use super::in_flight::{Answer, ConnFailure, InFlight};
+use crate::config::split_host_port;
+use crate::error::{Error, Outcome};
+use crate::protocol::ext_fields::CustomHeader;
+use crate::protocol::frame::{self, EncodeError};
+use crate::protocol::header_json::CommandHead;
+use crate::protocol::{HeaderEncoding, LanguageCode, RemotingCommand, ResponseCode};
+
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Per-connection settings copied from the producer config.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnSettings {
+    pub encoding: HeaderEncoding,
+    pub language: LanguageCode,
+    pub version: i32,
+    pub max_frame_bytes: usize,
+    pub max_in_flight: usize,
+}
+
+/// Counters a connection keeps for the core's metrics.
+#[derive(Debug, Default)]
+pub(crate) struct ConnCounters {
+    pub writes: Cell<u64>,
+    pub frames_written: Cell<u64>,
+    pub bytes_written: Cell<u64>,
+    pub reads: Cell<u64>,
+}
+
+pub(crate) struct Connection {
+    peer: String,
+    settings: ConnSettings,
+    stream: RefCell<TcpStream>,
+    write_buf: RefCell<BytesMut>,
+    writer_waker: Cell<Option<Waker>>,
+    reader_waker: Cell<Option<Waker>>,
+    in_flight: RefCell<InFlight>,
+    next_opaque: Cell<i32>,
+    queued_seq: Cell<u64>,
+    attempted_seq: Cell<u64>,
+    closed: RefCell<Option<String>>,
+    pub(crate) counters: ConnCounters,
+}
+
+impl Connection {
+    /// Connects to `peer` (`host:port`) before `deadline` and starts the reader and writer tasks.
+    pub(crate) async fn connect(
+        peer: &str,
+        settings: ConnSettings,
+        deadline: Instant,
+    ) -> Result<Rc<Connection>, Error> {
+        let fail = |reason: String| Error::Connection {
+            peer: peer.to_owned(),
+            reason,
+            outcome: Outcome::NotStored,
+        };
+        let (host, port) =
+            split_host_port(peer).ok_or_else(|| fail("address is not host:port".into()))?;
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+            .map_err(|e| fail(format!("cannot resolve: {e}")))?
+            .next()
+            .ok_or_else(|| fail("address resolves to nothing".into()))?;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(fail("no time left to connect".into()));
+        }
+        let stream = TcpStream::connect_timeout(addr, remaining)
+            .await
+            .map_err(|e| fail(format!("connect failed: {e}")))?;
+        let _ = stream.set_nodelay(true);
+        let conn = Rc::new(Connection {
+            peer: peer.to_owned(),
+            settings,
+            stream: RefCell::new(stream),
+            write_buf: RefCell::new(BytesMut::with_capacity(READ_CHUNK)),
+            writer_waker: Cell::new(None),
+            reader_waker: Cell::new(None),
+            in_flight: RefCell::new(InFlight::default()),
+            next_opaque: Cell::new(1),
+            queued_seq: Cell::new(0),
+            attempted_seq: Cell::new(0),
+            closed: RefCell::new(None),
+            counters: ConnCounters::default(),
+        });
+        glommio::spawn_local(write_loop(Rc::clone(&conn))).detach();
+        glommio::spawn_local(read_loop(Rc::clone(&conn))).detach();
+        tracing::debug!(peer, "connected");
+        Ok(conn)
+    }
+
+    pub(crate) fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.borrow().is_some()
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.borrow().len()
+    }
+
+    /// Queues a request and returns the future of its answer.
+    ///
+    /// Fails at once (nothing written) when the connection is closed, over its in-flight cap, or
+    /// the frame is too large.
+    pub(crate) fn request(
+        self: &Rc<Self>,
+        code: i32,
+        header: &dyn CustomHeader,
+        body: &[u8],
+        oneway: bool,
+    ) -> Result<ResponseFuture, Error> {
+        if let Some(reason) = self.closed.borrow().as_ref() {
+            return Err(Error::Connection {
+                peer: self.peer.clone(),
+                reason: reason.clone(),
+                outcome: Outcome::NotStored,
+            });
+        }
+        if self.in_flight.borrow().len() >= self.settings.max_in_flight {
+            return Err(Error::Broker {
+                broker: self.peer.clone(),
+                code: ResponseCode::SystemBusy,
+                remark: format!(
+                    "client-side: {} requests already in flight on this connection",
+                    self.settings.max_in_flight
+                ),
+                outcome: Outcome::NotStored,
+            });
+        }
+        let opaque = self.next_free_opaque();
+        let head = CommandHead {
+            code,
+            language: self.settings.language,
+            version: self.settings.version,
+            opaque,
+            flag: if oneway {
+                crate::protocol::command::FLAG_ONEWAY
+            } else {
+                0
+            },
+            remark: None,
+        };
+        frame::encode(
+            &mut self.write_buf.borrow_mut(),
+            self.settings.encoding,
+            &head,
+            header,
+            body,
+            self.settings.max_frame_bytes,
+        )
+        .map_err(|EncodeError::FrameTooLarge { size, limit }| Error::FrameTooLarge { size, limit })?;
+        let seq = self.queued_seq.get() + 1;
+        self.queued_seq.set(seq);
+        self.in_flight.borrow_mut().insert(opaque, seq, oneway);
+        if let Some(w) = self.writer_waker.take() {
+            w.wake();
+        }
+        Ok(ResponseFuture {
+            conn: Rc::clone(self),
+            opaque,
+            done: false,
+        })
+    }
+
+    fn next_free_opaque(&self) -> i32 {
+        let in_flight = self.in_flight.borrow();
+        loop {
+            let opaque = self.next_opaque.get();
+            self.next_opaque.set(opaque.wrapping_add(1));
+            if !in_flight.contains(opaque) {
+                return opaque;
+            }
+        }
+    }
+
+    /// Closes the connection: every waiting request fails, the I/O tasks exit.
+    pub(crate) fn close(&self, reason: &str, protocol: bool) {
+        if self.closed.borrow().is_some() {
+            return;
+        }
+        *self.closed.borrow_mut() = Some(reason.to_owned());
+        let waiting = self.in_flight.borrow().len();
+        if waiting > 0 {
+            tracing::error!(peer = %self.peer, waiting, reason, "connection lost with requests in flight");
+        } else {
+            tracing::debug!(peer = %self.peer, reason, "connection closed");
+        }
+        self.in_flight
+            .borrow_mut()
+            .fail_all(reason, protocol, self.attempted_seq.get());
+        if let Some(w) = self.writer_waker.take() {
+            w.wake();
+        }
+        if let Some(w) = self.reader_waker.take() {
+            w.wake();
+        }
+    }
+
+    fn poll_read_some(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        if let Some(reason) = self.closed.borrow().as_ref() {
+            return Poll::Ready(Err(io::Error::other(reason.clone())));
+        }
+        self.reader_waker.set(Some(cx.waker().clone()));
+        Pin::new(&mut *self.stream.borrow_mut()).poll_read(cx, buf)
+    }
+
+    fn poll_write_some(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if let Some(reason) = self.closed.borrow().as_ref() {
+            return Poll::Ready(Err(io::Error::other(reason.clone())));
+        }
+        Pin::new(&mut *self.stream.borrow_mut()).poll_write(cx, buf)
+    }
+
+    fn dispatch(self: &Rc<Self>, command: RemotingCommand) {
+        if command.is_response() {
+            if !self
+                .in_flight
+                .borrow_mut()
+                .complete(command.opaque, command)
+            {
+                tracing::trace!(peer = %self.peer, "dropping a response with an unknown opaque");
+            }
+            return;
+        }
+        // A request from the peer (e.g. CHECK_TRANSACTION_STATE). Producers without transactions
+        // have nothing to say; answer like Java does for unknown codes, unless it is oneway.
+        tracing::debug!(peer = %self.peer, code = command.code, "request from peer not supported");
+        if command.is_oneway() {
+            return;
+        }
+        let remark = format!(" request type {} not supported", command.code);
+        let head = CommandHead {
+            code: ResponseCode::RequestCodeNotSupported.as_i32(),
+            language: self.settings.language,
+            version: self.settings.version,
+            opaque: command.opaque,
+            flag: crate::protocol::command::FLAG_RESPONSE,
+            remark: Some(&remark),
+        };
+        let encoded = frame::encode(
+            &mut self.write_buf.borrow_mut(),
+            self.settings.encoding,
+            &head,
+            &crate::protocol::ext_fields::NoHeader,
+            &[],
+            self.settings.max_frame_bytes,
+        );
+        if encoded.is_ok() {
+            if let Some(w) = self.writer_waker.take() {
+                w.wake();
+            }
+        }
+    }
+}
+
+async fn write_loop(conn: Rc<Connection>) {
+    let mut out = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        let has_data = futures_lite::future::poll_fn(|cx| {
+            if conn.is_closed() {
+                return Poll::Ready(false);
+            }
+            if !conn.write_buf.borrow().is_empty() {
+                return Poll::Ready(true);
+            }
+            conn.writer_waker.set(Some(cx.waker().clone()));
+            Poll::Pending
+        })
+        .await;
+        if !has_data {
+            return;
+        }
+        std::mem::swap(&mut out, &mut *conn.write_buf.borrow_mut());
+        let upto = conn.queued_seq.get();
+        let frames = upto - conn.attempted_seq.get();
+        conn.attempted_seq.set(upto);
+        let mut written = 0;
+        while written < out.len() {
+            match futures_lite::future::poll_fn(|cx| conn.poll_write_some(cx, &out[written..]))
+                .await
+            {
+                Ok(0) => {
+                    conn.close("the socket accepted no bytes", false);
+                    return;
+                }
+                Ok(n) => {
+                    written += n;
+                    conn.counters.writes.set(conn.counters.writes.get() + 1);
+                }
+                Err(e) => {
+                    conn.close(&format!("write failed: {e}"), false);
+                    return;
+                }
+            }
+        }
+        conn.counters
+            .frames_written
+            .set(conn.counters.frames_written.get() + frames);
+        conn.counters
+            .bytes_written
+            .set(conn.counters.bytes_written.get() + out.len() as u64);
+        out.clear();
+        conn.in_flight.borrow_mut().complete_written_oneways(upto);
+    }
+}
+
+async fn read_loop(conn: Rc<Connection>) {
+    let mut scratch = vec![0u8; READ_CHUNK];
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        let read = futures_lite::future::poll_fn(|cx| conn.poll_read_some(cx, &mut scratch)).await;
+        let n = match read {
+            Ok(0) => {
+                conn.close("connection closed by the peer", false);
+                return;
+            }
+            Ok(n) => n,
+            Err(e) => {
+                conn.close(&format!("read failed: {e}"), false);
+                return;
+            }
+        };
+        conn.counters.reads.set(conn.counters.reads.get() + 1);
+        buf.extend_from_slice(&scratch[..n]);
+        loop {
+            match frame::decode(&mut buf, conn.settings.max_frame_bytes) {
+                Ok(Some(command)) => conn.dispatch(command),
+                Ok(None) => break,
+                Err(e) => {
+                    conn.close(&format!("undecodable frame: {e}"), true);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The answer of one request; dropping it abandons the request (a late reply is ignored).
+pub(crate) struct ResponseFuture {
+    conn: Rc<Connection>,
+    opaque: i32,
+    done: bool,
+}
+
+impl ResponseFuture {
+    /// Whether the request's bytes have been handed to the socket.
+    pub(crate) fn was_written(&self) -> bool {
+        match self.conn.in_flight.borrow().seq(self.opaque) {
+            Some(seq) => seq <= self.conn.attempted_seq.get(),
+            None => true,
+        }
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Answer;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer> {
+        let poll = self.conn.in_flight.borrow_mut().poll(self.opaque, cx);
+        if poll.is_ready() {
+            self.done = true;
+        }
+        poll
+    }
+}
+
+impl Drop for ResponseFuture {
+    fn drop(&mut self) {
+        if !self.done {
+            self.conn.in_flight.borrow_mut().remove(self.opaque);
+        }
+    }
+}
+
+/// Maps a connection-level failure of a request to the public error.
+pub(crate) fn failure_to_error(peer: &str, failure: ConnFailure) -> Error {
+    let outcome = if failure.written {
+        Outcome::Unknown
+    } else {
+        Outcome::NotStored
+    };
+    if failure.protocol {
+        Error::Protocol {
+            peer: peer.to_owned(),
+            reason: failure.reason,
+            outcome,
+        }
+    } else {
+        Error::Connection {
+            peer: peer.to_owned(),
+            reason: failure.reason,
+            outcome,
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The control task (core 0 only): periodic route refresh, heartbeats to master brokers, and
+//! UNREGISTER_CLIENT at shutdown (Java `MQClientInstance` scheduled tasks).
+
+use std::collections::BTreeSet;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::core::Core;
+use crate::protocol::heartbeat::{heartbeat_body, UnregisterClientHeader};
+use crate::protocol::ext_fields::NoHeader;
+use crate::protocol::RequestCode;
+
+const TICK: Duration = Duration::from_millis(500);
+
+pub(crate) async fn control_loop(core: Rc<Core>) {
+    let config = &core.shared.config;
+    let mut last_refresh = Instant::now();
+    let mut last_heartbeat: Option<Instant> = None;
+    let mut known_masters = BTreeSet::new();
+    loop {
+        glommio::timer::sleep(TICK).await;
+        if core.aborting.get() || core.shared.closing.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        if last_refresh.elapsed() >= config.route_refresh_interval {
+            last_refresh = Instant::now();
+            let topics: Vec<String> = core.shared.routes.load().topics.keys().cloned().collect();
+            for topic in topics {
+                let deadline = Instant::now() + config.send_timeout;
+                if let Err(e) = core.refresh_route(&topic, deadline).await {
+                    tracing::warn!(topic, error = %e, "route refresh failed; keeping the cached route");
+                }
+            }
+        }
+        let masters = core.shared.routes.load().master_addrs();
+        let due = last_heartbeat.is_none_or(|t| t.elapsed() >= config.heartbeat_interval);
+        if !masters.is_empty() && (due || masters != known_masters) {
+            last_heartbeat = Some(Instant::now());
+            heartbeat(&core, &masters).await;
+            known_masters = masters;
+        }
+    }
+}
+
+async fn heartbeat(core: &Rc<Core>, masters: &BTreeSet<String>) {
+    let config = &core.shared.config;
+    let body = heartbeat_body(&core.shared.client_id, &config.producer_group);
+    for addr in masters {
+        let deadline = Instant::now() + config.attempt_timeout;
+        match core
+            .round_trip(addr, RequestCode::HeartBeat, &NoHeader, &body, deadline)
+            .await
+        {
+            Ok(reply) if reply.code == 0 => tracing::trace!(broker = %addr, "heartbeat ok"),
+            Ok(reply) => tracing::warn!(broker = %addr, code = reply.code, remark = ?reply.remark, "heartbeat refused"),
+            Err(e) => tracing::warn!(broker = %addr, error = %e, "heartbeat failed"),
+        }
+    }
+}
+
+/// Best-effort UNREGISTER_CLIENT to every master this producer knows (bounded to 500 ms).
+pub(crate) async fn unregister(core: &Rc<Core>) {
+    let masters = core.shared.routes.load().master_addrs();
+    let header = UnregisterClientHeader {
+        client_id: &core.shared.client_id,
+        producer_group: &core.shared.config.producer_group,
+    };
+    let deadline = Instant::now() + Duration::from_millis(500);
+    for addr in masters {
+        if core.open_connections().iter().all(|c| c.peer() != addr) {
+            continue;
+        }
+        if let Err(e) = core
+            .round_trip(&addr, RequestCode::UnregisterClient, &header, &[], deadline)
+            .await
+        {
+            tracing::debug!(broker = %addr, error = %e, "unregister failed");
+        }
+    }
+}

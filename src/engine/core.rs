@@ -1,0 +1,432 @@
+//! One producer core: a pinned thread running a glommio executor that owns its connections,
+//! queue-selector shard and in-flight sends.
+//!
+//! ```text
+//!  inbox ──► drain task ── permit (max_inflight) ──► send task ─┬─► route (shared snapshot / NameServer)
+//!                                                              ├─► queue selector shard
+//!                                                              └─► connection (writer + reader tasks)
+//!  core 0 only: control task ── route refresh + heartbeats every 30 s
+//! ```
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use glommio::sync::Semaphore;
+use glommio::{LocalExecutorBuilder, Placement};
+
+use super::connection::{failure_to_error, ConnSettings, Connection};
+use super::deadline::until;
+use super::inbox::{Inbox, Job};
+use super::selector::QueueSelector;
+use super::send::send_message;
+use super::single_flight::SingleFlight;
+use super::stats::CoreStats;
+use crate::config::{CoreConfig, ProducerConfig};
+use crate::error::{Error, Outcome};
+use crate::local_producer::LocalProducer;
+use crate::protocol::ext_fields::CustomHeader;
+use crate::protocol::{RemotingCommand, RequestCode, ResponseCode};
+use crate::route::{publish_queues, RouteTable, TopicRoute};
+
+/// State shared by all cores of one producer (read-mostly; nothing here is touched per message
+/// except the route snapshot load).
+pub(crate) struct Shared {
+    pub config: ProducerConfig,
+    pub routes: RouteTable,
+    pub client_id: String,
+    pub closing: AtomicBool,
+    pub shutdown_deadline: Mutex<Option<Instant>>,
+    pub conn_settings: ConnSettings,
+}
+
+thread_local! {
+    static CURRENT_CORE: RefCell<Option<Rc<Core>>> = const { RefCell::new(None) };
+}
+
+/// The core running on this thread, if this is a producer core.
+pub(crate) fn current_core() -> Option<Rc<Core>> {
+    CURRENT_CORE.with(|c| c.borrow().clone())
+}
+
+/// Everything one core owns.
+pub(crate) struct Core {
+    pub index: usize,
+    pub shared: Arc<Shared>,
+    pub core_config: CoreConfig,
+    connections: RefCell<HashMap<String, Rc<Connection>>>,
+    connects: Rc<SingleFlight<String, Result<Rc<Connection>, Error>>>,
+    route_fetches: Rc<SingleFlight<String, Result<Arc<TopicRoute>, Error>>>,
+    pub selector: RefCell<QueueSelector>,
+    ns_cursor: Cell<usize>,
+    pub permits: Rc<Semaphore>,
+    pub aborting: Cell<bool>,
+    pub stats: CoreStats,
+}
+
+impl Core {
+    fn new(index: usize, shared: Arc<Shared>) -> Self {
+        let core_config = shared.config.core.clone();
+        Core {
+            index,
+            permits: Rc::new(Semaphore::new(core_config.max_inflight as u64)),
+            core_config,
+            connections: RefCell::new(HashMap::new()),
+            connects: Rc::new(SingleFlight::new()),
+            route_fetches: Rc::new(SingleFlight::new()),
+            selector: RefCell::new(QueueSelector::new(
+                super::prepared::random_u32() as usize + index,
+            )),
+            ns_cursor: Cell::new(0),
+            aborting: Cell::new(false),
+            stats: CoreStats::default(),
+            shared,
+        }
+    }
+
+    fn config(&self) -> &ProducerConfig {
+        &self.shared.config
+    }
+
+    /// An open connection to `addr`, connecting (once, shared by concurrent callers) if needed.
+    pub(crate) async fn connection(
+        self: &Rc<Self>,
+        addr: &str,
+        deadline: Instant,
+    ) -> Result<Rc<Connection>, Error> {
+        if let Some(conn) = self.connections.borrow().get(addr) {
+            if !conn.is_closed() {
+                return Ok(Rc::clone(conn));
+            }
+        }
+        if self.aborting.get() {
+            return Err(shut_down(Outcome::NotStored));
+        }
+        let this = Rc::clone(self);
+        let key = addr.to_owned();
+        let connect_deadline = Instant::now() + self.config().attempt_timeout;
+        let flight = self.connects.run(key.clone(), move || async move {
+            let result =
+                Connection::connect(&key, this.shared.conn_settings.clone(), connect_deadline)
+                    .await;
+            if let Ok(conn) = &result {
+                this.connections.borrow_mut().insert(key, Rc::clone(conn));
+            }
+            result
+        });
+        until(deadline, flight).await.unwrap_or_else(|| {
+            Err(Error::Connection {
+                peer: addr.to_owned(),
+                reason: "connect did not finish within the time left".into(),
+                outcome: Outcome::NotStored,
+            })
+        })
+    }
+
+    /// One request/response exchange with `addr`, bounded by `deadline`.
+    pub(crate) async fn round_trip(
+        self: &Rc<Self>,
+        addr: &str,
+        code: RequestCode,
+        header: &dyn CustomHeader,
+        body: &[u8],
+        deadline: Instant,
+    ) -> Result<RemotingCommand, Error> {
+        let started = Instant::now();
+        let conn = self.connection(addr, deadline).await?;
+        let mut response = conn.request(code.as_i32(), header, body, false)?;
+        match until(deadline, &mut response).await {
+            Some(Ok(Some(reply))) => Ok(reply),
+            Some(Ok(None)) => unreachable!("only oneway requests resolve without a reply"),
+            Some(Err(failure)) => Err(failure_to_error(addr, failure)),
+            None => Err(attempt_timeout(started, deadline, response.was_written())),
+        }
+    }
+
+    /// Sends `header` to the NameServers in turn, starting with the last one that answered.
+    pub(crate) async fn nameserver_request(
+        self: &Rc<Self>,
+        code: RequestCode,
+        header: &dyn CustomHeader,
+        deadline: Instant,
+    ) -> Result<RemotingCommand, Error> {
+        let addrs = &self.shared.config.namesrv_addrs;
+        let start = self.ns_cursor.get();
+        let mut last_error = None;
+        for i in 0..addrs.len() {
+            let index = (start + i) % addrs.len();
+            let per_try = deadline.min(Instant::now() + self.config().attempt_timeout);
+            match self.round_trip(&addrs[index], code, header, &[], per_try).await {
+                Ok(reply) => {
+                    self.ns_cursor.set(index);
+                    return Ok(reply);
+                }
+                Err(e) => {
+                    tracing::warn!(core = self.index, namesrv = %addrs[index], error = %e, "NameServer request failed");
+                    last_error = Some(e);
+                }
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        Err(Error::NameServerUnavailable {
+            addrs: addrs.join(";"),
+            reason: last_error
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "no time left".into()),
+        })
+    }
+
+    /// The route of `topic`: from the shared snapshot, else fetched (once per core at a time).
+    pub(crate) async fn route_for(
+        self: &Rc<Self>,
+        topic: &str,
+        deadline: Instant,
+    ) -> Result<Arc<TopicRoute>, Error> {
+        if let Some(route) = self.shared.routes.get(topic) {
+            return Ok(route);
+        }
+        self.refresh_route(topic, deadline).await
+    }
+
+    /// Fetches `topic`'s route from the NameServer and installs it; waits at most until `deadline`.
+    pub(crate) async fn refresh_route(
+        self: &Rc<Self>,
+        topic: &str,
+        deadline: Instant,
+    ) -> Result<Arc<TopicRoute>, Error> {
+        let this = Rc::clone(self);
+        let key = topic.to_owned();
+        let flight = self
+            .route_fetches
+            .run(key.clone(), move || async move { this.fetch_route(&key).await });
+        until(deadline, flight).await.unwrap_or_else(|| {
+            Err(Error::NoRoute {
+                topic: topic.to_owned(),
+                reason: "the NameServer did not answer within the time left".into(),
+            })
+        })
+    }
+
+    /// Starts a background refresh of `topic` (after TOPIC_NOT_EXIST or a lost connection).
+    pub(crate) fn schedule_refresh(self: &Rc<Self>, topic: &str) {
+        let this = Rc::clone(self);
+        let topic = topic.to_owned();
+        let deadline = Instant::now() + self.config().send_timeout;
+        glommio::spawn_local(async move {
+            let _ = this.refresh_route(&topic, deadline).await;
+        })
+        .detach();
+    }
+
+    async fn fetch_route(self: &Rc<Self>, topic: &str) -> Result<Arc<TopicRoute>, Error> {
+        let deadline = Instant::now() + self.config().send_timeout;
+        let no_route = |reason: String| Error::NoRoute {
+            topic: topic.to_owned(),
+            reason,
+        };
+        let reply = self
+            .nameserver_request(RequestCode::GetRouteInfoByTopic, &[("topic", topic)], deadline)
+            .await?;
+        let route = match ResponseCode::from_i32(reply.code) {
+            ResponseCode::Success => {
+                let data = crate::protocol::route_data::parse(&reply.body)
+                    .map_err(|e| no_route(format!("unreadable route: {e}")))?;
+                publish_queues::from_route(data)
+            }
+            ResponseCode::TopicNotExist => {
+                let default_topic = self.config().create_topic_key.clone();
+                tracing::warn!(core = self.index, topic, default_topic, "topic not found on the NameServer; using the default topic's route (the broker auto-creates it)");
+                let reply = self
+                    .nameserver_request(
+                        RequestCode::GetRouteInfoByTopic,
+                        &[("topic", default_topic.as_str())],
+                        deadline,
+                    )
+                    .await?;
+                if reply.code != 0 {
+                    return Err(no_route(format!(
+                        "the topic does not exist and the default topic {default_topic} has no route ({})",
+                        reply.remark.unwrap_or_default()
+                    )));
+                }
+                let data = crate::protocol::route_data::parse(&reply.body)
+                    .map_err(|e| no_route(format!("unreadable default-topic route: {e}")))?;
+                publish_queues::from_default_topic(data, self.config().default_topic_queue_nums)
+            }
+            code => {
+                return Err(no_route(format!(
+                    "the NameServer answered {code}: {}",
+                    reply.remark.unwrap_or_default()
+                )))
+            }
+        };
+        if route.queues.is_empty() {
+            return Err(no_route("the route has no writable queue on a master broker".into()));
+        }
+        if self.shared.routes.update(topic, route) {
+            tracing::debug!(core = self.index, topic, "route updated");
+        }
+        self.shared
+            .routes
+            .get(topic)
+            .ok_or_else(|| no_route("route vanished after install".into()))
+    }
+
+    /// Closes every connection (shutdown).
+    pub(crate) fn close_all(&self, reason: &str) {
+        for conn in self.connections.borrow().values() {
+            conn.close(reason, false);
+        }
+    }
+
+    pub(crate) fn open_connections(&self) -> Vec<Rc<Connection>> {
+        self.connections
+            .borrow()
+            .values()
+            .filter(|c| !c.is_closed())
+            .cloned()
+            .collect()
+    }
+}
+
+pub(crate) fn shut_down(outcome: Outcome) -> Error {
+    Error::ShutDown {
+        message: None,
+        outcome,
+    }
+}
+
+pub(crate) fn attempt_timeout(started: Instant, deadline: Instant, written: bool) -> Error {
+    Error::Timeout {
+        elapsed: started.elapsed(),
+        budget: deadline.saturating_duration_since(started),
+        attempts: 1,
+        outcome: if written {
+            Outcome::Unknown
+        } else {
+            Outcome::NotStored
+        },
+        last_error: None,
+    }
+}
+
+/// What a core reports when it stops.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct CoreReport {
+    /// Sends still running at the shutdown deadline, failed with `ShutDown`.
+    pub cut_at_deadline: u64,
+}
+
+/// Starts core `index` pinned to `cpu`; returns once the executor runs (or failed to start).
+pub(crate) fn spawn_core(
+    index: usize,
+    cpu: usize,
+    shared: Arc<Shared>,
+    inbox: Arc<Inbox>,
+) -> Result<glommio::ExecutorJoinHandle<CoreReport>, Error> {
+    let cfg = shared.config.core.clone();
+    let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+        .name(&format!("rmq-tpc-{index}"))
+        .io_memory(cfg.io_memory)
+        .ring_depth(cfg.ring_depth);
+    if !cfg.spin_before_park.is_zero() {
+        builder = builder.spin_before_park(cfg.spin_before_park);
+    }
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+    let handle = builder
+        .spawn(move || async move {
+            let _ = started_tx.send(());
+            run_core(index, shared, inbox).await
+        })
+        .map_err(|e| Error::Startup {
+            reason: format!("core {index} on CPU {cpu}: {e}"),
+        })?;
+    if started_rx.recv_timeout(Duration::from_secs(10)).is_err() {
+        return Err(Error::Startup {
+            reason: format!(
+                "core {index} on CPU {cpu} did not start (io_uring or locked memory unavailable? see `ulimit -l`)"
+            ),
+        });
+    }
+    Ok(handle)
+}
+
+async fn run_core(index: usize, shared: Arc<Shared>, inbox: Arc<Inbox>) -> CoreReport {
+    let core = Rc::new(Core::new(index, shared));
+    CURRENT_CORE.with(|c| *c.borrow_mut() = Some(Rc::clone(&core)));
+    let span = tracing::debug_span!("core", core = index);
+    let _enter = span.enter();
+    tracing::debug!("producer core started");
+    if index == 0 {
+        glommio::spawn_local(super::control::control_loop(Rc::clone(&core))).detach();
+    }
+    while let Some(job) = futures_lite::future::poll_fn(|cx| inbox.poll_next(cx)).await {
+        match job {
+            Job::Send {
+                message,
+                mode,
+                deadline,
+                reply,
+            } => {
+                let permit = match until(deadline, core.permits.acquire_static_permit(1)).await {
+                    Some(Ok(permit)) => permit,
+                    _ => {
+                        let _ = reply.send(Err(Error::Timeout {
+                            elapsed: Duration::ZERO,
+                            budget: Duration::ZERO,
+                            attempts: 0,
+                            outcome: Outcome::NotStored,
+                            last_error: Some(Box::new(Error::QueueFull { message: None })),
+                        }));
+                        continue;
+                    }
+                };
+                let core = Rc::clone(&core);
+                glommio::spawn_local(async move {
+                    let result = send_message(&core, &message, mode, deadline).await;
+                    drop(permit);
+                    let _ = reply.send(result);
+                })
+                .detach();
+            }
+            Job::Run(f) => f(LocalProducer::from_core(Rc::clone(&core))),
+        }
+    }
+    let report = stop_core(&core).await;
+    CURRENT_CORE.with(|c| c.borrow_mut().take());
+    report
+}
+
+async fn stop_core(core: &Rc<Core>) -> CoreReport {
+    let deadline = core
+        .shared
+        .shutdown_deadline
+        .lock()
+        .map(|d| d.unwrap_or_else(Instant::now))
+        .unwrap_or_else(|_| Instant::now());
+    let all = core.core_config.max_inflight as u64;
+    let mut report = CoreReport::default();
+    if until(deadline, core.permits.acquire(all)).await.is_none() {
+        report.cut_at_deadline = all - core.permits.available();
+        tracing::warn!(
+            core = core.index,
+            sends = report.cut_at_deadline,
+            "shutdown deadline passed; failing the sends still in flight"
+        );
+        core.aborting.set(true);
+        core.close_all("the producer shut down before an answer arrived");
+        let _ = until(Instant::now() + Duration::from_secs(2), core.permits.acquire(all)).await;
+    } else {
+        core.permits.signal(all);
+    }
+    if core.index == 0 {
+        super::control::unregister(core).await;
+    }
+    core.close_all("the producer shut down");
+    report
+}

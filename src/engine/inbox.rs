@@ -1,0 +1,149 @@
+//! The bounded lock-free queue through which application threads hand work to one core.
+//!
+//! ```text
+//!  app thread ── push(job) ──► ArrayQueue ──► drain task on the core (pop, or park on AtomicWaker)
+//!             └─ waker.wake() (glommio writes the eventfd only if the core is going to sleep)
+//! ```
+//!
+//! No mutex on either side: one CAS to push, one to pop, plus `AtomicWaker`'s atomic. A full
+//! queue hands the job back to the caller, who waits on `space_waiters` (async) or parks briefly
+//! (blocking).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use atomic_waker::AtomicWaker;
+use crossbeam_queue::ArrayQueue;
+use futures_channel::oneshot;
+
+use super::prepared::PreparedMessage;
+use crate::error::Error;
+use crate::local_producer::LocalProducer;
+use crate::send_result::SendResult;
+
+/// How a send wants its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SendMode {
+    /// Blocking caller; `retries_when_send_failed` retries.
+    Sync,
+    /// Future caller; `retries_when_send_async_failed` retries.
+    Async,
+    /// Resolved once written to the socket; one attempt, no broker answer.
+    Oneway,
+}
+
+/// What a send resolves to: a result, or `None` for oneway.
+pub(crate) type SendReply = Result<Option<SendResult>, Error>;
+
+/// One unit of work for a core.
+pub(crate) enum Job {
+    /// Send a prepared message.
+    Send {
+        message: PreparedMessage,
+        mode: SendMode,
+        deadline: Instant,
+        reply: oneshot::Sender<SendReply>,
+    },
+    /// Run a closure on the core with its local producer.
+    Run(Box<dyn FnOnce(LocalProducer) + Send>),
+}
+
+/// A core's inbox.
+pub(crate) struct Inbox {
+    queue: ArrayQueue<Job>,
+    waker: AtomicWaker,
+    space_waiters: ArrayQueue<Waker>,
+    stop: AtomicBool,
+    submitters: AtomicUsize,
+}
+
+impl Inbox {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Inbox {
+            queue: ArrayQueue::new(capacity),
+            waker: AtomicWaker::new(),
+            space_waiters: ArrayQueue::new(1024),
+            stop: AtomicBool::new(false),
+            submitters: AtomicUsize::new(0),
+        }
+    }
+
+    /// Pushes a job and wakes the core; a full queue hands the job back.
+    pub(crate) fn push(&self, job: Job) -> Result<(), Job> {
+        self.queue.push(job)?;
+        self.waker.wake();
+        Ok(())
+    }
+
+    /// Registers a task to be woken when space frees up. If too many wait already, the task is
+    /// woken at once and simply polls again (bounded busy-wait instead of unbounded memory).
+    pub(crate) fn wait_for_space(&self, waker: &Waker) {
+        if self.space_waiters.push(waker.clone()).is_err() {
+            waker.wake_by_ref();
+        }
+        // The core may have drained everything between our failed push and the registration.
+        if !self.queue.is_full() {
+            if let Some(w) = self.space_waiters.pop() {
+                w.wake();
+            }
+        }
+    }
+
+    /// The next job, or `None` once a stop was requested and the queue is empty.
+    pub(crate) fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<Job>> {
+        if let Some(job) = self.take() {
+            return Poll::Ready(Some(job));
+        }
+        self.waker.register(cx.waker());
+        if let Some(job) = self.take() {
+            return Poll::Ready(Some(job));
+        }
+        if self.stop.load(Ordering::Acquire) {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    }
+
+    fn take(&self) -> Option<Job> {
+        let job = self.queue.pop()?;
+        if let Some(w) = self.space_waiters.pop() {
+            w.wake();
+        }
+        Some(job)
+    }
+
+    /// Pops without waiting (used to fail leftovers after the core stopped).
+    pub(crate) fn try_pop(&self) -> Option<Job> {
+        self.queue.pop()
+    }
+
+    /// Asks the drain task to finish once the queue is empty.
+    pub(crate) fn request_stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.waker.wake();
+        while let Some(w) = self.space_waiters.pop() {
+            w.wake();
+        }
+    }
+
+    /// Counts a submitter in; shutdown waits until none is between its check and its push.
+    pub(crate) fn enter(&self) {
+        self.submitters.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Counts a submitter out.
+    pub(crate) fn leave(&self) {
+        self.submitters.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Submitters currently between their closing check and their push.
+    pub(crate) fn submitters(&self) -> usize {
+        self.submitters.load(Ordering::SeqCst)
+    }
+
+    /// Jobs waiting.
+    pub(crate) fn len(&self) -> usize {
+        self.queue.len()
+    }
+}

@@ -1,0 +1,14 @@
+//! The I/O layer: per-core glommio executors, their connections, and the hand-off from
+//! application threads. Everything per message is core-local (`Rc`, `Cell`, `RefCell`).
+
+pub(crate) mod connection;
+pub(crate) mod control;
+pub(crate) mod core;
+pub(crate) mod deadline;
+pub(crate) mod in_flight;
+pub(crate) mod inbox;
+pub(crate) mod prepared;
+pub(crate) mod selector;
+pub(crate) mod send;
+pub(crate) mod single_flight;
+pub(crate) mod stats;

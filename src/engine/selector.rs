@@ -1,0 +1,97 @@
+//! Queue selection, one shard per core (Java `TopicPublishInfo.selectOneMessageQueue` with a
+//! `ThreadLocalIndex`): round robin from a random start, skipping the broker that just failed.
+
+use std::collections::HashMap;
+
+use crate::route::{PublishQueue, TopicRoute};
+
+/// Per-core round-robin positions, per topic. No shared counters.
+pub(crate) struct QueueSelector {
+    positions: HashMap<String, usize>,
+    seed: usize,
+}
+
+impl QueueSelector {
+    pub(crate) fn new(seed: usize) -> Self {
+        QueueSelector {
+            positions: HashMap::new(),
+            seed,
+        }
+    }
+
+    /// The next queue of `route`, avoiding `avoid_broker` when another broker has queues.
+    pub(crate) fn select<'r>(
+        &mut self,
+        topic: &str,
+        route: &'r TopicRoute,
+        avoid_broker: Option<&str>,
+    ) -> Option<&'r PublishQueue> {
+        let queues = &route.queues;
+        if queues.is_empty() {
+            return None;
+        }
+        let position = match self.positions.get_mut(topic) {
+            Some(p) => p,
+            None => self
+                .positions
+                .entry(topic.to_owned())
+                .or_insert(self.seed),
+        };
+        if let Some(avoid) = avoid_broker {
+            for _ in 0..queues.len() {
+                *position = position.wrapping_add(1);
+                let queue = &queues[*position % queues.len()];
+                if &*queue.broker_name != avoid {
+                    return Some(queue);
+                }
+            }
+        }
+        *position = position.wrapping_add(1);
+        Some(&queues[*position % queues.len()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn route() -> TopicRoute {
+        let q = |b: &str, id| PublishQueue {
+            broker_name: Arc::from(b),
+            queue_id: id,
+        };
+        TopicRoute {
+            queues: vec![q("a", 0), q("a", 1), q("b", 0), q("b", 1)],
+            master_addrs: Default::default(),
+            order_topic: false,
+            from_default_topic: false,
+            source: Default::default(),
+        }
+    }
+
+    #[test]
+    fn round_robin_and_avoidance() {
+        let r = route();
+        let mut s = QueueSelector::new(7);
+        let picks: Vec<_> = (0..4)
+            .map(|_| s.select("T", &r, None).unwrap().clone())
+            .collect();
+        let mut unique = picks.clone();
+        unique.dedup();
+        assert_eq!(unique.len(), 4);
+        for _ in 0..10 {
+            assert_eq!(&*s.select("T", &r, Some("a")).unwrap().broker_name, "b");
+        }
+        let only_a = TopicRoute {
+            queues: r.queues[..2].to_vec(),
+            ..r.clone()
+        };
+        assert_eq!(&*s.select("T", &only_a, Some("a")).unwrap().broker_name, "a");
+        let empty = TopicRoute {
+            queues: vec![],
+            ..r
+        };
+        assert!(s.select("T", &empty, None).is_none());
+    }
+}

@@ -1,0 +1,245 @@
+//! The send loop: one timeout budget across route lookup and every attempt
+//! (Java `DefaultMQProducerImpl.sendDefaultImpl` + `MQClientAPIImpl.processSendResponse`).
+//!
+//! ```text
+//!  for attempt in 0..max_attempts (budget left):
+//!      route ─► queue (avoid the broker that just failed) ─► connection ─► SEND_MESSAGE_V2
+//!      ├─ SUCCESS / FLUSH_* / SLAVE_NOT_AVAILABLE ─► SendResult
+//!      ├─ retryable error (transport, timeout, codes 1 2 14 16 17 204 205 1500) ─► next attempt
+//!      └─ other error ─► returned at once
+//! ```
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::connection::failure_to_error;
+use super::core::{attempt_timeout, shut_down, Core};
+use super::deadline::until;
+use super::inbox::{SendMode, SendReply};
+use super::prepared::{unix_millis, PreparedMessage};
+use crate::error::{Error, Outcome};
+use crate::protocol::send_request_header::SendMessageRequestHeaderV2;
+use crate::protocol::send_response_header::SendMessageResponseHeader;
+use crate::protocol::{RemotingCommand, RequestCode, ResponseCode};
+use crate::route::PublishQueue;
+use crate::send_result::{MessageQueue, SendResult, SendStatus};
+
+/// Pause before retrying after SYSTEM_BUSY (back-pressure), so a busy broker is not hammered.
+const BUSY_BACKOFF: Duration = Duration::from_millis(5);
+
+/// Sends one prepared message with retries until `deadline`.
+pub(crate) async fn send_message(
+    core: &Rc<Core>,
+    message: &PreparedMessage,
+    mode: SendMode,
+    deadline: Instant,
+) -> SendReply {
+    let started = Instant::now();
+    let config = &core.shared.config;
+    let max_attempts = match mode {
+        SendMode::Sync => 1 + config.retries_when_send_failed,
+        SendMode::Async => 1 + config.retries_when_send_async_failed,
+        SendMode::Oneway => 1,
+    };
+    let topic = message.topic();
+    core.stats.started.set(core.stats.started.get() + 1);
+    let mut last_broker: Option<Rc<str>> = None;
+    let mut last_error: Option<Error> = None;
+    let mut any_unknown = false;
+    let mut attempts = 0;
+    let result = loop {
+        if core.aborting.get() {
+            break Err(shut_down(if any_unknown {
+                Outcome::Unknown
+            } else {
+                Outcome::NotStored
+            }));
+        }
+        if attempts >= max_attempts || Instant::now() >= deadline {
+            break Err(exhausted(started, deadline, attempts, any_unknown, last_error));
+        }
+        if attempts > 0 {
+            core.stats.retries.set(core.stats.retries.get() + 1);
+            if last_error.as_ref().and_then(Error::response_code) == Some(ResponseCode::SystemBusy)
+            {
+                let pause = BUSY_BACKOFF * attempts;
+                if until(deadline, glommio::timer::sleep(pause)).await.is_none() {
+                    continue;
+                }
+            }
+        }
+        attempts += 1;
+        let route = match core.route_for(topic, deadline).await {
+            Ok(route) => route,
+            // The NameServer was already tried in full; Java gives up here too.
+            Err(e) => break Err(upgrade(e, any_unknown)),
+        };
+        let queue = {
+            let mut selector = core.selector.borrow_mut();
+            match selector.select(topic, &route, last_broker.as_deref()) {
+                Some(q) => q.clone(),
+                None => {
+                    break Err(Error::NoRoute {
+                        topic: topic.to_owned(),
+                        reason: "the route has no writable queue".into(),
+                    })
+                }
+            }
+        };
+        let Some(addr) = route.master_addr(&queue.broker_name) else {
+            core.schedule_refresh(topic);
+            last_broker = Some(Rc::from(&*queue.broker_name));
+            last_error = Some(Error::NoRoute {
+                topic: topic.to_owned(),
+                reason: format!("broker {} has no master address", queue.broker_name),
+            });
+            continue;
+        };
+        let attempt_deadline = deadline.min(Instant::now() + config.attempt_timeout);
+        match send_attempt(core, addr, &queue, message, mode, attempt_deadline).await {
+            Ok(Some(result)) => {
+                if result.status != SendStatus::SendOk
+                    && config.retry_another_broker_when_not_store_ok
+                    && attempts < max_attempts
+                {
+                    last_broker = Some(Rc::from(&*queue.broker_name));
+                    last_error = None;
+                    continue;
+                }
+                break Ok(Some(result));
+            }
+            Ok(None) => break Ok(None),
+            Err(e) => {
+                any_unknown |= e.outcome() == Outcome::Unknown;
+                let refresh = matches!(
+                    e,
+                    Error::Connection { .. } | Error::Protocol { .. }
+                ) || e.response_code() == Some(ResponseCode::TopicNotExist);
+                if refresh {
+                    core.schedule_refresh(topic);
+                }
+                if !e.is_retryable() {
+                    break Err(upgrade(e, any_unknown));
+                }
+                tracing::warn!(core = core.index, topic, broker = %addr, attempt = attempts, error = %e, "send attempt failed; retrying");
+                last_broker = Some(Rc::from(&*queue.broker_name));
+                last_error = Some(e);
+            }
+        }
+    };
+    match &result {
+        Ok(_) => core.stats.acked.set(core.stats.acked.get() + 1),
+        Err(_) => core.stats.failed.set(core.stats.failed.get() + 1),
+    }
+    result
+}
+
+fn upgrade(e: Error, any_unknown: bool) -> Error {
+    if any_unknown {
+        e.with_unknown_outcome()
+    } else {
+        e
+    }
+}
+
+fn exhausted(
+    started: Instant,
+    deadline: Instant,
+    attempts: u32,
+    any_unknown: bool,
+    last_error: Option<Error>,
+) -> Error {
+    let timed_out = Instant::now() >= deadline;
+    match last_error {
+        Some(e) if !timed_out => upgrade(e, any_unknown),
+        last_error => Error::Timeout {
+            elapsed: started.elapsed(),
+            budget: deadline.saturating_duration_since(started),
+            attempts,
+            outcome: if any_unknown {
+                Outcome::Unknown
+            } else {
+                Outcome::NotStored
+            },
+            last_error: last_error.map(Box::new),
+        },
+    }
+}
+
+async fn send_attempt(
+    core: &Rc<Core>,
+    addr: &str,
+    queue: &PublishQueue,
+    message: &PreparedMessage,
+    mode: SendMode,
+    deadline: Instant,
+) -> Result<Option<SendResult>, Error> {
+    let started = Instant::now();
+    let config = &core.shared.config;
+    let conn = core.connection(addr, deadline).await?;
+    let header = SendMessageRequestHeaderV2 {
+        producer_group: &config.producer_group,
+        topic: message.topic(),
+        default_topic: &config.create_topic_key,
+        default_topic_queue_nums: config.default_topic_queue_nums,
+        queue_id: queue.queue_id,
+        sys_flag: message.sys_flag,
+        born_timestamp: unix_millis(),
+        flag: message.original.flag,
+        properties: &message.properties,
+        reconsume_times: 0,
+        unit_mode: false,
+        max_reconsume_times: None,
+        batch: false,
+        broker_name: Some(&queue.broker_name),
+    };
+    let mut response = conn.request(
+        RequestCode::SendMessageV2.as_i32(),
+        &header,
+        &message.body,
+        mode == SendMode::Oneway,
+    )?;
+    match until(deadline, &mut response).await {
+        None => Err(attempt_timeout(started, deadline, response.was_written())),
+        Some(Err(failure)) => Err(failure_to_error(addr, failure)),
+        Some(Ok(None)) => Ok(None),
+        Some(Ok(Some(reply))) => to_send_result(reply, addr, queue, message).map(Some),
+    }
+}
+
+/// Java `MQClientAPIImpl.processSendResponse`.
+fn to_send_result(
+    reply: RemotingCommand,
+    addr: &str,
+    queue: &PublishQueue,
+    message: &PreparedMessage,
+) -> Result<SendResult, Error> {
+    let code = ResponseCode::from_i32(reply.code);
+    let Some(status) = SendStatus::from_response_code(code) else {
+        return Err(Error::Broker {
+            broker: addr.to_owned(),
+            code,
+            remark: reply.remark.unwrap_or_default(),
+            outcome: Outcome::NotStored,
+        });
+    };
+    let header = SendMessageResponseHeader::from_command(&reply).map_err(|e| Error::Protocol {
+        peer: addr.to_owned(),
+        reason: format!("the broker stored the message but its reply header is unreadable: {e}"),
+        outcome: Outcome::Unknown,
+    })?;
+    Ok(SendResult {
+        status,
+        msg_id: message.uniq_key.clone(),
+        offset_msg_id: header.msg_id,
+        queue: MessageQueue {
+            topic: message.topic().to_owned(),
+            broker_name: queue.broker_name.to_string(),
+            queue_id: header.queue_id,
+        },
+        queue_offset: header.queue_offset,
+        transaction_id: header.transaction_id,
+        region_id: header.region_id,
+        trace_on: header.trace_on,
+    })
+}

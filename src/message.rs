@@ -1,0 +1,232 @@
+//! [`Message`]: what a caller hands over, and the validation rules it must pass
+//! (Java `Message`, `Validators.checkMessage`, `TopicValidator`).
+
+use bytes::Bytes;
+
+use crate::error::Error;
+use crate::protocol::properties;
+
+/// Longest topic name a broker accepts (`TopicValidator.TOPIC_MAX_LENGTH`).
+pub const MAX_TOPIC_LENGTH: usize = 127;
+
+/// Topics a client may never send to (`TopicValidator.NOT_ALLOWED_SEND_TOPIC_SET`).
+pub const SEND_FORBIDDEN_TOPICS: &[&str] = &[
+    "SCHEDULE_TOPIC_XXXX",
+    "RMQ_SYS_TRANS_HALF_TOPIC",
+    "RMQ_SYS_TRANS_OP_HALF_TOPIC",
+    "TRANS_CHECK_MAX_TIME_TOPIC",
+    "SELF_TEST_TOPIC",
+    "OFFSET_MOVED_EVENT",
+];
+
+/// A message to send.
+///
+/// The body is [`Bytes`], so cloning a message or keeping it for a retry never copies the payload.
+///
+/// # Example
+///
+/// ```
+/// use rocketmq_tpc::Message;
+///
+/// let message = Message::new("orders", "hello")
+///     .with_tags("created")
+///     .with_keys(["order-42"])
+///     .with_property("region", "eu");
+/// assert_eq!(message.topic, "orders");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Topic name: 1–127 characters from `[%|a-zA-Z0-9_-]`.
+    pub topic: String,
+    /// Payload; must not be empty and at most `max_message_size` bytes (default 4 MiB).
+    pub body: Bytes,
+    /// Optional tag (property `TAGS`).
+    pub tags: Option<String>,
+    /// Optional keys, sent space-separated (property `KEYS`).
+    pub keys: Vec<String>,
+    /// User properties, in the order they were added. Reserved names are refused at send time.
+    pub properties: Vec<(String, String)>,
+    /// User flag, stored with the message (default 0).
+    pub flag: i32,
+    /// Delay level 1–18 (property `DELAY`); 0 = deliver at once (default).
+    pub delay_level: u8,
+    /// Whether the broker should answer only after storing (property `WAIT`, default true).
+    pub wait_store_ok: bool,
+}
+
+impl Message {
+    /// A message with a topic and a body; everything else at its default.
+    pub fn new(topic: impl Into<String>, body: impl Into<Bytes>) -> Self {
+        Message {
+            topic: topic.into(),
+            body: body.into(),
+            tags: None,
+            keys: Vec::new(),
+            properties: Vec::new(),
+            flag: 0,
+            delay_level: 0,
+            wait_store_ok: true,
+        }
+    }
+
+    /// Sets the tag.
+    pub fn with_tags(mut self, tags: impl Into<String>) -> Self {
+        self.tags = Some(tags.into());
+        self
+    }
+
+    /// Sets the keys.
+    pub fn with_keys<I, S>(mut self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.keys = keys.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Adds a user property.
+    pub fn with_property(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.properties.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the user flag.
+    pub fn with_flag(mut self, flag: i32) -> Self {
+        self.flag = flag;
+        self
+    }
+
+    /// Sets the delay level (1–18; 0 = none).
+    pub fn with_delay_level(mut self, level: u8) -> Self {
+        self.delay_level = level;
+        self
+    }
+
+    /// Sets whether the broker answers only after storing.
+    pub fn with_wait_store_ok(mut self, wait: bool) -> Self {
+        self.wait_store_ok = wait;
+        self
+    }
+
+    /// Checks the rules the Java client and the broker apply before storing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidMessage`] naming the broken rule.
+    pub fn validate(&self, max_message_size: usize) -> Result<(), Error> {
+        validate_topic(&self.topic)?;
+        if self.body.is_empty() {
+            return Err(invalid("the message body is empty"));
+        }
+        if self.body.len() > max_message_size {
+            return Err(invalid(format!(
+                "the message body is {} bytes, over the {max_message_size}-byte maximum",
+                self.body.len()
+            )));
+        }
+        if self.delay_level > 18 {
+            return Err(invalid(format!(
+                "delay level {} is outside 0..=18",
+                self.delay_level
+            )));
+        }
+        let check_text = |what: &str, text: &str| {
+            if text.contains([properties::NAME_VALUE_SEPARATOR, properties::PROPERTY_SEPARATOR]) {
+                Err(invalid(format!(
+                    "{what} {text:?} contains a 0x01 or 0x02 separator byte"
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        if let Some(tags) = &self.tags {
+            check_text("tag", tags)?;
+        }
+        for key in &self.keys {
+            check_text("key", key)?;
+            if key.contains(' ') {
+                return Err(invalid(format!(
+                    "key {key:?} contains a space, which separates keys"
+                )));
+            }
+        }
+        for (name, value) in &self.properties {
+            if name.trim().is_empty() || value.trim().is_empty() {
+                return Err(invalid(format!(
+                    "property {name:?} has a blank name or value"
+                )));
+            }
+            if properties::is_reserved(name) {
+                return Err(invalid(format!(
+                    "property name {name:?} is reserved by RocketMQ"
+                )));
+            }
+            check_text("property", name)?;
+            check_text("property value", value)?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks a topic name (Java `Validators.checkTopic` + `TopicValidator.isNotAllowedSendTopic`).
+///
+/// # Errors
+///
+/// [`Error::InvalidMessage`] naming the broken rule.
+pub fn validate_topic(topic: &str) -> Result<(), Error> {
+    if topic.trim().is_empty() {
+        return Err(invalid("the topic is blank"));
+    }
+    if topic.len() > MAX_TOPIC_LENGTH {
+        return Err(invalid(format!(
+            "the topic is {} characters, over the {MAX_TOPIC_LENGTH}-character maximum",
+            topic.len()
+        )));
+    }
+    if let Some(bad) = topic
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '%' | '|' | '_' | '-')))
+    {
+        return Err(invalid(format!(
+            "the topic {topic:?} contains {bad:?}; only [%|a-zA-Z0-9_-] are allowed"
+        )));
+    }
+    if SEND_FORBIDDEN_TOPICS.contains(&topic) {
+        return Err(invalid(format!(
+            "the topic {topic} is a system topic that clients may not send to"
+        )));
+    }
+    Ok(())
+}
+
+fn invalid(reason: impl Into<String>) -> Error {
+    Error::InvalidMessage {
+        reason: reason.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(m: &Message) -> String {
+        m.validate(16).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn rules() {
+        assert!(Message::new("T_a-1%|x", "b").validate(16).is_ok());
+        assert!(reason(&Message::new("", "b")).contains("blank"));
+        assert!(reason(&Message::new("a b", "b")).contains("' '"));
+        assert!(reason(&Message::new("x".repeat(128), "b")).contains("127"));
+        assert!(reason(&Message::new("SCHEDULE_TOPIC_XXXX", "b")).contains("system topic"));
+        assert!(reason(&Message::new("T", "")).contains("empty"));
+        assert!(reason(&Message::new("T", vec![0u8; 17])).contains("maximum"));
+        assert!(reason(&Message::new("T", "b").with_property("UNIQ_KEY", "x")).contains("reserved"));
+        assert!(reason(&Message::new("T", "b").with_property("a", " ")).contains("blank"));
+        assert!(reason(&Message::new("T", "b").with_tags("a\u{1}")).contains("separator"));
+        assert!(reason(&Message::new("T", "b").with_keys(["a b"])).contains("space"));
+        assert!(reason(&Message::new("T", "b").with_delay_level(19)).contains("delay"));
+    }
+}

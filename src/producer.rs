@@ -1,0 +1,546 @@
+//! [`Producer`] and [`ProducerBuilder`]: the `Send + Sync` handle application threads use.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures_channel::oneshot;
+
+use crate::config::{CoreSelection, ProducerConfig, QueueFullPolicy};
+use crate::engine::connection::ConnSettings;
+use crate::engine::core::{current_core, spawn_core, CoreReport, Shared};
+use crate::engine::inbox::{Inbox, Job, SendMode};
+use crate::engine::prepared::{prepare, random_u32};
+use crate::error::{Error, Outcome};
+use crate::local_producer::LocalProducer;
+use crate::message::Message;
+use crate::protocol::frame::MAX_FRAME_BYTES;
+use crate::route::RouteTable;
+use crate::send_future::SendFuture;
+use crate::send_result::SendResult;
+
+/// Per-call options of a send.
+#[derive(Debug, Clone, Default)]
+pub struct SendOptions {
+    /// Budget of this message instead of `ProducerConfig::send_timeout`.
+    pub timeout: Option<Duration>,
+    /// Messages with the same key go to the same core (and so keep their relative order on
+    /// that core's connection). Without a key, each calling thread spreads its messages over the
+    /// cores round-robin.
+    pub sharding_key: Option<u64>,
+}
+
+/// What [`Producer::shutdown`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Sends still running at the deadline; each was failed with [`Error::ShutDown`].
+    pub cut_at_deadline: u64,
+    /// Messages found queued after the cores stopped; each was failed with [`Error::ShutDown`].
+    pub refused_after_stop: u64,
+    /// Whether the cores were joined (false when called from a producer core, which must not block).
+    pub joined: bool,
+}
+
+struct CoreSlot {
+    inbox: Arc<Inbox>,
+    join: Mutex<Option<glommio::ExecutorJoinHandle<CoreReport>>>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    cores: Vec<CoreSlot>,
+    shutdown_done: Mutex<Option<ShutdownReport>>,
+}
+
+/// A RocketMQ producer running one pinned glommio executor per core.
+///
+/// Cheap to clone; every clone is the same producer. `Send + Sync`: share it between threads.
+/// The last clone to be dropped shuts the producer down (waiting up to the send timeout for
+/// messages in flight).
+///
+/// # Example
+///
+/// ```no_run
+/// use rocketmq_tpc::{Message, Producer};
+///
+/// # fn main() -> Result<(), rocketmq_tpc::Error> {
+/// let producer = Producer::builder()
+///     .namesrv("127.0.0.1:9876")
+///     .producer_group("my_group")
+///     .cores(2)
+///     .build()?;
+/// let result = producer.send(Message::new("orders", "hello"))?;
+/// println!("{} stored at {:?} offset {}", result.msg_id, result.queue, result.queue_offset);
+/// producer.shutdown(std::time::Duration::from_secs(5));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Producer {
+    inner: Arc<Inner>,
+}
+
+/// Builds a [`Producer`]; validates the configuration in [`ProducerBuilder::build`].
+#[derive(Debug, Clone, Default)]
+pub struct ProducerBuilder {
+    config: ProducerConfig,
+}
+
+impl ProducerBuilder {
+    /// A builder with every setting at its default.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts from a whole configuration.
+    pub fn config(mut self, config: ProducerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// NameServer address(es): `host:port`, several separated by `;`.
+    pub fn namesrv(mut self, addrs: &str) -> Self {
+        self.config.namesrv_addrs = addrs
+            .split(';')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect();
+        self
+    }
+
+    /// The producer group.
+    pub fn producer_group(mut self, group: impl Into<String>) -> Self {
+        self.config.producer_group = group.into();
+        self
+    }
+
+    /// Runs on the first `n` CPUs this process may use.
+    pub fn cores(mut self, n: usize) -> Self {
+        self.config.cores = CoreSelection::Count(n);
+        self
+    }
+
+    /// Runs on exactly these CPUs.
+    pub fn cpus(mut self, cpus: Vec<usize>) -> Self {
+        self.config.cores = CoreSelection::List(cpus);
+        self
+    }
+
+    /// The per-message budget (default 3 s).
+    pub fn send_timeout(mut self, timeout: Duration) -> Self {
+        self.config.send_timeout = timeout;
+        self
+    }
+
+    /// Mutable access to the whole configuration.
+    pub fn config_mut(&mut self) -> &mut ProducerConfig {
+        &mut self.config
+    }
+
+    /// Validates the configuration and starts the cores. Does not contact the NameServer: the
+    /// first send fetches its route (and fails within its budget if none answers).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for bad settings, [`Error::Startup`] when an executor cannot start
+    /// (CPU not available, io_uring refused, locked memory below glommio's minimum).
+    pub fn build(self) -> Result<Producer, Error> {
+        let config = self.config;
+        config.validate()?;
+        let cpus = resolve_cpus(&config.cores)?;
+        let ip = config
+            .client_ip
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        let instance = config.instance_name.clone().unwrap_or_else(|| {
+            format!(
+                "{}#{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0)
+            )
+        });
+        let client_id = format!("{ip}@{instance}");
+        let conn_settings = ConnSettings {
+            encoding: config.header_encoding,
+            language: config.language,
+            version: config.version,
+            max_frame_bytes: MAX_FRAME_BYTES,
+            max_in_flight: config.core.max_inflight_per_connection,
+        };
+        let shared = Arc::new(Shared {
+            config,
+            routes: RouteTable::new(),
+            client_id,
+            closing: Default::default(),
+            shutdown_deadline: Mutex::new(None),
+            conn_settings,
+        });
+        let mut cores = Vec::with_capacity(cpus.len());
+        for (index, cpu) in cpus.into_iter().enumerate() {
+            let inbox = Arc::new(Inbox::new(shared.config.core.inbox_capacity));
+            match spawn_core(index, cpu, Arc::clone(&shared), Arc::clone(&inbox)) {
+                Ok(join) => cores.push(CoreSlot {
+                    inbox,
+                    join: Mutex::new(Some(join)),
+                }),
+                Err(e) => {
+                    let partial = Inner {
+                        shared,
+                        cores,
+                        shutdown_done: Mutex::new(None),
+                    };
+                    partial.shutdown(Duration::ZERO);
+                    return Err(e);
+                }
+            }
+        }
+        tracing::debug!(cores = cores.len(), client_id = %shared.client_id, "producer started");
+        Ok(Producer {
+            inner: Arc::new(Inner {
+                shared,
+                cores,
+                shutdown_done: Mutex::new(None),
+            }),
+        })
+    }
+}
+
+fn resolve_cpus(selection: &CoreSelection) -> Result<Vec<usize>, Error> {
+    let available: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    if available.is_empty() {
+        return Err(Error::Startup {
+            reason: "cannot read the CPUs this process may run on".into(),
+        });
+    }
+    match selection {
+        CoreSelection::All => Ok(available),
+        CoreSelection::Count(n) if *n <= available.len() => Ok(available[..*n].to_vec()),
+        CoreSelection::Count(n) => Err(Error::InvalidConfig {
+            reason: format!(
+                "cores = {n}, but this process may only use {} CPUs ({available:?})",
+                available.len()
+            ),
+        }),
+        CoreSelection::List(list) => {
+            if let Some(cpu) = list.iter().find(|c| !available.contains(c)) {
+                return Err(Error::InvalidConfig {
+                    reason: format!("CPU {cpu} is not one this process may use ({available:?})"),
+                });
+            }
+            Ok(list.clone())
+        }
+    }
+}
+
+thread_local! {
+    static NEXT_CORE: Cell<usize> = Cell::new(random_u32() as usize);
+}
+
+impl Producer {
+    /// A builder with default settings.
+    pub fn builder() -> ProducerBuilder {
+        ProducerBuilder::new()
+    }
+
+    /// Number of cores.
+    pub fn cores(&self) -> usize {
+        self.inner.cores.len()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &ProducerConfig {
+        &self.inner.shared.config
+    }
+
+    /// Sends and blocks until the broker answers (or the send timeout runs out), retrying on
+    /// another broker like the Java client's sync send.
+    ///
+    /// # Errors
+    ///
+    /// Any [`Error`]: invalid messages at once, otherwise after the retries the budget allows.
+    /// On a producer core's own thread this returns [`Error::InvalidConfig`] instead of blocking
+    /// the core: use [`LocalProducer`] there.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # use rocketmq_tpc::{Message, Producer};
+    /// # fn demo(producer: &Producer) {
+    /// match producer.send(Message::new("orders", "hello").with_tags("new")) {
+    ///     Ok(result) => println!("stored: {}", result.msg_id),
+    ///     Err(e) if e.is_retryable() => eprintln!("try again later: {e}"),
+    ///     Err(e) => eprintln!("giving up: {e}"),
+    /// }
+    /// # }
+    /// ```
+    pub fn send(&self, message: Message) -> Result<SendResult, Error> {
+        self.send_with(message, SendOptions::default())
+    }
+
+    /// [`Producer::send`] with per-call options.
+    ///
+    /// # Errors
+    ///
+    /// As [`Producer::send`].
+    pub fn send_with(&self, message: Message, options: SendOptions) -> Result<SendResult, Error> {
+        if current_core().is_some() {
+            return Err(Error::InvalidConfig {
+                reason: "blocking send called on a producer core; use LocalProducer there".into(),
+            });
+        }
+        self.submit(message, SendMode::Sync, &options, some_result)
+            .wait()
+    }
+
+    /// Sends without blocking; the future resolves with the broker's answer. Poll it on any
+    /// runtime or call [`SendFuture::wait`]. Retries like [`Producer::send`], with
+    /// `retries_when_send_async_failed`.
+    ///
+    /// When the core's queue is full the future waits for space (or fails with
+    /// [`Error::QueueFull`] under `QueueFullPolicy::Fail`), so memory stays bounded.
+    pub fn send_async(&self, message: Message) -> SendFuture<SendResult> {
+        self.submit(message, SendMode::Async, &SendOptions::default(), some_result)
+    }
+
+    /// [`Producer::send_async`] with per-call options.
+    pub fn send_async_with(&self, message: Message, options: SendOptions) -> SendFuture<SendResult> {
+        self.submit(message, SendMode::Async, &options, some_result)
+    }
+
+    /// Sends without a broker answer: the future resolves `Ok(())` once the request is written
+    /// to the socket. It can be dropped; the message is still sent.
+    pub fn send_oneway(&self, message: Message) -> SendFuture<()> {
+        self.submit(message, SendMode::Oneway, &SendOptions::default(), |_| ())
+    }
+
+    fn pick_core(&self, options: &SendOptions) -> usize {
+        let n = self.inner.cores.len();
+        match options.sharding_key {
+            Some(key) => (key % n as u64) as usize,
+            None => NEXT_CORE.with(|c| {
+                let i = c.get();
+                c.set(i.wrapping_add(1));
+                i % n
+            }),
+        }
+    }
+
+    fn submit<T>(
+        &self,
+        message: Message,
+        mode: SendMode,
+        options: &SendOptions,
+        map: fn(Option<SendResult>) -> T,
+    ) -> SendFuture<T> {
+        let shared = &self.inner.shared;
+        let deadline = Instant::now() + options.timeout.unwrap_or(shared.config.send_timeout);
+        let slot = &self.inner.cores[self.pick_core(options)];
+        slot.inbox.enter();
+        let refused = shared.closing.load(Ordering::SeqCst);
+        if refused {
+            slot.inbox.leave();
+            return SendFuture::failed(
+                Error::ShutDown {
+                    message: Some(Box::new(message)),
+                    outcome: Outcome::NotStored,
+                },
+                map,
+            );
+        }
+        let prepared = match prepare(message, &shared.config) {
+            Ok(p) => p,
+            Err((e, _)) => {
+                slot.inbox.leave();
+                return SendFuture::failed(e, map);
+            }
+        };
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let job = Job::Send {
+            message: prepared,
+            mode,
+            deadline,
+            reply: reply_tx,
+        };
+        // Try once while counted in; waiting for space happens outside, in the future.
+        let result = match slot.inbox.push(job) {
+            Ok(()) => SendFuture::queueing_done(reply_rx, map),
+            Err(Job::Send { message, .. }) if shared.config.queue_full == QueueFullPolicy::Fail => {
+                SendFuture::failed(
+                    Error::QueueFull {
+                        message: Some(Box::new(message.original)),
+                    },
+                    map,
+                )
+            }
+            Err(job) => SendFuture::queueing(
+                job,
+                Arc::clone(&slot.inbox),
+                Arc::clone(shared),
+                deadline,
+                shared.config.queue_full,
+                reply_rx,
+                map,
+            ),
+        };
+        slot.inbox.leave();
+        result
+    }
+
+    /// Runs `f` on core `core` with that core's [`LocalProducer`]; the returned handle yields
+    /// `f`'s output. This is how code gets onto a producer core without a hop per message.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a core index out of range, [`Error::ShutDown`] after shutdown.
+    pub fn run_on_core<F, Fut, T>(&self, core: usize, f: F) -> Result<RunHandle<T>, Error>
+    where
+        F: FnOnce(LocalProducer) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+        T: Send + 'static,
+    {
+        let slot = self.inner.cores.get(core).ok_or_else(|| Error::InvalidConfig {
+            reason: format!("core {core} does not exist (the producer has {})", self.cores()),
+        })?;
+        let (tx, rx) = oneshot::channel();
+        let mut job = Job::Run(Box::new(move |local: LocalProducer| {
+            glommio::spawn_local(async move {
+                let _ = tx.send(f(local).await);
+            })
+            .detach();
+        }));
+        loop {
+            slot.inbox.enter();
+            if self.inner.shared.closing.load(Ordering::SeqCst) {
+                slot.inbox.leave();
+                return Err(Error::ShutDown {
+                    message: None,
+                    outcome: Outcome::NotStored,
+                });
+            }
+            let pushed = slot.inbox.push(job);
+            slot.inbox.leave();
+            match pushed {
+                Ok(()) => return Ok(RunHandle { rx }),
+                Err(back) => {
+                    job = back;
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+            }
+        }
+    }
+
+    /// Stops accepting messages, waits up to `timeout` for every accepted message to get its
+    /// outcome, fails whatever is left with [`Error::ShutDown`], unregisters from the brokers and
+    /// stops the cores. Later calls return the first call's report.
+    ///
+    /// Called on a producer core's own thread it only signals the cores (it must not block the
+    /// core it runs on) and reports `joined: false`.
+    pub fn shutdown(&self, timeout: Duration) -> ShutdownReport {
+        self.inner.shutdown(timeout)
+    }
+}
+
+impl Inner {
+    fn shutdown(&self, timeout: Duration) -> ShutdownReport {
+        let mut done = self
+            .shutdown_done
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(report) = done.as_ref() {
+            return report.clone();
+        }
+        let shared = &self.shared;
+        shared.closing.store(true, Ordering::SeqCst);
+        // Submitters that passed the closing check before we set it finish their push first.
+        for slot in &self.cores {
+            while slot.inbox.submitters() > 0 {
+                std::thread::yield_now();
+            }
+        }
+        *shared
+            .shutdown_deadline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + timeout);
+        for slot in &self.cores {
+            slot.inbox.request_stop();
+        }
+        let mut report = ShutdownReport::default();
+        if current_core().is_some() {
+            tracing::warn!("Producer::shutdown called on a producer core; not waiting for the cores");
+            *done = Some(report.clone());
+            return report;
+        }
+        for slot in &self.cores {
+            let join = slot.join.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(join) = join {
+                match join.join() {
+                    Ok(core_report) => report.cut_at_deadline += core_report.cut_at_deadline,
+                    Err(e) => tracing::error!(error = %e, "a producer core ended abnormally"),
+                }
+            }
+        }
+        for slot in &self.cores {
+            while let Some(job) = slot.inbox.try_pop() {
+                report.refused_after_stop += 1;
+                if let Job::Send { message, reply, .. } = job {
+                    let _ = reply.send(Err(Error::ShutDown {
+                        message: Some(Box::new(message.original)),
+                        outcome: Outcome::NotStored,
+                    }));
+                }
+            }
+        }
+        report.joined = true;
+        tracing::debug!(?report, "producer shut down");
+        *done = Some(report.clone());
+        report
+    }
+}
+
+fn some_result(result: Option<SendResult>) -> SendResult {
+    result.expect("a two-way send always has a result")
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shutdown(self.shared.config.send_timeout);
+    }
+}
+
+/// The output of a closure run on a core by [`Producer::run_on_core`].
+pub struct RunHandle<T> {
+    rx: oneshot::Receiver<T>,
+}
+
+impl<T> RunHandle<T> {
+    /// Blocks until the closure's future completes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CoreStopped`] when the core stopped before the future completed.
+    pub fn wait(self) -> Result<T, Error> {
+        futures_lite::future::block_on(self)
+    }
+}
+
+impl<T> Future for RunHandle<T> {
+    type Output = Result<T, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx).poll(cx).map(|r| {
+            r.map_err(|_| Error::CoreStopped {
+                reason: "the core stopped before the task completed".into(),
+            })
+        })
+    }
+}

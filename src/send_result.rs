@@ -1,0 +1,61 @@
+//! [`SendResult`] and [`SendStatus`] (Java `SendResult`, `SendStatus`, `MQClientAPIImpl.processSendResponse`).
+
+use crate::protocol::ResponseCode;
+
+/// How a broker stored a message it accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SendStatus {
+    /// Stored (response code 0).
+    SendOk,
+    /// Stored, flush to disk not confirmed in time (10).
+    FlushDiskTimeout,
+    /// Stored, slave sync not confirmed in time (12).
+    FlushSlaveTimeout,
+    /// Stored, no slave available (11).
+    SlaveNotAvailable,
+}
+
+impl SendStatus {
+    /// The status for a response code, or `None` when the code is an error.
+    pub fn from_response_code(code: ResponseCode) -> Option<Self> {
+        match code {
+            ResponseCode::Success => Some(SendStatus::SendOk),
+            ResponseCode::FlushDiskTimeout => Some(SendStatus::FlushDiskTimeout),
+            ResponseCode::FlushSlaveTimeout => Some(SendStatus::FlushSlaveTimeout),
+            ResponseCode::SlaveNotAvailable => Some(SendStatus::SlaveNotAvailable),
+            _ => None,
+        }
+    }
+}
+
+/// A queue of a topic on one broker (Java `MessageQueue`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MessageQueue {
+    /// Topic.
+    pub topic: String,
+    /// Broker name.
+    pub broker_name: String,
+    /// Queue id on that broker.
+    pub queue_id: i32,
+}
+
+/// What the broker said about one stored message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendResult {
+    /// Storage status.
+    pub status: SendStatus,
+    /// The client-side unique id (`UNIQ_KEY`); for a batch, the inner ids joined by `,`.
+    pub msg_id: String,
+    /// The broker's offset message id (store host + commit-log offset).
+    pub offset_msg_id: String,
+    /// Where it was stored.
+    pub queue: MessageQueue,
+    /// Offset in the queue.
+    pub queue_offset: i64,
+    /// Transaction id, when the broker sets one (5.x sets it to the unique id).
+    pub transaction_id: Option<String>,
+    /// Broker region (`MSG_REGION`, default `DefaultRegion`).
+    pub region_id: String,
+    /// Whether tracing is on for the broker (`TRACE_ON`).
+    pub trace_on: bool,
+}

@@ -1,0 +1,124 @@
+//! A scriptable in-process NameServer + broker on one loopback port, for fault injection.
+//! Never the only proof: every behaviour it fakes is also exercised against the real broker.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use rocketmq_tpc::protocol::command::HeaderEncoding;
+use rocketmq_tpc::protocol::frame;
+use rocketmq_tpc::protocol::RemotingCommand;
+
+/// What the fake does with one send request.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Answer with this response code (0 = stored).
+    Reply(i32),
+    /// Answer after a pause.
+    ReplyAfter(Duration, i32),
+    /// Never answer.
+    Ignore,
+    /// Close the connection without answering.
+    Close,
+    /// Write these raw bytes instead of an answer.
+    Garbage(Vec<u8>),
+}
+
+/// A running fake; it lives until the test process ends.
+pub struct FakeBroker {
+    pub addr: String,
+    pub sends: Arc<AtomicU64>,
+}
+
+impl FakeBroker {
+    /// Starts a fake whose send handling is `script(send_index) -> Action`.
+    pub fn start(script: impl Fn(u64) -> Action + Send + Sync + 'static) -> FakeBroker {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let sends = Arc::new(AtomicU64::new(0));
+        let script = Arc::new(script);
+        let (addr2, sends2) = (addr.clone(), sends.clone());
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (addr, sends, script) = (addr2.clone(), sends2.clone(), script.clone());
+                thread::spawn(move || serve(stream, &addr, &sends, &*script));
+            }
+        });
+        FakeBroker { addr, sends }
+    }
+}
+
+fn reply(stream: &mut TcpStream, request: &RemotingCommand, code: i32, fields: &[(&str, &str)], body: &[u8]) {
+    let mut cmd = RemotingCommand::response_to(request, code, 407);
+    for (k, v) in fields {
+        cmd.push_ext(*k, *v);
+    }
+    if code != 0 {
+        cmd.remark = Some(format!("fake broker says {code}"));
+    }
+    cmd.body = body.to_vec().into();
+    let mut out = BytesMut::new();
+    frame::encode_command(&mut out, HeaderEncoding::Json, &cmd, frame::MAX_FRAME_BYTES).unwrap();
+    let _ = stream.write_all(&out);
+}
+
+fn serve(mut stream: TcpStream, addr: &str, sends: &AtomicU64, script: &(dyn Fn(u64) -> Action + Send + Sync)) {
+    let mut buf = BytesMut::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        let request = loop {
+            match frame::decode(&mut buf, frame::MAX_FRAME_BYTES) {
+                Ok(Some(cmd)) => break cmd,
+                Ok(None) => {}
+                Err(_) => return,
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        match request.code {
+            105 => {
+                let route = format!(
+                    r#"{{"queueDatas":[{{"brokerName":"fake","readQueueNums":4,"writeQueueNums":4,"perm":6,"topicSysFlag":0}}],"brokerDatas":[{{"cluster":"c","brokerName":"fake","brokerAddrs":{{0:"{addr}"}}}}]}}"#
+                );
+                reply(&mut stream, &request, 0, &[], route.as_bytes());
+            }
+            310 | 320 => {
+                let n = sends.fetch_add(1, Ordering::SeqCst);
+                let ok = |stream: &mut TcpStream, code: i32| {
+                    let offset = n.to_string();
+                    reply(
+                        stream,
+                        &request,
+                        code,
+                        &[
+                            ("msgId", "7F00000100002A9F0000000000000000"),
+                            ("queueId", request.ext("e").unwrap_or("0")),
+                            ("queueOffset", &offset),
+                        ],
+                        &[],
+                    )
+                };
+                match script(n) {
+                    Action::Reply(code) => ok(&mut stream, code),
+                    Action::ReplyAfter(pause, code) => {
+                        thread::sleep(pause);
+                        ok(&mut stream, code)
+                    }
+                    Action::Ignore => {}
+                    Action::Close => return,
+                    Action::Garbage(bytes) => {
+                        let _ = stream.write_all(&bytes);
+                    }
+                }
+            }
+            _ if request.is_oneway() => {}
+            _ => reply(&mut stream, &request, 0, &[], &[]),
+        }
+    }
+}

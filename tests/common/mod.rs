@@ -1,0 +1,112 @@
+//! Shared setup of the integration tests: the real local RocketMQ, read-back of stored messages,
+//! and a scriptable fake broker for fault injection.
+//!
+//! The real servers come from `NAMESRV_ADDR` / `BROKER_ADDRS` when set, otherwise from
+//! `tools/rocketmq-local start` (installing on first use), owned by this test process.
+#![allow(dead_code)]
+
+pub mod fake_broker;
+pub mod read_back;
+
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use rocketmq_tpc::{Producer, ProducerConfig};
+
+/// Addresses of a running NameServer and its brokers.
+#[derive(Debug, Clone)]
+pub struct LocalRocketmq {
+    pub namesrv: String,
+    pub brokers: Vec<String>,
+}
+
+/// Starts (once per test process) or finds the real NameServer + broker.
+pub fn rocketmq() -> &'static LocalRocketmq {
+    static CELL: OnceLock<LocalRocketmq> = OnceLock::new();
+    CELL.get_or_init(|| {
+        if let (Ok(namesrv), Ok(brokers)) =
+            (std::env::var("NAMESRV_ADDR"), std::env::var("BROKER_ADDRS"))
+        {
+            return LocalRocketmq {
+                namesrv,
+                brokers: brokers.split(';').map(str::to_owned).collect(),
+            };
+        }
+        start_local(1)
+    })
+}
+
+/// Starts a fresh NameServer with `brokers` brokers owned by this process.
+pub fn start_local(brokers: usize) -> LocalRocketmq {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/rocketmq-local");
+    let out = Command::new("bash")
+        .arg(script)
+        .args(["start", "--owner-pid", &std::process::id().to_string()])
+        .args(["--brokers", &brokers.to_string()])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("run tools/rocketmq-local");
+    assert!(
+        out.status.success(),
+        "tools/rocketmq-local start failed; the integration tests need the real broker"
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let value = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("tools/rocketmq-local printed no {key}: {text}"))
+            .to_owned()
+    };
+    LocalRocketmq {
+        namesrv: value("NAMESRV_ADDR"),
+        brokers: value("BROKER_ADDRS").split(';').map(str::to_owned).collect(),
+    }
+}
+
+/// A unique topic name for one test.
+pub fn topic(test: &str) -> String {
+    format!(
+        "tpc_{test}_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros()
+            % 1_000_000_000
+    )
+}
+
+/// A configuration for the given NameServer with test-friendly limits.
+pub fn config(namesrv: &str) -> ProducerConfig {
+    let mut c = ProducerConfig {
+        producer_group: "tpc_tests".into(),
+        namesrv_addrs: namesrv.split(';').map(str::to_owned).collect(),
+        cores: rocketmq_tpc::CoreSelection::Count(1),
+        ..Default::default()
+    };
+    c.core.spin_before_park = Duration::ZERO;
+    c
+}
+
+/// A producer with [`config`].
+pub fn producer(namesrv: &str) -> Producer {
+    Producer::builder()
+        .config(config(namesrv))
+        .build()
+        .expect("producer starts")
+}
+
+/// Installs a tracing subscriber once (RUST_LOG controls it).
+pub fn init_tracing() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+    });
+}

@@ -1,0 +1,241 @@
+//! Fault paths against the in-process fake broker: every message gets exactly one typed outcome,
+//! within its budget, and nothing panics or hangs.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::fake_broker::{Action, FakeBroker};
+use rocketmq_tpc::protocol::ResponseCode;
+use rocketmq_tpc::{Error, Message, Outcome, Producer, QueueFullPolicy, SendStatus};
+
+fn producer_for(addr: &str, send_timeout: Duration, attempt: Duration) -> Producer {
+    let mut config = common::config(addr);
+    config.send_timeout = send_timeout;
+    config.attempt_timeout = attempt;
+    Producer::builder().config(config).build().unwrap()
+}
+
+#[test]
+fn success_maps_to_send_result() {
+    let fake = FakeBroker::start(|_| Action::Reply(0));
+    let p = producer_for(&fake.addr, Duration::from_secs(3), Duration::from_secs(1));
+    let r = p.send(Message::new("T", "body")).unwrap();
+    assert_eq!(r.status, SendStatus::SendOk);
+    assert_eq!(r.queue.broker_name, "fake");
+    assert_eq!(r.msg_id.len(), 32);
+    assert_eq!(r.offset_msg_id, "7F00000100002A9F0000000000000000");
+    assert_eq!(r.region_id, "DefaultRegion");
+}
+
+#[test]
+fn stored_with_warning_codes_are_results() {
+    for (code, status) in [
+        (10, SendStatus::FlushDiskTimeout),
+        (11, SendStatus::SlaveNotAvailable),
+        (12, SendStatus::FlushSlaveTimeout),
+    ] {
+        let fake = FakeBroker::start(move |_| Action::Reply(code));
+        let p = producer_for(&fake.addr, Duration::from_secs(3), Duration::from_secs(1));
+        assert_eq!(p.send(Message::new("T", "b")).unwrap().status, status);
+    }
+}
+
+#[test]
+fn non_retryable_code_fails_once() {
+    let fake = FakeBroker::start(|_| Action::Reply(13));
+    let p = producer_for(&fake.addr, Duration::from_secs(3), Duration::from_secs(1));
+    let e = p.send(Message::new("T", "b")).unwrap_err();
+    assert_eq!(e.response_code(), Some(ResponseCode::MessageIllegal));
+    assert_eq!(e.outcome(), Outcome::NotStored);
+    assert!(!e.is_retryable());
+    assert_eq!(fake.sends.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[test]
+fn busy_is_retried_then_succeeds() {
+    let fake = FakeBroker::start(|n| if n < 2 { Action::Reply(2) } else { Action::Reply(0) });
+    let p = producer_for(&fake.addr, Duration::from_secs(3), Duration::from_secs(1));
+    assert!(p.send(Message::new("T", "b")).is_ok());
+    assert_eq!(fake.sends.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
+
+#[test]
+fn retries_are_bounded_by_the_retry_count() {
+    let fake = FakeBroker::start(|_| Action::Reply(14));
+    let p = producer_for(&fake.addr, Duration::from_secs(3), Duration::from_secs(1));
+    let e = p.send(Message::new("T", "b")).unwrap_err();
+    assert_eq!(e.response_code(), Some(ResponseCode::ServiceNotAvailable));
+    assert_eq!(fake.sends.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
+
+#[test]
+fn silent_broker_times_out_within_budget_with_unknown_outcome() {
+    let fake = FakeBroker::start(|_| Action::Ignore);
+    let p = producer_for(&fake.addr, Duration::from_millis(800), Duration::from_millis(300));
+    let started = Instant::now();
+    let e = p.send(Message::new("T", "b")).unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(e, Error::Timeout { .. }), "{e}");
+    assert_eq!(e.outcome(), Outcome::Unknown);
+    // Budget honoured (generous upper bound: this checks "no hang", not speed).
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+}
+
+#[test]
+fn garbage_frames_give_protocol_errors_not_panics() {
+    let fake = FakeBroker::start(|_| Action::Garbage(vec![0, 0, 0, 8, 9, 9, 9, 9, 1, 2, 3, 4]));
+    let p = producer_for(&fake.addr, Duration::from_secs(2), Duration::from_millis(500));
+    let e = p.send(Message::new("T", "b")).unwrap_err();
+    assert_eq!(e.outcome(), Outcome::Unknown);
+    assert!(
+        matches!(&e, Error::Protocol { .. })
+            || matches!(&e, Error::Timeout { last_error: Some(l), .. } if matches!(**l, Error::Protocol { .. })),
+        "{e}"
+    );
+}
+
+#[test]
+fn truncated_frame_then_close_is_a_connection_error() {
+    let fake = FakeBroker::start(|_| Action::Garbage(vec![0, 0, 1, 0, 1, 0, 0, 4, 0]));
+    let p = producer_for(&fake.addr, Duration::from_millis(700), Duration::from_millis(200));
+    let e = p.send(Message::new("T", "b")).unwrap_err();
+    assert_eq!(e.outcome(), Outcome::Unknown, "{e}");
+}
+
+#[test]
+fn connection_closed_mid_flight_is_retried_on_a_new_connection() {
+    let fake = FakeBroker::start(|n| if n == 0 { Action::Close } else { Action::Reply(0) });
+    let p = producer_for(&fake.addr, Duration::from_secs(3), Duration::from_secs(1));
+    let r = p.send(Message::new("T", "b"));
+    assert!(r.is_ok(), "{r:?}");
+}
+
+#[test]
+fn async_sends_all_get_one_outcome() {
+    let fake = FakeBroker::start(|n| match n % 4 {
+        0 => Action::Reply(0),
+        1 => Action::Reply(13),
+        2 => Action::ReplyAfter(Duration::from_millis(5), 0),
+        _ => Action::Reply(16),
+    });
+    let p = producer_for(&fake.addr, Duration::from_secs(3), Duration::from_secs(1));
+    let futures: Vec<_> = (0..200)
+        .map(|i| p.send_async(Message::new("T", format!("m{i}"))))
+        .collect();
+    let (mut ok, mut failed) = (0, 0);
+    for f in futures {
+        match f.wait() {
+            Ok(_) => ok += 1,
+            Err(_) => failed += 1,
+        }
+    }
+    assert_eq!(ok + failed, 200);
+    assert!(ok > 0 && failed > 0);
+}
+
+#[test]
+fn dead_nameserver_fails_within_budget() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let p = producer_for(
+        &format!("127.0.0.1:{port}"),
+        Duration::from_millis(800),
+        Duration::from_millis(300),
+    );
+    let started = Instant::now();
+    let e = p.send(Message::new("T", "b")).unwrap_err();
+    assert!(
+        matches!(e, Error::NameServerUnavailable { .. } | Error::NoRoute { .. }),
+        "{e}"
+    );
+    assert!(e.is_retryable());
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn second_nameserver_is_used_when_the_first_is_dead() {
+    let fake = FakeBroker::start(|_| Action::Reply(0));
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let p = producer_for(
+        &format!("{dead};{}", fake.addr),
+        Duration::from_secs(3),
+        Duration::from_millis(500),
+    );
+    assert!(p.send(Message::new("T", "b")).is_ok());
+}
+
+#[test]
+fn invalid_messages_are_refused_before_sending() {
+    let fake = FakeBroker::start(|_| Action::Reply(0));
+    let p = producer_for(&fake.addr, Duration::from_secs(3), Duration::from_secs(1));
+    for m in [
+        Message::new("bad topic", "b"),
+        Message::new("T", ""),
+        Message::new("T", vec![0u8; 4 * 1024 * 1024 + 1]),
+        Message::new("T", "b").with_property("UNIQ_KEY", "x"),
+    ] {
+        let e = p.send(m).unwrap_err();
+        assert!(matches!(e, Error::InvalidMessage { .. }), "{e}");
+    }
+    assert_eq!(fake.sends.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+#[test]
+fn full_queue_hands_the_message_back_when_told_to_fail() {
+    let fake = FakeBroker::start(|_| Action::Ignore);
+    let mut config = common::config(&fake.addr);
+    config.core.inbox_capacity = 4;
+    config.core.max_inflight = 2;
+    config.queue_full = QueueFullPolicy::Fail;
+    config.send_timeout = Duration::from_millis(500);
+    let p = Producer::builder().config(config).build().unwrap();
+    let futures: Vec<_> = (0..64)
+        .map(|i| p.send_async(Message::new("T", format!("m{i}"))))
+        .collect();
+    let mut full = 0;
+    for f in futures {
+        if let Err(e) = f.wait() {
+            if let Error::QueueFull { .. } = e {
+                full += 1;
+                assert!(e.into_message().is_some());
+            }
+        }
+    }
+    assert!(full > 0);
+}
+
+#[test]
+fn shutdown_fails_what_cannot_finish_and_refuses_new_sends() {
+    let fake = FakeBroker::start(|_| Action::Ignore);
+    let p = producer_for(&fake.addr, Duration::from_secs(30), Duration::from_secs(30));
+    let futures: Vec<_> = (0..10)
+        .map(|i| p.send_async(Message::new("T", format!("m{i}"))))
+        .collect();
+    while fake.sends.load(std::sync::atomic::Ordering::SeqCst) < 10 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let report = p.shutdown(Duration::from_millis(200));
+    assert_eq!(report.cut_at_deadline, 10);
+    assert!(report.joined);
+    for f in futures {
+        let e = f.wait().unwrap_err();
+        assert!(matches!(e, Error::ShutDown { .. }), "{e}");
+        assert_eq!(e.outcome(), Outcome::Unknown);
+    }
+    let refused = p.send(Message::new("T", "late")).unwrap_err();
+    assert_eq!(refused.into_message().unwrap().body, "late");
+}
+
+#[test]
+fn oneway_resolves_once_written() {
+    let fake = FakeBroker::start(|_| Action::Ignore);
+    let p = producer_for(&fake.addr, Duration::from_secs(3), Duration::from_secs(1));
+    p.send_oneway(Message::new("T", "b")).wait().unwrap();
+}
