@@ -1,0 +1,199 @@
+//! Against the real NameServer + broker: what is acked is stored, byte for byte.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::read_back::{assert_same, stored_by_key, Remote};
+use rocketmq_tpc::protocol::HeaderEncoding;
+use rocketmq_tpc::{Error, LocalProducer, Message, Producer, SendStatus};
+
+fn varied_messages(topic: &str, n: usize, body_size: usize) -> Vec<Message> {
+    (0..n)
+        .map(|i| {
+            let body: Vec<u8> = (0..body_size).map(|j| ((i * 31 + j * 7) % 251) as u8).collect();
+            let mut m = Message::new(topic, body).with_flag(i as i32 % 3);
+            if i % 2 == 0 {
+                m = m.with_tags(format!("tag{}", i % 5));
+            }
+            if i % 3 == 0 {
+                m = m.with_keys([format!("k{i}"), "shared".to_owned()]);
+            }
+            if i % 4 == 0 {
+                m = m.with_property("order", i.to_string()).with_property("ünï", "cödé");
+            }
+            m
+        })
+        .collect()
+}
+
+/// Every sent message is stored exactly once and equals what was sent.
+fn assert_all_stored(topic: &str, sent: &[(Message, String)]) {
+    let broker = &common::rocketmq().brokers[0];
+    let stored = stored_by_key(broker, topic);
+    assert_eq!(stored.len(), sent.len(), "distinct stored messages");
+    for (message, key) in sent {
+        let copies = stored
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} was acked but is not stored"));
+        assert_eq!(copies.len(), 1, "{key} stored {} times", copies.len());
+        assert_same(message, key, &copies[0]);
+    }
+}
+
+#[test]
+fn sync_sends_are_stored_as_sent_through_the_tbw102_path() {
+    common::init_tracing();
+    let rmq = common::rocketmq();
+    let topic = common::topic("sync");
+    let producer = common::producer(&rmq.namesrv);
+    let mut sent = Vec::new();
+    for m in varied_messages(&topic, 40, 100) {
+        let r = producer.send(m.clone()).expect("sync send");
+        assert_eq!(r.status, SendStatus::SendOk);
+        assert_eq!(r.queue.topic, topic);
+        assert_eq!(r.queue.broker_name, "broker-a");
+        sent.push((m, r.msg_id));
+    }
+    assert_all_stored(&topic, &sent);
+}
+
+#[test]
+fn async_sends_are_stored_as_sent() {
+    let rmq = common::rocketmq();
+    let topic = common::topic("async");
+    let producer = common::producer(&rmq.namesrv);
+    let messages = varied_messages(&topic, 300, 64);
+    let futures: Vec<_> = messages
+        .iter()
+        .map(|m| producer.send_async(m.clone()))
+        .collect();
+    let sent: Vec<_> = futures
+        .into_iter()
+        .zip(messages)
+        .map(|(f, m)| (m, f.wait().expect("async send").msg_id))
+        .collect();
+    assert_all_stored(&topic, &sent);
+}
+
+#[test]
+fn compressed_and_plain_bodies_round_trip() {
+    let rmq = common::rocketmq();
+    let topic = common::topic("zlib");
+    let mut config = common::config(&rmq.namesrv);
+    config.compress_over = 1000;
+    let producer = Producer::builder().config(config).build().unwrap();
+    let mut sent = Vec::new();
+    for size in [1, 999, 1000, 4096, 100_000, 1_000_000] {
+        let m = varied_messages(&topic, 1, size).remove(0);
+        let r = producer.send(m.clone()).unwrap();
+        sent.push((m, r.msg_id));
+    }
+    assert_all_stored(&topic, &sent);
+    let stored = stored_by_key(&rmq.brokers[0], &topic);
+    let flags: BTreeMap<usize, i32> = stored
+        .values()
+        .map(|v| (v[0].body.len(), v[0].sys_flag & 0x1))
+        .collect();
+    assert_eq!(flags[&999], 0, "below the threshold stays plain");
+    assert_eq!(flags[&1000], 1, "at the threshold is compressed (Java's >=)");
+    assert_eq!(flags[&1_000_000], 1);
+}
+
+#[test]
+fn json_header_encoding_works_too() {
+    let rmq = common::rocketmq();
+    let topic = common::topic("json");
+    let mut config = common::config(&rmq.namesrv);
+    config.header_encoding = HeaderEncoding::Json;
+    let producer = Producer::builder().config(config).build().unwrap();
+    let mut sent = Vec::new();
+    for m in varied_messages(&topic, 20, 50) {
+        let r = producer.send(m.clone()).unwrap();
+        sent.push((m, r.msg_id));
+    }
+    assert_all_stored(&topic, &sent);
+}
+
+#[test]
+fn oneway_sends_are_stored() {
+    let rmq = common::rocketmq();
+    let topic = common::topic("oneway");
+    let producer = common::producer(&rmq.namesrv);
+    let messages = varied_messages(&topic, 50, 30);
+    for m in &messages {
+        producer.send_oneway(m.clone()).wait().expect("written");
+    }
+    // Oneway has no answer: wait until the broker has stored them all.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stored = stored_by_key(&rmq.brokers[0], &topic);
+        if stored.len() >= messages.len() || Instant::now() > deadline {
+            assert_eq!(stored.len(), messages.len());
+            let by_body: BTreeMap<_, _> = stored.values().map(|v| (v[0].body.clone(), v[0].clone())).collect();
+            for m in &messages {
+                let s = &by_body[&m.body];
+                assert_same(m, &s.properties["UNIQ_KEY"], s);
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn local_producer_on_a_core_sends_without_a_hop() {
+    let rmq = common::rocketmq();
+    let topic = common::topic("local");
+    let producer = common::producer(&rmq.namesrv);
+    let messages = varied_messages(&topic, 100, 40);
+    let to_send = messages.clone();
+    let ids = producer
+        .run_on_core(0, move |local: LocalProducer| async move {
+            assert!(LocalProducer::current().is_some());
+            let mut ids = Vec::new();
+            for m in to_send {
+                ids.push(local.send(m).await.map(|r| r.msg_id));
+            }
+            ids
+        })
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert!(LocalProducer::current().is_none());
+    let sent: Vec<_> = messages
+        .into_iter()
+        .zip(ids)
+        .map(|(m, id)| (m, id.expect("local send")))
+        .collect();
+    assert_all_stored(&topic, &sent);
+}
+
+#[test]
+fn blocking_send_on_a_core_is_refused_not_deadlocked() {
+    let rmq = common::rocketmq();
+    let producer = common::producer(&rmq.namesrv);
+    let p2 = producer.clone();
+    let r = producer
+        .run_on_core(0, move |_local| async move { p2.send(Message::new("T", "b")) })
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert!(matches!(r, Err(Error::InvalidConfig { .. })));
+}
+
+#[test]
+fn results_report_distinct_offsets_per_queue() {
+    let rmq = common::rocketmq();
+    let topic = common::topic("offsets");
+    let producer = common::producer(&rmq.namesrv);
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..24 {
+        let r = producer.send(Message::new(&topic, format!("m{i}"))).unwrap();
+        assert!(seen.insert((r.queue.queue_id, r.queue_offset)), "offset reused");
+    }
+    let mut remote = Remote::connect(&rmq.brokers[0]);
+    let total: i64 = (0..8).map(|q| remote.max_offset(&topic, q)).sum();
+    assert_eq!(total, 24);
+}
