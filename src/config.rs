@@ -156,7 +156,8 @@ impl Default for ProducerConfig {
             language: LanguageCode::JAVA,
             version: DEFAULT_VERSION,
             create_topic_key: crate::protocol::send_request_header::DEFAULT_TOPIC.to_owned(),
-            default_topic_queue_nums: crate::protocol::send_request_header::DEFAULT_TOPIC_QUEUE_NUMS,
+            default_topic_queue_nums:
+                crate::protocol::send_request_header::DEFAULT_TOPIC_QUEUE_NUMS,
             route_refresh_interval: DEFAULT_REFRESH_INTERVAL,
             heartbeat_interval: DEFAULT_REFRESH_INTERVAL,
             client_ip: None,
@@ -274,7 +275,11 @@ mod tests {
     fn errors_name_the_setting() {
         let mut c = good();
         c.producer_group = "DEFAULT_PRODUCER".into();
-        assert!(c.validate().unwrap_err().to_string().contains("DEFAULT_PRODUCER"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("DEFAULT_PRODUCER"));
         let mut c = good();
         c.namesrv_addrs = vec!["nope".into()];
         assert!(c.validate().unwrap_err().to_string().contains("host:port"));

@@ -1,4 +1,4 @@
-//! The public [`Error`]: what failed, whether a retry can help, and whether the message may be stored.
+//! The public [`Error`](enum@Error): what failed, whether a retry can help, and whether the message may be stored.
 
 use std::time::Duration;
 
@@ -240,7 +240,10 @@ mod tests {
         };
         assert!(busy.is_retryable());
         assert_eq!(busy.outcome(), Outcome::NotStored);
-        assert_eq!(busy.clone().with_unknown_outcome().outcome(), Outcome::Unknown);
+        assert_eq!(
+            busy.clone().with_unknown_outcome().outcome(),
+            Outcome::Unknown
+        );
         let illegal = Error::Broker {
             broker: "b".into(),
             code: ResponseCode::MessageIllegal,

@@ -65,6 +65,8 @@ pub mod protocol;
 pub mod route;
 mod send_future;
 pub mod send_result;
+pub mod sink;
+pub mod stats;
 
 pub use config::{CoreConfig, CoreSelection, ProducerConfig, QueueFullPolicy};
 pub use error::{Error, Outcome};
@@ -73,3 +75,4 @@ pub use message::Message;
 pub use producer::{Producer, ProducerBuilder, RunHandle, SendOptions, ShutdownReport};
 pub use send_future::SendFuture;
 pub use send_result::{MessageQueue, SendResult, SendStatus};
+pub use stats::{CoreStatsSnapshot, ProducerStats};

@@ -47,6 +47,11 @@ impl LocalProducer {
         self.core.index
     }
 
+    /// This core's counters.
+    pub fn snapshot(&self) -> crate::stats::CoreStatsSnapshot {
+        self.core.snapshot()
+    }
+
     /// Sends and waits for the broker's answer, with the producer's send timeout and retries.
     ///
     /// # Errors
@@ -78,9 +83,13 @@ impl LocalProducer {
     ///
     /// Validation, route and connection errors.
     pub async fn send_oneway(&self, message: Message) -> Result<(), Error> {
-        self.run(message, SendMode::Oneway, self.core.shared.config.send_timeout)
-            .await
-            .map(|_| ())
+        self.run(
+            message,
+            SendMode::Oneway,
+            self.core.shared.config.send_timeout,
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn run(
@@ -102,7 +111,7 @@ impl LocalProducer {
                 outcome: crate::Outcome::NotStored,
             });
         }
-        let prepared = prepare(message, &self.core.shared.config).map_err(|(e, _)| e)?;
+        let prepared = prepare(message, &self.core.shared.config).map_err(|refused| refused.0)?;
         let permit = match crate::engine::deadline::until(
             deadline,
             self.core.permits.acquire_static_permit(1),

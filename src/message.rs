@@ -132,7 +132,10 @@ impl Message {
             )));
         }
         let check_text = |what: &str, text: &str| {
-            if text.contains([properties::NAME_VALUE_SEPARATOR, properties::PROPERTY_SEPARATOR]) {
+            if text.contains([
+                properties::NAME_VALUE_SEPARATOR,
+                properties::PROPERTY_SEPARATOR,
+            ]) {
                 Err(invalid(format!(
                     "{what} {text:?} contains a 0x01 or 0x02 separator byte"
                 )))
@@ -223,7 +226,9 @@ mod tests {
         assert!(reason(&Message::new("SCHEDULE_TOPIC_XXXX", "b")).contains("system topic"));
         assert!(reason(&Message::new("T", "")).contains("empty"));
         assert!(reason(&Message::new("T", vec![0u8; 17])).contains("maximum"));
-        assert!(reason(&Message::new("T", "b").with_property("UNIQ_KEY", "x")).contains("reserved"));
+        assert!(
+            reason(&Message::new("T", "b").with_property("UNIQ_KEY", "x")).contains("reserved")
+        );
         assert!(reason(&Message::new("T", "b").with_property("a", " ")).contains("blank"));
         assert!(reason(&Message::new("T", "b").with_tags("a\u{1}")).contains("separator"));
         assert!(reason(&Message::new("T", "b").with_keys(["a b"])).contains("space"));

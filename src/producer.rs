@@ -309,11 +309,20 @@ impl Producer {
     /// When the core's queue is full the future waits for space (or fails with
     /// [`Error::QueueFull`] under `QueueFullPolicy::Fail`), so memory stays bounded.
     pub fn send_async(&self, message: Message) -> SendFuture<SendResult> {
-        self.submit(message, SendMode::Async, &SendOptions::default(), some_result)
+        self.submit(
+            message,
+            SendMode::Async,
+            &SendOptions::default(),
+            some_result,
+        )
     }
 
     /// [`Producer::send_async`] with per-call options.
-    pub fn send_async_with(&self, message: Message, options: SendOptions) -> SendFuture<SendResult> {
+    pub fn send_async_with(
+        &self,
+        message: Message,
+        options: SendOptions,
+    ) -> SendFuture<SendResult> {
         self.submit(message, SendMode::Async, &options, some_result)
     }
 
@@ -359,7 +368,8 @@ impl Producer {
         }
         let prepared = match prepare(message, &shared.config) {
             Ok(p) => p,
-            Err((e, _)) => {
+            Err(refused) => {
+                let (e, _) = *refused;
                 slot.inbox.leave();
                 return SendFuture::failed(e, map);
             }
@@ -396,6 +406,26 @@ impl Producer {
         result
     }
 
+    /// A snapshot of every core's counters, gathered from the cores on demand (no counter is
+    /// shared between cores on the send path). Blocks briefly; do not call it on a producer core.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShutDown`] after shutdown, [`Error::CoreStopped`] if a core does not answer.
+    pub fn stats(&self) -> Result<crate::stats::ProducerStats, Error> {
+        let mut handles = Vec::with_capacity(self.cores());
+        for core in 0..self.cores() {
+            handles.push(
+                self.run_on_core(core, |local: LocalProducer| async move { local.snapshot() })?,
+            );
+        }
+        let mut cores = Vec::with_capacity(handles.len());
+        for h in handles {
+            cores.push(h.wait()?);
+        }
+        Ok(crate::stats::ProducerStats { cores })
+    }
+
     /// Runs `f` on core `core` with that core's [`LocalProducer`]; the returned handle yields
     /// `f`'s output. This is how code gets onto a producer core without a hop per message.
     ///
@@ -408,9 +438,16 @@ impl Producer {
         Fut: Future<Output = T> + 'static,
         T: Send + 'static,
     {
-        let slot = self.inner.cores.get(core).ok_or_else(|| Error::InvalidConfig {
-            reason: format!("core {core} does not exist (the producer has {})", self.cores()),
-        })?;
+        let slot = self
+            .inner
+            .cores
+            .get(core)
+            .ok_or_else(|| Error::InvalidConfig {
+                reason: format!(
+                    "core {core} does not exist (the producer has {})",
+                    self.cores()
+                ),
+            })?;
         let (tx, rx) = oneshot::channel();
         let mut job = Job::Run(Box::new(move |local: LocalProducer| {
             glommio::spawn_local(async move {
@@ -452,10 +489,7 @@ impl Producer {
 
 impl Inner {
     fn shutdown(&self, timeout: Duration) -> ShutdownReport {
-        let mut done = self
-            .shutdown_done
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut done = self.shutdown_done.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(report) = done.as_ref() {
             return report.clone();
         }
@@ -476,7 +510,9 @@ impl Inner {
         }
         let mut report = ShutdownReport::default();
         if current_core().is_some() {
-            tracing::warn!("Producer::shutdown called on a producer core; not waiting for the cores");
+            tracing::warn!(
+                "Producer::shutdown called on a producer core; not waiting for the cores"
+            );
             *done = Some(report.clone());
             return report;
         }

@@ -12,9 +12,10 @@ use futures_channel::oneshot;
 use crate::config::QueueFullPolicy;
 use crate::engine::core::Shared;
 use crate::engine::inbox::{Inbox, Job, SendReply};
-use std::sync::atomic::Ordering;
 use crate::error::Error;
+use std::sync::atomic::Ordering;
 
+#[allow(clippy::large_enum_variant)]
 enum State {
     /// Refused before queueing.
     Failed(Option<Error>),

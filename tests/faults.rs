@@ -54,7 +54,13 @@ fn non_retryable_code_fails_once() {
 
 #[test]
 fn busy_is_retried_then_succeeds() {
-    let fake = FakeBroker::start(|n| if n < 2 { Action::Reply(2) } else { Action::Reply(0) });
+    let fake = FakeBroker::start(|n| {
+        if n < 2 {
+            Action::Reply(2)
+        } else {
+            Action::Reply(0)
+        }
+    });
     let p = producer_for(&fake.addr, Duration::from_secs(3), Duration::from_secs(1));
     assert!(p.send(Message::new("T", "b")).is_ok());
     assert_eq!(fake.sends.load(std::sync::atomic::Ordering::SeqCst), 3);
@@ -72,7 +78,11 @@ fn retries_are_bounded_by_the_retry_count() {
 #[test]
 fn silent_broker_times_out_within_budget_with_unknown_outcome() {
     let fake = FakeBroker::start(|_| Action::Ignore);
-    let p = producer_for(&fake.addr, Duration::from_millis(800), Duration::from_millis(300));
+    let p = producer_for(
+        &fake.addr,
+        Duration::from_millis(800),
+        Duration::from_millis(300),
+    );
     let started = Instant::now();
     let e = p.send(Message::new("T", "b")).unwrap_err();
     let took = started.elapsed();
@@ -85,7 +95,11 @@ fn silent_broker_times_out_within_budget_with_unknown_outcome() {
 #[test]
 fn garbage_frames_give_protocol_errors_not_panics() {
     let fake = FakeBroker::start(|_| Action::Garbage(vec![0, 0, 0, 8, 9, 9, 9, 9, 1, 2, 3, 4]));
-    let p = producer_for(&fake.addr, Duration::from_secs(2), Duration::from_millis(500));
+    let p = producer_for(
+        &fake.addr,
+        Duration::from_secs(2),
+        Duration::from_millis(500),
+    );
     let e = p.send(Message::new("T", "b")).unwrap_err();
     assert_eq!(e.outcome(), Outcome::Unknown);
     assert!(
@@ -98,14 +112,24 @@ fn garbage_frames_give_protocol_errors_not_panics() {
 #[test]
 fn truncated_frame_then_close_is_a_connection_error() {
     let fake = FakeBroker::start(|_| Action::Garbage(vec![0, 0, 1, 0, 1, 0, 0, 4, 0]));
-    let p = producer_for(&fake.addr, Duration::from_millis(700), Duration::from_millis(200));
+    let p = producer_for(
+        &fake.addr,
+        Duration::from_millis(700),
+        Duration::from_millis(200),
+    );
     let e = p.send(Message::new("T", "b")).unwrap_err();
     assert_eq!(e.outcome(), Outcome::Unknown, "{e}");
 }
 
 #[test]
 fn connection_closed_mid_flight_is_retried_on_a_new_connection() {
-    let fake = FakeBroker::start(|n| if n == 0 { Action::Close } else { Action::Reply(0) });
+    let fake = FakeBroker::start(|n| {
+        if n == 0 {
+            Action::Close
+        } else {
+            Action::Reply(0)
+        }
+    });
     let p = producer_for(&fake.addr, Duration::from_secs(3), Duration::from_secs(1));
     let r = p.send(Message::new("T", "b"));
     assert!(r.is_ok(), "{r:?}");
@@ -149,7 +173,10 @@ fn dead_nameserver_fails_within_budget() {
     let started = Instant::now();
     let e = p.send(Message::new("T", "b")).unwrap_err();
     assert!(
-        matches!(e, Error::NameServerUnavailable { .. } | Error::NoRoute { .. }),
+        matches!(
+            e,
+            Error::NameServerUnavailable { .. } | Error::NoRoute { .. }
+        ),
         "{e}"
     );
     assert!(e.is_retryable());

@@ -12,7 +12,9 @@ use rocketmq_tpc::{Error, LocalProducer, Message, Producer, SendStatus};
 fn varied_messages(topic: &str, n: usize, body_size: usize) -> Vec<Message> {
     (0..n)
         .map(|i| {
-            let body: Vec<u8> = (0..body_size).map(|j| ((i * 31 + j * 7) % 251) as u8).collect();
+            let body: Vec<u8> = (0..body_size)
+                .map(|j| ((i * 31 + j * 7) % 251) as u8)
+                .collect();
             let mut m = Message::new(topic, body).with_flag(i as i32 % 3);
             if i % 2 == 0 {
                 m = m.with_tags(format!("tag{}", i % 5));
@@ -21,7 +23,9 @@ fn varied_messages(topic: &str, n: usize, body_size: usize) -> Vec<Message> {
                 m = m.with_keys([format!("k{i}"), "shared".to_owned()]);
             }
             if i % 4 == 0 {
-                m = m.with_property("order", i.to_string()).with_property("ünï", "cödé");
+                m = m
+                    .with_property("order", i.to_string())
+                    .with_property("ünï", "cödé");
             }
             m
         })
@@ -97,7 +101,10 @@ fn compressed_and_plain_bodies_round_trip() {
         .map(|v| (v[0].body.len(), v[0].sys_flag & 0x1))
         .collect();
     assert_eq!(flags[&999], 0, "below the threshold stays plain");
-    assert_eq!(flags[&1000], 1, "at the threshold is compressed (Java's >=)");
+    assert_eq!(
+        flags[&1000], 1,
+        "at the threshold is compressed (Java's >=)"
+    );
     assert_eq!(flags[&1_000_000], 1);
 }
 
@@ -131,7 +138,10 @@ fn oneway_sends_are_stored() {
         let stored = stored_by_key(&rmq.brokers[0], &topic);
         if stored.len() >= messages.len() || Instant::now() > deadline {
             assert_eq!(stored.len(), messages.len());
-            let by_body: BTreeMap<_, _> = stored.values().map(|v| (v[0].body.clone(), v[0].clone())).collect();
+            let by_body: BTreeMap<_, _> = stored
+                .values()
+                .map(|v| (v[0].body.clone(), v[0].clone()))
+                .collect();
             for m in &messages {
                 let s = &by_body[&m.body];
                 assert_same(m, &s.properties["UNIQ_KEY"], s);
@@ -176,7 +186,10 @@ fn blocking_send_on_a_core_is_refused_not_deadlocked() {
     let producer = common::producer(&rmq.namesrv);
     let p2 = producer.clone();
     let r = producer
-        .run_on_core(0, move |_local| async move { p2.send(Message::new("T", "b")) })
+        .run_on_core(
+            0,
+            move |_local| async move { p2.send(Message::new("T", "b")) },
+        )
         .unwrap()
         .wait()
         .unwrap();
@@ -190,8 +203,13 @@ fn results_report_distinct_offsets_per_queue() {
     let producer = common::producer(&rmq.namesrv);
     let mut seen = std::collections::BTreeSet::new();
     for i in 0..24 {
-        let r = producer.send(Message::new(&topic, format!("m{i}"))).unwrap();
-        assert!(seen.insert((r.queue.queue_id, r.queue_offset)), "offset reused");
+        let r = producer
+            .send(Message::new(&topic, format!("m{i}")))
+            .unwrap();
+        assert!(
+            seen.insert((r.queue.queue_id, r.queue_offset)),
+            "offset reused"
+        );
     }
     let mut remote = Remote::connect(&rmq.brokers[0]);
     let total: i64 = (0..8).map(|q| remote.max_offset(&topic, q)).sum();

@@ -51,6 +51,17 @@ pub(crate) struct ConnCounters {
     pub reads: Cell<u64>,
 }
 
+impl ConnCounters {
+    pub(crate) fn absorb(&self, other: &ConnCounters) {
+        self.writes.set(self.writes.get() + other.writes.get());
+        self.frames_written
+            .set(self.frames_written.get() + other.frames_written.get());
+        self.bytes_written
+            .set(self.bytes_written.get() + other.bytes_written.get());
+        self.reads.set(self.reads.get() + other.reads.get());
+    }
+}
+
 pub(crate) struct Connection {
     peer: String,
     settings: ConnSettings,
@@ -120,10 +131,6 @@ impl Connection {
         self.closed.borrow().is_some()
     }
 
-    pub(crate) fn in_flight(&self) -> usize {
-        self.in_flight.borrow().len()
-    }
-
     /// Queues a request and returns the future of its answer.
     ///
     /// Fails at once (nothing written) when the connection is closed, over its in-flight cap, or
@@ -174,7 +181,9 @@ impl Connection {
             body,
             self.settings.max_frame_bytes,
         )
-        .map_err(|EncodeError::FrameTooLarge { size, limit }| Error::FrameTooLarge { size, limit })?;
+        .map_err(
+            |EncodeError::FrameTooLarge { size, limit }| Error::FrameTooLarge { size, limit },
+        )?;
         let seq = self.queued_seq.get() + 1;
         self.queued_seq.set(seq);
         self.in_flight.borrow_mut().insert(opaque, seq, oneway);

@@ -6,8 +6,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::core::Core;
-use crate::protocol::heartbeat::{heartbeat_body, UnregisterClientHeader};
 use crate::protocol::ext_fields::NoHeader;
+use crate::protocol::heartbeat::{heartbeat_body, UnregisterClientHeader};
 use crate::protocol::RequestCode;
 
 const TICK: Duration = Duration::from_millis(500);
@@ -19,7 +19,12 @@ pub(crate) async fn control_loop(core: Rc<Core>) {
     let mut known_masters = BTreeSet::new();
     loop {
         glommio::timer::sleep(TICK).await;
-        if core.aborting.get() || core.shared.closing.load(std::sync::atomic::Ordering::Relaxed) {
+        if core.aborting.get()
+            || core
+                .shared
+                .closing
+                .load(std::sync::atomic::Ordering::Relaxed)
+        {
             return;
         }
         if last_refresh.elapsed() >= config.route_refresh_interval {
@@ -52,7 +57,9 @@ async fn heartbeat(core: &Rc<Core>, masters: &BTreeSet<String>) {
             .await
         {
             Ok(reply) if reply.code == 0 => tracing::trace!(broker = %addr, "heartbeat ok"),
-            Ok(reply) => tracing::warn!(broker = %addr, code = reply.code, remark = ?reply.remark, "heartbeat refused"),
+            Ok(reply) => {
+                tracing::warn!(broker = %addr, code = reply.code, remark = ?reply.remark, "heartbeat refused")
+            }
             Err(e) => tracing::warn!(broker = %addr, error = %e, "heartbeat failed"),
         }
     }

@@ -65,6 +65,8 @@ pub(crate) struct Core {
     pub permits: Rc<Semaphore>,
     pub aborting: Cell<bool>,
     pub stats: CoreStats,
+    /// Counters of connections that closed (so totals survive reconnects).
+    closed_counters: super::connection::ConnCounters,
 }
 
 impl Core {
@@ -83,6 +85,7 @@ impl Core {
             ns_cursor: Cell::new(0),
             aborting: Cell::new(false),
             stats: CoreStats::default(),
+            closed_counters: Default::default(),
             shared,
         }
     }
@@ -97,9 +100,17 @@ impl Core {
         addr: &str,
         deadline: Instant,
     ) -> Result<Rc<Connection>, Error> {
-        if let Some(conn) = self.connections.borrow().get(addr) {
-            if !conn.is_closed() {
-                return Ok(Rc::clone(conn));
+        let stale = {
+            let connections = self.connections.borrow();
+            match connections.get(addr) {
+                Some(conn) if !conn.is_closed() => return Ok(Rc::clone(conn)),
+                Some(_) => true,
+                None => false,
+            }
+        };
+        if stale {
+            if let Some(old) = self.connections.borrow_mut().remove(addr) {
+                self.closed_counters.absorb(&old.counters);
             }
         }
         if self.aborting.get() {
@@ -159,7 +170,10 @@ impl Core {
         for i in 0..addrs.len() {
             let index = (start + i) % addrs.len();
             let per_try = deadline.min(Instant::now() + self.config().attempt_timeout);
-            match self.round_trip(&addrs[index], code, header, &[], per_try).await {
+            match self
+                .round_trip(&addrs[index], code, header, &[], per_try)
+                .await
+            {
                 Ok(reply) => {
                     self.ns_cursor.set(index);
                     return Ok(reply);
@@ -201,9 +215,11 @@ impl Core {
     ) -> Result<Arc<TopicRoute>, Error> {
         let this = Rc::clone(self);
         let key = topic.to_owned();
-        let flight = self
-            .route_fetches
-            .run(key.clone(), move || async move { this.fetch_route(&key).await });
+        let flight =
+            self.route_fetches.run(
+                key.clone(),
+                move || async move { this.fetch_route(&key).await },
+            );
         until(deadline, flight).await.unwrap_or_else(|| {
             Err(Error::NoRoute {
                 topic: topic.to_owned(),
@@ -230,7 +246,11 @@ impl Core {
             reason,
         };
         let reply = self
-            .nameserver_request(RequestCode::GetRouteInfoByTopic, &[("topic", topic)], deadline)
+            .nameserver_request(
+                RequestCode::GetRouteInfoByTopic,
+                &[("topic", topic)],
+                deadline,
+            )
             .await?;
         let route = match ResponseCode::from_i32(reply.code) {
             ResponseCode::Success => {
@@ -266,7 +286,9 @@ impl Core {
             }
         };
         if route.queues.is_empty() {
-            return Err(no_route("the route has no writable queue on a master broker".into()));
+            return Err(no_route(
+                "the route has no writable queue on a master broker".into(),
+            ));
         }
         if self.shared.routes.update(topic, route) {
             tracing::debug!(core = self.index, topic, "route updated");
@@ -281,6 +303,29 @@ impl Core {
     pub(crate) fn close_all(&self, reason: &str) {
         for conn in self.connections.borrow().values() {
             conn.close(reason, false);
+        }
+    }
+
+    /// Copies this core's counters out (runs on the core).
+    pub(crate) fn snapshot(&self) -> crate::stats::CoreStatsSnapshot {
+        let conns = self.open_connections();
+        let sum = |f: &dyn Fn(&Connection) -> u64| conns.iter().map(|c| f(c)).sum::<u64>();
+        crate::stats::CoreStatsSnapshot {
+            core: self.index,
+            started: self.stats.started.get(),
+            acked: self.stats.acked.get(),
+            failed: self.stats.failed.get(),
+            failed_by_kind: self.stats.failed_by_kind.borrow().clone(),
+            retries: self.stats.retries.get(),
+            in_flight: self.core_config.max_inflight as u64 - self.permits.available(),
+            connections: conns.len(),
+            writes: self.closed_counters.writes.get() + sum(&|c| c.counters.writes.get()),
+            frames_written: self.closed_counters.frames_written.get()
+                + sum(&|c| c.counters.frames_written.get()),
+            bytes_written: self.closed_counters.bytes_written.get()
+                + sum(&|c| c.counters.bytes_written.get()),
+            reads: self.closed_counters.reads.get() + sum(&|c| c.counters.reads.get()),
+            latency_us: self.stats.latency_us.borrow().clone(),
         }
     }
 
@@ -420,7 +465,11 @@ async fn stop_core(core: &Rc<Core>) -> CoreReport {
         );
         core.aborting.set(true);
         core.close_all("the producer shut down before an answer arrived");
-        let _ = until(Instant::now() + Duration::from_secs(2), core.permits.acquire(all)).await;
+        let _ = until(
+            Instant::now() + Duration::from_secs(2),
+            core.permits.acquire(all),
+        )
+        .await;
     } else {
         core.permits.signal(all);
     }

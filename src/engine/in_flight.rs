@@ -68,12 +68,10 @@ impl InFlight {
     pub(crate) fn complete(&mut self, opaque: i32, response: RemotingCommand) -> bool {
         match self.slots.get_mut(&opaque) {
             Some(slot) if !slot.oneway => {
-                if let SlotState::Waiting(waker) =
+                if let SlotState::Waiting(Some(waker)) =
                     std::mem::replace(&mut slot.state, SlotState::Done(Ok(Some(response))))
                 {
-                    if let Some(w) = waker {
-                        w.wake();
-                    }
+                    waker.wake();
                 }
                 true
             }

@@ -75,9 +75,9 @@ pub(crate) fn next_unique_id(client_ip: Option<IpAddr>) -> String {
 pub(crate) fn prepare(
     message: Message,
     config: &ProducerConfig,
-) -> Result<PreparedMessage, (Error, Message)> {
+) -> Result<PreparedMessage, Box<(Error, Message)>> {
     if let Err(e) = message.validate(config.max_message_size) {
-        return Err((e, message));
+        return Err(Box::new((e, message)));
     }
     let uniq_key = next_unique_id(config.client_ip);
     let mut props = String::with_capacity(64);
@@ -93,7 +93,11 @@ pub(crate) fn prepare(
     properties::push_property(
         &mut props,
         keys::WAIT,
-        if message.wait_store_ok { "true" } else { "false" },
+        if message.wait_store_ok {
+            "true"
+        } else {
+            "false"
+        },
     );
     if message.delay_level > 0 {
         let mut digits = itoa::Buffer::new();
@@ -105,7 +109,7 @@ pub(crate) fn prepare(
             "the encoded properties are {} bytes, over the broker's {MAX_PROPERTIES_BYTES}-byte limit",
             props.len()
         );
-        return Err((Error::InvalidMessage { reason }, message));
+        return Err(Box::new((Error::InvalidMessage { reason }, message)));
     }
     let mut flags = 0;
     let body = if message.body.len() >= config.compress_over {
@@ -151,7 +155,10 @@ mod tests {
         assert_eq!(map["UNIQ_KEY"], p.uniq_key);
         assert_eq!(p.uniq_key.len(), 32);
         assert_eq!(p.sys_flag, 0x301);
-        assert_eq!(compression::decompress(&p.body, 1000).unwrap(), vec![b'a'; 100]);
+        assert_eq!(
+            compression::decompress(&p.body, 1000).unwrap(),
+            vec![b'a'; 100]
+        );
         let small = prepare(Message::new("T", "tiny"), &config()).unwrap();
         assert_eq!(small.sys_flag, 0);
         assert_ne!(small.uniq_key, p.uniq_key);
@@ -159,7 +166,7 @@ mod tests {
 
     #[test]
     fn refused_message_comes_back() {
-        let (err, back) = prepare(Message::new("bad topic", "x"), &config()).unwrap_err();
+        let (err, back) = *prepare(Message::new("bad topic", "x"), &config()).unwrap_err();
         assert!(matches!(err, Error::InvalidMessage { .. }));
         assert_eq!(back.topic, "bad topic");
         let huge = Message::new("T", "x").with_property("big", "v".repeat(40_000));

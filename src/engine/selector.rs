@@ -32,10 +32,7 @@ impl QueueSelector {
         }
         let position = match self.positions.get_mut(topic) {
             Some(p) => p,
-            None => self
-                .positions
-                .entry(topic.to_owned())
-                .or_insert(self.seed),
+            None => self.positions.entry(topic.to_owned()).or_insert(self.seed),
         };
         if let Some(avoid) = avoid_broker {
             for _ in 0..queues.len() {
@@ -87,7 +84,10 @@ mod tests {
             queues: r.queues[..2].to_vec(),
             ..r.clone()
         };
-        assert_eq!(&*s.select("T", &only_a, Some("a")).unwrap().broker_name, "a");
+        assert_eq!(
+            &*s.select("T", &only_a, Some("a")).unwrap().broker_name,
+            "a"
+        );
         let empty = TopicRoute {
             queues: vec![],
             ..r

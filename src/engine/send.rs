@@ -56,14 +56,23 @@ pub(crate) async fn send_message(
             }));
         }
         if attempts >= max_attempts || Instant::now() >= deadline {
-            break Err(exhausted(started, deadline, attempts, any_unknown, last_error));
+            break Err(exhausted(
+                started,
+                deadline,
+                attempts,
+                any_unknown,
+                last_error,
+            ));
         }
         if attempts > 0 {
             core.stats.retries.set(core.stats.retries.get() + 1);
             if last_error.as_ref().and_then(Error::response_code) == Some(ResponseCode::SystemBusy)
             {
                 let pause = BUSY_BACKOFF * attempts;
-                if until(deadline, glommio::timer::sleep(pause)).await.is_none() {
+                if until(deadline, glommio::timer::sleep(pause))
+                    .await
+                    .is_none()
+                {
                     continue;
                 }
             }
@@ -111,10 +120,8 @@ pub(crate) async fn send_message(
             Ok(None) => break Ok(None),
             Err(e) => {
                 any_unknown |= e.outcome() == Outcome::Unknown;
-                let refresh = matches!(
-                    e,
-                    Error::Connection { .. } | Error::Protocol { .. }
-                ) || e.response_code() == Some(ResponseCode::TopicNotExist);
+                let refresh = matches!(e, Error::Connection { .. } | Error::Protocol { .. })
+                    || e.response_code() == Some(ResponseCode::TopicNotExist);
                 if refresh {
                     core.schedule_refresh(topic);
                 }
@@ -127,10 +134,11 @@ pub(crate) async fn send_message(
             }
         }
     };
-    match &result {
-        Ok(_) => core.stats.acked.set(core.stats.acked.get() + 1),
-        Err(_) => core.stats.failed.set(core.stats.failed.get() + 1),
-    }
+    core.stats.record(
+        result.is_ok(),
+        result.as_ref().err().map(Error::kind),
+        started.elapsed().as_micros() as u64,
+    );
     result
 }
 

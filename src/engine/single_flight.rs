@@ -41,7 +41,9 @@ impl<K: Hash + Eq + Clone + 'static, V: Clone + 'static> SingleFlight<K, V> {
                     result: RefCell::new(None),
                     waiters: RefCell::new(Vec::new()),
                 });
-                self.flights.borrow_mut().insert(key.clone(), flight.clone());
+                self.flights
+                    .borrow_mut()
+                    .insert(key.clone(), flight.clone());
                 let fut = work();
                 let this = Rc::clone(self);
                 let leader = flight.clone();

@@ -1,12 +1,46 @@
-//! Per-core counters: plain `Cell`s written only by their core, read on demand.
+//! Per-core counters: plain `Cell`s written only by their core, copied out on demand.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
 
 /// Counters of one core.
-#[derive(Debug, Default)]
 pub(crate) struct CoreStats {
     pub started: Cell<u64>,
     pub acked: Cell<u64>,
     pub failed: Cell<u64>,
     pub retries: Cell<u64>,
+    pub failed_by_kind: RefCell<BTreeMap<&'static str, u64>>,
+    /// Send latency in microseconds (whole send, retries included).
+    pub latency_us: RefCell<Histogram<u64>>,
+}
+
+impl Default for CoreStats {
+    fn default() -> Self {
+        CoreStats {
+            started: Cell::new(0),
+            acked: Cell::new(0),
+            failed: Cell::new(0),
+            retries: Cell::new(0),
+            failed_by_kind: RefCell::new(BTreeMap::new()),
+            latency_us: RefCell::new(
+                Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
+            ),
+        }
+    }
+}
+
+impl CoreStats {
+    pub(crate) fn record(&self, ok: bool, kind: Option<&'static str>, micros: u64) {
+        if ok {
+            self.acked.set(self.acked.get() + 1);
+        } else {
+            self.failed.set(self.failed.get() + 1);
+            if let Some(kind) = kind {
+                *self.failed_by_kind.borrow_mut().entry(kind).or_insert(0) += 1;
+            }
+        }
+        let _ = self.latency_us.borrow_mut().record(micros.max(1));
+    }
 }

@@ -44,8 +44,8 @@ impl LanguageCode {
     pub const RUST: LanguageCode = LanguageCode(12);
 
     const NAMES: [&'static str; 14] = [
-        "JAVA", "CPP", "DOTNET", "PYTHON", "DELPHI", "ERLANG", "RUBY", "OTHER", "HTTP", "GO", "PHP",
-        "OMS", "RUST", "NODE_JS",
+        "JAVA", "CPP", "DOTNET", "PYTHON", "DELPHI", "ERLANG", "RUBY", "OTHER", "HTTP", "GO",
+        "PHP", "OMS", "RUST", "NODE_JS",
     ];
 
     /// The enum name used in JSON headers.

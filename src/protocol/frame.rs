@@ -194,8 +194,19 @@ mod tests {
     fn golden_binary_frame() {
         // Protocol notes §1: RemotingCommand.encode with RocketMQSerializable.
         let expected = hex(&[
-            "00000025", "01000021", "0069", "00", "0197", "00000001", "00000000", "00000000",
-            "0000000c", "0005", "746f706963", "00000001", "54",
+            "00000025",
+            "01000021",
+            "0069",
+            "00",
+            "0197",
+            "00000001",
+            "00000000",
+            "00000000",
+            "0000000c",
+            "0005",
+            "746f706963",
+            "00000001",
+            "54",
         ]
         .concat());
         assert_eq!(&route_request(HeaderEncoding::Binary)[..], &expected[..]);
@@ -254,10 +265,10 @@ mod tests {
     #[test]
     fn bad_prefixes_are_malformed() {
         for bad in [
-            hex("0000000300000000"),             // length < 4
-            hex("7fffffff00000000"),             // length over the limit
-            hex("0000000802000000"),             // serialize type 2
-            hex("0000000800000010"),             // header longer than frame
+            hex("0000000300000000"), // length < 4
+            hex("7fffffff00000000"), // length over the limit
+            hex("0000000802000000"), // serialize type 2
+            hex("0000000800000010"), // header longer than frame
         ] {
             let mut buf = BytesMut::from(&bad[..]);
             assert!(decode(&mut buf, MAX_FRAME_BYTES).is_err(), "{bad:02x?}");

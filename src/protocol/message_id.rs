@@ -161,7 +161,10 @@ mod tests {
     #[test]
     fn month_start() {
         let t = days_from_civil(2024, 2, 29) * 86_400_000 + 5;
-        assert_eq!(start_of_month_millis(t), days_from_civil(2024, 2, 1) * 86_400_000);
+        assert_eq!(
+            start_of_month_millis(t),
+            days_from_civil(2024, 2, 1) * 86_400_000
+        );
         assert_eq!(start_of_month_millis(0), 0);
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         assert_eq!(civil_from_days(19_723), (2024, 1, 1));

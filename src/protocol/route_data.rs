@@ -83,8 +83,8 @@ where
 
 /// Parses route JSON, accepting both quoted and bare numeric object keys.
 pub fn parse(body: &[u8]) -> Result<TopicRouteData, DecodeError> {
-    let text = std::str::from_utf8(body)
-        .map_err(|_| DecodeError::malformed("route JSON", "not UTF-8"))?;
+    let text =
+        std::str::from_utf8(body).map_err(|_| DecodeError::malformed("route JSON", "not UTF-8"))?;
     let fixed = quote_bare_numeric_keys(text);
     serde_json::from_str(&fixed).map_err(|e| DecodeError::malformed("route JSON", e.to_string()))
 }
@@ -180,7 +180,10 @@ mod tests {
         // fastjson NoneStringKeyTest form, as 4.9.3 NameServers send it.
         let legacy = r#"{"brokerDatas":[{"brokerAddrs":{0:"172.168.0.104:10911", -1 :"x:1"},"brokerName":"b","cluster":"c"}],"queueDatas":[{"brokerName":"b","perm":6,"readQueueNums":4,"topicSynFlag":0,"writeQueueNums":4}]}"#;
         let route = parse(legacy.as_bytes()).unwrap();
-        assert_eq!(route.broker_datas[0].master_addr(), Some("172.168.0.104:10911"));
+        assert_eq!(
+            route.broker_datas[0].master_addr(),
+            Some("172.168.0.104:10911")
+        );
         assert_eq!(route.broker_datas[0].broker_addrs[&-1], "x:1");
     }
 

@@ -182,7 +182,10 @@ mod tests {
         };
         crate::protocol::header_binary::encode(&mut out, &head, &header());
         // RocketMQSerializable.writeStr(short key, int value) per field, after the 21-byte fixed part.
-        assert_eq!(&out[21..21 + 2 + 1 + 4 + 2], &[0, 1, b'a', 0, 0, 0, 2, b'P', b'G']);
+        assert_eq!(
+            &out[21..21 + 2 + 1 + 4 + 2],
+            &[0, 1, b'a', 0, 0, 0, 2, b'P', b'G']
+        );
     }
 
     #[test]

@@ -39,7 +39,10 @@ impl SendMessageResponseHeader {
             DecodeError::malformed("send response", format!("queueId {queue_id} out of range"))
         })?;
         Ok(SendMessageResponseHeader {
-            msg_id: command.ext("msgId").ok_or_else(|| missing("msgId"))?.to_owned(),
+            msg_id: command
+                .ext("msgId")
+                .ok_or_else(|| missing("msgId"))?
+                .to_owned(),
             queue_id,
             queue_offset: number("queueOffset")?,
             transaction_id: command.ext("transactionId").map(str::to_owned),

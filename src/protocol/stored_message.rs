@@ -65,8 +65,16 @@ pub fn decode_all(mut data: Bytes, max_body: usize) -> Result<Vec<StoredMessage>
         let _physical_offset = rec.get_i64();
         let sys_flag_value = rec.get_i32();
         let born_timestamp = rec.get_i64();
-        let born_host = if sys_flag_value & BORNHOST_V6 != 0 { 20 } else { 8 };
-        let store_host = if sys_flag_value & STOREHOST_V6 != 0 { 20 } else { 8 };
+        let born_host = if sys_flag_value & BORNHOST_V6 != 0 {
+            20
+        } else {
+            8
+        };
+        let store_host = if sys_flag_value & STOREHOST_V6 != 0 {
+            20
+        } else {
+            8
+        };
         need(&rec, born_host + 8 + store_host + 4 + 8 + 4)?;
         rec.advance(born_host);
         let _store_timestamp = rec.get_i64();

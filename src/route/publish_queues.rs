@@ -83,10 +83,12 @@ pub fn from_route(data: TopicRouteData) -> TopicRoute {
         let Some((name, _)) = masters.get_key_value(qd.broker_name.as_str()) else {
             continue;
         };
-        queues.extend((0..qd.write_queue_nums.max(0)).map(|queue_id| PublishQueue {
-            broker_name: name.clone(),
-            queue_id,
-        }));
+        queues.extend(
+            (0..qd.write_queue_nums.max(0)).map(|queue_id| PublishQueue {
+                broker_name: name.clone(),
+                queue_id,
+            }),
+        );
     }
     TopicRoute {
         queues,
@@ -100,7 +102,10 @@ pub fn from_route(data: TopicRouteData) -> TopicRoute {
 /// Builds a not-yet-existing topic's queues from the default topic's route, each broker's queue
 /// counts clamped to `min(default_topic_queue_nums, readQueueNums)` (Java
 /// `DefaultMQProducerImpl.tryToFindTopicPublishInfo` → `updateTopicRouteInfoFromNameServer(..., isDefault)`).
-pub fn from_default_topic(mut default_route: TopicRouteData, default_topic_queue_nums: i32) -> TopicRoute {
+pub fn from_default_topic(
+    mut default_route: TopicRouteData,
+    default_topic_queue_nums: i32,
+) -> TopicRoute {
     for qd in &mut default_route.queue_datas {
         let nums = default_topic_queue_nums.min(qd.read_queue_nums);
         qd.read_queue_nums = nums;

@@ -52,7 +52,13 @@ impl FakeBroker {
     }
 }
 
-fn reply(stream: &mut TcpStream, request: &RemotingCommand, code: i32, fields: &[(&str, &str)], body: &[u8]) {
+fn reply(
+    stream: &mut TcpStream,
+    request: &RemotingCommand,
+    code: i32,
+    fields: &[(&str, &str)],
+    body: &[u8],
+) {
     let mut cmd = RemotingCommand::response_to(request, code, 407);
     for (k, v) in fields {
         cmd.push_ext(*k, *v);
@@ -66,7 +72,12 @@ fn reply(stream: &mut TcpStream, request: &RemotingCommand, code: i32, fields: &
     let _ = stream.write_all(&out);
 }
 
-fn serve(mut stream: TcpStream, addr: &str, sends: &AtomicU64, script: &(dyn Fn(u64) -> Action + Send + Sync)) {
+fn serve(
+    mut stream: TcpStream,
+    addr: &str,
+    sends: &AtomicU64,
+    script: &(dyn Fn(u64) -> Action + Send + Sync),
+) {
     let mut buf = BytesMut::new();
     let mut chunk = [0u8; 65536];
     loop {

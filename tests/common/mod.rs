@@ -60,7 +60,10 @@ pub fn start_local(brokers: usize) -> LocalRocketmq {
     };
     LocalRocketmq {
         namesrv: value("NAMESRV_ADDR"),
-        brokers: value("BROKER_ADDRS").split(';').map(str::to_owned).collect(),
+        brokers: value("BROKER_ADDRS")
+            .split(';')
+            .map(str::to_owned)
+            .collect(),
     }
 }
 

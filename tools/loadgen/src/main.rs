@@ -1,1 +1,411 @@
-fn main() {}
+//! `loadgen`: throughput and latency of rocketmq-tpc against a real cluster, the local real
+//! broker, or the in-process null broker.
+
+mod cli;
+mod cpu;
+mod target;
+mod workers;
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use rocketmq_tpc::{CoreSelection, LocalProducer, Producer, ProducerConfig};
+
+use cli::{Args, Mode};
+use target::Target;
+use workers::{Live, Outcome, Plan};
+
+fn main() {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                std::process::exit(0);
+            }
+            let text = e.to_string();
+            let line = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments");
+            eprintln!("loadgen: {}", line.trim_start_matches("error: "));
+            std::process::exit(2);
+        }
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "error".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    match run(args) {
+        Ok(code) => std::process::exit(code),
+        Err(message) => {
+            eprintln!("loadgen: {message}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn available_cpus() -> Vec<usize> {
+    glommio::CpuSet::online()
+        .map(|set| set.into_iter().map(|l| l.cpu).collect())
+        .unwrap_or_else(|_| vec![0])
+}
+
+fn run(args: Args) -> Result<i32, String> {
+    if args.size == 0 || args.size > rocketmq_tpc::config::DEFAULT_MAX_MESSAGE_SIZE {
+        return Err(format!(
+            "--size {} must be between 1 and {} bytes",
+            args.size,
+            rocketmq_tpc::config::DEFAULT_MAX_MESSAGE_SIZE
+        ));
+    }
+    if args.inflight == 0 {
+        return Err("--inflight must be at least 1".into());
+    }
+    let mut cores = cli::parse_cores(&args.cores)?;
+    let cpus = available_cpus();
+    let target = if args.sink {
+        let sink_cpu = *cpus.last().expect("at least one CPU");
+        if let CoreSelection::Count(n) = cores {
+            let others: Vec<usize> = cpus.iter().copied().filter(|c| *c != sink_cpu).collect();
+            if others.len() >= n {
+                cores = CoreSelection::List(others[..n].to_vec());
+            }
+        }
+        Target::Sink(rocketmq_tpc::sink::NullBroker::start(sink_cpu, 8).map_err(|e| e.to_string())?)
+    } else if let Some(addrs) = &args.namesrv {
+        for a in addrs.split(';') {
+            if rocketmq_tpc::config::split_host_port(a).is_none() {
+                return Err(format!("--namesrv {a:?} is not host:port"));
+            }
+        }
+        Target::Cluster(addrs.clone())
+    } else {
+        target::start_local()?
+    };
+    let core_count = match &cores {
+        CoreSelection::Count(n) => *n,
+        CoreSelection::List(l) => l.len(),
+        CoreSelection::All => cpus.len(),
+    };
+    let threads = args
+        .threads
+        .unwrap_or(if args.mode == Mode::Sync { 16 } else { 0 });
+    let mut config = ProducerConfig {
+        producer_group: "loadgen".into(),
+        namesrv_addrs: target.namesrv().split(';').map(str::to_owned).collect(),
+        send_timeout: Duration::from_millis(args.timeout_ms),
+        cores,
+        ..Default::default()
+    };
+    if let Some(c) = args.compress_over {
+        config.compress_over = c;
+    }
+    config.core.max_inflight = config
+        .core
+        .max_inflight
+        .max(args.inflight * (threads.max(1)));
+    let producer = Producer::builder()
+        .config(config)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let topic = args
+        .topic
+        .clone()
+        .unwrap_or_else(|| format!("loadgen_{}", std::process::id()));
+    rocketmq_tpc::message::validate_topic(&topic).map_err(|e| e.to_string())?;
+    // Warm-up: fetch the route (and create the topic) before the clock starts.
+    producer
+        .send(rocketmq_tpc::Message::new(topic.clone(), "warm-up"))
+        .map_err(|e| {
+            format!(
+                "cannot send to {} ({}): {e}",
+                target.namesrv(),
+                target.name()
+            )
+        })?;
+
+    let duration = args.duration.unwrap_or(if args.messages.is_some() {
+        Duration::from_secs(3600)
+    } else {
+        Duration::from_secs(10)
+    });
+    let workers = if threads > 0 { threads } else { core_count };
+    let started = Instant::now();
+    let plan = Plan {
+        mode: args.mode,
+        topic,
+        body: bytes::Bytes::from(vec![b'x'; args.size]),
+        tags: args.tags.clone(),
+        keys: args.keys.clone(),
+        messages: None,
+        until: started + duration,
+        inflight: args.inflight,
+        rate: args.rate.map(|r| r as f64 / workers as f64),
+        started,
+    };
+    let cpu_before = cpu::self_cpu_s();
+    let producer_cpu_before = cpu::threads_cpu_s("rmq-tpc-");
+    let broker_cpu_before = target.broker_cpu_s();
+    let lives: Vec<Arc<Live>> = (0..workers).map(|_| Arc::new(Live::default())).collect();
+    let share = |i: usize| {
+        args.messages
+            .map(|m| m / workers as u64 + u64::from((i as u64) < m % workers as u64))
+    };
+    let mut handles: Vec<Box<dyn FnOnce() -> Result<Outcome, String>>> = Vec::new();
+    if threads > 0 {
+        for (i, live) in lives.iter().enumerate() {
+            let (p, mut plan, live) = (producer.clone(), plan.clone(), live.clone());
+            plan.messages = share(i);
+            let h = std::thread::spawn(move || workers::thread_worker(p, plan, live));
+            handles.push(Box::new(move || {
+                h.join().map_err(|_| "a worker thread panicked".to_string())
+            }));
+        }
+    } else {
+        for (i, live) in lives.iter().enumerate() {
+            let (mut plan, live) = (plan.clone(), live.clone());
+            plan.messages = share(i);
+            let h = producer
+                .run_on_core(i, move |local: LocalProducer| {
+                    workers::core_worker(local, plan, live)
+                })
+                .map_err(|e| e.to_string())?;
+            handles.push(Box::new(move || h.wait().map_err(|e| e.to_string())));
+        }
+    }
+    progress(&producer, &lives, started, &handles);
+    let mut outcomes = Vec::new();
+    for h in handles {
+        outcomes.push(h()?);
+    }
+    let elapsed = started.elapsed();
+    let cpu_s = cpu::self_cpu_s() - cpu_before;
+    let producer_cpu_s = cpu::threads_cpu_s("rmq-tpc-") - producer_cpu_before;
+    let broker_cpu_s = target
+        .broker_cpu_s()
+        .zip(broker_cpu_before)
+        .map(|(a, b)| a - b);
+    let stats = producer.stats().ok();
+    producer.shutdown(Duration::from_secs(5));
+    let report = Report::new(
+        &args,
+        &target,
+        core_count,
+        threads,
+        elapsed,
+        outcomes,
+        cpu_s,
+        producer_cpu_s,
+        broker_cpu_s,
+        stats,
+    );
+    report.print(args.json);
+    if let Some(rate) = args.rate {
+        if report.msgs_per_s < rate as f64 * 0.95 {
+            eprintln!(
+                "loadgen: WARNING: --rate {rate} was not reached (achieved {:.0} msg/s); latency includes the backlog",
+                report.msgs_per_s
+            );
+        }
+    }
+    if report.sent != report.acked + report.failed {
+        eprintln!(
+            "loadgen: LEDGER MISMATCH: sent {} != acked {} + failed {}: messages without an outcome!",
+            report.sent, report.acked, report.failed
+        );
+        return Ok(3);
+    }
+    Ok(0)
+}
+
+fn progress(
+    producer: &Producer,
+    lives: &[Arc<Live>],
+    started: Instant,
+    _handles: &[Box<dyn FnOnce() -> Result<Outcome, String>>],
+) {
+    let tty = std::io::stderr().is_terminal();
+    let total = |f: fn(&Live) -> u64| lives.iter().map(|l| f(l)).sum::<u64>();
+    let mut last = (Instant::now(), 0u64);
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let sent = total(|l| l.sent.load(std::sync::atomic::Ordering::Relaxed));
+        let acked = total(|l| l.acked.load(std::sync::atomic::Ordering::Relaxed));
+        let failed = total(|l| l.failed.load(std::sync::atomic::Ordering::Relaxed));
+        let done = sent == acked + failed
+            && producer.stats().map(|s| s.in_flight() == 0).unwrap_or(true)
+            && lives_finished(lives, sent);
+        if last.0.elapsed() >= Duration::from_secs(1) || done {
+            let rate = (acked + failed - last.1) as f64 / last.0.elapsed().as_secs_f64();
+            let p99 = producer
+                .stats()
+                .map(|s| s.latency_us().value_at_quantile(0.99))
+                .unwrap_or(0);
+            let line = format!(
+                "[{:6.1}s] acked {acked} failed {failed} in flight {} | {rate:.0} msg/s | p99 {p99} µs",
+                started.elapsed().as_secs_f64(),
+                sent - acked - failed
+            );
+            if tty {
+                eprint!("\r{line}\x1b[K");
+            } else {
+                eprintln!("{line}");
+            }
+            last = (Instant::now(), acked + failed);
+        }
+        if done {
+            if tty {
+                eprintln!();
+            }
+            return;
+        }
+    }
+}
+
+/// Workers are done when nothing is outstanding and the count stopped moving for a moment.
+fn lives_finished(lives: &[Arc<Live>], sent: u64) -> bool {
+    std::thread::sleep(Duration::from_millis(20));
+    let again: u64 = lives
+        .iter()
+        .map(|l| l.sent.load(std::sync::atomic::Ordering::Relaxed))
+        .sum();
+    again == sent
+}
+
+struct Report {
+    fields: serde_json::Map<String, serde_json::Value>,
+    sent: u64,
+    acked: u64,
+    failed: u64,
+    msgs_per_s: f64,
+}
+
+impl Report {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        args: &Args,
+        target: &Target,
+        cores: usize,
+        threads: usize,
+        elapsed: Duration,
+        outcomes: Vec<Outcome>,
+        cpu_s: f64,
+        producer_cpu_s: f64,
+        broker_cpu_s: Option<f64>,
+        stats: Option<rocketmq_tpc::ProducerStats>,
+    ) -> Report {
+        let mut latency = workers::new_histogram();
+        let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+        let (mut sent, mut acked, mut failed) = (0, 0, 0);
+        for o in outcomes {
+            sent += o.sent;
+            acked += o.acked;
+            failed += o.failed;
+            let _ = latency.add(&o.latency_us);
+            for (k, v) in o.errors {
+                *errors.entry(k).or_insert(0) += v;
+            }
+        }
+        let secs = elapsed.as_secs_f64();
+        let msgs_per_s = (acked + failed) as f64 / secs;
+        let mb_per_s = acked as f64 * args.size as f64 / secs / 1_000_000.0;
+        let per_msg = |cpu: f64| {
+            if acked > 0 {
+                cpu * 1e6 / acked as f64
+            } else {
+                0.0
+            }
+        };
+        let q = |p: f64| latency.value_at_quantile(p);
+        let mut f = serde_json::Map::new();
+        let mut put = |k: &str, v: serde_json::Value| {
+            f.insert(k.to_owned(), v);
+        };
+        put("mode", args.mode.name().into());
+        put("target", target.name().into());
+        put("size", args.size.into());
+        put("cores", cores.into());
+        put("threads", threads.into());
+        put("inflight", args.inflight.into());
+        put("sent", sent.into());
+        put("acked", acked.into());
+        put("failed", failed.into());
+        put("elapsed_s", round(secs, 3).into());
+        put("msgs_per_s", round(msgs_per_s, 0).into());
+        put("mb_per_s", round(mb_per_s, 2).into());
+        put("p50_us", q(0.5).into());
+        put("p90_us", q(0.9).into());
+        put("p99_us", q(0.99).into());
+        put("p999_us", q(0.999).into());
+        put("max_us", latency.max().into());
+        put("cpu_s", round(cpu_s, 3).into());
+        put("cpu_us_per_msg", round(per_msg(cpu_s), 3).into());
+        put("producer_cpu_s", round(producer_cpu_s, 3).into());
+        put(
+            "producer_cpu_us_per_msg",
+            round(per_msg(producer_cpu_s), 3).into(),
+        );
+        if let Some(b) = broker_cpu_s {
+            put("broker_cpu_s", round(b, 3).into());
+            put("broker_cpu_us_per_msg", round(per_msg(b), 3).into());
+        }
+        if let Some(s) = &stats {
+            put("frames_per_write", round(s.frames_per_write(), 2).into());
+            put(
+                "retries",
+                s.cores.iter().map(|c| c.retries).sum::<u64>().into(),
+            );
+        }
+        if let Some(r) = args.rate {
+            put("rate", r.into());
+        }
+        put(
+            "errors",
+            serde_json::Value::Object(errors.into_iter().map(|(k, v)| (k, v.into())).collect()),
+        );
+        put(
+            "latency_note",
+            (if args.mode == Mode::Oneway {
+                "oneway: acked = written to the socket; latency = until written"
+            } else {
+                "per message, from submission (or intended send time with --rate) to outcome"
+            })
+            .into(),
+        );
+        Report {
+            fields: f,
+            sent,
+            acked,
+            failed,
+            msgs_per_s,
+        }
+    }
+
+    fn print(&self, json: bool) {
+        if json {
+            println!("{}", serde_json::Value::Object(self.fields.clone()));
+            return;
+        }
+        println!("loadgen summary");
+        for (k, v) in &self.fields {
+            let v = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            println!("  {k:<26} {v}");
+        }
+    }
+}
+
+fn round(v: f64, digits: i32) -> f64 {
+    let m = 10f64.powi(digits);
+    (v * m).round() / m
+}

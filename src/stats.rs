@@ -1,0 +1,80 @@
+//! [`ProducerStats`]: a snapshot of every core's counters, merged on demand.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+
+/// Counters of one core at the moment of the snapshot.
+#[derive(Debug, Clone)]
+pub struct CoreStatsSnapshot {
+    /// Core index.
+    pub core: usize,
+    /// Messages whose send started on this core.
+    pub started: u64,
+    /// Messages that got a `SendResult` (or, oneway, were written).
+    pub acked: u64,
+    /// Messages that got an error.
+    pub failed: u64,
+    /// Failures by [`crate::Error::kind`].
+    pub failed_by_kind: BTreeMap<&'static str, u64>,
+    /// Attempts after the first.
+    pub retries: u64,
+    /// Sends in progress.
+    pub in_flight: u64,
+    /// Open connections.
+    pub connections: usize,
+    /// `send(2)` calls made by this core's connections.
+    pub writes: u64,
+    /// Frames those writes carried.
+    pub frames_written: u64,
+    /// Bytes written.
+    pub bytes_written: u64,
+    /// `recv(2)` calls that returned data.
+    pub reads: u64,
+    /// Send latency (microseconds, retries included).
+    pub latency_us: Histogram<u64>,
+}
+
+/// Counters of the whole producer.
+#[derive(Debug, Clone)]
+pub struct ProducerStats {
+    /// Per core.
+    pub cores: Vec<CoreStatsSnapshot>,
+}
+
+impl ProducerStats {
+    /// Sum of `acked` over all cores.
+    pub fn acked(&self) -> u64 {
+        self.cores.iter().map(|c| c.acked).sum()
+    }
+
+    /// Sum of `failed` over all cores.
+    pub fn failed(&self) -> u64 {
+        self.cores.iter().map(|c| c.failed).sum()
+    }
+
+    /// Sum of `in_flight` over all cores.
+    pub fn in_flight(&self) -> u64 {
+        self.cores.iter().map(|c| c.in_flight).sum()
+    }
+
+    /// Latency of all cores merged.
+    pub fn latency_us(&self) -> Histogram<u64> {
+        let mut merged = Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
+        for core in &self.cores {
+            let _ = merged.add(&core.latency_us);
+        }
+        merged
+    }
+
+    /// Frames per `send(2)` over all cores (how well writes coalesce).
+    pub fn frames_per_write(&self) -> f64 {
+        let writes: u64 = self.cores.iter().map(|c| c.writes).sum();
+        let frames: u64 = self.cores.iter().map(|c| c.frames_written).sum();
+        if writes == 0 {
+            0.0
+        } else {
+            frames as f64 / writes as f64
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Command-line options.
+
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// What kind of send each message uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Blocking sends from application threads (`--threads`).
+    Sync,
+    /// Pipelined sends (`--inflight` outstanding per worker).
+    Async,
+    /// Fire-and-forget: counted as acked once written to the socket.
+    Oneway,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Sync => "sync",
+            Mode::Async => "async",
+            Mode::Oneway => "oneway",
+        }
+    }
+}
+
+/// Load generator for rocketmq-tpc.
+///
+/// With no --namesrv it starts a local real RocketMQ (tools/rocketmq-local, installed on first
+/// use) and stops it at the end; --sink measures against the in-process null broker instead.
+#[derive(Debug, Parser)]
+#[command(name = "loadgen", version)]
+pub struct Args {
+    /// NameServer address(es) of a real cluster, `host:port[;host:port]`.
+    #[arg(long, conflicts_with = "sink")]
+    pub namesrv: Option<String>,
+    /// Use the in-process null broker (acks instantly, stores nothing) on the last CPU.
+    #[arg(long)]
+    pub sink: bool,
+    /// Topic (default: a fresh `loadgen_<pid>` topic, auto-created through TBW102).
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Send mode.
+    #[arg(long, value_enum, default_value_t = Mode::Async)]
+    pub mode: Mode,
+    /// Body size in bytes.
+    #[arg(long, default_value_t = 128, value_parser = parse_size)]
+    pub size: usize,
+    /// Stop after this many messages (default: run for --duration).
+    #[arg(long)]
+    pub messages: Option<u64>,
+    /// Run this many seconds (default 10 when --messages is not given).
+    #[arg(long, value_parser = parse_secs)]
+    pub duration: Option<Duration>,
+    /// Producer cores: a count (`2`) or a CPU list (`0,1`).
+    #[arg(long, default_value = "1")]
+    pub cores: String,
+    /// Outstanding sends per worker (async/oneway).
+    #[arg(long, default_value_t = 256)]
+    pub inflight: usize,
+    /// Application threads submitting from outside the cores (sync default 16; async/oneway
+    /// default 0 = submit from the cores themselves with no hop).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Open-loop rate in messages/s over all workers (latency from the intended send time).
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Tag set on every message.
+    #[arg(long)]
+    pub tags: Option<String>,
+    /// Key set on every message (suffixed with the message number).
+    #[arg(long)]
+    pub keys: Option<String>,
+    /// Compress bodies of at least this many bytes.
+    #[arg(long, value_parser = parse_size)]
+    pub compress_over: Option<usize>,
+    /// Print exactly one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Send timeout per message in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    pub timeout_ms: u64,
+}
+
+fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let (num, mult) = if let Some(n) = t.strip_suffix("kib").or(t.strip_suffix('k')) {
+        (n, 1024)
+    } else if let Some(n) = t.strip_suffix("mib").or(t.strip_suffix('m')) {
+        (n, 1024 * 1024)
+    } else {
+        (t.as_str(), 1)
+    };
+    let n: usize = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 128, 1k, 64KiB)"))?;
+    Ok(n * mult)
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .trim()
+        .trim_end_matches('s')
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err(format!("{s:?} must be above zero"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// `2` → first two CPUs; `0,1` → those CPUs.
+pub fn parse_cores(s: &str) -> Result<rocketmq_tpc::CoreSelection, String> {
+    let s = s.trim();
+    if s.contains(',') {
+        let cpus: Result<Vec<usize>, _> = s.split(',').map(|c| c.trim().parse()).collect();
+        return cpus
+            .map(rocketmq_tpc::CoreSelection::List)
+            .map_err(|_| format!("--cores {s:?}: expected a count or a CPU list like 0,1"));
+    }
+    match s.parse::<usize>() {
+        Ok(0) | Err(_) => Err(format!(
+            "--cores {s:?}: expected a count ≥ 1 or a CPU list like 0,1"
+        )),
+        Ok(n) => Ok(rocketmq_tpc::CoreSelection::Count(n)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_cores() {
+        assert_eq!(parse_size("128").unwrap(), 128);
+        assert_eq!(parse_size("1k").unwrap(), 1024);
+        assert_eq!(parse_size("64KiB").unwrap(), 65536);
+        assert!(parse_size("x").is_err());
+        assert_eq!(
+            parse_cores("2").unwrap(),
+            rocketmq_tpc::CoreSelection::Count(2)
+        );
+        assert_eq!(
+            parse_cores("0,1").unwrap(),
+            rocketmq_tpc::CoreSelection::List(vec![0, 1])
+        );
+        assert!(parse_cores("0").is_err());
+        assert!(parse_secs("0").is_err());
+        assert_eq!(parse_secs("1.5").unwrap(), Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn flags_parse() {
+        let a = Args::try_parse_from([
+            "loadgen", "--sink", "--mode", "oneway", "--size", "1k", "--json",
+        ])
+        .unwrap();
+        assert!(a.sink && a.json);
+        assert_eq!(a.mode, Mode::Oneway);
+        assert!(Args::try_parse_from(["loadgen", "--sink", "--namesrv", "x:1"]).is_err());
+        assert!(Args::try_parse_from(["loadgen", "--bogus"]).is_err());
+    }
+}
