@@ -59,6 +59,29 @@ pub enum QueueFullPolicy {
     Fail,
 }
 
+/// Automatic batching: messages for one topic arriving close together on a core are sent as one
+/// SEND_BATCH_MESSAGE; every caller still gets its own result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutoBatch {
+    /// How long an open batch waits for more messages. 0 (default) = only what is already
+    /// waiting on the core joins, so batching never adds latency.
+    pub linger: Duration,
+    /// Most messages per batch (default 256).
+    pub max_messages: usize,
+    /// Most encoded bytes per batch (default 1 MiB; must stay under the broker's 4 MiB).
+    pub max_bytes: usize,
+}
+
+impl Default for AutoBatch {
+    fn default() -> Self {
+        AutoBatch {
+            linger: Duration::ZERO,
+            max_messages: 256,
+            max_bytes: 1024 * 1024,
+        }
+    }
+}
+
 /// Settings of one producer core.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoreConfig {
@@ -75,6 +98,8 @@ pub struct CoreConfig {
     pub max_inflight_per_connection: usize,
     /// Busy-poll this long before parking an idle core (default 50 µs).
     pub spin_before_park: Duration,
+    /// Automatic batching (default off).
+    pub auto_batch: Option<AutoBatch>,
 }
 
 impl Default for CoreConfig {
@@ -86,6 +111,7 @@ impl Default for CoreConfig {
             max_inflight: DEFAULT_MAX_INFLIGHT,
             max_inflight_per_connection: DEFAULT_MAX_INFLIGHT_PER_CONNECTION,
             spin_before_park: DEFAULT_SPIN_BEFORE_PARK,
+            auto_batch: None,
         }
     }
 }
@@ -229,6 +255,17 @@ impl ProducerConfig {
             || core.ring_depth == 0
         {
             return bad("core capacities (inbox, in-flight, ring depth) must be above zero".into());
+        }
+        if let Some(batch) = &core.auto_batch {
+            if batch.max_messages == 0 || batch.max_bytes == 0 {
+                return bad("core.auto_batch limits must be above zero".into());
+            }
+            if batch.max_bytes > self.max_message_size {
+                return bad(format!(
+                    "core.auto_batch.max_bytes {} is over max_message_size {}",
+                    batch.max_bytes, self.max_message_size
+                ));
+            }
         }
         if let CoreSelection::Count(0) = self.cores {
             return bad("cores must be at least 1".into());

@@ -68,7 +68,7 @@ pub mod send_result;
 pub mod sink;
 pub mod stats;
 
-pub use config::{CoreConfig, CoreSelection, ProducerConfig, QueueFullPolicy};
+pub use config::{AutoBatch, CoreConfig, CoreSelection, ProducerConfig, QueueFullPolicy};
 pub use error::{Error, Outcome};
 pub use local_producer::LocalProducer;
 pub use message::Message;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::engine::core::{current_core, Core};
 use crate::engine::inbox::SendMode;
-use crate::engine::prepared::prepare;
+use crate::engine::prepared::{prepare, prepare_batch, Outgoing, Reply};
 use crate::engine::send::send_message;
 use crate::error::Error;
 use crate::message::Message;
@@ -72,9 +72,29 @@ impl LocalProducer {
         message: Message,
         timeout: Duration,
     ) -> Result<SendResult, Error> {
-        self.run(message, SendMode::Async, timeout)
-            .await
-            .map(|r| r.expect("a two-way send always has a result"))
+        match self.run(message, SendMode::Async, timeout).await? {
+            Reply::One(result) => Ok(result),
+            Reply::Batch(mut results) if results.len() == 1 => Ok(results.remove(0)),
+            other => unreachable!("a single send got {other:?}"),
+        }
+    }
+
+    /// Sends `messages` as one batch; see [`crate::Producer::send_batch`] for the rules.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidMessage`] when the batch breaks a rule, else any send error.
+    pub async fn send_batch(&self, messages: Vec<Message>) -> Result<Vec<SendResult>, Error> {
+        let deadline = Instant::now() + self.core.shared.config.send_timeout;
+        let batch = prepare_batch(messages, &self.core.shared.config)?;
+        match self
+            .dispatch(Outgoing::Batch(batch), SendMode::Async, deadline)
+            .await?
+        {
+            Reply::Batch(results) => Ok(results),
+            Reply::One(result) => Ok(vec![result]),
+            Reply::Written => unreachable!("a batch is never oneway"),
+        }
     }
 
     /// Sends without waiting for the broker: resolves once the request is written to the socket.
@@ -97,7 +117,7 @@ impl LocalProducer {
         message: Message,
         mode: SendMode,
         timeout: Duration,
-    ) -> Result<Option<SendResult>, Error> {
+    ) -> Result<Reply, Error> {
         let deadline = Instant::now() + timeout;
         if self.core.aborting.get()
             || self
@@ -112,6 +132,21 @@ impl LocalProducer {
             });
         }
         let prepared = prepare(message, &self.core.shared.config).map_err(|refused| refused.0)?;
+        self.dispatch(Outgoing::One(prepared), mode, deadline).await
+    }
+
+    async fn dispatch(
+        &self,
+        outgoing: Outgoing,
+        mode: SendMode,
+        deadline: Instant,
+    ) -> Result<Reply, Error> {
+        if self.core.aborting.get() {
+            return Err(Error::ShutDown {
+                message: outgoing.into_message().map(Box::new),
+                outcome: crate::Outcome::NotStored,
+            });
+        }
         let permit = match crate::engine::deadline::until(
             deadline,
             self.core.permits.acquire_static_permit(1),
@@ -121,11 +156,29 @@ impl LocalProducer {
             Some(Ok(permit)) => permit,
             _ => {
                 return Err(Error::QueueFull {
-                    message: Some(Box::new(prepared.original)),
+                    message: outgoing.into_message().map(Box::new),
                 })
             }
         };
-        let result = send_message(&self.core, &prepared, mode, deadline).await;
+        let outgoing = match (outgoing, self.core.batcher.as_ref()) {
+            (Outgoing::One(message), Some(batcher)) if mode != SendMode::Oneway => {
+                let (reply, answer) = futures_channel::oneshot::channel();
+                let item = crate::engine::batcher::BatchItem {
+                    message,
+                    reply,
+                    deadline,
+                    permit,
+                };
+                crate::engine::batcher::add(&self.core, batcher, item);
+                return answer.await.unwrap_or_else(|_| {
+                    Err(Error::CoreStopped {
+                        reason: "the batch was dropped without an outcome".into(),
+                    })
+                });
+            }
+            (other, _) => other,
+        };
+        let result = send_message(&self.core, &outgoing, mode, deadline).await;
         drop(permit);
         result
     }

@@ -14,7 +14,7 @@ use crate::config::{CoreSelection, ProducerConfig, QueueFullPolicy};
 use crate::engine::connection::ConnSettings;
 use crate::engine::core::{current_core, spawn_core, CoreReport, Shared};
 use crate::engine::inbox::{Inbox, Job, SendMode};
-use crate::engine::prepared::{prepare, random_u32};
+use crate::engine::prepared::{prepare, prepare_batch, random_u32, Outgoing, Reply};
 use crate::error::{Error, Outcome};
 use crate::local_producer::LocalProducer;
 use crate::message::Message;
@@ -298,7 +298,7 @@ impl Producer {
                 reason: "blocking send called on a producer core; use LocalProducer there".into(),
             });
         }
-        self.submit(message, SendMode::Sync, &options, some_result)
+        self.submit(message, SendMode::Sync, &options, one_result)
             .wait()
     }
 
@@ -313,7 +313,7 @@ impl Producer {
             message,
             SendMode::Async,
             &SendOptions::default(),
-            some_result,
+            one_result,
         )
     }
 
@@ -323,7 +323,52 @@ impl Producer {
         message: Message,
         options: SendOptions,
     ) -> SendFuture<SendResult> {
-        self.submit(message, SendMode::Async, &options, some_result)
+        self.submit(message, SendMode::Async, &options, one_result)
+    }
+
+    /// Sends `messages` as one SEND_BATCH_MESSAGE (Java `DefaultMQProducer.send(Collection)`):
+    /// one topic, no delay level, no retry topic, one wait-store flag, at most
+    /// `max_message_size` encoded. Each message gets its own id and offset in the result. When
+    /// the bodies together reach `compress_over`, every inner body is zlib-compressed.
+    ///
+    /// Errors (and retries) apply to the whole batch.
+    pub fn send_batch(&self, messages: Vec<Message>) -> SendFuture<Vec<SendResult>> {
+        self.send_batch_with(messages, SendOptions::default())
+    }
+
+    /// [`Producer::send_batch`] with per-call options.
+    pub fn send_batch_with(
+        &self,
+        messages: Vec<Message>,
+        options: SendOptions,
+    ) -> SendFuture<Vec<SendResult>> {
+        let shared = &self.inner.shared;
+        let deadline = Instant::now() + options.timeout.unwrap_or(shared.config.send_timeout);
+        let slot = &self.inner.cores[self.pick_core(&options)];
+        slot.inbox.enter();
+        if shared.closing.load(Ordering::SeqCst) {
+            slot.inbox.leave();
+            return SendFuture::failed(
+                Error::ShutDown {
+                    message: None,
+                    outcome: Outcome::NotStored,
+                },
+                batch_results,
+            );
+        }
+        match prepare_batch(messages, &shared.config) {
+            Ok(batch) => self.enqueue(
+                slot,
+                Outgoing::Batch(batch),
+                SendMode::Async,
+                deadline,
+                batch_results,
+            ),
+            Err(e) => {
+                slot.inbox.leave();
+                SendFuture::failed(e, batch_results)
+            }
+        }
     }
 
     /// Sends without a broker answer: the future resolves `Ok(())` once the request is written
@@ -349,7 +394,7 @@ impl Producer {
         message: Message,
         mode: SendMode,
         options: &SendOptions,
-        map: fn(Option<SendResult>) -> T,
+        map: fn(Reply) -> T,
     ) -> SendFuture<T> {
         let shared = &self.inner.shared;
         let deadline = Instant::now() + options.timeout.unwrap_or(shared.config.send_timeout);
@@ -367,13 +412,26 @@ impl Producer {
             );
         }
         let prepared = match prepare(message, &shared.config) {
-            Ok(p) => p,
+            Ok(p) => Outgoing::One(p),
             Err(refused) => {
                 let (e, _) = *refused;
                 slot.inbox.leave();
                 return SendFuture::failed(e, map);
             }
         };
+        self.enqueue(slot, prepared, mode, deadline, map)
+    }
+
+    /// Pushes a prepared request. Called counted in (after `inbox.enter()`); counts out.
+    fn enqueue<T>(
+        &self,
+        slot: &CoreSlot,
+        prepared: Outgoing,
+        mode: SendMode,
+        deadline: Instant,
+        map: fn(Reply) -> T,
+    ) -> SendFuture<T> {
+        let shared = &self.inner.shared;
         let (reply_tx, reply_rx) = oneshot::channel();
         let job = Job::Send {
             message: prepared,
@@ -387,7 +445,7 @@ impl Producer {
             Err(Job::Send { message, .. }) if shared.config.queue_full == QueueFullPolicy::Fail => {
                 SendFuture::failed(
                     Error::QueueFull {
-                        message: Some(Box::new(message.original)),
+                        message: message.into_message().map(Box::new),
                     },
                     map,
                 )
@@ -530,7 +588,7 @@ impl Inner {
                 report.refused_after_stop += 1;
                 if let Job::Send { message, reply, .. } = job {
                     let _ = reply.send(Err(Error::ShutDown {
-                        message: Some(Box::new(message.original)),
+                        message: message.into_message().map(Box::new),
                         outcome: Outcome::NotStored,
                     }));
                 }
@@ -543,8 +601,20 @@ impl Inner {
     }
 }
 
-fn some_result(result: Option<SendResult>) -> SendResult {
-    result.expect("a two-way send always has a result")
+fn one_result(reply: Reply) -> SendResult {
+    match reply {
+        Reply::One(result) => result,
+        Reply::Batch(mut results) if results.len() == 1 => results.remove(0),
+        other => unreachable!("a single send got {other:?}"),
+    }
+}
+
+fn batch_results(reply: Reply) -> Vec<SendResult> {
+    match reply {
+        Reply::Batch(results) => results,
+        Reply::One(result) => vec![result],
+        Reply::Written => unreachable!("a batch send is never oneway"),
+    }
 }
 
 impl Drop for Inner {

@@ -12,6 +12,7 @@ use futures_channel::oneshot;
 use crate::config::QueueFullPolicy;
 use crate::engine::core::Shared;
 use crate::engine::inbox::{Inbox, Job, SendReply};
+use crate::engine::prepared::Reply;
 use crate::error::Error;
 use std::sync::atomic::Ordering;
 
@@ -41,11 +42,11 @@ enum State {
 #[must_use = "a SendFuture reports the outcome only when awaited or waited on"]
 pub struct SendFuture<T> {
     state: State,
-    map: fn(Option<crate::SendResult>) -> T,
+    map: fn(Reply) -> T,
 }
 
 impl<T> SendFuture<T> {
-    pub(crate) fn failed(error: Error, map: fn(Option<crate::SendResult>) -> T) -> Self {
+    pub(crate) fn failed(error: Error, map: fn(Reply) -> T) -> Self {
         SendFuture {
             state: State::Failed(Some(error)),
             map,
@@ -59,7 +60,7 @@ impl<T> SendFuture<T> {
         deadline: Instant,
         policy: QueueFullPolicy,
         reply: oneshot::Receiver<SendReply>,
-        map: fn(Option<crate::SendResult>) -> T,
+        map: fn(Reply) -> T,
     ) -> Self {
         SendFuture {
             state: State::Queueing {
@@ -112,7 +113,7 @@ impl<T> Future for SendFuture<T> {
                     if shared.closing.load(Ordering::SeqCst) {
                         inbox.leave();
                         let message = match pending {
-                            Job::Send { message, .. } => Some(Box::new(message.original)),
+                            Job::Send { message, .. } => message.into_message().map(Box::new),
                             Job::Run(_) => None,
                         };
                         self.state = State::Done;
@@ -131,7 +132,9 @@ impl<T> Future for SendFuture<T> {
                         Err(back) => {
                             if *policy == QueueFullPolicy::Fail || Instant::now() >= *deadline {
                                 let message = match back {
-                                    Job::Send { message, .. } => Some(Box::new(message.original)),
+                                    Job::Send { message, .. } => {
+                                        message.into_message().map(Box::new)
+                                    }
                                     Job::Run(_) => None,
                                 };
                                 self.state = State::Done;
@@ -165,10 +168,7 @@ impl<T> Future for SendFuture<T> {
 }
 
 impl<T> SendFuture<T> {
-    pub(crate) fn queueing_done(
-        reply: oneshot::Receiver<SendReply>,
-        map: fn(Option<crate::SendResult>) -> T,
-    ) -> Self {
+    pub(crate) fn queueing_done(reply: oneshot::Receiver<SendReply>, map: fn(Reply) -> T) -> Self {
         SendFuture {
             state: State::Waiting(reply),
             map,

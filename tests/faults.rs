@@ -266,3 +266,35 @@ fn oneway_resolves_once_written() {
     let p = producer_for(&fake.addr, Duration::from_secs(3), Duration::from_secs(1));
     p.send_oneway(Message::new("T", "b")).wait().unwrap();
 }
+
+#[test]
+fn a_rejected_batch_fails_every_message_in_it() {
+    let fake = FakeBroker::start(|_| Action::Reply(13));
+    let p = producer_for(&fake.addr, Duration::from_secs(3), Duration::from_secs(1));
+    let e = p
+        .send_batch(vec![Message::new("T", "a"), Message::new("T", "b")])
+        .wait()
+        .unwrap_err();
+    assert_eq!(e.response_code(), Some(ResponseCode::MessageIllegal));
+}
+
+#[test]
+fn auto_batched_messages_share_the_batch_error_each_once() {
+    let fake = FakeBroker::start(|_| Action::Reply(13));
+    let mut config = common::config(&fake.addr);
+    config.core.auto_batch = Some(rocketmq_tpc::AutoBatch {
+        linger: Duration::from_millis(5),
+        ..Default::default()
+    });
+    let p = Producer::builder().config(config).build().unwrap();
+    let futures: Vec<_> = (0..100)
+        .map(|i| p.send_async(Message::new("T", format!("m{i}"))))
+        .collect();
+    for f in futures {
+        assert_eq!(
+            f.wait().unwrap_err().response_code(),
+            Some(ResponseCode::MessageIllegal)
+        );
+    }
+    assert!(fake.sends.load(std::sync::atomic::Ordering::SeqCst) < 100);
+}

@@ -215,3 +215,143 @@ fn results_report_distinct_offsets_per_queue() {
     let total: i64 = (0..8).map(|q| remote.max_offset(&topic, q)).sum();
     assert_eq!(total, 24);
 }
+
+#[test]
+fn explicit_batch_is_stored_message_for_message() {
+    let rmq = common::rocketmq();
+    let topic = common::topic("batch");
+    let producer = common::producer(&rmq.namesrv);
+    let messages = varied_messages(&topic, 64, 80);
+    let results = producer.send_batch(messages.clone()).wait().expect("batch");
+    assert_eq!(results.len(), 64);
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r.queue_offset, results[0].queue_offset + i as i64);
+        assert_eq!(r.queue.queue_id, results[0].queue.queue_id);
+        assert_eq!(r.offset_msg_id.len(), 32);
+    }
+    let sent: Vec<_> = messages
+        .into_iter()
+        .zip(results)
+        .map(|(m, r)| (m, r.msg_id))
+        .collect();
+    assert_all_stored(&topic, &sent);
+}
+
+#[test]
+fn compressed_batch_is_stored_and_decompresses() {
+    let rmq = common::rocketmq();
+    let topic = common::topic("zbatch");
+    let mut config = common::config(&rmq.namesrv);
+    config.compress_over = 1000;
+    let producer = Producer::builder().config(config).build().unwrap();
+    let messages = varied_messages(&topic, 10, 300);
+    let results = producer.send_batch(messages.clone()).wait().expect("batch");
+    let sent: Vec<_> = messages
+        .into_iter()
+        .zip(results)
+        .map(|(m, r)| (m, r.msg_id))
+        .collect();
+    assert_all_stored(&topic, &sent);
+    let stored = stored_by_key(&rmq.brokers[0], &topic);
+    assert!(
+        stored.values().all(|v| v[0].sys_flag & 1 == 1),
+        "inner messages stored compressed"
+    );
+}
+
+#[test]
+fn invalid_batches_are_refused_before_sending() {
+    let rmq = common::rocketmq();
+    let producer = common::producer(&rmq.namesrv);
+    let mixed = vec![Message::new("A", "1"), Message::new("B", "2")];
+    assert!(matches!(
+        producer.send_batch(mixed).wait(),
+        Err(Error::InvalidMessage { .. })
+    ));
+    let delayed = vec![Message::new("A", "1").with_delay_level(3)];
+    assert!(matches!(
+        producer.send_batch(delayed).wait(),
+        Err(Error::InvalidMessage { .. })
+    ));
+    // Over 4 MiB encoded (compression off, so the size counts as is).
+    let mut config = common::config(&rmq.namesrv);
+    config.compress_over = usize::MAX;
+    let plain = Producer::builder().config(config).build().unwrap();
+    let huge = vec![
+        Message::new("A", vec![1u8; 3 << 20]),
+        Message::new("A", vec![2u8; 3 << 20]),
+    ];
+    assert!(matches!(
+        plain.send_batch(huge).wait(),
+        Err(Error::InvalidMessage { .. })
+    ));
+}
+
+#[test]
+fn auto_batching_gives_every_caller_its_own_result() {
+    let rmq = common::rocketmq();
+    let topic = common::topic("auto");
+    let mut config = common::config(&rmq.namesrv);
+    config.core.auto_batch = Some(rocketmq_tpc::AutoBatch {
+        linger: Duration::from_millis(2),
+        max_messages: 50,
+        ..Default::default()
+    });
+    let producer = Producer::builder().config(config).build().unwrap();
+    let messages = varied_messages(&topic, 400, 60);
+    let futures: Vec<_> = messages
+        .iter()
+        .map(|m| producer.send_async(m.clone()))
+        .collect();
+    let sent: Vec<_> = futures
+        .into_iter()
+        .zip(messages)
+        .map(|(f, m)| (m, f.wait().expect("auto-batched send").msg_id))
+        .collect();
+    let ids: std::collections::BTreeSet<_> = sent.iter().map(|(_, id)| id.clone()).collect();
+    assert_eq!(ids.len(), 400);
+    let stats = producer.stats().unwrap();
+    let frames: u64 = stats.cores.iter().map(|c| c.frames_written).sum();
+    assert!(
+        frames < 400,
+        "{frames} frames for 400 messages: nothing was batched"
+    );
+    assert_all_stored(&topic, &sent);
+}
+
+#[test]
+fn auto_batching_from_a_core_with_zero_linger() {
+    let rmq = common::rocketmq();
+    let topic = common::topic("autolocal");
+    let mut config = common::config(&rmq.namesrv);
+    config.core.auto_batch = Some(rocketmq_tpc::AutoBatch::default());
+    config.compress_over = 200;
+    let producer = Producer::builder().config(config).build().unwrap();
+    // Mixed sizes: compressed and plain messages go in separate batches.
+    let messages: Vec<Message> = (0..200)
+        .map(|i| varied_messages(&topic, 1, if i % 3 == 0 { 500 } else { 20 }).remove(0))
+        .collect();
+    let to_send = messages.clone();
+    let ids = producer
+        .run_on_core(0, move |local: LocalProducer| async move {
+            let sends = to_send.into_iter().map(|m| {
+                let local = local.clone();
+                glommio::spawn_local(async move { local.send(m).await })
+            });
+            let tasks: Vec<_> = sends.collect();
+            let mut ids = Vec::new();
+            for t in tasks {
+                ids.push(t.await.map(|r| r.msg_id));
+            }
+            ids
+        })
+        .unwrap()
+        .wait()
+        .unwrap();
+    let sent: Vec<_> = messages
+        .into_iter()
+        .zip(ids)
+        .map(|(m, id)| (m, id.expect("send")))
+        .collect();
+    assert_all_stored(&topic, &sent);
+}

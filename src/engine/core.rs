@@ -18,9 +18,11 @@ use std::time::{Duration, Instant};
 use glommio::sync::Semaphore;
 use glommio::{LocalExecutorBuilder, Placement};
 
+use super::batcher::BatchItem;
 use super::connection::{failure_to_error, ConnSettings, Connection};
 use super::deadline::until;
-use super::inbox::{Inbox, Job};
+use super::inbox::{Inbox, Job, SendMode};
+use super::prepared::Outgoing;
 use super::selector::QueueSelector;
 use super::send::send_message;
 use super::single_flight::SingleFlight;
@@ -65,6 +67,8 @@ pub(crate) struct Core {
     pub permits: Rc<Semaphore>,
     pub aborting: Cell<bool>,
     pub stats: CoreStats,
+    /// Open automatic batches, when auto-batching is on.
+    pub batcher: Option<super::batcher::Batcher>,
     /// Counters of connections that closed (so totals survive reconnects).
     closed_counters: super::connection::ConnCounters,
 }
@@ -72,10 +76,10 @@ pub(crate) struct Core {
 impl Core {
     fn new(index: usize, shared: Arc<Shared>) -> Self {
         let core_config = shared.config.core.clone();
+        let batcher = core_config.auto_batch.map(super::batcher::Batcher::new);
         Core {
             index,
             permits: Rc::new(Semaphore::new(core_config.max_inflight as u64)),
-            core_config,
             connections: RefCell::new(HashMap::new()),
             connects: Rc::new(SingleFlight::new()),
             route_fetches: Rc::new(SingleFlight::new()),
@@ -84,7 +88,9 @@ impl Core {
             )),
             ns_cursor: Cell::new(0),
             aborting: Cell::new(false),
+            core_config,
             stats: CoreStats::default(),
+            batcher,
             closed_counters: Default::default(),
             shared,
         }
@@ -431,13 +437,26 @@ async fn run_core(index: usize, shared: Arc<Shared>, inbox: Arc<Inbox>) -> CoreR
                         continue;
                     }
                 };
-                let core = Rc::clone(&core);
-                glommio::spawn_local(async move {
-                    let result = send_message(&core, &message, mode, deadline).await;
-                    drop(permit);
-                    let _ = reply.send(result);
-                })
-                .detach();
+                match (message, core.batcher.as_ref()) {
+                    (Outgoing::One(message), Some(batcher)) if mode != SendMode::Oneway => {
+                        let item = BatchItem {
+                            message,
+                            reply,
+                            deadline,
+                            permit,
+                        };
+                        super::batcher::add(&core, batcher, item);
+                    }
+                    (message, _) => {
+                        let core = Rc::clone(&core);
+                        glommio::spawn_local(async move {
+                            let result = send_message(&core, &message, mode, deadline).await;
+                            drop(permit);
+                            let _ = reply.send(result);
+                        })
+                        .detach();
+                    }
+                }
             }
             Job::Run(f) => f(LocalProducer::from_core(Rc::clone(&core))),
         }

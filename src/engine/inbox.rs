@@ -17,10 +17,9 @@ use atomic_waker::AtomicWaker;
 use crossbeam_queue::ArrayQueue;
 use futures_channel::oneshot;
 
-use super::prepared::PreparedMessage;
+use super::prepared::{Outgoing, Reply};
 use crate::error::Error;
 use crate::local_producer::LocalProducer;
-use crate::send_result::SendResult;
 
 /// How a send wants its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,8 +32,8 @@ pub(crate) enum SendMode {
     Oneway,
 }
 
-/// What a send resolves to: a result, or `None` for oneway.
-pub(crate) type SendReply = Result<Option<SendResult>, Error>;
+/// What a send resolves to.
+pub(crate) type SendReply = Result<Reply, Error>;
 
 /// One unit of work for a core.
 ///
@@ -43,7 +42,7 @@ pub(crate) type SendReply = Result<Option<SendResult>, Error>;
 pub(crate) enum Job {
     /// Send a prepared message.
     Send {
-        message: PreparedMessage,
+        message: Outgoing,
         mode: SendMode,
         deadline: Instant,
         reply: oneshot::Sender<SendReply>,

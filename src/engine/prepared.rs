@@ -13,6 +13,7 @@ use bytes::Bytes;
 use crate::config::ProducerConfig;
 use crate::error::Error;
 use crate::message::Message;
+use crate::protocol::batch;
 use crate::protocol::compression::{self, sys_flag};
 use crate::protocol::message_id::UniqueIdGenerator;
 use crate::protocol::properties::{self, keys, MAX_PROPERTIES_BYTES};
@@ -71,15 +72,9 @@ pub(crate) fn next_unique_id(client_ip: Option<IpAddr>) -> String {
     })
 }
 
-/// Validates and prepares `message`; on failure the message comes back with the error.
-pub(crate) fn prepare(
-    message: Message,
-    config: &ProducerConfig,
-) -> Result<PreparedMessage, Box<(Error, Message)>> {
-    if let Err(e) = message.validate(config.max_message_size) {
-        return Err(Box::new((e, message)));
-    }
-    let uniq_key = next_unique_id(config.client_ip);
+/// The properties string of `message` with its unique id (Java `messageProperties2String` after
+/// `sendKernelImpl` set `UNIQ_KEY`), or why it cannot be sent.
+fn encode_properties(message: &Message, uniq_key: &str) -> Result<String, Error> {
     let mut props = String::with_capacity(64);
     for (name, value) in &message.properties {
         properties::push_property(&mut props, name, value);
@@ -103,17 +98,37 @@ pub(crate) fn prepare(
         let mut digits = itoa::Buffer::new();
         properties::push_property(&mut props, keys::DELAY, digits.format(message.delay_level));
     }
-    properties::push_property(&mut props, keys::UNIQ_KEY, &uniq_key);
+    properties::push_property(&mut props, keys::UNIQ_KEY, uniq_key);
     if props.len() > MAX_PROPERTIES_BYTES {
-        let reason = format!(
-            "the encoded properties are {} bytes, over the broker's {MAX_PROPERTIES_BYTES}-byte limit",
-            props.len()
-        );
-        return Err(Box::new((Error::InvalidMessage { reason }, message)));
+        return Err(Error::InvalidMessage {
+            reason: format!(
+                "the encoded properties are {} bytes, over the broker's {MAX_PROPERTIES_BYTES}-byte limit",
+                props.len()
+            ),
+        });
     }
+    Ok(props)
+}
+
+/// sysFlag of a zlib-compressed body (COMPRESSED + type ZLIB, as the Java 4.9.4+ producer sets).
+pub(crate) const ZLIB_SYS_FLAG: i32 = sys_flag::COMPRESSED | sys_flag::COMPRESSION_ZLIB;
+
+/// Validates and prepares `message`; on failure the message comes back with the error.
+pub(crate) fn prepare(
+    message: Message,
+    config: &ProducerConfig,
+) -> Result<PreparedMessage, Box<(Error, Message)>> {
+    if let Err(e) = message.validate(config.max_message_size) {
+        return Err(Box::new((e, message)));
+    }
+    let uniq_key = next_unique_id(config.client_ip);
+    let props = match encode_properties(&message, &uniq_key) {
+        Ok(p) => p,
+        Err(e) => return Err(Box::new((e, message))),
+    };
     let mut flags = 0;
     let body = if message.body.len() >= config.compress_over {
-        flags |= sys_flag::COMPRESSED | sys_flag::COMPRESSION_ZLIB;
+        flags |= ZLIB_SYS_FLAG;
         Bytes::from(compression::compress(&message.body, config.compress_level))
     } else {
         message.body.clone()
@@ -125,6 +140,164 @@ pub(crate) fn prepare(
         properties: props,
         uniq_key,
     })
+}
+
+/// A SEND_BATCH_MESSAGE ready to go: its messages, their ids and the encoded body
+/// (Java `MessageBatch` + `MessageDecoder.encodeMessages`).
+#[derive(Debug, Clone)]
+pub(crate) struct PreparedBatch {
+    pub topic: String,
+    pub uniq_keys: Vec<String>,
+    pub body: Bytes,
+    pub sys_flag: i32,
+    /// Wrapper properties: `WAIT` only, like the 4.9.7 client (accepted by 4.9.x and 5.x).
+    pub properties: String,
+}
+
+fn wrapper_properties(wait: bool) -> String {
+    properties::encode([(keys::WAIT, if wait { "true" } else { "false" })])
+}
+
+/// Checks the Java batch rules (`MessageBatch.generateFromList`, `DefaultMQProducer.batch`).
+fn check_batch_rules(messages: &[Message], config: &ProducerConfig) -> Result<(), Error> {
+    let invalid = |reason: String| Err(Error::InvalidMessage { reason });
+    let Some(first) = messages.first() else {
+        return invalid("a batch needs at least one message".into());
+    };
+    for (i, m) in messages.iter().enumerate() {
+        m.validate(config.max_message_size)
+            .map_err(|e| Error::InvalidMessage {
+                reason: format!("message {i} of the batch: {e}"),
+            })?;
+        if m.topic != first.topic {
+            return invalid(format!(
+                "message {i} of the batch is for topic {}, the batch is for {}",
+                m.topic, first.topic
+            ));
+        }
+        if m.delay_level > 0 {
+            return invalid(format!(
+                "message {i} of the batch has a delay level; batches cannot be delayed"
+            ));
+        }
+        if m.wait_store_ok != first.wait_store_ok {
+            return invalid(format!(
+                "message {i} of the batch has another wait-store flag than the first"
+            ));
+        }
+    }
+    if first.topic.starts_with("%RETRY%") {
+        return invalid("batches cannot be sent to a retry topic".into());
+    }
+    Ok(())
+}
+
+/// Prepares an explicit batch: every message gets its own unique id; when the bodies together
+/// reach `compress_over`, every inner body is zlib-compressed and the wrapper says so.
+pub(crate) fn prepare_batch(
+    messages: Vec<Message>,
+    config: &ProducerConfig,
+) -> Result<PreparedBatch, Error> {
+    check_batch_rules(&messages, config)?;
+    let total: usize = messages.iter().map(|m| m.body.len()).sum();
+    let compress = total >= config.compress_over;
+    let mut body = bytes::BytesMut::with_capacity(total + messages.len() * 96);
+    let mut uniq_keys = Vec::with_capacity(messages.len());
+    for m in &messages {
+        let uniq_key = next_unique_id(config.client_ip);
+        let props = encode_properties(m, &uniq_key)?;
+        if compress {
+            let packed = compression::compress(&m.body, config.compress_level);
+            batch::encode_record(&mut body, m.flag, &packed, &props);
+        } else {
+            batch::encode_record(&mut body, m.flag, &m.body, &props);
+        }
+        uniq_keys.push(uniq_key);
+    }
+    if body.len() > config.max_message_size {
+        return Err(Error::InvalidMessage {
+            reason: format!(
+                "the batch encodes to {} bytes, over the {}-byte maximum",
+                body.len(),
+                config.max_message_size
+            ),
+        });
+    }
+    let first = &messages[0];
+    Ok(PreparedBatch {
+        topic: first.topic.clone(),
+        properties: wrapper_properties(first.wait_store_ok),
+        sys_flag: if compress { ZLIB_SYS_FLAG } else { 0 },
+        body: body.freeze(),
+        uniq_keys,
+    })
+}
+
+/// Joins already prepared messages (same topic, same compression, same wait flag) into one batch.
+pub(crate) fn join_prepared(messages: Vec<PreparedMessage>) -> PreparedBatch {
+    let size: usize = messages
+        .iter()
+        .map(|m| m.body.len() + m.properties.len() + batch::RECORD_OVERHEAD)
+        .sum();
+    let mut body = bytes::BytesMut::with_capacity(size);
+    let topic = messages
+        .first()
+        .map(|m| m.topic().to_owned())
+        .unwrap_or_default();
+    let mut uniq_keys = Vec::with_capacity(messages.len());
+    let sys_flag = messages.first().map(|m| m.sys_flag).unwrap_or(0);
+    let wait = messages
+        .first()
+        .map(|m| m.original.wait_store_ok)
+        .unwrap_or(true);
+    for m in messages {
+        batch::encode_record(&mut body, m.original.flag, &m.body, &m.properties);
+        uniq_keys.push(m.uniq_key);
+    }
+    PreparedBatch {
+        topic,
+        uniq_keys,
+        body: body.freeze(),
+        sys_flag,
+        properties: wrapper_properties(wait),
+    }
+}
+
+/// One request's worth of messages.
+#[derive(Debug, Clone)]
+pub(crate) enum Outgoing {
+    /// SEND_MESSAGE_V2.
+    One(PreparedMessage),
+    /// SEND_BATCH_MESSAGE.
+    Batch(PreparedBatch),
+}
+
+impl Outgoing {
+    pub(crate) fn topic(&self) -> &str {
+        match self {
+            Outgoing::One(m) => m.topic(),
+            Outgoing::Batch(b) => &b.topic,
+        }
+    }
+
+    /// The single message, when this is one (handed back on refusal).
+    pub(crate) fn into_message(self) -> Option<Message> {
+        match self {
+            Outgoing::One(m) => Some(m.original),
+            Outgoing::Batch(_) => None,
+        }
+    }
+}
+
+/// What a send resolves to.
+#[derive(Debug, Clone)]
+pub(crate) enum Reply {
+    /// One message stored.
+    One(crate::send_result::SendResult),
+    /// A batch stored: one result per message, in order.
+    Batch(Vec<crate::send_result::SendResult>),
+    /// A oneway request written to the socket.
+    Written,
 }
 
 #[cfg(test)]
@@ -171,5 +344,55 @@ mod tests {
         assert_eq!(back.topic, "bad topic");
         let huge = Message::new("T", "x").with_property("big", "v".repeat(40_000));
         assert!(prepare(huge, &config()).is_err());
+    }
+
+    #[test]
+    fn batch_rules() {
+        let c = config();
+        let ok = vec![Message::new("T", "a"), Message::new("T", "b")];
+        let b = prepare_batch(ok, &c).unwrap();
+        assert_eq!(b.uniq_keys.len(), 2);
+        assert_ne!(b.uniq_keys[0], b.uniq_keys[1]);
+        assert_eq!(b.properties, "WAIT\u{1}true");
+        let records = batch::decode(b.body.clone()).unwrap();
+        assert_eq!(&records[1].body[..], b"b");
+        assert_eq!(
+            properties::decode(&records[0].properties)["UNIQ_KEY"],
+            b.uniq_keys[0]
+        );
+        // 2 bytes < compress_over 10: plain.
+        assert_eq!(b.sys_flag, 0);
+        let big = vec![Message::new("T", "aaaaaa"), Message::new("T", "bbbbbb")];
+        let b = prepare_batch(big, &c).unwrap();
+        assert_eq!(b.sys_flag, ZLIB_SYS_FLAG);
+        let records = batch::decode(b.body.clone()).unwrap();
+        assert_eq!(
+            compression::decompress(&records[0].body, 100).unwrap(),
+            b"aaaaaa"
+        );
+        for (bad, why) in [
+            (vec![], "at least one"),
+            (
+                vec![Message::new("T", "a"), Message::new("U", "b")],
+                "topic",
+            ),
+            (vec![Message::new("T", "a").with_delay_level(2)], "delay"),
+            (
+                vec![
+                    Message::new("T", "a"),
+                    Message::new("T", "b").with_wait_store_ok(false),
+                ],
+                "wait",
+            ),
+            (vec![Message::new("%RETRY%g", "a")], "retry"),
+            (vec![Message::new("T", "")], "empty"),
+        ] {
+            let e = prepare_batch(bad, &c).unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+        }
+        let mut small = c.clone();
+        small.max_message_size = 50;
+        let e = prepare_batch(vec![Message::new("T", "x"); 3], &small).unwrap_err();
+        assert!(e.to_string().contains("batch encodes"), "{e}");
     }
 }

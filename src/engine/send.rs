@@ -16,7 +16,7 @@ use super::connection::failure_to_error;
 use super::core::{attempt_timeout, shut_down, Core};
 use super::deadline::until;
 use super::inbox::{SendMode, SendReply};
-use super::prepared::{unix_millis, PreparedMessage};
+use super::prepared::{unix_millis, Outgoing, Reply};
 use crate::error::{Error, Outcome};
 use crate::protocol::send_request_header::SendMessageRequestHeaderV2;
 use crate::protocol::send_response_header::SendMessageResponseHeader;
@@ -30,7 +30,7 @@ const BUSY_BACKOFF: Duration = Duration::from_millis(5);
 /// Sends one prepared message with retries until `deadline`.
 pub(crate) async fn send_message(
     core: &Rc<Core>,
-    message: &PreparedMessage,
+    message: &Outgoing,
     mode: SendMode,
     deadline: Instant,
 ) -> SendReply {
@@ -42,7 +42,11 @@ pub(crate) async fn send_message(
         SendMode::Oneway => 1,
     };
     let topic = message.topic();
-    core.stats.started.set(core.stats.started.get() + 1);
+    let count = match message {
+        Outgoing::One(_) => 1,
+        Outgoing::Batch(b) => b.uniq_keys.len() as u64,
+    };
+    core.stats.started.set(core.stats.started.get() + count);
     let mut last_broker: Option<Rc<str>> = None;
     let mut last_error: Option<Error> = None;
     let mut any_unknown = false;
@@ -106,8 +110,14 @@ pub(crate) async fn send_message(
         };
         let attempt_deadline = deadline.min(Instant::now() + config.attempt_timeout);
         match send_attempt(core, addr, &queue, message, mode, attempt_deadline).await {
-            Ok(Some(result)) => {
-                if result.status != SendStatus::SendOk
+            Ok(Reply::Written) => break Ok(Reply::Written),
+            Ok(reply) => {
+                let status = match &reply {
+                    Reply::One(r) => r.status,
+                    Reply::Batch(rs) => rs.first().map(|r| r.status).unwrap_or(SendStatus::SendOk),
+                    Reply::Written => SendStatus::SendOk,
+                };
+                if status != SendStatus::SendOk
                     && config.retry_another_broker_when_not_store_ok
                     && attempts < max_attempts
                 {
@@ -115,9 +125,8 @@ pub(crate) async fn send_message(
                     last_error = None;
                     continue;
                 }
-                break Ok(Some(result));
+                break Ok(reply);
             }
-            Ok(None) => break Ok(None),
             Err(e) => {
                 any_unknown |= e.outcome() == Outcome::Unknown;
                 let refresh = matches!(e, Error::Connection { .. } | Error::Protocol { .. })
@@ -135,6 +144,7 @@ pub(crate) async fn send_message(
         }
     };
     core.stats.record(
+        count,
         result.is_ok(),
         result.as_ref().err().map(Error::kind),
         started.elapsed().as_micros() as u64,
@@ -178,50 +188,64 @@ async fn send_attempt(
     core: &Rc<Core>,
     addr: &str,
     queue: &PublishQueue,
-    message: &PreparedMessage,
+    message: &Outgoing,
     mode: SendMode,
     deadline: Instant,
-) -> Result<Option<SendResult>, Error> {
+) -> Result<Reply, Error> {
     let started = Instant::now();
     let config = &core.shared.config;
     let conn = core.connection(addr, deadline).await?;
+    let (code, sys_flag, flag, properties, body, batch) = match message {
+        Outgoing::One(m) => (
+            RequestCode::SendMessageV2,
+            m.sys_flag,
+            m.original.flag,
+            m.properties.as_str(),
+            &m.body,
+            false,
+        ),
+        Outgoing::Batch(b) => (
+            RequestCode::SendBatchMessage,
+            b.sys_flag,
+            0,
+            b.properties.as_str(),
+            &b.body,
+            true,
+        ),
+    };
     let header = SendMessageRequestHeaderV2 {
         producer_group: &config.producer_group,
         topic: message.topic(),
         default_topic: &config.create_topic_key,
         default_topic_queue_nums: config.default_topic_queue_nums,
         queue_id: queue.queue_id,
-        sys_flag: message.sys_flag,
+        sys_flag,
         born_timestamp: unix_millis(),
-        flag: message.original.flag,
-        properties: &message.properties,
+        flag,
+        properties,
         reconsume_times: 0,
         unit_mode: false,
         max_reconsume_times: None,
-        batch: false,
+        batch,
         broker_name: Some(&queue.broker_name),
     };
-    let mut response = conn.request(
-        RequestCode::SendMessageV2.as_i32(),
-        &header,
-        &message.body,
-        mode == SendMode::Oneway,
-    )?;
+    let mut response = conn.request(code.as_i32(), &header, body, mode == SendMode::Oneway)?;
     match until(deadline, &mut response).await {
         None => Err(attempt_timeout(started, deadline, response.was_written())),
         Some(Err(failure)) => Err(failure_to_error(addr, failure)),
-        Some(Ok(None)) => Ok(None),
-        Some(Ok(Some(reply))) => to_send_result(reply, addr, queue, message).map(Some),
+        Some(Ok(None)) => Ok(Reply::Written),
+        Some(Ok(Some(reply))) => to_reply(reply, addr, queue, message),
     }
 }
 
-/// Java `MQClientAPIImpl.processSendResponse`.
-fn to_send_result(
+/// Java `MQClientAPIImpl.processSendResponse`; a batch's comma-joined ids give one result per
+/// message, offsets counting up from the first.
+fn to_reply(
     reply: RemotingCommand,
     addr: &str,
     queue: &PublishQueue,
-    message: &PreparedMessage,
-) -> Result<SendResult, Error> {
+    message: &Outgoing,
+) -> Result<Reply, Error> {
     let code = ResponseCode::from_i32(reply.code);
     let Some(status) = SendStatus::from_response_code(code) else {
         return Err(Error::Broker {
@@ -236,18 +260,50 @@ fn to_send_result(
         reason: format!("the broker stored the message but its reply header is unreadable: {e}"),
         outcome: Outcome::Unknown,
     })?;
-    Ok(SendResult {
+    let queue = MessageQueue {
+        topic: message.topic().to_owned(),
+        broker_name: queue.broker_name.to_string(),
+        queue_id: header.queue_id,
+    };
+    let result = |msg_id: &str, offset_msg_id: &str, queue_offset: i64| SendResult {
         status,
-        msg_id: message.uniq_key.clone(),
-        offset_msg_id: header.msg_id,
-        queue: MessageQueue {
-            topic: message.topic().to_owned(),
-            broker_name: queue.broker_name.to_string(),
-            queue_id: header.queue_id,
-        },
-        queue_offset: header.queue_offset,
-        transaction_id: header.transaction_id,
-        region_id: header.region_id,
+        msg_id: msg_id.to_owned(),
+        offset_msg_id: offset_msg_id.to_owned(),
+        queue: queue.clone(),
+        queue_offset,
+        transaction_id: header.transaction_id.clone(),
+        region_id: header.region_id.clone(),
         trace_on: header.trace_on,
-    })
+    };
+    match message {
+        Outgoing::One(m) => Ok(Reply::One(result(
+            &m.uniq_key,
+            &header.msg_id,
+            header.queue_offset,
+        ))),
+        Outgoing::Batch(b) => {
+            let offset_ids: Vec<&str> = header.msg_id.split(',').collect();
+            if offset_ids.len() != b.uniq_keys.len() {
+                return Err(Error::Protocol {
+                    peer: addr.to_owned(),
+                    reason: format!(
+                        "the broker stored a batch of {} but returned {} message ids",
+                        b.uniq_keys.len(),
+                        offset_ids.len()
+                    ),
+                    outcome: Outcome::Unknown,
+                });
+            }
+            Ok(Reply::Batch(
+                b.uniq_keys
+                    .iter()
+                    .zip(offset_ids)
+                    .enumerate()
+                    .map(|(i, (key, offset_id))| {
+                        result(key, offset_id, header.queue_offset + i as i64)
+                    })
+                    .collect(),
+            ))
+        }
+    }
 }

@@ -32,13 +32,13 @@ impl Default for CoreStats {
 }
 
 impl CoreStats {
-    pub(crate) fn record(&self, ok: bool, kind: Option<&'static str>, micros: u64) {
+    pub(crate) fn record(&self, messages: u64, ok: bool, kind: Option<&'static str>, micros: u64) {
         if ok {
-            self.acked.set(self.acked.get() + 1);
+            self.acked.set(self.acked.get() + messages);
         } else {
-            self.failed.set(self.failed.get() + 1);
+            self.failed.set(self.failed.get() + messages);
             if let Some(kind) = kind {
-                *self.failed_by_kind.borrow_mut().entry(kind).or_insert(0) += 1;
+                *self.failed_by_kind.borrow_mut().entry(kind).or_insert(0) += messages;
             }
         }
         let _ = self.latency_us.borrow_mut().record(micros.max(1));

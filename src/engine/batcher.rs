@@ -1,0 +1,168 @@
+//! Automatic batching on one core: messages for the same topic that arrive close together go out
+//! as one SEND_BATCH_MESSAGE, and each caller still gets its own result or error.
+//!
+//! ```text
+//!  send ─► open batch for (topic, compression, wait flag) ─┬─ count or bytes reached ─► send now
+//!                                                          └─ linger elapsed (0: once the core has
+//!                                                             run everything already runnable) ─► send
+//!  batch answer ─► result i to caller i   |   batch error ─► the same error to every caller
+//! ```
+//!
+//! Each message carries its in-flight permit, so `max_inflight` bounds the messages a core holds
+//! (open batches included) and a stalled broker cannot grow memory without bound.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Instant;
+
+use futures_channel::oneshot;
+use glommio::sync::StaticPermit;
+
+use super::core::Core;
+use super::inbox::{SendMode, SendReply};
+use super::prepared::{join_prepared, Outgoing, PreparedMessage, Reply};
+use super::send::send_message;
+use crate::config::AutoBatch;
+use crate::protocol::batch::RECORD_OVERHEAD;
+
+/// One message waiting in an open batch.
+pub(crate) struct BatchItem {
+    pub message: PreparedMessage,
+    pub reply: oneshot::Sender<SendReply>,
+    pub deadline: Instant,
+    pub permit: StaticPermit,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct BatchKey {
+    topic: String,
+    sys_flag: i32,
+    wait: bool,
+}
+
+struct OpenBatch {
+    id: u64,
+    items: Vec<BatchItem>,
+    bytes: usize,
+}
+
+/// The open batches of one core.
+pub(crate) struct Batcher {
+    config: AutoBatch,
+    open: RefCell<HashMap<BatchKey, OpenBatch>>,
+    next_id: Cell<u64>,
+}
+
+impl Batcher {
+    pub(crate) fn new(config: AutoBatch) -> Self {
+        Batcher {
+            config,
+            open: RefCell::new(HashMap::new()),
+            next_id: Cell::new(0),
+        }
+    }
+}
+
+/// Adds `item` to its open batch on `core`, sending the batch when it is full.
+pub(crate) fn add(core: &Rc<Core>, batcher: &Batcher, item: BatchItem) {
+    let size = item.message.body.len() + item.message.properties.len() + RECORD_OVERHEAD;
+    let key = BatchKey {
+        topic: item.message.topic().to_owned(),
+        sys_flag: item.message.sys_flag,
+        wait: item.message.original.wait_store_ok,
+    };
+    let mut open = batcher.open.borrow_mut();
+    if let Some(batch) = open.get(&key) {
+        if batch.bytes + size > batcher.config.max_bytes {
+            let full = open.remove(&key).expect("just looked up");
+            spawn_send(core, full.items);
+        }
+    }
+    let batch = open.entry(key.clone()).or_insert_with(|| {
+        let id = batcher.next_id.get();
+        batcher.next_id.set(id + 1);
+        schedule_linger(core, key.clone(), id, batcher.config.linger);
+        OpenBatch {
+            id,
+            items: Vec::with_capacity(batcher.config.max_messages.min(1024)),
+            bytes: 0,
+        }
+    });
+    batch.items.push(item);
+    batch.bytes += size;
+    if batch.items.len() >= batcher.config.max_messages || batch.bytes >= batcher.config.max_bytes {
+        let full = open.remove(&key).expect("just inserted");
+        spawn_send(core, full.items);
+    }
+}
+
+fn schedule_linger(core: &Rc<Core>, key: BatchKey, id: u64, linger: std::time::Duration) {
+    let core = Rc::clone(core);
+    glommio::spawn_local(async move {
+        if linger.is_zero() {
+            futures_lite::future::yield_now().await;
+        } else {
+            glommio::timer::sleep(linger).await;
+        }
+        let Some(batcher) = core.batcher.as_ref() else {
+            return;
+        };
+        let due = {
+            let mut open = batcher.open.borrow_mut();
+            match open.get(&key) {
+                Some(batch) if batch.id == id => open.remove(&key),
+                _ => None,
+            }
+        };
+        if let Some(batch) = due {
+            spawn_send(&core, batch.items);
+        }
+    })
+    .detach();
+}
+
+fn spawn_send(core: &Rc<Core>, items: Vec<BatchItem>) {
+    let core = Rc::clone(core);
+    glommio::spawn_local(async move { send_items(&core, items).await }).detach();
+}
+
+async fn send_items(core: &Rc<Core>, items: Vec<BatchItem>) {
+    let deadline = items
+        .iter()
+        .map(|i| i.deadline)
+        .min()
+        .unwrap_or_else(Instant::now);
+    let mut replies = Vec::with_capacity(items.len());
+    let mut messages = Vec::with_capacity(items.len());
+    let mut permits = Vec::with_capacity(items.len());
+    for item in items {
+        replies.push(item.reply);
+        messages.push(item.message);
+        permits.push(item.permit);
+    }
+    let outgoing = if messages.len() == 1 {
+        Outgoing::One(messages.pop().expect("one message"))
+    } else {
+        Outgoing::Batch(join_prepared(messages))
+    };
+    let result = send_message(core, &outgoing, SendMode::Async, deadline).await;
+    drop(permits);
+    match result {
+        Ok(Reply::Batch(results)) => {
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(Ok(Reply::One(result)));
+            }
+        }
+        Ok(other) => {
+            for reply in replies {
+                let _ = reply.send(Ok(other.clone()));
+            }
+        }
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
