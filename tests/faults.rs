@@ -298,3 +298,34 @@ fn auto_batched_messages_share_the_batch_error_each_once() {
     }
     assert!(fake.sends.load(std::sync::atomic::Ordering::SeqCst) < 100);
 }
+
+#[test]
+fn heartbeats_reach_the_master_and_shutdown_unregisters() {
+    let fake = FakeBroker::start(|_| Action::Reply(0));
+    let mut config = common::config(&fake.addr);
+    config.heartbeat_interval = Duration::from_millis(600);
+    config.producer_group = "hb_group".into();
+    let p = Producer::builder().config(config).build().unwrap();
+    p.send(Message::new("T", "b")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while fake.requests.lock().unwrap().get(&34).copied().unwrap_or(0) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no repeated heartbeats: {:?}",
+            fake.requests.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let body = fake.last_heartbeat.lock().unwrap().clone();
+    assert!(
+        body.contains(r#""producerDataSet":[{"groupName":"hb_group"}]"#),
+        "{body}"
+    );
+    assert!(body.contains(r#""clientID":"127.0.0.1@"#), "{body}");
+    p.shutdown(Duration::from_secs(1));
+    assert_eq!(
+        fake.requests.lock().unwrap().get(&35).copied(),
+        Some(1),
+        "UNREGISTER_CLIENT at shutdown"
+    );
+}

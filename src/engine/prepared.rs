@@ -54,6 +54,20 @@ pub(crate) fn random_u32() -> u32 {
 
 thread_local! {
     static THREAD_IDS: RefCell<Option<UniqueIdGenerator>> = const { RefCell::new(None) };
+    static THREAD_COMPRESSOR: RefCell<Option<compression::Compressor>> = const { RefCell::new(None) };
+}
+
+/// Compresses with this thread's reused compressor.
+fn compress(body: &[u8], level: u32) -> Vec<u8> {
+    THREAD_COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        match slot.as_mut() {
+            Some(c) if c.level() == level.min(9) => c.compress(body),
+            _ => slot
+                .insert(compression::Compressor::new(level))
+                .compress(body),
+        }
+    })
 }
 
 /// A unique id from this thread's generator (each thread gets its own random instance value, so
@@ -129,7 +143,7 @@ pub(crate) fn prepare(
     let mut flags = 0;
     let body = if message.body.len() >= config.compress_over {
         flags |= ZLIB_SYS_FLAG;
-        Bytes::from(compression::compress(&message.body, config.compress_level))
+        Bytes::from(compress(&message.body, config.compress_level))
     } else {
         message.body.clone()
     };
@@ -200,14 +214,14 @@ pub(crate) fn prepare_batch(
 ) -> Result<PreparedBatch, Error> {
     check_batch_rules(&messages, config)?;
     let total: usize = messages.iter().map(|m| m.body.len()).sum();
-    let compress = total >= config.compress_over;
+    let compressed = total >= config.compress_over;
     let mut body = bytes::BytesMut::with_capacity(total + messages.len() * 96);
     let mut uniq_keys = Vec::with_capacity(messages.len());
     for m in &messages {
         let uniq_key = next_unique_id(config.client_ip);
         let props = encode_properties(m, &uniq_key)?;
-        if compress {
-            let packed = compression::compress(&m.body, config.compress_level);
+        if compressed {
+            let packed = compress(&m.body, config.compress_level);
             batch::encode_record(&mut body, m.flag, &packed, &props);
         } else {
             batch::encode_record(&mut body, m.flag, &m.body, &props);
@@ -227,7 +241,7 @@ pub(crate) fn prepare_batch(
     Ok(PreparedBatch {
         topic: first.topic.clone(),
         properties: wrapper_properties(first.wait_store_ok),
-        sys_flag: if compress { ZLIB_SYS_FLAG } else { 0 },
+        sys_flag: if compressed { ZLIB_SYS_FLAG } else { 0 },
         body: body.freeze(),
         uniq_keys,
     })

@@ -23,7 +23,48 @@ pub mod sys_flag {
 /// Java's default `rocketmq.message.compressLevel`.
 pub const DEFAULT_LEVEL: u32 = 5;
 
-/// Compresses `body` into an RFC 1950 zlib stream at `level` (0–9).
+/// A reusable zlib compressor: creating deflate state costs far more than compressing a small
+/// body, so callers keep one and reuse it (the state is reset between bodies).
+pub struct Compressor {
+    level: u32,
+    state: flate2::Compress,
+}
+
+impl Compressor {
+    /// A compressor at `level` (0–9), writing RFC 1950 zlib streams.
+    pub fn new(level: u32) -> Self {
+        let level = level.min(9);
+        Compressor {
+            level,
+            state: flate2::Compress::new(Compression::new(level), true),
+        }
+    }
+
+    /// The level this compressor writes.
+    pub fn level(&self) -> u32 {
+        self.level
+    }
+
+    /// Compresses `body` into a new zlib stream.
+    pub fn compress(&mut self, body: &[u8]) -> Vec<u8> {
+        self.state.reset();
+        let mut out = Vec::with_capacity(body.len() / 2 + 64);
+        loop {
+            let consumed = self.state.total_in() as usize;
+            let status = self
+                .state
+                .compress_vec(&body[consumed..], &mut out, flate2::FlushCompress::Finish)
+                .expect("deflate into a Vec cannot fail");
+            if status == flate2::Status::StreamEnd {
+                return out;
+            }
+            out.reserve(out.capacity().max(64));
+        }
+    }
+}
+
+/// Compresses `body` into an RFC 1950 zlib stream at `level` (0–9) with a fresh compressor.
+/// Prefer a reused [`Compressor`] on hot paths.
 pub fn compress(body: &[u8], level: u32) -> Vec<u8> {
     let mut encoder = ZlibEncoder::new(
         Vec::with_capacity(body.len() / 2 + 64),
@@ -66,5 +107,15 @@ mod tests {
         assert_eq!(decompress(&packed, 10_000).unwrap(), body);
         assert!(decompress(&packed, 9_999).is_err());
         assert!(decompress(b"not zlib", 100).is_err());
+    }
+
+    #[test]
+    fn reused_compressor_matches_one_shot() {
+        let mut c = Compressor::new(DEFAULT_LEVEL);
+        for body in [&b""[..], b"a", &[7u8; 100_000][..], b"hello hello hello"] {
+            let packed = c.compress(body);
+            assert_eq!(packed, compress(body, DEFAULT_LEVEL));
+            assert_eq!(decompress(&packed, body.len()).unwrap(), body);
+        }
     }
 }

@@ -32,6 +32,10 @@ pub enum Action {
 pub struct FakeBroker {
     pub addr: String,
     pub sends: Arc<AtomicU64>,
+    /// Requests by code (heartbeats are 34, unregisters 35, routes 105).
+    pub requests: Arc<std::sync::Mutex<std::collections::BTreeMap<i32, u64>>>,
+    /// Last heartbeat body.
+    pub last_heartbeat: Arc<std::sync::Mutex<String>>,
 }
 
 impl FakeBroker {
@@ -40,15 +44,27 @@ impl FakeBroker {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let sends = Arc::new(AtomicU64::new(0));
+        let requests = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
+        let last_heartbeat = Arc::new(std::sync::Mutex::new(String::new()));
         let script = Arc::new(script);
-        let (addr2, sends2) = (addr.clone(), sends.clone());
+        let shared = Shared {
+            addr: addr.clone(),
+            sends: sends.clone(),
+            requests: requests.clone(),
+            last_heartbeat: last_heartbeat.clone(),
+        };
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (addr, sends, script) = (addr2.clone(), sends2.clone(), script.clone());
-                thread::spawn(move || serve(stream, &addr, &sends, &*script));
+                let (shared, script) = (shared.clone(), script.clone());
+                thread::spawn(move || serve(stream, &shared, &*script));
             }
         });
-        FakeBroker { addr, sends }
+        FakeBroker {
+            addr,
+            sends,
+            requests,
+            last_heartbeat,
+        }
     }
 }
 
@@ -72,12 +88,16 @@ fn reply(
     let _ = stream.write_all(&out);
 }
 
-fn serve(
-    mut stream: TcpStream,
-    addr: &str,
-    sends: &AtomicU64,
-    script: &(dyn Fn(u64) -> Action + Send + Sync),
-) {
+#[derive(Clone)]
+struct Shared {
+    addr: String,
+    sends: Arc<AtomicU64>,
+    requests: Arc<std::sync::Mutex<std::collections::BTreeMap<i32, u64>>>,
+    last_heartbeat: Arc<std::sync::Mutex<String>>,
+}
+
+fn serve(mut stream: TcpStream, shared: &Shared, script: &(dyn Fn(u64) -> Action + Send + Sync)) {
+    let (addr, sends) = (shared.addr.as_str(), &*shared.sends);
     let mut buf = BytesMut::new();
     let mut chunk = [0u8; 65536];
     loop {
@@ -92,6 +112,16 @@ fn serve(
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         };
+        *shared
+            .requests
+            .lock()
+            .unwrap()
+            .entry(request.code)
+            .or_insert(0) += 1;
+        if request.code == 34 {
+            *shared.last_heartbeat.lock().unwrap() =
+                String::from_utf8_lossy(&request.body).into_owned();
+        }
         match request.code {
             105 => {
                 let route = format!(

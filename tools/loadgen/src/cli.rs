@@ -13,6 +13,10 @@ pub enum Mode {
     Async,
     /// Fire-and-forget: counted as acked once written to the socket.
     Oneway,
+    /// Explicit batches of `--batch` messages (SEND_BATCH_MESSAGE); latency is per batch.
+    Batch,
+    /// Single async sends joined by the producer's automatic batching (`--batch` = max per batch).
+    AutoBatch,
 }
 
 impl Mode {
@@ -21,6 +25,8 @@ impl Mode {
             Mode::Sync => "sync",
             Mode::Async => "async",
             Mode::Oneway => "oneway",
+            Mode::Batch => "batch",
+            Mode::AutoBatch => "auto-batch",
         }
     }
 }
@@ -56,6 +62,12 @@ pub struct Args {
     /// Producer cores: a count (`2`) or a CPU list (`0,1`).
     #[arg(long, default_value = "1")]
     pub cores: String,
+    /// Messages per batch (batch: exact size; auto-batch: the most per batch).
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Auto-batch linger in microseconds (0 = batch only what is already waiting).
+    #[arg(long, default_value_t = 0)]
+    pub linger_us: u64,
     /// Outstanding sends per worker (async/oneway).
     #[arg(long, default_value_t = 256)]
     pub inflight: usize,

@@ -108,6 +108,16 @@ fn run(args: Args) -> Result<i32, String> {
     if let Some(c) = args.compress_over {
         config.compress_over = c;
     }
+    if args.batch == 0 {
+        return Err("--batch must be at least 1".into());
+    }
+    if args.mode == Mode::AutoBatch {
+        config.core.auto_batch = Some(rocketmq_tpc::AutoBatch {
+            linger: Duration::from_micros(args.linger_us),
+            max_messages: args.batch,
+            ..Default::default()
+        });
+    }
     config.core.max_inflight = config
         .core
         .max_inflight
@@ -148,6 +158,11 @@ fn run(args: Args) -> Result<i32, String> {
         messages: None,
         until: started + duration,
         inflight: args.inflight,
+        batch: if args.mode == Mode::Batch {
+            args.batch
+        } else {
+            1
+        },
         rate: args.rate.map(|r| r as f64 / workers as f64),
         started,
     };
@@ -335,6 +350,9 @@ impl Report {
         put("cores", cores.into());
         put("threads", threads.into());
         put("inflight", args.inflight.into());
+        if matches!(args.mode, Mode::Batch | Mode::AutoBatch) {
+            put("batch", args.batch.into());
+        }
         put("sent", sent.into());
         put("acked", acked.into());
         put("failed", failed.into());
@@ -375,6 +393,8 @@ impl Report {
             "latency_note",
             (if args.mode == Mode::Oneway {
                 "oneway: acked = written to the socket; latency = until written"
+            } else if args.mode == Mode::Batch {
+                "batch: latency is per batch request, from submission to outcome"
             } else {
                 "per message, from submission (or intended send time with --rate) to outcome"
             })

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use rocketmq_tpc::{Error, LocalProducer, Message, Producer};
+use rocketmq_tpc::{Error, LocalProducer, Message, Producer, SendFuture, SendResult};
 
 use crate::cli::Mode;
 
@@ -23,7 +23,9 @@ pub struct Plan {
     pub messages: Option<u64>,
     pub until: Instant,
     pub inflight: usize,
-    /// Messages per second for this worker (open loop), if any.
+    /// Messages per request (explicit batch mode), else 1.
+    pub batch: usize,
+    /// Requests per second for this worker (open loop), if any.
     pub rate: Option<f64>,
     pub started: Instant,
 }
@@ -40,10 +42,18 @@ impl Plan {
         m
     }
 
-    /// When message `n` of this worker should start (open loop), or now.
+    /// When the request starting at message `n` should start (open loop).
     fn intended(&self, n: u64) -> Option<Instant> {
         self.rate
             .map(|r| self.started + Duration::from_secs_f64(n as f64 / r))
+    }
+
+    /// Messages in the request starting at `n`, or `None` when the worker is done.
+    fn next_count(&self, n: u64) -> Option<u64> {
+        if self.messages.is_some_and(|m| n >= m) || Instant::now() >= self.until {
+            return None;
+        }
+        Some((self.batch as u64).min(self.messages.map_or(u64::MAX, |m| m - n)))
     }
 }
 
@@ -87,24 +97,24 @@ impl Tally {
         }
     }
 
-    fn done(&self, live: &Live, result: Result<(), Error>, from: Instant) {
-        let _ = self
-            .latency
-            .borrow_mut()
-            .record(from.elapsed().as_micros().max(1) as u64);
+    fn start(&self, live: &Live, messages: u64) {
+        self.sent.set(self.sent.get() + messages);
+        live.sent.fetch_add(messages, Ordering::Relaxed);
+    }
+
+    fn done(&self, live: &Live, result: Result<(), Error>, from: Instant, messages: u64) {
+        let micros = from.elapsed().as_micros().max(1) as u64;
+        let _ = self.latency.borrow_mut().record(micros);
         match result {
             Ok(()) => {
-                self.acked.set(self.acked.get() + 1);
-                live.acked.fetch_add(1, Ordering::Relaxed);
+                self.acked.set(self.acked.get() + messages);
+                live.acked.fetch_add(messages, Ordering::Relaxed);
             }
             Err(e) => {
-                self.failed.set(self.failed.get() + 1);
-                live.failed.fetch_add(1, Ordering::Relaxed);
-                *self
-                    .errors
-                    .borrow_mut()
-                    .entry(e.kind().to_owned())
-                    .or_insert(0) += 1;
+                self.failed.set(self.failed.get() + messages);
+                live.failed.fetch_add(messages, Ordering::Relaxed);
+                let mut errors = self.errors.borrow_mut();
+                *errors.entry(e.kind().to_owned()).or_insert(0) += messages;
             }
         }
     }
@@ -120,7 +130,7 @@ impl Tally {
     }
 }
 
-/// Runs `plan` on producer core `core` with `plan.inflight` concurrent tasks.
+/// Runs `plan` on a producer core with `plan.inflight` concurrent tasks.
 pub async fn core_worker(local: LocalProducer, plan: Plan, live: Arc<Live>) -> Outcome {
     let tally = Rc::new(Tally::new());
     let next = Rc::new(Cell::new(0u64));
@@ -136,15 +146,13 @@ pub async fn core_worker(local: LocalProducer, plan: Plan, live: Arc<Live>) -> O
         tasks.push(glommio::spawn_local(async move {
             loop {
                 let n = next.get();
-                if plan.messages.is_some_and(|m| n >= m) || Instant::now() >= plan.until {
+                let Some(count) = plan.next_count(n) else {
                     return;
-                }
-                next.set(n + 1);
+                };
+                next.set(n + count);
                 let from = match plan.intended(n) {
+                    Some(at) if at > plan.until => return,
                     Some(at) => {
-                        if at > plan.until {
-                            return;
-                        }
                         let now = Instant::now();
                         if at > now {
                             glommio::timer::sleep(at - now).await;
@@ -153,14 +161,18 @@ pub async fn core_worker(local: LocalProducer, plan: Plan, live: Arc<Live>) -> O
                     }
                     None => Instant::now(),
                 };
-                tally.sent.set(tally.sent.get() + 1);
-                live.sent.fetch_add(1, Ordering::Relaxed);
-                let message = plan.message(n);
+                tally.start(&live, count);
                 let result = match plan.mode {
-                    Mode::Oneway => local.send_oneway(message).await,
-                    _ => local.send(message).await.map(|_| ()),
+                    Mode::Oneway => local.send_oneway(plan.message(n)).await,
+                    Mode::Batch => {
+                        let batch = (n..n + count).map(|i| plan.message(i)).collect();
+                        local.send_batch(batch).await.map(|_| ())
+                    }
+                    Mode::Sync | Mode::Async | Mode::AutoBatch => {
+                        local.send(plan.message(n)).await.map(|_| ())
+                    }
                 };
-                tally.done(&live, result, from);
+                tally.done(&live, result, from, count);
             }
         }));
     }
@@ -170,68 +182,78 @@ pub async fn core_worker(local: LocalProducer, plan: Plan, live: Arc<Live>) -> O
     tally.outcome()
 }
 
-/// Runs `plan` on an application thread (sync: one at a time; async/oneway: a window of futures).
-pub fn thread_worker(producer: Producer, plan: Plan, live: Arc<Live>) -> Outcome {
-    let tally = Tally::new();
-    let mut window: VecDeque<(Pending, Instant)> = VecDeque::new();
-    let mut n = 0u64;
-    loop {
-        let more = plan.messages.is_none_or(|m| n < m) && Instant::now() < plan.until;
-        if !more && window.is_empty() {
-            break;
-        }
-        if more
-            && (plan.mode != Mode::Sync && window.len() < plan.inflight.max(1) || window.is_empty())
-        {
-            let from = match plan.intended(n) {
-                Some(at) if at > plan.until => {
-                    n = u64::MAX;
-                    continue;
-                }
-                Some(at) => {
-                    let now = Instant::now();
-                    if at > now {
-                        std::thread::sleep(at - now);
-                    }
-                    at
-                }
-                None => Instant::now(),
-            };
-            let message = plan.message(n);
-            n += 1;
-            tally.sent.set(tally.sent.get() + 1);
-            live.sent.fetch_add(1, Ordering::Relaxed);
-            match plan.mode {
-                Mode::Sync => {
-                    let r = producer.send(message).map(|_| ());
-                    tally.done(&live, r, from);
-                }
-                Mode::Async => {
-                    window.push_back((Pending::Result(producer.send_async(message)), from))
-                }
-                Mode::Oneway => {
-                    window.push_back((Pending::Unit(producer.send_oneway(message)), from))
-                }
-            }
-            continue;
-        }
-        if let Some((f, from)) = window.pop_front() {
-            tally.done(&live, f.wait(), from);
-        }
-    }
-    tally.outcome()
-}
-
 enum Pending {
-    Result(rocketmq_tpc::SendFuture<rocketmq_tpc::SendResult>),
-    Unit(rocketmq_tpc::SendFuture<()>),
+    One(SendFuture<SendResult>),
+    Oneway(SendFuture<()>),
+    Batch(SendFuture<Vec<SendResult>>),
 }
 
 impl Pending {
     fn wait(self) -> Result<(), Error> {
         match self {
-            Pending::Result(f) => f.wait().map(|_| ()),
-            Pending::Unit(f) => f.wait(),
+            Pending::One(f) => f.wait().map(|_| ()),
+            Pending::Oneway(f) => f.wait(),
+            Pending::Batch(f) => f.wait().map(|_| ()),
         }
     }
+}
+
+/// Runs `plan` on an application thread (sync: one at a time; others: a window of futures).
+pub fn thread_worker(producer: Producer, plan: Plan, live: Arc<Live>) -> Outcome {
+    let tally = Tally::new();
+    let window_size = if plan.mode == Mode::Sync {
+        1
+    } else {
+        plan.inflight.max(1)
+    };
+    let mut window: VecDeque<(Pending, Instant, u64)> = VecDeque::new();
+    let mut n = 0u64;
+    let mut done = false;
+    loop {
+        if !done && window.len() < window_size {
+            if let Some(count) = plan.next_count(n) {
+                let from = match plan.intended(n) {
+                    Some(at) if at > plan.until => {
+                        done = true;
+                        continue;
+                    }
+                    Some(at) => {
+                        let now = Instant::now();
+                        if at > now {
+                            std::thread::sleep(at - now);
+                        }
+                        at
+                    }
+                    None => Instant::now(),
+                };
+                let first = n;
+                n += count;
+                tally.start(&live, count);
+                let pending = match plan.mode {
+                    Mode::Sync => {
+                        let result = producer.send(plan.message(first)).map(|_| ());
+                        tally.done(&live, result, from, count);
+                        continue;
+                    }
+                    Mode::Async | Mode::AutoBatch => {
+                        Pending::One(producer.send_async(plan.message(first)))
+                    }
+                    Mode::Oneway => Pending::Oneway(producer.send_oneway(plan.message(first))),
+                    Mode::Batch => {
+                        let batch = (first..first + count).map(|i| plan.message(i)).collect();
+                        Pending::Batch(producer.send_batch(batch))
+                    }
+                };
+                window.push_back((pending, from, count));
+                continue;
+            }
+            done = true;
+        }
+        match window.pop_front() {
+            Some((pending, from, count)) => tally.done(&live, pending.wait(), from, count),
+            None if done => break,
+            None => {}
+        }
+    }
+    tally.outcome()
 }
