@@ -68,6 +68,13 @@ pub mod send_result;
 pub mod sink;
 pub mod stats;
 
+/// Engine internals for benches and fuzz targets only (feature `fuzzing`). Not a stable API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::engine::selector::QueueSelector;
+}
+
 pub use config::{AutoBatch, CoreConfig, CoreSelection, ProducerConfig, QueueFullPolicy};
 pub use error::{Error, Outcome};
 pub use local_producer::LocalProducer;

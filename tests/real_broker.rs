@@ -355,3 +355,22 @@ fn auto_batching_from_a_core_with_zero_linger() {
         .collect();
     assert_all_stored(&topic, &sent);
 }
+
+#[test]
+fn large_compressed_body_from_a_core_is_stored() {
+    let rmq = common::rocketmq();
+    let topic = common::topic("bigcore");
+    let producer = common::producer(&rmq.namesrv);
+    let message = varied_messages(&topic, 1, 1 << 20).remove(0);
+    let to_send = message.clone();
+    let id = producer
+        .run_on_core(0, move |local: LocalProducer| async move {
+            local.send(to_send).await
+        })
+        .unwrap()
+        .wait()
+        .unwrap()
+        .expect("1 MiB send from the core")
+        .msg_id;
+    assert_all_stored(&topic, &[(message, id)]);
+}

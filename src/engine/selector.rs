@@ -6,13 +6,15 @@ use std::collections::HashMap;
 use crate::route::{PublishQueue, TopicRoute};
 
 /// Per-core round-robin positions, per topic. No shared counters.
-pub(crate) struct QueueSelector {
+#[allow(unreachable_pub)]
+pub struct QueueSelector {
     positions: HashMap<String, usize>,
     seed: usize,
 }
 
 impl QueueSelector {
-    pub(crate) fn new(seed: usize) -> Self {
+    /// A selector starting at `seed`.
+    pub fn new(seed: usize) -> Self {
         QueueSelector {
             positions: HashMap::new(),
             seed,
@@ -20,7 +22,8 @@ impl QueueSelector {
     }
 
     /// The next queue of `route`, avoiding `avoid_broker` when another broker has queues.
-    pub(crate) fn select<'r>(
+    /// The next queue of `route` for `topic`, avoiding `avoid_broker` when possible.
+    pub fn select<'r>(
         &mut self,
         topic: &str,
         route: &'r TopicRoute,
