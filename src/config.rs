@@ -159,8 +159,10 @@ pub struct ProducerConfig {
     pub instance_name: Option<String>,
     /// CPUs to run cores on (default all).
     pub cores: CoreSelection,
-    /// Settings of every core.
+    /// Settings of every core without an entry in `per_cpu`.
     pub core: CoreConfig,
+    /// Settings of the cores on these CPUs (from `[[core]]` entries of a config file).
+    pub per_cpu: std::collections::BTreeMap<usize, CoreConfig>,
     /// What a full core queue does (default wait).
     pub queue_full: QueueFullPolicy,
 }
@@ -190,22 +192,83 @@ impl Default for ProducerConfig {
             instance_name: None,
             cores: CoreSelection::All,
             core: CoreConfig::default(),
+            per_cpu: Default::default(),
             queue_full: QueueFullPolicy::Wait,
         }
     }
 }
 
+impl CoreConfig {
+    fn validate(&self, name: &str, max_message_size: usize) -> Result<(), Error> {
+        let bad = |reason: String| Err(Error::InvalidConfig { reason });
+        if self.io_memory < 64 * 1024 {
+            return bad(format!(
+                "{name}.io_memory {} is under glommio's 64 KiB minimum",
+                self.io_memory
+            ));
+        }
+        for (key, value) in [
+            ("inbox_capacity", self.inbox_capacity),
+            ("max_inflight", self.max_inflight),
+            (
+                "max_inflight_per_connection",
+                self.max_inflight_per_connection,
+            ),
+            ("ring_depth", self.ring_depth),
+        ] {
+            if value == 0 {
+                return bad(format!("{name}.{key} must be above zero"));
+            }
+        }
+        if let Some(batch) = &self.auto_batch {
+            if batch.max_messages == 0 || batch.max_bytes == 0 {
+                return bad(format!(
+                    "{name}.batch_max_messages and batch_max_bytes must be above zero"
+                ));
+            }
+            if batch.max_bytes > max_message_size {
+                return bad(format!(
+                    "{name}.batch_max_bytes {} is over max_message_size {max_message_size}",
+                    batch.max_bytes
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl ProducerConfig {
+    /// The settings of the core running on `cpu`.
+    pub fn core_for(&self, cpu: usize) -> &CoreConfig {
+        self.per_cpu.get(&cpu).unwrap_or(&self.core)
+    }
+
     /// Checks that the settings can work together.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] naming the first bad setting.
     pub fn validate(&self) -> Result<(), Error> {
+        if self.producer_group.trim().is_empty() {
+            return Err(Error::InvalidConfig {
+                reason: "producer_group must be set".into(),
+            });
+        }
+        if self.namesrv_addrs.is_empty() {
+            return Err(Error::InvalidConfig {
+                reason: "namesrv_addrs must name at least one NameServer".into(),
+            });
+        }
+        self.validate_values()
+    }
+
+    /// Checks every value that is set, without requiring `producer_group` and `namesrv_addrs`
+    /// (a config file may leave them to the program).
+    pub(crate) fn validate_values(&self) -> Result<(), Error> {
         let bad = |reason: String| Err(Error::InvalidConfig { reason });
         let group = self.producer_group.trim();
         if group.is_empty() {
-            return bad("producer_group must be set".into());
+            return self.validate_rest();
         }
         if group == "DEFAULT_PRODUCER" {
             return bad("producer_group DEFAULT_PRODUCER is reserved; choose your own".into());
@@ -219,9 +282,11 @@ impl ProducerConfig {
                 "producer_group {group:?} must be 1-255 characters from [%|a-zA-Z0-9_-]"
             ));
         }
-        if self.namesrv_addrs.is_empty() {
-            return bad("namesrv_addrs must name at least one NameServer".into());
-        }
+        self.validate_rest()
+    }
+
+    fn validate_rest(&self) -> Result<(), Error> {
+        let bad = |reason: String| Err(Error::InvalidConfig { reason });
         for addr in &self.namesrv_addrs {
             if split_host_port(addr).is_none() {
                 return bad(format!("NameServer address {addr:?} is not host:port"));
@@ -242,30 +307,9 @@ impl ProducerConfig {
         if self.default_topic_queue_nums <= 0 {
             return bad("default_topic_queue_nums must be above zero".into());
         }
-        let core = &self.core;
-        if core.io_memory < 64 * 1024 {
-            return bad(format!(
-                "core.io_memory {} is under glommio's 64 KiB minimum",
-                core.io_memory
-            ));
-        }
-        if core.inbox_capacity == 0
-            || core.max_inflight == 0
-            || core.max_inflight_per_connection == 0
-            || core.ring_depth == 0
-        {
-            return bad("core capacities (inbox, in-flight, ring depth) must be above zero".into());
-        }
-        if let Some(batch) = &core.auto_batch {
-            if batch.max_messages == 0 || batch.max_bytes == 0 {
-                return bad("core.auto_batch limits must be above zero".into());
-            }
-            if batch.max_bytes > self.max_message_size {
-                return bad(format!(
-                    "core.auto_batch.max_bytes {} is over max_message_size {}",
-                    batch.max_bytes, self.max_message_size
-                ));
-            }
+        self.core.validate("core", self.max_message_size)?;
+        for (cpu, core) in &self.per_cpu {
+            core.validate(&format!("core (cpu {cpu})"), self.max_message_size)?;
         }
         if let CoreSelection::Count(0) = self.cores {
             return bad("cores must be at least 1".into());

@@ -56,6 +56,7 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod config;
+pub mod config_file;
 mod engine;
 pub mod error;
 mod local_producer;

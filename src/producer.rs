@@ -183,7 +183,7 @@ impl ProducerBuilder {
         });
         let mut cores = Vec::with_capacity(cpus.len());
         for (index, cpu) in cpus.into_iter().enumerate() {
-            let inbox = Arc::new(Inbox::new(shared.config.core.inbox_capacity));
+            let inbox = Arc::new(Inbox::new(shared.config.core_for(cpu).inbox_capacity));
             match spawn_core(index, cpu, Arc::clone(&shared), Arc::clone(&inbox)) {
                 Ok(join) => cores.push(CoreSlot {
                     inbox,

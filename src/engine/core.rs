@@ -74,8 +74,8 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    fn new(index: usize, shared: Arc<Shared>) -> Self {
-        let core_config = shared.config.core.clone();
+    fn new(index: usize, cpu: usize, shared: Arc<Shared>) -> Self {
+        let core_config = shared.config.core_for(cpu).clone();
         let batcher = core_config.auto_batch.map(super::batcher::Batcher::new);
         Core {
             index,
@@ -126,9 +126,9 @@ impl Core {
         let key = addr.to_owned();
         let connect_deadline = Instant::now() + self.config().attempt_timeout;
         let flight = self.connects.run(key.clone(), move || async move {
-            let result =
-                Connection::connect(&key, this.shared.conn_settings.clone(), connect_deadline)
-                    .await;
+            let mut settings = this.shared.conn_settings.clone();
+            settings.max_in_flight = this.core_config.max_inflight_per_connection;
+            let result = Connection::connect(&key, settings, connect_deadline).await;
             if let Ok(conn) = &result {
                 this.connections.borrow_mut().insert(key, Rc::clone(conn));
             }
@@ -380,7 +380,7 @@ pub(crate) fn spawn_core(
     shared: Arc<Shared>,
     inbox: Arc<Inbox>,
 ) -> Result<glommio::ExecutorJoinHandle<CoreReport>, Error> {
-    let cfg = shared.config.core.clone();
+    let cfg = shared.config.core_for(cpu).clone();
     let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
         .name(&format!("rmq-tpc-{index}"))
         .io_memory(cfg.io_memory)
@@ -392,7 +392,7 @@ pub(crate) fn spawn_core(
     let handle = builder
         .spawn(move || async move {
             let _ = started_tx.send(());
-            run_core(index, shared, inbox).await
+            run_core(index, cpu, shared, inbox).await
         })
         .map_err(|e| Error::Startup {
             reason: format!("core {index} on CPU {cpu}: {e}"),
@@ -407,8 +407,8 @@ pub(crate) fn spawn_core(
     Ok(handle)
 }
 
-async fn run_core(index: usize, shared: Arc<Shared>, inbox: Arc<Inbox>) -> CoreReport {
-    let core = Rc::new(Core::new(index, shared));
+async fn run_core(index: usize, cpu: usize, shared: Arc<Shared>, inbox: Arc<Inbox>) -> CoreReport {
+    let core = Rc::new(Core::new(index, cpu, shared));
     CURRENT_CORE.with(|c| *c.borrow_mut() = Some(Rc::clone(&core)));
     let span = tracing::debug_span!("core", core = index);
     let _enter = span.enter();

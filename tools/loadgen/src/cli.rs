@@ -53,6 +53,9 @@ pub struct Args {
     /// Body size in bytes.
     #[arg(long, default_value_t = 128, value_parser = parse_size)]
     pub size: usize,
+    /// Body sizes spread evenly over MIN..MAX bytes (overrides --size), e.g. 100..4KiB.
+    #[arg(long, value_parser = parse_size_range)]
+    pub size_range: Option<(usize, usize)>,
     /// Stop after this many messages (default: run for --duration).
     #[arg(long)]
     pub messages: Option<u64>,
@@ -90,6 +93,15 @@ pub struct Args {
     /// Print exactly one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Producer configuration file (TOML, see `ProducerConfig::from_file`); flags override it.
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
+    /// Write the latency HdrHistogram (percentile distribution, µs) to this file.
+    #[arg(long)]
+    pub histogram: Option<std::path::PathBuf>,
+    /// Write an SVG report (throughput over time, latency percentiles) to this file.
+    #[arg(long)]
+    pub report: Option<std::path::PathBuf>,
     /// Send timeout per message in milliseconds.
     #[arg(long, default_value_t = 3000)]
     pub timeout_ms: u64,
@@ -109,6 +121,17 @@ fn parse_size(s: &str) -> Result<usize, String> {
         .parse()
         .map_err(|_| format!("{s:?} is not a size (e.g. 128, 1k, 64KiB)"))?;
     Ok(n * mult)
+}
+
+fn parse_size_range(s: &str) -> Result<(usize, usize), String> {
+    let (lo, hi) = s
+        .split_once("..")
+        .ok_or_else(|| format!("{s:?} is not a range like 100..4KiB"))?;
+    let (lo, hi) = (parse_size(lo)?, parse_size(hi)?);
+    if lo == 0 || lo > hi {
+        return Err(format!("{s:?}: need 1 <= MIN <= MAX"));
+    }
+    Ok((lo, hi))
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -161,6 +184,9 @@ mod tests {
         assert!(parse_cores("0").is_err());
         assert!(parse_secs("0").is_err());
         assert_eq!(parse_secs("1.5").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_size_range("100..4KiB").unwrap(), (100, 4096));
+        assert!(parse_size_range("5..1").is_err());
+        assert!(parse_size_range("0..1").is_err());
     }
 
     #[test]

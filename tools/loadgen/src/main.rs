@@ -3,6 +3,7 @@
 
 mod cli;
 mod cpu;
+mod report_svg;
 mod target;
 mod workers;
 
@@ -59,7 +60,8 @@ fn available_cpus() -> Vec<usize> {
 }
 
 fn run(args: Args) -> Result<i32, String> {
-    if args.size == 0 || args.size > rocketmq_tpc::config::DEFAULT_MAX_MESSAGE_SIZE {
+    let max_size = args.size_range.map_or(args.size, |r| r.1);
+    if args.size == 0 || max_size > rocketmq_tpc::config::DEFAULT_MAX_MESSAGE_SIZE {
         return Err(format!(
             "--size {} must be between 1 and {} bytes",
             args.size,
@@ -98,13 +100,21 @@ fn run(args: Args) -> Result<i32, String> {
     let threads = args
         .threads
         .unwrap_or(if args.mode == Mode::Sync { 16 } else { 0 });
-    let mut config = ProducerConfig {
-        producer_group: "loadgen".into(),
-        namesrv_addrs: target.namesrv().split(';').map(str::to_owned).collect(),
-        send_timeout: Duration::from_millis(args.timeout_ms),
-        cores,
-        ..Default::default()
+    let mut config = match &args.config {
+        Some(path) => ProducerConfig::from_file(path).map_err(|e| e.to_string())?,
+        None => ProducerConfig {
+            producer_group: "loadgen".into(),
+            send_timeout: Duration::from_millis(args.timeout_ms),
+            ..Default::default()
+        },
     };
+    config.namesrv_addrs = target.namesrv().split(';').map(str::to_owned).collect();
+    if config.producer_group.trim().is_empty() {
+        config.producer_group = "loadgen".into();
+    }
+    if args.config.is_none() || args.cores != "1" {
+        config.cores = cores;
+    }
     if let Some(c) = args.compress_over {
         config.compress_over = c;
     }
@@ -152,7 +162,8 @@ fn run(args: Args) -> Result<i32, String> {
     let plan = Plan {
         mode: args.mode,
         topic,
-        body: bytes::Bytes::from(vec![b'x'; args.size]),
+        body: bytes::Bytes::from(vec![b'x'; max_size]),
+        size_range: args.size_range,
         tags: args.tags.clone(),
         keys: args.keys.clone(),
         messages: None,
@@ -196,7 +207,7 @@ fn run(args: Args) -> Result<i32, String> {
             handles.push(Box::new(move || h.wait().map_err(|e| e.to_string())));
         }
     }
-    progress(&producer, &lives, started, &handles);
+    let throughput = progress(&producer, &lives, started, &handles);
     let mut outcomes = Vec::new();
     for h in handles {
         outcomes.push(h()?);
@@ -223,6 +234,18 @@ fn run(args: Args) -> Result<i32, String> {
         stats,
     );
     report.print(args.json);
+    if let Some(path) = &args.histogram {
+        std::fs::write(path, report_svg::percentile_distribution(&report.latency))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.report {
+        let title = format!("loadgen {} {} B", args.mode.name(), args.size);
+        std::fs::write(
+            path,
+            report_svg::render(&throughput, &report.latency, &title),
+        )
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
     if let Some(rate) = args.rate {
         if report.msgs_per_s < rate as f64 * 0.95 {
             eprintln!(
@@ -246,7 +269,8 @@ fn progress(
     lives: &[Arc<Live>],
     started: Instant,
     _handles: &[Box<dyn FnOnce() -> Result<Outcome, String>>],
-) {
+) -> Vec<(f64, f64)> {
+    let mut samples = vec![(0.0, 0.0)];
     let tty = std::io::stderr().is_terminal();
     let total = |f: fn(&Live) -> u64| lives.iter().map(|l| f(l)).sum::<u64>();
     let mut last = (Instant::now(), 0u64);
@@ -275,12 +299,13 @@ fn progress(
                 eprintln!("{line}");
             }
             last = (Instant::now(), acked + failed);
+            samples.push((started.elapsed().as_secs_f64(), rate));
         }
         if done {
             if tty {
                 eprintln!();
             }
-            return;
+            return samples;
         }
     }
 }
@@ -297,6 +322,7 @@ fn lives_finished(lives: &[Arc<Live>], sent: u64) -> bool {
 
 struct Report {
     fields: serde_json::Map<String, serde_json::Value>,
+    latency: hdrhistogram::Histogram<u64>,
     sent: u64,
     acked: u64,
     failed: u64,
@@ -402,6 +428,7 @@ impl Report {
         );
         Report {
             fields: f,
+            latency,
             sent,
             acked,
             failed,

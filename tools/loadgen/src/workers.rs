@@ -17,7 +17,10 @@ use crate::cli::Mode;
 pub struct Plan {
     pub mode: Mode,
     pub topic: String,
+    /// A body of the largest size; messages take a prefix of it (zero-copy).
     pub body: bytes::Bytes,
+    /// Body sizes MIN..=MAX, else every body is `body`.
+    pub size_range: Option<(usize, usize)>,
     pub tags: Option<String>,
     pub keys: Option<String>,
     pub messages: Option<u64>,
@@ -32,7 +35,17 @@ pub struct Plan {
 
 impl Plan {
     fn message(&self, n: u64) -> Message {
-        let mut m = Message::new(self.topic.clone(), self.body.clone());
+        let body = match self.size_range {
+            Some((lo, hi)) => {
+                // Deterministic spread over the range (a multiplicative hash of n).
+                let span = (hi - lo + 1) as u64;
+                let len =
+                    lo + (n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as usize % span as usize;
+                self.body.slice(..len)
+            }
+            None => self.body.clone(),
+        };
+        let mut m = Message::new(self.topic.clone(), body);
         if let Some(t) = &self.tags {
             m = m.with_tags(t.clone());
         }

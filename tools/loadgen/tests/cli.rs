@@ -1,0 +1,203 @@
+//! loadgen end to end: every mode against the sink, a short run against the local real broker,
+//! the JSON shape, the output files, and one-line errors.
+
+use std::process::{Command, Output};
+
+fn loadgen(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(args)
+        .output()
+        .expect("run loadgen")
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "loadgen failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout.clone()).unwrap();
+    assert_eq!(
+        text.trim().lines().count(),
+        1,
+        "stdout must hold exactly one JSON object: {text}"
+    );
+    serde_json::from_str(text.trim()).expect("valid JSON")
+}
+
+const KEYS: &[&str] = &[
+    "mode",
+    "size",
+    "cores",
+    "sent",
+    "acked",
+    "failed",
+    "elapsed_s",
+    "msgs_per_s",
+    "mb_per_s",
+    "p50_us",
+    "p90_us",
+    "p99_us",
+    "p999_us",
+    "max_us",
+    "cpu_s",
+    "cpu_us_per_msg",
+];
+
+#[test]
+fn every_mode_against_the_sink() {
+    for mode in ["sync", "async", "oneway", "batch", "auto-batch"] {
+        let out = loadgen(&[
+            "--sink",
+            "--mode",
+            mode,
+            "--messages",
+            "3000",
+            "--json",
+            "--threads",
+            if mode == "sync" { "4" } else { "0" },
+        ]);
+        let v = json(&out);
+        for key in KEYS {
+            assert!(v.get(key).is_some(), "{mode}: missing {key} in {v}");
+        }
+        assert_eq!(v["mode"], mode);
+        assert_eq!(v["sent"], 3000, "{mode}: {v}");
+        assert_eq!(v["acked"], 3000, "{mode}: {v}");
+        assert_eq!(v["failed"], 0);
+    }
+}
+
+#[test]
+fn application_threads_rate_sizes_tags_and_files() {
+    let dir = std::env::temp_dir().join(format!("loadgen-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let hist = dir.join("latency.hgrm");
+    let svg = dir.join("report.svg");
+    let out = loadgen(&[
+        "--sink",
+        "--mode",
+        "async",
+        "--threads",
+        "2",
+        "--inflight",
+        "16",
+        "--rate",
+        "2000",
+        "--duration",
+        "1",
+        "--size-range",
+        "10..2KiB",
+        "--tags",
+        "t",
+        "--keys",
+        "k",
+        "--compress-over",
+        "1KiB",
+        "--histogram",
+        hist.to_str().unwrap(),
+        "--report",
+        svg.to_str().unwrap(),
+        "--json",
+    ]);
+    let v = json(&out);
+    let acked = v["acked"].as_u64().unwrap();
+    assert!(
+        (1000..=2600).contains(&acked),
+        "open loop at 2000/s for 1 s: {v}"
+    );
+    assert!(std::fs::read_to_string(&hist)
+        .unwrap()
+        .contains("Percentile"));
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn human_summary_by_default() {
+    let out = loadgen(&["--sink", "--messages", "500"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("loadgen summary") && text.contains("msgs_per_s"),
+        "{text}"
+    );
+}
+
+#[test]
+fn config_file_is_used_and_its_errors_name_the_key() {
+    let dir = std::env::temp_dir();
+    let good = dir.join(format!("lg-good-{}.toml", std::process::id()));
+    std::fs::write(
+        &good,
+        "producer_group = \"from_file\"\n[core_defaults]\nmax_inflight = 512\n",
+    )
+    .unwrap();
+    json(&loadgen(&[
+        "--sink",
+        "--messages",
+        "500",
+        "--json",
+        "--config",
+        good.to_str().unwrap(),
+    ]));
+    let bad = dir.join(format!("lg-bad-{}.toml", std::process::id()));
+    std::fs::write(&bad, "producer_group = \"g\"\nmax_inflite = 3\n").unwrap();
+    let out = loadgen(&[
+        "--sink",
+        "--messages",
+        "10",
+        "--config",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("max_inflite"), "{err}");
+    std::fs::remove_file(good).ok();
+    std::fs::remove_file(bad).ok();
+}
+
+#[test]
+fn bad_input_is_one_line_and_non_zero() {
+    for (args, code) in [
+        (&["--bogus"][..], 2),
+        (&["--mode", "sideways"][..], 2),
+        (&["--sink", "--size", "0"][..], 1),
+        (&["--sink", "--size", "5MiB"][..], 1),
+        (&["--namesrv", "no-port"][..], 1),
+        (&["--sink", "--cores", "0"][..], 1),
+        (
+            &[
+                "--namesrv",
+                "127.0.0.1:1",
+                "--timeout-ms",
+                "300",
+                "--messages",
+                "5",
+            ][..],
+            1,
+        ),
+    ] {
+        let out = loadgen(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<_> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{args:?} printed {err}");
+        assert!(lines[0].starts_with("loadgen: "), "{args:?} printed {err}");
+        assert!(!err.contains("panicked"));
+    }
+}
+
+#[test]
+fn default_run_brings_up_the_local_real_broker() {
+    let out = loadgen(&["--messages", "2000", "--json"]);
+    let v = json(&out);
+    assert_eq!(v["target"], "local-broker");
+    assert_eq!(v["acked"], 2000, "{v}");
+    assert!(v.get("broker_cpu_s").is_some());
+}
