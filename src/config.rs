@@ -157,6 +157,10 @@ pub struct ProducerConfig {
     pub client_ip: Option<IpAddr>,
     /// Instance name in the client id (default `<pid>#<nanos>`, like Java's `DEFAULT` rename).
     pub instance_name: Option<String>,
+    /// Avoid slow or failed brokers for a while (Java `sendLatencyFaultEnable`, default false).
+    pub send_latency_fault_enable: bool,
+    /// Latency → not-available table used when `send_latency_fault_enable` (default: Java 5.x).
+    pub fault_table: crate::engine::latency::FaultTable,
     /// CPUs to run cores on (default all).
     pub cores: CoreSelection,
     /// Settings of every core without an entry in `per_cpu`.
@@ -190,6 +194,8 @@ impl Default for ProducerConfig {
             heartbeat_interval: DEFAULT_REFRESH_INTERVAL,
             client_ip: None,
             instance_name: None,
+            send_latency_fault_enable: false,
+            fault_table: Default::default(),
             cores: CoreSelection::All,
             core: CoreConfig::default(),
             per_cpu: Default::default(),

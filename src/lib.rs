@@ -77,6 +77,7 @@ pub mod internals {
 }
 
 pub use config::{AutoBatch, CoreConfig, CoreSelection, ProducerConfig, QueueFullPolicy};
+pub use engine::latency::FaultTable;
 pub use error::{Error, Outcome};
 pub use local_producer::LocalProducer;
 pub use message::Message;

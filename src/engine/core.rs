@@ -63,6 +63,8 @@ pub(crate) struct Core {
     connects: Rc<SingleFlight<String, Result<Rc<Connection>, Error>>>,
     route_fetches: Rc<SingleFlight<String, Result<Arc<TopicRoute>, Error>>>,
     pub selector: RefCell<QueueSelector>,
+    /// Broker availability for latency fault avoidance (used when enabled).
+    pub faults: RefCell<super::latency::FaultTracker>,
     ns_cursor: Cell<usize>,
     pub permits: Rc<Semaphore>,
     pub aborting: Cell<bool>,
@@ -87,6 +89,9 @@ impl Core {
                 super::prepared::random_u32() as usize + index,
             )),
             ns_cursor: Cell::new(0),
+            faults: RefCell::new(super::latency::FaultTracker::new(
+                shared.config.fault_table.clone(),
+            )),
             aborting: Cell::new(false),
             core_config,
             stats: CoreStats::default(),

@@ -8,6 +8,7 @@ pub(crate) mod core;
 pub(crate) mod deadline;
 pub(crate) mod in_flight;
 pub(crate) mod inbox;
+pub(crate) mod latency;
 pub(crate) mod prepared;
 pub(crate) mod selector;
 pub(crate) mod send;

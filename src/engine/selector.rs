@@ -29,6 +29,18 @@ impl QueueSelector {
         route: &'r TopicRoute,
         avoid_broker: Option<&str>,
     ) -> Option<&'r PublishQueue> {
+        self.select_available(topic, route, avoid_broker, &|_| true)
+    }
+
+    /// Like [`QueueSelector::select`], preferring brokers for which `available` is true (latency
+    /// fault avoidance); when no queue qualifies it falls back to plain selection.
+    pub fn select_available<'r>(
+        &mut self,
+        topic: &str,
+        route: &'r TopicRoute,
+        avoid_broker: Option<&str>,
+        available: &dyn Fn(&str) -> bool,
+    ) -> Option<&'r PublishQueue> {
         let queues = &route.queues;
         if queues.is_empty() {
             return None;
@@ -37,6 +49,13 @@ impl QueueSelector {
             Some(p) => p,
             None => self.positions.entry(topic.to_owned()).or_insert(self.seed),
         };
+        for _ in 0..queues.len() {
+            *position = position.wrapping_add(1);
+            let queue = &queues[*position % queues.len()];
+            if Some(&*queue.broker_name) != avoid_broker && available(&queue.broker_name) {
+                return Some(queue);
+            }
+        }
         if let Some(avoid) = avoid_broker {
             for _ in 0..queues.len() {
                 *position = position.wrapping_add(1);
@@ -91,6 +110,12 @@ mod tests {
             &*s.select("T", &only_a, Some("a")).unwrap().broker_name,
             "a"
         );
+        for _ in 0..10 {
+            let q = s.select_available("T", &r, None, &|b| b != "b").unwrap();
+            assert_eq!(&*q.broker_name, "a");
+        }
+        // Nothing available: plain round robin still answers.
+        assert!(s.select_available("T", &r, None, &|_| false).is_some());
         let empty = TopicRoute {
             queues: vec![],
             ..r

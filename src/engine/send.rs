@@ -89,7 +89,16 @@ pub(crate) async fn send_message(
         };
         let queue = {
             let mut selector = core.selector.borrow_mut();
-            match selector.select(topic, &route, last_broker.as_deref()) {
+            let selected = if config.send_latency_fault_enable {
+                let faults = core.faults.borrow();
+                let now = Instant::now();
+                selector.select_available(topic, &route, last_broker.as_deref(), &|b| {
+                    faults.is_available(b, now)
+                })
+            } else {
+                selector.select(topic, &route, last_broker.as_deref())
+            };
+            match selected {
                 Some(q) => q.clone(),
                 None => {
                     break Err(Error::NoRoute {
@@ -108,8 +117,23 @@ pub(crate) async fn send_message(
             });
             continue;
         };
-        let attempt_deadline = deadline.min(Instant::now() + config.attempt_timeout);
-        match send_attempt(core, addr, &queue, message, mode, attempt_deadline).await {
+        let attempt_started = Instant::now();
+        let attempt_deadline = deadline.min(attempt_started + config.attempt_timeout);
+        let attempt = send_attempt(core, addr, &queue, message, mode, attempt_deadline).await;
+        if config.send_latency_fault_enable {
+            // Java isolates a broker on transport failures; broker error codes count their latency.
+            let failed = matches!(
+                attempt,
+                Err(Error::Connection { .. } | Error::Protocol { .. } | Error::Timeout { .. })
+            );
+            core.faults.borrow_mut().record(
+                &queue.broker_name,
+                attempt_started.elapsed(),
+                failed,
+                Instant::now(),
+            );
+        }
+        match attempt {
             Ok(Reply::Written) => break Ok(Reply::Written),
             Ok(reply) => {
                 let status = match &reply {

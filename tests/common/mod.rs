@@ -19,6 +19,55 @@ use rocketmq_tpc::{Producer, ProducerConfig};
 pub struct LocalRocketmq {
     pub namesrv: String,
     pub brokers: Vec<String>,
+    /// The script's folder (PIDs, logs, stores) when this process started the servers.
+    pub dir: Option<String>,
+}
+
+impl LocalRocketmq {
+    /// `kill -9` broker `i` (its store stays).
+    pub fn kill_broker(&self, i: usize) {
+        self.script(&[
+            "kill-broker",
+            self.dir.as_deref().expect("own servers"),
+            &i.to_string(),
+        ]);
+    }
+
+    /// Starts broker `i` again on its store and waits until it listens.
+    pub fn start_broker(&self, i: usize) {
+        self.script(&[
+            "start-broker",
+            self.dir.as_deref().expect("own servers"),
+            &i.to_string(),
+        ]);
+    }
+
+    /// SIGSTOP broker `i`: its connections stay open but nothing is answered.
+    pub fn pause_broker(&self, i: usize) {
+        self.script(&[
+            "pause-broker",
+            self.dir.as_deref().expect("own servers"),
+            &i.to_string(),
+        ]);
+    }
+
+    /// SIGCONT broker `i`.
+    pub fn resume_broker(&self, i: usize) {
+        self.script(&[
+            "resume-broker",
+            self.dir.as_deref().expect("own servers"),
+            &i.to_string(),
+        ]);
+    }
+
+    fn script(&self, args: &[&str]) {
+        let status = Command::new("bash")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tools/rocketmq-local"))
+            .args(args)
+            .status()
+            .expect("run tools/rocketmq-local");
+        assert!(status.success(), "tools/rocketmq-local {args:?} failed");
+    }
 }
 
 /// Starts (once per test process) or finds the real NameServer + broker.
@@ -31,6 +80,7 @@ pub fn rocketmq() -> &'static LocalRocketmq {
             return LocalRocketmq {
                 namesrv,
                 brokers: brokers.split(';').map(str::to_owned).collect(),
+                dir: None,
             };
         }
         start_local(1)
@@ -64,6 +114,7 @@ pub fn start_local(brokers: usize) -> LocalRocketmq {
             .split(';')
             .map(str::to_owned)
             .collect(),
+        dir: Some(value("ROCKETMQ_LOCAL_DIR")),
     }
 }
 

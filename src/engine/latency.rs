@@ -1,0 +1,117 @@
+//! Latency fault avoidance, one table per core (Java `MQFaultStrategy` + `LatencyFaultToleranceImpl`).
+//!
+//! After each attempt the broker's latency maps to a "not available" period: the largest `i` with
+//! `latency >= latency_max[i]` gives `not_available[i]`. A failed attempt counts as the isolation
+//! latency (Java 5.x: 10 s → 10 s away). Selection prefers available brokers and falls back to
+//! plain round robin when none is, so a recovered broker comes back into use once its period ends.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// The latency → not-available table (defaults: the Java 5.x values).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultTable {
+    /// Latency thresholds, ascending.
+    pub latency_max: Vec<Duration>,
+    /// Not-available period for each threshold (same length).
+    pub not_available: Vec<Duration>,
+    /// Latency assumed for a failed attempt.
+    pub isolation_latency: Duration,
+}
+
+impl Default for FaultTable {
+    fn default() -> Self {
+        let ms = |v: &[u64]| v.iter().map(|m| Duration::from_millis(*m)).collect();
+        FaultTable {
+            latency_max: ms(&[50, 100, 550, 1800, 3000, 5000, 15000]),
+            not_available: ms(&[0, 0, 2000, 5000, 6000, 10000, 30000]),
+            isolation_latency: Duration::from_millis(10_000),
+        }
+    }
+}
+
+impl FaultTable {
+    /// The not-available period for an attempt of `latency`.
+    pub fn period(&self, latency: Duration) -> Duration {
+        self.latency_max
+            .iter()
+            .zip(&self.not_available)
+            .rev()
+            .find(|(max, _)| latency >= **max)
+            .map(|(_, period)| *period)
+            .unwrap_or(Duration::ZERO)
+    }
+}
+
+/// Per-core broker availability.
+#[derive(Debug, Default)]
+pub(crate) struct FaultTracker {
+    table: FaultTable,
+    until: HashMap<String, Instant>,
+}
+
+impl FaultTracker {
+    pub(crate) fn new(table: FaultTable) -> Self {
+        FaultTracker {
+            table,
+            until: HashMap::new(),
+        }
+    }
+
+    /// Records an attempt on `broker` that took `latency` (or failed) at `now`.
+    pub(crate) fn record(&mut self, broker: &str, latency: Duration, failed: bool, now: Instant) {
+        let latency = if failed {
+            self.table.isolation_latency
+        } else {
+            latency
+        };
+        let period = self.table.period(latency);
+        if period.is_zero() {
+            self.until.remove(broker);
+        } else {
+            self.until.insert(broker.to_owned(), now + period);
+        }
+    }
+
+    /// Whether `broker` may be chosen at `now`.
+    pub(crate) fn is_available(&self, broker: &str, now: Instant) -> bool {
+        self.until.get(broker).is_none_or(|t| *t <= now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn java_5_table() {
+        let t = FaultTable::default();
+        assert_eq!(t.period(Duration::from_millis(10)), Duration::ZERO);
+        assert_eq!(
+            t.period(Duration::from_millis(600)),
+            Duration::from_millis(2000)
+        );
+        assert_eq!(
+            t.period(Duration::from_millis(10_000)),
+            Duration::from_millis(10_000)
+        );
+        assert_eq!(
+            t.period(Duration::from_secs(60)),
+            Duration::from_millis(30_000)
+        );
+    }
+
+    #[test]
+    fn isolation_then_recovery() {
+        let mut f = FaultTracker::new(FaultTable::default());
+        let now = Instant::now();
+        assert!(f.is_available("a", now));
+        f.record("a", Duration::ZERO, true, now);
+        assert!(!f.is_available("a", now + Duration::from_secs(9)));
+        assert!(f.is_available("a", now + Duration::from_secs(10)));
+        f.record("a", Duration::from_millis(700), false, now);
+        assert!(!f.is_available("a", now + Duration::from_secs(1)));
+        f.record("a", Duration::from_millis(5), false, now);
+        assert!(f.is_available("a", now));
+    }
+}

@@ -1,0 +1,309 @@
+//! Two brokers (broker-a, broker-b) in one cluster: kill -9 and restart mid-run, fault avoidance.
+//! Each scenario ends with a ledger: every message has exactly one outcome; every acked message is
+//! stored (read back by UNIQ_KEY) equal to what was sent; duplicates only where a retry followed an
+//! unanswered attempt.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::read_back::{assert_same, stored_by_key};
+use common::LocalRocketmq;
+use rocketmq_tpc::{AutoBatch, Message, Producer, ProducerConfig, SendResult};
+
+/// The two-broker cluster, started once for this test binary; tests run one at a time on it.
+fn cluster() -> &'static LocalRocketmq {
+    static CELL: OnceLock<LocalRocketmq> = OnceLock::new();
+    CELL.get_or_init(|| common::start_local(2))
+}
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn config(rmq: &LocalRocketmq) -> ProducerConfig {
+    let mut c = common::config(&rmq.namesrv);
+    c.send_timeout = Duration::from_secs(5);
+    c.attempt_timeout = Duration::from_millis(800);
+    c
+}
+
+/// Sends to both brokers until the topic exists on both (auto-created through TBW102).
+fn warm_up(producer: &Producer, topic: &str) -> Vec<(Message, SendResult)> {
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut brokers = std::collections::BTreeSet::new();
+    let mut i = 0;
+    while brokers.len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "topic never reached both brokers"
+        );
+        let m = Message::new(topic, format!("warm-{i}"));
+        let r = producer.send(m.clone()).expect("warm-up send");
+        brokers.insert(r.queue.broker_name.clone());
+        out.push((m, r));
+        i += 1;
+    }
+    out
+}
+
+/// The ledger over both brokers.
+fn check_ledger(
+    rmq: &LocalRocketmq,
+    topic: &str,
+    acked: &[(Message, SendResult)],
+    failed: usize,
+    unknown_failures: usize,
+    retries: u64,
+) {
+    let mut stored: BTreeMap<String, Vec<_>> = BTreeMap::new();
+    for broker in &rmq.brokers {
+        for (key, copies) in stored_by_key(broker, topic) {
+            stored.entry(key).or_default().extend(copies);
+        }
+    }
+    let mut duplicates = 0;
+    for (m, r) in acked {
+        let copies = stored
+            .get(&r.msg_id)
+            .unwrap_or_else(|| panic!("{} was acked but is not stored", r.msg_id));
+        assert_same(m, &r.msg_id, &copies[0]);
+        duplicates += copies.len() - 1;
+    }
+    let acked_ids: std::collections::BTreeSet<_> =
+        acked.iter().map(|(_, r)| r.msg_id.clone()).collect();
+    let stored_but_failed = stored.keys().filter(|k| !acked_ids.contains(*k)).count();
+    eprintln!(
+        "ledger {topic}: acked {} failed {failed} (unknown {unknown_failures}) stored {} duplicates {duplicates} stored-but-failed {stored_but_failed} retries {retries}",
+        acked.len(),
+        stored.len()
+    );
+    assert!(
+        duplicates as u64 <= retries,
+        "{duplicates} duplicates but only {retries} retries"
+    );
+    assert!(stored_but_failed <= unknown_failures, "{stored_but_failed} failed messages are stored but only {unknown_failures} had an unknown outcome");
+}
+
+fn run_with_broker_restart(mode: &str, auto_batch: bool) {
+    let _serial = serial();
+    let rmq = cluster();
+    let topic = common::topic(&format!("restart_{mode}_{auto_batch}"));
+    let mut c = config(rmq);
+    if auto_batch {
+        c.core.auto_batch = Some(AutoBatch {
+            linger: Duration::from_millis(1),
+            max_messages: 16,
+            ..Default::default()
+        });
+    }
+    let producer = Producer::builder().config(c).build().unwrap();
+    let mut acked = warm_up(&producer, &topic);
+    let warmed = acked.len();
+    let (mut failed, mut unknown) = (0, 0);
+    let total = 300;
+    let mut pending = Vec::new();
+    for i in 0..total {
+        if i == 100 {
+            rmq.kill_broker(1);
+        }
+        if i == 200 {
+            rmq.start_broker(1);
+        }
+        let m = Message::new(&topic, format!("{mode}-{i}")).with_keys([format!("k{i}")]);
+        if mode == "sync" {
+            match producer.send(m.clone()) {
+                Ok(r) => acked.push((m, r)),
+                Err(e) => {
+                    failed += 1;
+                    unknown += usize::from(e.outcome() == rocketmq_tpc::Outcome::Unknown);
+                }
+            }
+        } else {
+            pending.push((m.clone(), producer.send_async(m)));
+            if pending.len() >= 20 || i + 1 == total {
+                for (m, f) in pending.drain(..) {
+                    match f.wait() {
+                        Ok(r) => acked.push((m, r)),
+                        Err(e) => {
+                            failed += 1;
+                            unknown += usize::from(e.outcome() == rocketmq_tpc::Outcome::Unknown);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(
+        acked.len() - warmed + failed,
+        total,
+        "every message has one outcome"
+    );
+    let retries = retries(&producer);
+    producer.shutdown(Duration::from_secs(5));
+    // With two brokers and a 5 s budget, a dead broker costs retries, not messages.
+    assert_eq!(failed, 0, "sends failed although broker-a stayed up");
+    assert!(
+        retries >= 1,
+        "no send hit the killed broker: the scenario did not happen"
+    );
+    check_ledger(rmq, &topic, &acked, failed, unknown, retries);
+}
+
+#[test]
+fn sync_sends_survive_a_broker_kill_and_restart() {
+    run_with_broker_restart("sync", false);
+}
+
+#[test]
+fn async_sends_survive_a_broker_kill_and_restart() {
+    run_with_broker_restart("async", false);
+}
+
+#[test]
+fn auto_batched_sends_survive_a_broker_kill_and_restart() {
+    run_with_broker_restart("async", true);
+}
+
+/// Config whose short "not available" periods let a test watch a broker come back: a failed
+/// attempt (isolation, 10 s latency) keeps the broker away for 2 s.
+fn avoiding(rmq: &LocalRocketmq) -> ProducerConfig {
+    let mut c = config(rmq);
+    c.attempt_timeout = Duration::from_millis(300);
+    c.send_latency_fault_enable = true;
+    c.fault_table.not_available = [0u64, 0, 500, 1000, 1500, 2000, 3000]
+        .iter()
+        .map(|m| Duration::from_millis(*m))
+        .collect();
+    c
+}
+
+fn retries(producer: &Producer) -> u64 {
+    producer
+        .stats()
+        .unwrap()
+        .cores
+        .iter()
+        .map(|c| c.retries)
+        .sum()
+}
+
+#[test]
+fn fault_avoidance_steers_around_a_stalled_broker_and_returns_to_it() {
+    let _serial = serial();
+    let rmq = cluster();
+    let topic = common::topic("avoid");
+    let producer = Producer::builder().config(avoiding(rmq)).build().unwrap();
+    let mut acked = warm_up(&producer, &topic);
+    rmq.pause_broker(1);
+    let before = retries(&producer);
+    for i in 0..60 {
+        let m = Message::new(&topic, format!("avoid-{i}"));
+        let r = producer.send(m.clone()).expect("broker-a takes over");
+        assert_eq!(r.queue.broker_name, "broker-a");
+        acked.push((m, r));
+    }
+    let during = retries(&producer) - before;
+    assert!(
+        during <= 3,
+        "{during} retries: the stalled broker was not avoided"
+    );
+    rmq.resume_broker(1);
+    // Once its period ends and it answers again, broker-b is used again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut back = false;
+    while !back {
+        assert!(
+            Instant::now() < deadline,
+            "broker-b never came back into use"
+        );
+        let m = Message::new(&topic, "after-resume");
+        let r = producer.send(m.clone()).expect("send after resume");
+        back = r.queue.broker_name == "broker-b";
+        acked.push((m, r));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let total = retries(&producer);
+    producer.shutdown(Duration::from_secs(5));
+    // Attempts that timed out on the stalled broker may be stored once it resumes: duplicates
+    // are allowed for those (at most one per retry), never silently lost messages.
+    check_ledger(rmq, &topic, &acked, 0, 0, total);
+}
+
+#[test]
+fn without_fault_avoidance_a_stalled_broker_costs_a_timeout_per_pick() {
+    let _serial = serial();
+    let rmq = cluster();
+    let topic = common::topic("noavoid");
+    let mut c = avoiding(rmq);
+    c.send_latency_fault_enable = false;
+    let producer = Producer::builder().config(c).build().unwrap();
+    let mut acked = warm_up(&producer, &topic);
+    rmq.pause_broker(1);
+    let before = retries(&producer);
+    for i in 0..20 {
+        let m = Message::new(&topic, format!("noavoid-{i}"));
+        let r = producer.send(m.clone()).expect("retried on broker-a");
+        assert_eq!(r.queue.broker_name, "broker-a");
+        acked.push((m, r));
+    }
+    let during = retries(&producer) - before;
+    assert!(
+        during >= 5,
+        "only {during} retries: round robin should keep picking the stalled broker"
+    );
+    rmq.resume_broker(1);
+    let total = retries(&producer);
+    producer.shutdown(Duration::from_secs(5));
+    check_ledger(rmq, &topic, &acked, 0, 0, total);
+}
+
+#[test]
+fn a_broker_stalled_past_the_send_timeout_fails_with_unknown_outcomes_then_recovers() {
+    let _serial = serial();
+    let rmq = cluster();
+    let topic = common::topic("stall");
+    let mut c = config(rmq);
+    c.send_timeout = Duration::from_millis(600);
+    c.attempt_timeout = Duration::from_millis(600);
+    c.retries_when_send_async_failed = 0;
+    let producer = Producer::builder().config(c).build().unwrap();
+    let mut acked = warm_up(&producer, &topic);
+    rmq.pause_broker(1);
+    let (mut failed, mut unknown) = (0, 0);
+    let futures: Vec<_> = (0..40)
+        .map(|i| {
+            let m = Message::new(&topic, format!("stall-{i}"));
+            (m.clone(), producer.send_async(m))
+        })
+        .collect();
+    let started = Instant::now();
+    for (m, f) in futures {
+        match f.wait() {
+            Ok(r) => acked.push((m, r)),
+            Err(e) => {
+                failed += 1;
+                assert!(e.is_retryable(), "{e}");
+                unknown += usize::from(e.outcome() == rocketmq_tpc::Outcome::Unknown);
+            }
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "timeouts not honoured"
+    );
+    assert!(failed > 0, "some sends went to the stalled broker");
+    assert_eq!(
+        failed, unknown,
+        "a written request without an answer is an unknown outcome"
+    );
+    rmq.resume_broker(1);
+    std::thread::sleep(Duration::from_millis(500));
+    let total = retries(&producer);
+    producer.shutdown(Duration::from_secs(5));
+    check_ledger(rmq, &topic, &acked, failed, unknown, total);
+}
