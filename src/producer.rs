@@ -39,6 +39,9 @@ pub struct SendOptions {
 pub struct ShutdownReport {
     /// Sends still running at the deadline; each was failed with [`Error::ShutDown`].
     pub cut_at_deadline: u64,
+    /// Queued messages that could not start before the deadline; each was failed with
+    /// [`Error::ShutDown`] (definitely not stored).
+    pub refused_at_deadline: u64,
     /// Messages found queued after the cores stopped; each was failed with [`Error::ShutDown`].
     pub refused_after_stop: u64,
     /// Whether the cores were joined (false when called from a producer core, which must not block).
@@ -578,7 +581,10 @@ impl Inner {
             let join = slot.join.lock().unwrap_or_else(|e| e.into_inner()).take();
             if let Some(join) = join {
                 match join.join() {
-                    Ok(core_report) => report.cut_at_deadline += core_report.cut_at_deadline,
+                    Ok(core_report) => {
+                        report.cut_at_deadline += core_report.cut_at_deadline;
+                        report.refused_at_deadline += core_report.refused_at_shutdown;
+                    }
                     Err(e) => tracing::error!(error = %e, "a producer core ended abnormally"),
                 }
             }

@@ -329,3 +329,71 @@ fn heartbeats_reach_the_master_and_shutdown_unregisters() {
         "UNREGISTER_CLIENT at shutdown"
     );
 }
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap()
+        * 1024
+}
+
+#[test]
+fn memory_stays_bounded_under_a_stalled_broker() {
+    let fake = FakeBroker::start(|_| Action::Ignore);
+    let mut config = common::config(&fake.addr);
+    config.core.inbox_capacity = 1000;
+    config.core.max_inflight = 500;
+    config.queue_full = QueueFullPolicy::Fail;
+    config.send_timeout = Duration::from_secs(60);
+    config.attempt_timeout = Duration::from_secs(60);
+    let p = Producer::builder().config(config).build().unwrap();
+    let body = bytes::Bytes::from(vec![7u8; 1024]);
+    let rss_before = rss_bytes();
+    let mut accepted = Vec::new();
+    let mut refused = 0u64;
+    for _ in 0..100_000 {
+        let mut f = p.send_async(Message::new("T", body.clone()));
+        // A refused send resolves at once; an accepted one stays pending.
+        match futures_lite::future::block_on(futures_lite::future::poll_once(&mut f)) {
+            Some(Err(Error::QueueFull { message })) => {
+                assert!(message.is_some());
+                refused += 1;
+            }
+            Some(other) => panic!("unexpected outcome {other:?}"),
+            None => accepted.push(f),
+        }
+    }
+    let rss_growth = rss_bytes().saturating_sub(rss_before);
+    eprintln!(
+        "stalled broker: accepted {} refused {refused} rss growth {} KiB",
+        accepted.len(),
+        rss_growth / 1024
+    );
+    // Bound: inbox + in-flight cap (+ the one job the drain holds while it waits for a permit).
+    assert!(
+        accepted.len() <= 1000 + 500 + 1,
+        "accepted {}",
+        accepted.len()
+    );
+    assert!(refused >= 98_000);
+    assert!(rss_growth < 64 << 20, "RSS grew {rss_growth} bytes");
+    let started = Instant::now();
+    let report = p.shutdown(Duration::from_millis(300));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        report.cut_at_deadline + report.refused_at_deadline + report.refused_after_stop,
+        accepted.len() as u64,
+        "{report:?}"
+    );
+    for f in accepted {
+        let e = f.wait().unwrap_err();
+        assert!(matches!(e, Error::ShutDown { .. }), "{e}");
+    }
+}

@@ -376,6 +376,8 @@ pub(crate) fn attempt_timeout(started: Instant, deadline: Instant, written: bool
 pub(crate) struct CoreReport {
     /// Sends still running at the shutdown deadline, failed with `ShutDown`.
     pub cut_at_deadline: u64,
+    /// Queued messages failed with `ShutDown` because the deadline passed before they could start.
+    pub refused_at_shutdown: u64,
 }
 
 /// Starts core `index` pinned to `cpu`; returns once the executor runs (or failed to start).
@@ -429,16 +431,15 @@ async fn run_core(index: usize, cpu: usize, shared: Arc<Shared>, inbox: Arc<Inbo
                 deadline,
                 reply,
             } => {
-                let permit = match until(deadline, core.permits.acquire_static_permit(1)).await {
-                    Some(Ok(permit)) => permit,
-                    _ => {
-                        let _ = reply.send(Err(Error::Timeout {
-                            elapsed: Duration::ZERO,
-                            budget: Duration::ZERO,
-                            attempts: 0,
-                            outcome: Outcome::NotStored,
-                            last_error: Some(Box::new(Error::QueueFull { message: None })),
-                        }));
+                let permit = match wait_for_permit(&core, &inbox, deadline).await {
+                    Ok(permit) => permit,
+                    Err(error) => {
+                        if matches!(error, Error::ShutDown { .. }) {
+                            core.stats
+                                .refused_at_shutdown
+                                .set(core.stats.refused_at_shutdown.get() + 1);
+                        }
+                        let _ = reply.send(Err(error));
                         continue;
                     }
                 };
@@ -471,15 +472,59 @@ async fn run_core(index: usize, cpu: usize, shared: Arc<Shared>, inbox: Arc<Inbo
     report
 }
 
-async fn stop_core(core: &Rc<Core>) -> CoreReport {
-    let deadline = core
-        .shared
+/// The shutdown deadline, once a shutdown set it.
+fn shutdown_deadline(core: &Core) -> Option<Instant> {
+    core.shared
         .shutdown_deadline
         .lock()
-        .map(|d| d.unwrap_or_else(Instant::now))
-        .unwrap_or_else(|_| Instant::now());
+        .map(|d| *d)
+        .unwrap_or_else(|e| *e.into_inner())
+}
+
+/// Waits for an in-flight permit until the message's deadline, or until a shutdown deadline
+/// passes (then the message fails with `ShutDown`, definitely not stored).
+async fn wait_for_permit(
+    core: &Rc<Core>,
+    inbox: &Inbox,
+    deadline: Instant,
+) -> Result<glommio::sync::StaticPermit, Error> {
+    const RECHECK: Duration = Duration::from_millis(20);
+    loop {
+        if let Ok(permit) = core.permits.try_acquire_static_permit(1) {
+            return Ok(permit);
+        }
+        if inbox.stop_requested() && shutdown_deadline(core).is_some_and(|d| Instant::now() >= d) {
+            return Err(shut_down(Outcome::NotStored));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(Error::Timeout {
+                elapsed: Duration::ZERO,
+                budget: Duration::ZERO,
+                attempts: 0,
+                outcome: Outcome::NotStored,
+                last_error: Some(Box::new(Error::QueueFull { message: None })),
+            });
+        }
+        // Wake at the earlier of the deadline and a short recheck (a shutdown may start meanwhile).
+        if let Some(Ok(permit)) = until(
+            deadline.min(now + RECHECK),
+            core.permits.acquire_static_permit(1),
+        )
+        .await
+        {
+            return Ok(permit);
+        }
+    }
+}
+
+async fn stop_core(core: &Rc<Core>) -> CoreReport {
+    let deadline = shutdown_deadline(core).unwrap_or_else(Instant::now);
     let all = core.core_config.max_inflight as u64;
-    let mut report = CoreReport::default();
+    let mut report = CoreReport {
+        refused_at_shutdown: core.stats.refused_at_shutdown.get(),
+        ..CoreReport::default()
+    };
     if until(deadline, core.permits.acquire(all)).await.is_none() {
         report.cut_at_deadline = all - core.permits.available();
         tracing::warn!(

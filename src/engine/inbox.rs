@@ -121,6 +121,11 @@ impl Inbox {
         self.queue.pop()
     }
 
+    /// Whether a stop was requested.
+    pub(crate) fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
     /// Asks the drain task to finish once the queue is empty.
     pub(crate) fn request_stop(&self) {
         self.stop.store(true, Ordering::Release);

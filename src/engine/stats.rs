@@ -11,6 +11,7 @@ pub(crate) struct CoreStats {
     pub acked: Cell<u64>,
     pub failed: Cell<u64>,
     pub retries: Cell<u64>,
+    pub refused_at_shutdown: Cell<u64>,
     pub failed_by_kind: RefCell<BTreeMap<&'static str, u64>>,
     /// Send latency in microseconds (whole send, retries included).
     pub latency_us: RefCell<Histogram<u64>>,
@@ -23,6 +24,7 @@ impl Default for CoreStats {
             acked: Cell::new(0),
             failed: Cell::new(0),
             retries: Cell::new(0),
+            refused_at_shutdown: Cell::new(0),
             failed_by_kind: RefCell::new(BTreeMap::new()),
             latency_us: RefCell::new(
                 Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
