@@ -5,11 +5,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::read_back::{assert_same, stored_by_key};
 use common::LocalRocketmq;
 use rocketmq_tpc::{AutoBatch, Message, Producer, ProducerConfig, SendResult};
 
@@ -49,44 +47,6 @@ fn warm_up(producer: &Producer, topic: &str) -> Vec<(Message, SendResult)> {
         i += 1;
     }
     out
-}
-
-/// The ledger over both brokers.
-fn check_ledger(
-    rmq: &LocalRocketmq,
-    topic: &str,
-    acked: &[(Message, SendResult)],
-    failed: usize,
-    unknown_failures: usize,
-    retries: u64,
-) {
-    let mut stored: BTreeMap<String, Vec<_>> = BTreeMap::new();
-    for broker in &rmq.brokers {
-        for (key, copies) in stored_by_key(broker, topic) {
-            stored.entry(key).or_default().extend(copies);
-        }
-    }
-    let mut duplicates = 0;
-    for (m, r) in acked {
-        let copies = stored
-            .get(&r.msg_id)
-            .unwrap_or_else(|| panic!("{} was acked but is not stored", r.msg_id));
-        assert_same(m, &r.msg_id, &copies[0]);
-        duplicates += copies.len() - 1;
-    }
-    let acked_ids: std::collections::BTreeSet<_> =
-        acked.iter().map(|(_, r)| r.msg_id.clone()).collect();
-    let stored_but_failed = stored.keys().filter(|k| !acked_ids.contains(*k)).count();
-    eprintln!(
-        "ledger {topic}: acked {} failed {failed} (unknown {unknown_failures}) stored {} duplicates {duplicates} stored-but-failed {stored_but_failed} retries {retries}",
-        acked.len(),
-        stored.len()
-    );
-    assert!(
-        duplicates as u64 <= retries,
-        "{duplicates} duplicates but only {retries} retries"
-    );
-    assert!(stored_but_failed <= unknown_failures, "{stored_but_failed} failed messages are stored but only {unknown_failures} had an unknown outcome");
 }
 
 fn run_with_broker_restart(mode: &str, auto_batch: bool) {
@@ -151,7 +111,7 @@ fn run_with_broker_restart(mode: &str, auto_batch: bool) {
         retries >= 1,
         "no send hit the killed broker: the scenario did not happen"
     );
-    check_ledger(rmq, &topic, &acked, failed, unknown, retries);
+    common::ledger::check(&rmq.brokers, &topic, &acked, failed, unknown, retries);
 }
 
 #[test]
@@ -231,7 +191,7 @@ fn fault_avoidance_steers_around_a_stalled_broker_and_returns_to_it() {
     producer.shutdown(Duration::from_secs(5));
     // Attempts that timed out on the stalled broker may be stored once it resumes: duplicates
     // are allowed for those (at most one per retry), never silently lost messages.
-    check_ledger(rmq, &topic, &acked, 0, 0, total);
+    common::ledger::check(&rmq.brokers, &topic, &acked, 0, 0, total);
 }
 
 #[test]
@@ -259,7 +219,7 @@ fn without_fault_avoidance_a_stalled_broker_costs_a_timeout_per_pick() {
     rmq.resume_broker(1);
     let total = retries(&producer);
     producer.shutdown(Duration::from_secs(5));
-    check_ledger(rmq, &topic, &acked, 0, 0, total);
+    common::ledger::check(&rmq.brokers, &topic, &acked, 0, 0, total);
 }
 
 #[test]
@@ -305,5 +265,5 @@ fn a_broker_stalled_past_the_send_timeout_fails_with_unknown_outcomes_then_recov
     std::thread::sleep(Duration::from_millis(500));
     let total = retries(&producer);
     producer.shutdown(Duration::from_secs(5));
-    check_ledger(rmq, &topic, &acked, failed, unknown, total);
+    common::ledger::check(&rmq.brokers, &topic, &acked, failed, unknown, total);
 }

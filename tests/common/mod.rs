@@ -6,6 +6,8 @@
 #![allow(dead_code)]
 
 pub mod fake_broker;
+pub mod ledger;
+pub mod proxy;
 pub mod read_back;
 
 use std::process::Command;
