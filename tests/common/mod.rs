@@ -44,6 +44,11 @@ impl LocalRocketmq {
         ]);
     }
 
+    /// `kill -9` the NameServer.
+    pub fn kill_namesrv(&self) {
+        self.script(&["kill-namesrv", self.dir.as_deref().expect("own servers")]);
+    }
+
     /// SIGSTOP broker `i`: its connections stay open but nothing is answered.
     pub fn pause_broker(&self, i: usize) {
         self.script(&[
