@@ -34,6 +34,8 @@ pub const DEFAULT_MAX_INFLIGHT: usize = 8192;
 /// Default cap of requests awaiting an answer on one connection (the rocketmq-rust broker
 /// refuses more than 4,096 with SYSTEM_BUSY).
 pub const DEFAULT_MAX_INFLIGHT_PER_CONNECTION: usize = 4096;
+/// Default cap of message bytes in progress on one core.
+pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 64 * 1024 * 1024;
 /// Default executor spin before parking.
 pub const DEFAULT_SPIN_BEFORE_PARK: Duration = Duration::from_micros(50);
 
@@ -96,6 +98,9 @@ pub struct CoreConfig {
     pub max_inflight: usize,
     /// Requests awaiting an answer on one connection (default 4096).
     pub max_inflight_per_connection: usize,
+    /// Message bytes (body as sent + properties) in progress on this core (default 64 MiB); at
+    /// least `max_message_size`. With `max_inflight` it bounds the memory a stalled broker can pin.
+    pub max_buffered_bytes: usize,
     /// Busy-poll this long before parking an idle core (default 50 µs).
     pub spin_before_park: Duration,
     /// Automatic batching (default off).
@@ -110,6 +115,7 @@ impl Default for CoreConfig {
             inbox_capacity: DEFAULT_INBOX_CAPACITY,
             max_inflight: DEFAULT_MAX_INFLIGHT,
             max_inflight_per_connection: DEFAULT_MAX_INFLIGHT_PER_CONNECTION,
+            max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
             spin_before_park: DEFAULT_SPIN_BEFORE_PARK,
             auto_batch: None,
         }
@@ -225,6 +231,12 @@ impl CoreConfig {
             if value == 0 {
                 return bad(format!("{name}.{key} must be above zero"));
             }
+        }
+        if self.max_buffered_bytes < max_message_size {
+            return bad(format!(
+                "{name}.max_buffered_bytes {} is below max_message_size {max_message_size}",
+                self.max_buffered_bytes
+            ));
         }
         if let Some(batch) = &self.auto_batch {
             if batch.max_messages == 0 || batch.max_bytes == 0 {

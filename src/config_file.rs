@@ -67,6 +67,7 @@ struct FileCore {
     inbox_capacity: Option<usize>,
     max_inflight: Option<usize>,
     max_inflight_per_connection: Option<usize>,
+    max_buffered_bytes: Option<SizeValue>,
     spin_before_park: Option<String>,
     auto_batch: Option<bool>,
     linger: Option<String>,
@@ -165,6 +166,9 @@ fn apply_core(name: &str, file: &FileCore, base: &CoreConfig) -> Result<CoreConf
     }
     if let Some(v) = file.max_inflight_per_connection {
         core.max_inflight_per_connection = v;
+    }
+    if let Some(v) = &file.max_buffered_bytes {
+        core.max_buffered_bytes = parse_size(&key("max_buffered_bytes"), v)?;
     }
     if let Some(v) = &file.spin_before_park {
         core.spin_before_park = parse_duration(&key("spin_before_park"), v)?;

@@ -162,14 +162,13 @@ impl LocalProducer {
                 outcome: crate::Outcome::NotStored,
             });
         }
-        let permit = match crate::engine::deadline::until(
-            deadline,
-            self.core.permits.acquire_static_permit(1),
-        )
-        .await
+        let permit = match self
+            .core
+            .permit_until(outgoing.buffered_bytes(), deadline)
+            .await
         {
-            Some(Ok(permit)) => permit,
-            _ => {
+            Some(permit) => permit,
+            None => {
                 return Err(Error::QueueFull {
                     message: outgoing.into_message().map(Box::new),
                 })

@@ -397,3 +397,34 @@ fn memory_stays_bounded_under_a_stalled_broker() {
         assert!(matches!(e, Error::ShutDown { .. }), "{e}");
     }
 }
+
+#[test]
+fn buffered_bytes_cap_bounds_large_messages() {
+    let fake = FakeBroker::start(|_| Action::Ignore);
+    let mut config = common::config(&fake.addr);
+    config.max_message_size = 1 << 20;
+    config.compress_over = usize::MAX;
+    config.core.max_buffered_bytes = 4 << 20;
+    config.core.inbox_capacity = 2;
+    config.queue_full = QueueFullPolicy::Fail;
+    config.send_timeout = Duration::from_secs(30);
+    config.attempt_timeout = Duration::from_secs(30);
+    let p = Producer::builder().config(config).build().unwrap();
+    let body = bytes::Bytes::from(vec![1u8; 1 << 20]);
+    let mut accepted = Vec::new();
+    for _ in 0..50 {
+        let mut f = p.send_async(Message::new("T", body.clone()));
+        if futures_lite::future::block_on(futures_lite::future::poll_once(&mut f)).is_none() {
+            accepted.push(f);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let in_flight = p.stats().unwrap().in_flight();
+    // 4 MiB of 1 MiB messages: at most 3 in progress (each also carries its properties).
+    assert!(in_flight <= 4, "{in_flight} in flight");
+    assert!(accepted.len() <= 4 + 2 + 1, "{} accepted", accepted.len());
+    p.shutdown(Duration::from_millis(200));
+    for f in accepted {
+        assert!(f.wait().is_err());
+    }
+}

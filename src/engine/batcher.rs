@@ -17,7 +17,6 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use futures_channel::oneshot;
-use glommio::sync::StaticPermit;
 
 use super::core::Core;
 use super::inbox::{SendMode, SendReply};
@@ -31,7 +30,7 @@ pub(crate) struct BatchItem {
     pub message: PreparedMessage,
     pub reply: oneshot::Sender<SendReply>,
     pub deadline: Instant,
-    pub permit: StaticPermit,
+    pub permit: super::core::InFlightPermit,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

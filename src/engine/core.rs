@@ -67,6 +67,8 @@ pub(crate) struct Core {
     pub faults: RefCell<super::latency::FaultTracker>,
     ns_cursor: Cell<usize>,
     pub permits: Rc<Semaphore>,
+    /// Message bytes in progress (`max_buffered_bytes`).
+    pub byte_permits: Rc<Semaphore>,
     pub aborting: Cell<bool>,
     pub stats: CoreStats,
     /// Open automatic batches, when auto-batching is on.
@@ -82,6 +84,7 @@ impl Core {
         Core {
             index,
             permits: Rc::new(Semaphore::new(core_config.max_inflight as u64)),
+            byte_permits: Rc::new(Semaphore::new(core_config.max_buffered_bytes as u64)),
             connections: RefCell::new(HashMap::new()),
             connects: Rc::new(SingleFlight::new()),
             route_fetches: Rc::new(SingleFlight::new()),
@@ -350,6 +353,54 @@ impl Core {
     }
 }
 
+/// A message's share of its core's caps: one of `max_inflight` and its bytes of
+/// `max_buffered_bytes`. Released when dropped.
+pub(crate) struct InFlightPermit {
+    _message: glommio::sync::StaticPermit,
+    _bytes: glommio::sync::StaticPermit,
+}
+
+impl Core {
+    fn byte_units(&self, bytes: usize) -> u64 {
+        bytes.clamp(1, self.core_config.max_buffered_bytes) as u64
+    }
+
+    /// Takes a permit at once if both caps allow it.
+    pub(crate) fn try_permit(&self, bytes: usize) -> Option<InFlightPermit> {
+        let message = self.permits.try_acquire_static_permit(1).ok()?;
+        let bytes = self
+            .byte_permits
+            .try_acquire_static_permit(self.byte_units(bytes))
+            .ok()?;
+        Some(InFlightPermit {
+            _message: message,
+            _bytes: bytes,
+        })
+    }
+
+    /// Waits for a permit until `deadline`.
+    pub(crate) async fn permit_until(
+        &self,
+        bytes: usize,
+        deadline: Instant,
+    ) -> Option<InFlightPermit> {
+        let message = until(deadline, self.permits.acquire_static_permit(1))
+            .await?
+            .ok()?;
+        let bytes = until(
+            deadline,
+            self.byte_permits
+                .acquire_static_permit(self.byte_units(bytes)),
+        )
+        .await?
+        .ok()?;
+        Some(InFlightPermit {
+            _message: message,
+            _bytes: bytes,
+        })
+    }
+}
+
 pub(crate) fn shut_down(outcome: Outcome) -> Error {
     Error::ShutDown {
         message: None,
@@ -431,7 +482,14 @@ async fn run_core(index: usize, cpu: usize, shared: Arc<Shared>, inbox: Arc<Inbo
                 deadline,
                 reply,
             } => {
-                let permit = match wait_for_permit(&core, &inbox, deadline).await {
+                let permit = match wait_for_permit(
+                    &core,
+                    &inbox,
+                    deadline,
+                    message.buffered_bytes(),
+                )
+                .await
+                {
                     Ok(permit) => permit,
                     Err(error) => {
                         if matches!(error, Error::ShutDown { .. }) {
@@ -487,10 +545,11 @@ async fn wait_for_permit(
     core: &Rc<Core>,
     inbox: &Inbox,
     deadline: Instant,
-) -> Result<glommio::sync::StaticPermit, Error> {
+    bytes: usize,
+) -> Result<InFlightPermit, Error> {
     const RECHECK: Duration = Duration::from_millis(20);
     loop {
-        if let Ok(permit) = core.permits.try_acquire_static_permit(1) {
+        if let Some(permit) = core.try_permit(bytes) {
             return Ok(permit);
         }
         if inbox.stop_requested() && shutdown_deadline(core).is_some_and(|d| Instant::now() >= d) {
@@ -507,12 +566,7 @@ async fn wait_for_permit(
             });
         }
         // Wake at the earlier of the deadline and a short recheck (a shutdown may start meanwhile).
-        if let Some(Ok(permit)) = until(
-            deadline.min(now + RECHECK),
-            core.permits.acquire_static_permit(1),
-        )
-        .await
-        {
+        if let Some(permit) = core.permit_until(bytes, deadline.min(now + RECHECK)).await {
             return Ok(permit);
         }
     }

@@ -294,6 +294,14 @@ impl Outgoing {
         }
     }
 
+    /// Bytes this request pins while in progress (body as sent + properties).
+    pub(crate) fn buffered_bytes(&self) -> usize {
+        match self {
+            Outgoing::One(m) => m.body.len() + m.properties.len(),
+            Outgoing::Batch(b) => b.body.len() + b.properties.len(),
+        }
+    }
+
     /// The single message, when this is one (handed back on refusal).
     pub(crate) fn into_message(self) -> Option<Message> {
         match self {
