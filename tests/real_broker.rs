@@ -32,6 +32,39 @@ fn varied_messages(topic: &str, n: usize, body_size: usize) -> Vec<Message> {
         .collect()
 }
 
+/// Sends each message with a blocking send; returns (message, unique id) pairs.
+fn send_each(producer: &Producer, messages: Vec<Message>) -> Vec<(Message, String)> {
+    messages
+        .into_iter()
+        .map(|m| {
+            let r = producer.send(m.clone()).expect("send");
+            assert_eq!(r.status, SendStatus::SendOk);
+            assert_eq!(r.queue.topic, m.topic);
+            (m, r.msg_id)
+        })
+        .collect()
+}
+
+/// Pairs messages with their results' unique ids.
+fn with_ids(
+    messages: Vec<Message>,
+    results: Vec<rocketmq_tpc::SendResult>,
+) -> Vec<(Message, String)> {
+    assert_eq!(messages.len(), results.len());
+    messages
+        .into_iter()
+        .zip(results)
+        .map(|(m, r)| (m, r.msg_id))
+        .collect()
+}
+
+/// A producer on the shared real broker with `adjust` applied to the test config.
+fn producer_with(adjust: impl FnOnce(&mut rocketmq_tpc::ProducerConfig)) -> Producer {
+    let mut config = common::config(&common::rocketmq().namesrv);
+    adjust(&mut config);
+    Producer::builder().config(config).build().unwrap()
+}
+
 /// Every sent message is stored exactly once and equals what was sent.
 fn assert_all_stored(topic: &str, sent: &[(Message, String)]) {
     let broker = &common::rocketmq().brokers[0];
@@ -52,14 +85,7 @@ fn sync_sends_are_stored_as_sent_through_the_tbw102_path() {
     let rmq = common::rocketmq();
     let topic = common::topic("sync");
     let producer = common::producer(&rmq.namesrv);
-    let mut sent = Vec::new();
-    for m in varied_messages(&topic, 40, 100) {
-        let r = producer.send(m.clone()).expect("sync send");
-        assert_eq!(r.status, SendStatus::SendOk);
-        assert_eq!(r.queue.topic, topic);
-        assert_eq!(r.queue.broker_name, "broker-a");
-        sent.push((m, r.msg_id));
-    }
+    let sent = send_each(&producer, varied_messages(&topic, 40, 100));
     assert_all_stored(&topic, &sent);
 }
 
@@ -73,11 +99,11 @@ fn async_sends_are_stored_as_sent() {
         .iter()
         .map(|m| producer.send_async(m.clone()))
         .collect();
-    let sent: Vec<_> = futures
+    let results = futures
         .into_iter()
-        .zip(messages)
-        .map(|(f, m)| (m, f.wait().expect("async send").msg_id))
+        .map(|f| f.wait().expect("async send"))
         .collect();
+    let sent = with_ids(messages, results);
     assert_all_stored(&topic, &sent);
 }
 
@@ -85,15 +111,12 @@ fn async_sends_are_stored_as_sent() {
 fn compressed_and_plain_bodies_round_trip() {
     let rmq = common::rocketmq();
     let topic = common::topic("zlib");
-    let mut config = common::config(&rmq.namesrv);
-    config.compress_over = 1000;
-    let producer = Producer::builder().config(config).build().unwrap();
-    let mut sent = Vec::new();
-    for size in [1, 999, 1000, 4096, 100_000, 1_000_000] {
-        let m = varied_messages(&topic, 1, size).remove(0);
-        let r = producer.send(m.clone()).unwrap();
-        sent.push((m, r.msg_id));
-    }
+    let producer = producer_with(|c| c.compress_over = 1000);
+    let messages = [1, 999, 1000, 4096, 100_000, 1_000_000]
+        .into_iter()
+        .map(|size| varied_messages(&topic, 1, size).remove(0))
+        .collect();
+    let sent = send_each(&producer, messages);
     assert_all_stored(&topic, &sent);
     let stored = stored_by_key(&rmq.brokers[0], &topic);
     let flags: BTreeMap<usize, i32> = stored
@@ -110,16 +133,9 @@ fn compressed_and_plain_bodies_round_trip() {
 
 #[test]
 fn json_header_encoding_works_too() {
-    let rmq = common::rocketmq();
     let topic = common::topic("json");
-    let mut config = common::config(&rmq.namesrv);
-    config.header_encoding = HeaderEncoding::Json;
-    let producer = Producer::builder().config(config).build().unwrap();
-    let mut sent = Vec::new();
-    for m in varied_messages(&topic, 20, 50) {
-        let r = producer.send(m.clone()).unwrap();
-        sent.push((m, r.msg_id));
-    }
+    let producer = producer_with(|c| c.header_encoding = HeaderEncoding::Json);
+    let sent = send_each(&producer, varied_messages(&topic, 20, 50));
     assert_all_stored(&topic, &sent);
 }
 
@@ -229,11 +245,7 @@ fn explicit_batch_is_stored_message_for_message() {
         assert_eq!(r.queue.queue_id, results[0].queue.queue_id);
         assert_eq!(r.offset_msg_id.len(), 32);
     }
-    let sent: Vec<_> = messages
-        .into_iter()
-        .zip(results)
-        .map(|(m, r)| (m, r.msg_id))
-        .collect();
+    let sent = with_ids(messages, results);
     assert_all_stored(&topic, &sent);
 }
 
@@ -241,16 +253,10 @@ fn explicit_batch_is_stored_message_for_message() {
 fn compressed_batch_is_stored_and_decompresses() {
     let rmq = common::rocketmq();
     let topic = common::topic("zbatch");
-    let mut config = common::config(&rmq.namesrv);
-    config.compress_over = 1000;
-    let producer = Producer::builder().config(config).build().unwrap();
+    let producer = producer_with(|c| c.compress_over = 1000);
     let messages = varied_messages(&topic, 10, 300);
     let results = producer.send_batch(messages.clone()).wait().expect("batch");
-    let sent: Vec<_> = messages
-        .into_iter()
-        .zip(results)
-        .map(|(m, r)| (m, r.msg_id))
-        .collect();
+    let sent = with_ids(messages, results);
     assert_all_stored(&topic, &sent);
     let stored = stored_by_key(&rmq.brokers[0], &topic);
     assert!(

@@ -170,14 +170,7 @@ mod tests {
 
     fn route_request(encoding: HeaderEncoding) -> BytesMut {
         let mut out = BytesMut::new();
-        let head = CommandHead {
-            code: 105,
-            language: LanguageCode::JAVA,
-            version: 407,
-            opaque: 1,
-            flag: 0,
-            remark: None,
-        };
+        let head = CommandHead::request(105, 1, LanguageCode::JAVA, 407);
         encode(
             &mut out,
             encoding,
@@ -241,14 +234,7 @@ mod tests {
     #[test]
     fn oversize_encode_rolls_back() {
         let mut out = BytesMut::from(&b"keep"[..]);
-        let head = CommandHead {
-            code: 310,
-            language: LanguageCode::JAVA,
-            version: 407,
-            opaque: 1,
-            flag: 0,
-            remark: None,
-        };
+        let head = CommandHead::request(310, 1, LanguageCode::JAVA, 407);
         let body = vec![0u8; 100];
         let err = encode(
             &mut out,

@@ -165,14 +165,7 @@ mod tests {
     fn golden_route_request() {
         // Protocol notes §1 worked example; layout from RocketMQSerializable.rocketMQProtocolEncode.
         let mut out = BytesMut::new();
-        let head = CommandHead {
-            code: 105,
-            language: LanguageCode::JAVA,
-            version: 407,
-            opaque: 1,
-            flag: 0,
-            remark: None,
-        };
+        let head = CommandHead::request(105, 1, LanguageCode::JAVA, 407);
         encode(&mut out, &head, &[("topic", "T")]);
         let expected: Vec<u8> = [
             "0069",

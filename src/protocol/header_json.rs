@@ -27,6 +27,20 @@ pub struct CommandHead<'a> {
     pub remark: Option<&'a str>,
 }
 
+impl CommandHead<'static> {
+    /// The head of a request: flag 0, no remark.
+    pub fn request(code: i32, opaque: i32, language: LanguageCode, version: i32) -> Self {
+        CommandHead {
+            code,
+            language,
+            version,
+            opaque,
+            flag: 0,
+            remark: None,
+        }
+    }
+}
+
 /// Appends the JSON header for `head` and `fields` to `out`.
 pub fn encode(out: &mut BytesMut, head: &CommandHead<'_>, fields: &dyn CustomHeader) {
     let mut digits = itoa::Buffer::new();
@@ -170,14 +184,7 @@ mod tests {
         // Protocol notes §1 worked example; layout from RemotingCommand.headerEncode (fastjson,
         // SortField, WriteEnumUsingName).
         let mut out = BytesMut::new();
-        let head = CommandHead {
-            code: 105,
-            language: LanguageCode::JAVA,
-            version: 407,
-            opaque: 1,
-            flag: 0,
-            remark: None,
-        };
+        let head = CommandHead::request(105, 1, LanguageCode::JAVA, 407);
         encode(&mut out, &head, &[("topic", "T")]);
         assert_eq!(
             &out[..],

@@ -153,14 +153,7 @@ mod tests {
     fn golden_json_field_order() {
         // SendMessageRequestHeaderV2 field declaration order a..n, nulls (l) skipped.
         let mut out = BytesMut::new();
-        let head = CommandHead {
-            code: 310,
-            language: LanguageCode::JAVA,
-            version: 407,
-            opaque: 5,
-            flag: 0,
-            remark: None,
-        };
+        let head = CommandHead::request(310, 5, LanguageCode::JAVA, 407);
         crate::protocol::header_json::encode(&mut out, &head, &header());
         let text = std::str::from_utf8(&out).unwrap();
         assert_eq!(
@@ -172,14 +165,7 @@ mod tests {
     #[test]
     fn golden_binary_fields() {
         let mut out = BytesMut::new();
-        let head = CommandHead {
-            code: 310,
-            language: LanguageCode::JAVA,
-            version: 407,
-            opaque: 5,
-            flag: 0,
-            remark: None,
-        };
+        let head = CommandHead::request(310, 5, LanguageCode::JAVA, 407);
         crate::protocol::header_binary::encode(&mut out, &head, &header());
         // RocketMQSerializable.writeStr(short key, int value) per field, after the 21-byte fixed part.
         assert_eq!(
@@ -192,14 +178,7 @@ mod tests {
     fn decode_back_both_encodings() {
         for encoding in [HeaderEncoding::Json, HeaderEncoding::Binary] {
             let mut out = BytesMut::new();
-            let head = CommandHead {
-                code: 310,
-                language: LanguageCode::JAVA,
-                version: 407,
-                opaque: 5,
-                flag: 0,
-                remark: None,
-            };
+            let head = CommandHead::request(310, 5, LanguageCode::JAVA, 407);
             frame::encode(&mut out, encoding, &head, &header(), b"body", 1 << 20).unwrap();
             let cmd = frame::decode(&mut out, 1 << 20).unwrap().unwrap();
             let back = DecodedSendHeader::from_command(&cmd).unwrap();
