@@ -162,11 +162,12 @@ impl LocalProducer {
                 outcome: crate::Outcome::NotStored,
             });
         }
-        let permit = match self
-            .core
-            .permit_until(outgoing.buffered_bytes(), deadline)
-            .await
-        {
+        let bytes = outgoing.buffered_bytes();
+        let permit = match self.core.try_permit(bytes) {
+            Some(permit) => Some(permit),
+            None => self.core.permit_until(bytes, deadline).await,
+        };
+        let permit = match permit {
             Some(permit) => permit,
             None => {
                 return Err(Error::QueueFull {

@@ -289,23 +289,29 @@ fn to_reply(
         broker_name: queue.broker_name.to_string(),
         queue_id: header.queue_id,
     };
-    let result = |msg_id: &str, offset_msg_id: &str, queue_offset: i64| SendResult {
-        status,
-        msg_id: msg_id.to_owned(),
-        offset_msg_id: offset_msg_id.to_owned(),
-        queue: queue.clone(),
-        queue_offset,
-        transaction_id: header.transaction_id.clone(),
-        region_id: header.region_id.clone(),
-        trace_on: header.trace_on,
-    };
     match message {
-        Outgoing::One(m) => Ok(Reply::One(result(
-            &m.uniq_key,
-            &header.msg_id,
-            header.queue_offset,
-        ))),
+        // The common case moves the decoded strings instead of copying them.
+        Outgoing::One(m) => Ok(Reply::One(SendResult {
+            status,
+            msg_id: m.uniq_key.clone(),
+            offset_msg_id: header.msg_id,
+            queue,
+            queue_offset: header.queue_offset,
+            transaction_id: header.transaction_id,
+            region_id: header.region_id,
+            trace_on: header.trace_on,
+        })),
         Outgoing::Batch(b) => {
+            let result = |msg_id: &str, offset_msg_id: &str, queue_offset: i64| SendResult {
+                status,
+                msg_id: msg_id.to_owned(),
+                offset_msg_id: offset_msg_id.to_owned(),
+                queue: queue.clone(),
+                queue_offset,
+                transaction_id: header.transaction_id.clone(),
+                region_id: header.region_id.clone(),
+                trace_on: header.trace_on,
+            };
             let offset_ids: Vec<&str> = header.msg_id.split(',').collect();
             if offset_ids.len() != b.uniq_keys.len() {
                 return Err(Error::Protocol {

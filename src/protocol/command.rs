@@ -2,6 +2,8 @@
 
 use bytes::Bytes;
 
+use super::ext_fields::ExtFields;
+
 /// Flag bit 0: the command is a response (Java `RemotingCommand.RPC_TYPE`).
 pub const FLAG_RESPONSE: i32 = 1;
 /// Flag bit 1: the request expects no response (Java `RemotingCommand.RPC_ONEWAY`).
@@ -82,7 +84,7 @@ pub struct RemotingCommand {
     /// Error text of a response.
     pub remark: Option<String>,
     /// Custom header fields, all values as strings.
-    pub ext_fields: Vec<(String, String)>,
+    pub ext_fields: ExtFields,
     /// The body (may be empty).
     pub body: Bytes,
 }
@@ -97,7 +99,7 @@ impl RemotingCommand {
             opaque,
             flag: 0,
             remark: None,
-            ext_fields: Vec::new(),
+            ext_fields: ExtFields::new(),
             body: Bytes::new(),
         }
     }
@@ -111,7 +113,7 @@ impl RemotingCommand {
             opaque: request.opaque,
             flag: FLAG_RESPONSE,
             remark: None,
-            ext_fields: Vec::new(),
+            ext_fields: ExtFields::new(),
             body: Bytes::new(),
         }
     }
@@ -128,15 +130,11 @@ impl RemotingCommand {
 
     /// The last value of ext field `key`.
     pub fn ext(&self, key: &str) -> Option<&str> {
-        self.ext_fields
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.ext_fields.get(key)
     }
 
     /// Appends an ext field.
-    pub fn push_ext(&mut self, key: impl Into<String>, value: impl Into<String>) {
-        self.ext_fields.push((key.into(), value.into()));
+    pub fn push_ext(&mut self, key: impl AsRef<str>, value: impl AsRef<str>) {
+        self.ext_fields.push(key.as_ref(), value.as_ref());
     }
 }

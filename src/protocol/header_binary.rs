@@ -9,7 +9,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::command::{LanguageCode, RemotingCommand};
 use super::decode_error::DecodeError;
-use super::ext_fields::{CustomHeader, ExtFieldWriter};
+use super::ext_fields::{CustomHeader, ExtFieldWriter, ExtFields};
 use super::header_json::CommandHead;
 
 const WHAT: &str = "binary header";
@@ -98,9 +98,9 @@ impl<'a> Reader<'a> {
         Ok(raw as usize)
     }
 
-    fn string(&mut self, len: usize, field: &str) -> Result<String, DecodeError> {
+    fn str(&mut self, len: usize, field: &str) -> Result<&'a str, DecodeError> {
         let raw = self.take(len, field)?;
-        String::from_utf8(raw.to_vec())
+        std::str::from_utf8(raw)
             .map_err(|_| DecodeError::malformed(WHAT, format!("{field} is not UTF-8")))
     }
 }
@@ -118,7 +118,7 @@ pub fn decode(bytes: &[u8]) -> Result<RemotingCommand, DecodeError> {
     let remark = if remark_len == 0 {
         None
     } else {
-        Some(r.string(remark_len, "remark")?)
+        Some(r.str(remark_len, "remark")?.to_owned())
     };
     let ext_len = r.i32("ext length")? as i64;
     let ext_len = r.length(ext_len, "ext")?;
@@ -133,16 +133,16 @@ pub fn decode(bytes: &[u8]) -> Result<RemotingCommand, DecodeError> {
         bytes: ext_bytes,
         pos: 0,
     };
-    let mut ext_fields = Vec::new();
+    let mut ext_fields = ExtFields::with_capacity(8, ext_len);
     while ext.pos < ext_bytes.len() {
         let key_len = ext.i16("key length")? as i64;
         let key_len = ext.length(key_len, "key")?;
-        let key = ext.string(key_len, "key")?;
+        let key = ext.str(key_len, "key")?;
         let value_len = ext.i32("value length")? as i64;
         let value_len = ext.length(value_len, "value")?;
-        let value = ext.string(value_len, "value")?;
+        let value = ext.str(value_len, "value")?;
         if !key.is_empty() && !value.is_empty() {
-            ext_fields.push((key, value));
+            ext_fields.push(key, value);
         }
     }
     Ok(RemotingCommand {

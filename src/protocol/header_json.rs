@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::command::{LanguageCode, RemotingCommand};
 use super::decode_error::DecodeError;
-use super::ext_fields::{CustomHeader, ExtFieldWriter};
+use super::ext_fields::{CustomHeader, ExtFieldWriter, ExtFields};
 
 /// The fixed part of a header: everything but the custom fields and the body.
 #[derive(Debug, Clone, Copy)]
@@ -140,9 +140,8 @@ struct JsonHeader {
 pub fn decode(bytes: &[u8]) -> Result<RemotingCommand, DecodeError> {
     let header: JsonHeader = serde_json::from_slice(bytes)
         .map_err(|e| DecodeError::malformed("JSON header", e.to_string()))?;
-    let mut ext_fields = Vec::new();
+    let mut ext_fields = ExtFields::new();
     if let Some(map) = header.ext_fields {
-        ext_fields.reserve(map.len());
         for (key, value) in map {
             let text = match value {
                 serde_json::Value::String(s) => s,
@@ -156,7 +155,7 @@ pub fn decode(bytes: &[u8]) -> Result<RemotingCommand, DecodeError> {
                     ))
                 }
             };
-            ext_fields.push((key, text));
+            ext_fields.push(&key, &text);
         }
     }
     Ok(RemotingCommand {

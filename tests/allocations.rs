@@ -1,0 +1,99 @@
+//! Heap allocations per message on the core-local send path, counted with a global allocator
+//! against the in-process sink. The goal is none per message beyond the caller's own; this test
+//! records where we are and guards against regressions (see tuning.md).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::time::Duration;
+
+use rocketmq_tpc::sink::NullBroker;
+use rocketmq_tpc::{CoreSelection, LocalProducer, Message, Producer, ProducerConfig};
+
+struct Counting;
+
+thread_local! {
+    // Per thread, so the sink's allocations on the other core are not counted. A `const`
+    // initialised `Cell` needs no allocation, so using it inside the allocator is sound.
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count() {
+    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+}
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; only a counter is added.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System.alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        // SAFETY: `ptr` came from `System.alloc` with this layout.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn allocations_per_message_on_the_core_local_path() {
+    let cpus = core_affinity::get_core_ids().unwrap();
+    let sink = NullBroker::start(cpus.last().unwrap().id, 8).unwrap();
+    let mut config = ProducerConfig {
+        producer_group: "alloc".into(),
+        namesrv_addrs: vec![sink.addr().to_owned()],
+        cores: CoreSelection::List(vec![cpus[0].id]),
+        ..Default::default()
+    };
+    config.core.spin_before_park = Duration::ZERO;
+    let producer = Producer::builder().config(config).build().unwrap();
+    producer.send(Message::new("Alloc", "warm-up")).unwrap();
+    const N: u64 = 20_000;
+    let (during, per_message) = producer
+        .run_on_core(0, |local: LocalProducer| async move {
+            let body = bytes::Bytes::from(vec![b'x'; 128]);
+            let topic = "Alloc".to_owned();
+            // Warm the core: connections, route, selector and buffers reach steady state.
+            for _ in 0..1000 {
+                local
+                    .send(Message::new(topic.clone(), body.clone()))
+                    .await
+                    .unwrap();
+            }
+            // The caller's own message (topic String) is excluded: built before counting.
+            let messages: Vec<Message> = (0..N)
+                .map(|_| Message::new(topic.clone(), body.clone()))
+                .collect();
+            let before = allocations();
+            for m in messages {
+                local.send(m).await.unwrap();
+            }
+            let during = allocations() - before;
+            (during, during as f64 / N as f64)
+        })
+        .unwrap()
+        .wait()
+        .unwrap();
+    producer.shutdown(Duration::from_secs(2));
+    eprintln!("core-local send path: {during} allocations for {N} messages = {per_message:.1} per message");
+    // Regression guard at today's level (22.0 on 2026-11-25, down from 38); the target is 0
+    // (tuning.md lists what still allocates).
+    assert!(
+        per_message < 25.0,
+        "{per_message:.1} allocations per message"
+    );
+}
