@@ -5,6 +5,21 @@ use std::sync::Arc;
 
 use crate::protocol::route_data::{TopicRouteData, PERM_WRITE};
 
+/// Most queues one topic's route may yield. Real topics have tens to hundreds; a NameServer
+/// answer claiming more is treated as garbage (found by the `route_json` fuzz target: a queue
+/// count of 837,795,835 would have allocated 20 GB).
+pub const MAX_QUEUES_PER_TOPIC: usize = 65_536;
+
+/// Appends queues `0..nums` of `broker`, within [`MAX_QUEUES_PER_TOPIC`] in total.
+fn push_queues(queues: &mut Vec<PublishQueue>, broker: &Arc<str>, nums: i32) {
+    let room = MAX_QUEUES_PER_TOPIC.saturating_sub(queues.len());
+    let nums = (nums.max(0) as usize).min(room);
+    queues.extend((0..nums).map(|queue_id| PublishQueue {
+        broker_name: broker.clone(),
+        queue_id: queue_id as i32,
+    }));
+}
+
 /// One writable queue.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PublishQueue {
@@ -61,10 +76,7 @@ pub fn from_route(data: TopicRouteData) -> TopicRoute {
                 continue;
             };
             let name: Arc<str> = Arc::from(name.trim());
-            queues.extend((0..nums.max(0)).map(|queue_id| PublishQueue {
-                broker_name: name.clone(),
-                queue_id,
-            }));
+            push_queues(&mut queues, &name, nums);
         }
         return TopicRoute {
             queues,
@@ -83,12 +95,7 @@ pub fn from_route(data: TopicRouteData) -> TopicRoute {
         let Some((name, _)) = masters.get_key_value(qd.broker_name.as_str()) else {
             continue;
         };
-        queues.extend(
-            (0..qd.write_queue_nums.max(0)).map(|queue_id| PublishQueue {
-                broker_name: name.clone(),
-                queue_id,
-            }),
-        );
+        push_queues(&mut queues, name, qd.write_queue_nums);
     }
     TopicRoute {
         queues,
@@ -178,6 +185,22 @@ mod tests {
     }
 
     #[test]
+    fn implausible_queue_counts_are_capped() {
+        // fuzz/regressions/route_json/oom-a281699508a616d9ab9fc9c0c8c0c00e201b4c08: a JSON array
+        // read as a struct in sequence form, its first element becoming orderTopicConf.
+        let input = include_bytes!(
+            "../../fuzz/regressions/route_json/oom-a281699508a616d9ab9fc9c0c8c0c00e201b4c08"
+        );
+        let route = from_route(crate::protocol::route_data::parse(input).unwrap());
+        assert_eq!(route.queues.len(), MAX_QUEUES_PER_TOPIC);
+        let mut d = data();
+        for qd in &mut d.queue_datas {
+            qd.write_queue_nums = i32::MAX;
+        }
+        assert_eq!(from_route(d).queues.len(), MAX_QUEUES_PER_TOPIC);
+    }
+
+    #[test]
     fn order_topic_conf() {
         let mut d = data();
         d.order_topic_conf = Some("b:2;a:1;junk;x:y".into());
@@ -189,5 +212,15 @@ mod tests {
             .map(|q| format!("{}{}", q.broker_name, q.queue_id))
             .collect();
         assert_eq!(got, ["b0", "b1", "a0"]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_route_json_gives_a_bounded_route(s in "[\\[\\]{}\"a-z0-9:; ,-]{0,80}") {
+            if let Ok(data) = crate::protocol::route_data::parse(s.as_bytes()) {
+                proptest::prop_assert!(from_route(data.clone()).queues.len() <= MAX_QUEUES_PER_TOPIC);
+                proptest::prop_assert!(from_default_topic(data, 4).queues.len() <= MAX_QUEUES_PER_TOPIC);
+            }
+        }
     }
 }
