@@ -380,3 +380,54 @@ fn large_compressed_body_from_a_core_is_stored() {
         .msg_id;
     assert_all_stored(&topic, &[(message, id)]);
 }
+
+#[test]
+fn system_busy_from_the_real_broker_is_retried_without_loss() {
+    let rmq = common::rocketmq();
+    let topic = common::topic("busy");
+    // Above the broker's 4,096-per-connection admission limit, on purpose.
+    let producer = producer_with(|c| {
+        c.core.max_inflight = 12_000;
+        c.core.max_inflight_per_connection = 12_000;
+        c.core.inbox_capacity = 16_384;
+        // Under this flood the broker leaves some requests unanswered (and may still store
+        // them): a finite attempt limit turns those into retries whose duplicates the ledger
+        // counts (allowed after an unknown outcome).
+        c.send_timeout = Duration::from_secs(30);
+        c.attempt_timeout = Duration::from_secs(5);
+        c.retries_when_send_async_failed = 10;
+    });
+    let warm_up = Message::new(&topic, "warm-up");
+    let warm_result = producer.send(warm_up.clone()).unwrap();
+    let messages: Vec<Message> = (0..10_000)
+        .map(|i| Message::new(&topic, format!("busy-{i}")))
+        .collect();
+    let futures: Vec<_> = messages
+        .iter()
+        .map(|m| producer.send_async(m.clone()))
+        .collect();
+    let mut acked = vec![(warm_up, warm_result)];
+    let mut failed = 0;
+    for (m, f) in messages.into_iter().zip(futures) {
+        match f.wait() {
+            Ok(r) => acked.push((m, r)),
+            Err(e) => {
+                failed += 1;
+                eprintln!("failed: {e}");
+            }
+        }
+    }
+    let stats = producer.stats().unwrap();
+    let retries: u64 = stats.cores.iter().map(|c| c.retries).sum();
+    let busy = stats.cores.iter().map(|c| c.failed).sum::<u64>();
+    eprintln!(
+        "busy test: acked {} failed {failed} retries {retries} final failures {busy}",
+        acked.len()
+    );
+    producer.shutdown(Duration::from_secs(5));
+    assert_eq!(
+        failed, 0,
+        "SYSTEM_BUSY is back-pressure: retried, not failed"
+    );
+    common::ledger::check(&rmq.brokers, &topic, &acked, failed, 0, retries);
+}
