@@ -105,6 +105,9 @@ pub struct CoreConfig {
     pub spin_before_park: Duration,
     /// Automatic batching (default off).
     pub auto_batch: Option<AutoBatch>,
+    /// TCP connections this core opens to each broker (default 1); sends rotate over them. More
+    /// than one helps when a broker serialises the requests of one connection.
+    pub connections_per_broker: usize,
 }
 
 impl Default for CoreConfig {
@@ -118,6 +121,7 @@ impl Default for CoreConfig {
             max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
             spin_before_park: DEFAULT_SPIN_BEFORE_PARK,
             auto_batch: None,
+            connections_per_broker: 1,
         }
     }
 }
@@ -227,6 +231,7 @@ impl CoreConfig {
                 self.max_inflight_per_connection,
             ),
             ("ring_depth", self.ring_depth),
+            ("connections_per_broker", self.connections_per_broker),
         ] {
             if value == 0 {
                 return bad(format!("{name}.{key} must be above zero"));

@@ -68,6 +68,7 @@ struct FileCore {
     max_inflight: Option<usize>,
     max_inflight_per_connection: Option<usize>,
     max_buffered_bytes: Option<SizeValue>,
+    connections_per_broker: Option<usize>,
     spin_before_park: Option<String>,
     auto_batch: Option<bool>,
     linger: Option<String>,
@@ -169,6 +170,9 @@ fn apply_core(name: &str, file: &FileCore, base: &CoreConfig) -> Result<CoreConf
     }
     if let Some(v) = &file.max_buffered_bytes {
         core.max_buffered_bytes = parse_size(&key("max_buffered_bytes"), v)?;
+    }
+    if let Some(v) = file.connections_per_broker {
+        core.connections_per_broker = v;
     }
     if let Some(v) = &file.spin_before_park {
         core.spin_before_park = parse_duration(&key("spin_before_park"), v)?;
@@ -366,6 +370,7 @@ batch_max_messages = 32
 [[core]]
 cpu = 1
 max_inflight = 10
+connections_per_broker = 3
 "#;
 
     #[test]
@@ -385,6 +390,8 @@ max_inflight = 10
         assert_eq!(batch.linger, Duration::from_micros(100));
         assert_eq!(batch.max_messages, 32);
         assert_eq!(c.core_for(1).max_inflight, 10);
+        assert_eq!(c.core_for(1).connections_per_broker, 3);
+        assert_eq!(c.core_for(0).connections_per_broker, 1);
         assert!(c.core_for(1).auto_batch.is_none());
         assert_eq!(c.core_for(7).max_inflight, 1000);
     }

@@ -431,3 +431,22 @@ fn system_busy_from_the_real_broker_is_retried_without_loss() {
     );
     common::ledger::check(&rmq.brokers, &topic, &acked, failed, 0, retries);
 }
+
+#[test]
+fn several_connections_per_broker_share_the_sends() {
+    let topic = common::topic("conns");
+    let producer = producer_with(|c| c.core.connections_per_broker = 4);
+    let messages = varied_messages(&topic, 200, 40);
+    let futures: Vec<_> = messages
+        .iter()
+        .map(|m| producer.send_async(m.clone()))
+        .collect();
+    let results = futures
+        .into_iter()
+        .map(|f| f.wait().expect("send"))
+        .collect();
+    let stats = producer.stats().unwrap();
+    // One NameServer connection plus four to the broker.
+    assert_eq!(stats.cores[0].connections, 5, "{:?}", stats.cores[0]);
+    assert_all_stored(&topic, &with_ids(messages, results));
+}

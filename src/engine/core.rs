@@ -54,13 +54,19 @@ pub(crate) fn current_core() -> Option<Rc<Core>> {
     CURRENT_CORE.with(|c| c.borrow().clone())
 }
 
+/// Connects in progress, keyed by (peer address, connection slot).
+type ConnectFlights = SingleFlight<(String, usize), Result<Rc<Connection>, Error>>;
+
 /// Everything one core owns.
 pub(crate) struct Core {
     pub index: usize,
     pub shared: Arc<Shared>,
     pub core_config: CoreConfig,
-    connections: RefCell<HashMap<String, Rc<Connection>>>,
-    connects: Rc<SingleFlight<String, Result<Rc<Connection>, Error>>>,
+    /// Open connections per peer address, `connections_per_broker` slots each.
+    connections: RefCell<HashMap<String, Vec<Option<Rc<Connection>>>>>,
+    connects: Rc<ConnectFlights>,
+    /// Round-robin position over the connection slots of a broker.
+    next_slot: Cell<usize>,
     route_fetches: Rc<SingleFlight<String, Result<Arc<TopicRoute>, Error>>>,
     pub selector: RefCell<QueueSelector>,
     /// Broker availability for latency fault avoidance (used when enabled).
@@ -87,6 +93,7 @@ impl Core {
             byte_permits: Rc::new(Semaphore::new(core_config.max_buffered_bytes as u64)),
             connections: RefCell::new(HashMap::new()),
             connects: Rc::new(SingleFlight::new()),
+            next_slot: Cell::new(0),
             route_fetches: Rc::new(SingleFlight::new()),
             selector: RefCell::new(QueueSelector::new(
                 super::prepared::random_u32() as usize + index,
@@ -114,17 +121,41 @@ impl Core {
         addr: &str,
         deadline: Instant,
     ) -> Result<Rc<Connection>, Error> {
-        let stale = {
-            let connections = self.connections.borrow();
-            match connections.get(addr) {
-                Some(conn) if !conn.is_closed() => return Ok(Rc::clone(conn)),
-                Some(_) => true,
-                None => false,
+        self.connection_slot(addr, 0, deadline).await
+    }
+
+    /// The next of the `connections_per_broker` connections to `addr`, round robin.
+    pub(crate) async fn send_connection(
+        self: &Rc<Self>,
+        addr: &str,
+        deadline: Instant,
+    ) -> Result<Rc<Connection>, Error> {
+        let slots = self.core_config.connections_per_broker.max(1);
+        let slot = self.next_slot.get() % slots;
+        self.next_slot.set(self.next_slot.get().wrapping_add(1));
+        self.connection_slot(addr, slot, deadline).await
+    }
+
+    async fn connection_slot(
+        self: &Rc<Self>,
+        addr: &str,
+        slot: usize,
+        deadline: Instant,
+    ) -> Result<Rc<Connection>, Error> {
+        {
+            let mut connections = self.connections.borrow_mut();
+            if let Some(Some(conn)) = connections.get(addr).and_then(|slots| slots.get(slot)) {
+                if !conn.is_closed() {
+                    return Ok(Rc::clone(conn));
+                }
             }
-        };
-        if stale {
-            if let Some(old) = self.connections.borrow_mut().remove(addr) {
-                self.closed_counters.absorb(&old.counters);
+            if let Some(entry) = connections
+                .get_mut(addr)
+                .and_then(|slots| slots.get_mut(slot))
+            {
+                if let Some(old) = entry.take() {
+                    self.closed_counters.absorb(&old.counters);
+                }
             }
         }
         if self.aborting.get() {
@@ -133,12 +164,17 @@ impl Core {
         let this = Rc::clone(self);
         let key = addr.to_owned();
         let connect_deadline = Instant::now() + self.config().attempt_timeout;
-        let flight = self.connects.run(key.clone(), move || async move {
+        let flight = self.connects.run((key.clone(), slot), move || async move {
             let mut settings = this.shared.conn_settings.clone();
             settings.max_in_flight = this.core_config.max_inflight_per_connection;
             let result = Connection::connect(&key, settings, connect_deadline).await;
             if let Ok(conn) = &result {
-                this.connections.borrow_mut().insert(key, Rc::clone(conn));
+                let mut connections = this.connections.borrow_mut();
+                let slots = connections.entry(key).or_default();
+                if slots.len() <= slot {
+                    slots.resize(slot + 1, None);
+                }
+                slots[slot] = Some(Rc::clone(conn));
             }
             result
         });
@@ -315,7 +351,7 @@ impl Core {
 
     /// Closes every connection (shutdown).
     pub(crate) fn close_all(&self, reason: &str) {
-        for conn in self.connections.borrow().values() {
+        for conn in self.connections.borrow().values().flatten().flatten() {
             conn.close(reason, false);
         }
     }
@@ -347,6 +383,8 @@ impl Core {
         self.connections
             .borrow()
             .values()
+            .flatten()
+            .flatten()
             .filter(|c| !c.is_closed())
             .cloned()
             .collect()

@@ -218,7 +218,7 @@ async fn send_attempt(
 ) -> Result<Reply, Error> {
     let started = Instant::now();
     let config = &core.shared.config;
-    let conn = core.connection(addr, deadline).await?;
+    let conn = core.send_connection(addr, deadline).await?;
     let (code, sys_flag, flag, properties, body, batch) = match message {
         Outgoing::One(m) => (
             RequestCode::SendMessageV2,
