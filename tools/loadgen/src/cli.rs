@@ -150,7 +150,12 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
 pub fn parse_cores(s: &str) -> Result<rocketmq_tpc::CoreSelection, String> {
     let s = s.trim();
     if s.contains(',') {
-        let cpus: Result<Vec<usize>, _> = s.split(',').map(|c| c.trim().parse()).collect();
+        let cpus: Result<Vec<usize>, _> = s
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::parse)
+            .collect();
         return cpus
             .map(rocketmq_tpc::CoreSelection::List)
             .map_err(|_| format!("--cores {s:?}: expected a count or a CPU list like 0,1"));
@@ -182,6 +187,11 @@ mod tests {
             rocketmq_tpc::CoreSelection::List(vec![0, 1])
         );
         assert!(parse_cores("0").is_err());
+        assert_eq!(
+            parse_cores("3,").unwrap(),
+            rocketmq_tpc::CoreSelection::List(vec![3])
+        );
+        assert!(parse_cores("a,b").is_err());
         assert!(parse_secs("0").is_err());
         assert_eq!(parse_secs("1.5").unwrap(), Duration::from_millis(1500));
         assert_eq!(parse_size_range("100..4KiB").unwrap(), (100, 4096));

@@ -201,3 +201,46 @@ fn default_run_brings_up_the_local_real_broker() {
     assert_eq!(v["acked"], 2000, "{v}");
     assert!(v.get("broker_cpu_s").is_some());
 }
+
+#[test]
+fn topic_cpu_list_batch_size_and_linger() {
+    // A CPU list (not a count), an explicit topic, batch size and linger.
+    let out = loadgen(&[
+        "--sink",
+        "--cores",
+        "0,",
+        "--topic",
+        "loadgen_flags_test",
+        "--mode",
+        "auto-batch",
+        "--batch",
+        "8",
+        "--linger-us",
+        "200",
+        "--messages",
+        "2000",
+        "--json",
+    ]);
+    // "0," parses as the list [0]; with one CPU only it still works (sink shares it).
+    let v = json(&out);
+    assert_eq!(v["cores"], 1);
+    assert_eq!(v["batch"], 8);
+    assert_eq!(v["acked"], 2000);
+    let out = loadgen(&[
+        "--sink",
+        "--mode",
+        "batch",
+        "--batch",
+        "10",
+        "--messages",
+        "1000",
+        "--json",
+    ]);
+    let v = json(&out);
+    assert_eq!(v["acked"], 1000);
+    assert_eq!(v["batch"], 10);
+    assert!(v["latency_note"].as_str().unwrap().contains("per batch"));
+    let bad = loadgen(&["--sink", "--topic", "bad topic!", "--messages", "1"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("topic"));
+}
