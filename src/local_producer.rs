@@ -122,18 +122,6 @@ impl LocalProducer {
         timeout: Duration,
     ) -> Result<Reply, Error> {
         let deadline = Instant::now() + timeout;
-        if self.core.aborting.get()
-            || self
-                .core
-                .shared
-                .closing
-                .load(std::sync::atomic::Ordering::Acquire)
-        {
-            return Err(Error::ShutDown {
-                message: Some(Box::new(message)),
-                outcome: crate::Outcome::NotStored,
-            });
-        }
         let prepared = if message.body.len() >= self.core.shared.config.compress_over
             && message.body.len() >= OFFLOAD_COMPRESSION_OVER
         {
@@ -150,13 +138,23 @@ impl LocalProducer {
         self.dispatch(Outgoing::One(prepared), mode, deadline).await
     }
 
+    /// Whether this core stopped taking new sends (shutdown started or its deadline passed).
+    fn is_closing(&self) -> bool {
+        self.core.aborting.get()
+            || self
+                .core
+                .shared
+                .closing
+                .load(std::sync::atomic::Ordering::Acquire)
+    }
+
     async fn dispatch(
         &self,
         outgoing: Outgoing,
         mode: SendMode,
         deadline: Instant,
     ) -> Result<Reply, Error> {
-        if self.core.aborting.get() {
+        if self.is_closing() {
             return Err(Error::ShutDown {
                 message: outgoing.into_message().map(Box::new),
                 outcome: crate::Outcome::NotStored,

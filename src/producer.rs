@@ -348,16 +348,8 @@ impl Producer {
         let shared = &self.inner.shared;
         let deadline = Instant::now() + options.timeout.unwrap_or(shared.config.send_timeout);
         let slot = &self.inner.cores[self.pick_core(&options)];
-        slot.inbox.enter();
-        if shared.closing.load(Ordering::SeqCst) {
-            slot.inbox.leave();
-            return SendFuture::failed(
-                Error::ShutDown {
-                    message: None,
-                    outcome: Outcome::NotStored,
-                },
-                batch_results,
-            );
+        if !enter_open(shared, slot) {
+            return SendFuture::failed(shut_down_refusal(None), batch_results);
         }
         match prepare_batch(messages, &shared.config) {
             Ok(batch) => self.enqueue(
@@ -402,17 +394,8 @@ impl Producer {
         let shared = &self.inner.shared;
         let deadline = Instant::now() + options.timeout.unwrap_or(shared.config.send_timeout);
         let slot = &self.inner.cores[self.pick_core(options)];
-        slot.inbox.enter();
-        let refused = shared.closing.load(Ordering::SeqCst);
-        if refused {
-            slot.inbox.leave();
-            return SendFuture::failed(
-                Error::ShutDown {
-                    message: Some(Box::new(message)),
-                    outcome: Outcome::NotStored,
-                },
-                map,
-            );
+        if !enter_open(shared, slot) {
+            return SendFuture::failed(shut_down_refusal(Some(message)), map);
         }
         let prepared = match prepare(message, &shared.config) {
             Ok(p) => Outgoing::One(p),
@@ -517,13 +500,8 @@ impl Producer {
             .detach();
         }));
         loop {
-            slot.inbox.enter();
-            if self.inner.shared.closing.load(Ordering::SeqCst) {
-                slot.inbox.leave();
-                return Err(Error::ShutDown {
-                    message: None,
-                    outcome: Outcome::NotStored,
-                });
+            if !enter_open(&self.inner.shared, slot) {
+                return Err(shut_down_refusal(None));
             }
             let pushed = slot.inbox.push(job);
             slot.inbox.leave();
@@ -604,6 +582,25 @@ impl Inner {
         tracing::debug!(?report, "producer shut down");
         *done = Some(report.clone());
         report
+    }
+}
+
+/// Counts a submitter in on `slot`'s inbox unless the producer is closing (then counts it back
+/// out). Shutdown waits for counted-in submitters, so a job pushed while counted in is always seen
+/// by its core.
+fn enter_open(shared: &Shared, slot: &CoreSlot) -> bool {
+    slot.inbox.enter();
+    if shared.closing.load(Ordering::SeqCst) {
+        slot.inbox.leave();
+        return false;
+    }
+    true
+}
+
+fn shut_down_refusal(message: Option<Message>) -> Error {
+    Error::ShutDown {
+        message: message.map(Box::new),
+        outcome: Outcome::NotStored,
     }
 }
 
