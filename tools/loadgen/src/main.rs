@@ -207,7 +207,11 @@ fn run(args: Args) -> Result<i32, String> {
             handles.push(Box::new(move || h.wait().map_err(|e| e.to_string())));
         }
     }
-    let throughput = progress(&producer, &lives, started, &handles);
+    let goal = match args.messages {
+        Some(m) => Goal::Messages(m),
+        None => Goal::Time(duration),
+    };
+    let throughput = progress(&producer, &lives, started, goal);
     let mut outcomes = Vec::new();
     for h in handles {
         outcomes.push(h()?);
@@ -264,11 +268,25 @@ fn run(args: Args) -> Result<i32, String> {
     Ok(0)
 }
 
+/// What ends the run, for the progress bar.
+#[derive(Clone, Copy)]
+enum Goal {
+    Messages(u64),
+    Time(Duration),
+}
+
+/// `[#####-----]` for a fraction in 0..=1.
+fn bar(fraction: f64) -> String {
+    const WIDTH: usize = 24;
+    let filled = ((fraction.clamp(0.0, 1.0)) * WIDTH as f64).round() as usize;
+    format!("[{}{}]", "#".repeat(filled), "-".repeat(WIDTH - filled))
+}
+
 fn progress(
     producer: &Producer,
     lives: &[Arc<Live>],
     started: Instant,
-    _handles: &[Box<dyn FnOnce() -> Result<Outcome, String>>],
+    goal: Goal,
 ) -> Vec<(f64, f64)> {
     let mut samples = vec![(0.0, 0.0)];
     let tty = std::io::stderr().is_terminal();
@@ -294,7 +312,11 @@ fn progress(
                 sent - acked - failed
             );
             if tty {
-                eprint!("\r{line}\x1b[K");
+                let fraction = match goal {
+                    Goal::Messages(m) => (acked + failed) as f64 / m.max(1) as f64,
+                    Goal::Time(d) => started.elapsed().as_secs_f64() / d.as_secs_f64(),
+                };
+                eprint!("\r{} {line}\x1b[K", bar(fraction));
             } else {
                 eprintln!("{line}");
             }
@@ -455,4 +477,16 @@ impl Report {
 fn round(v: f64, digits: i32) -> f64 {
     let m = 10f64.powi(digits);
     (v * m).round() / m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bar;
+
+    #[test]
+    fn progress_bar() {
+        assert_eq!(bar(0.0), format!("[{}]", "-".repeat(24)));
+        assert_eq!(bar(0.5), format!("[{}{}]", "#".repeat(12), "-".repeat(12)));
+        assert_eq!(bar(7.0), format!("[{}]", "#".repeat(24)));
+    }
 }
