@@ -58,6 +58,16 @@ fn with_ids(
         .collect()
 }
 
+/// Pairs messages with per-message send outcomes from a core, each of which must be a success.
+fn with_ok_ids(messages: Vec<Message>, ids: Vec<Result<String, Error>>) -> Vec<(Message, String)> {
+    assert_eq!(messages.len(), ids.len());
+    messages
+        .into_iter()
+        .zip(ids)
+        .map(|(m, id)| (m, id.expect("send")))
+        .collect()
+}
+
 /// A producer on the shared real broker with `adjust` applied to the test config.
 fn producer_with(adjust: impl FnOnce(&mut rocketmq_tpc::ProducerConfig)) -> Producer {
     let mut config = common::config(&common::rocketmq().namesrv);
@@ -188,11 +198,7 @@ fn local_producer_on_a_core_sends_without_a_hop() {
         .wait()
         .unwrap();
     assert!(LocalProducer::current().is_none());
-    let sent: Vec<_> = messages
-        .into_iter()
-        .zip(ids)
-        .map(|(m, id)| (m, id.expect("local send")))
-        .collect();
+    let sent = with_ok_ids(messages, ids);
     assert_all_stored(&topic, &sent);
 }
 
@@ -354,11 +360,7 @@ fn auto_batching_from_a_core_with_zero_linger() {
         .unwrap()
         .wait()
         .unwrap();
-    let sent: Vec<_> = messages
-        .into_iter()
-        .zip(ids)
-        .map(|(m, id)| (m, id.expect("send")))
-        .collect();
+    let sent = with_ok_ids(messages, ids);
     assert_all_stored(&topic, &sent);
 }
 
