@@ -46,6 +46,15 @@ fn warm_up(producer: &Producer, topic: &str) -> Vec<(Message, SendResult)> {
         out.push((m, r));
         i += 1;
     }
+    // Both brokers have created the topic; wait until both have registered it on the NameServer,
+    // so that a route refresh during the test (one follows a lost connection) keeps both.
+    while common::read_back::route_brokers(&cluster().namesrv, topic).len() < 2 {
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(40),
+            "the NameServer never listed the topic on both brokers"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     out
 }
 
@@ -205,7 +214,10 @@ fn without_fault_avoidance_a_stalled_broker_costs_a_timeout_per_pick() {
     let mut acked = warm_up(&producer, &topic);
     rmq.pause_broker(1);
     let before = retries(&producer);
-    for i in 0..20 {
+    // The route lists broker-a's queues, then broker-b's: a failed pick of broker-b moves the
+    // position past broker-b's remaining queues to broker-a, so one send in four (4 queues per
+    // broker) meets the stalled broker: 40 sends give about 10 retries.
+    for i in 0..40 {
         let m = Message::new(&topic, format!("noavoid-{i}"));
         let r = producer.send(m.clone()).expect("retried on broker-a");
         assert_eq!(r.queue.broker_name, "broker-a");
@@ -213,7 +225,7 @@ fn without_fault_avoidance_a_stalled_broker_costs_a_timeout_per_pick() {
     }
     let during = retries(&producer) - before;
     assert!(
-        during >= 5,
+        during >= 6,
         "only {during} retries: round robin should keep picking the stalled broker"
     );
     rmq.resume_broker(1);

@@ -5,7 +5,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::read_back::{assert_same, stored_by_key, Remote};
+use common::read_back::{assert_same, stored_by_key, stored_when_visible, Remote};
 use rocketmq_tpc::protocol::HeaderEncoding;
 use rocketmq_tpc::{Error, LocalProducer, Message, Producer, SendStatus};
 
@@ -77,8 +77,9 @@ fn producer_with(adjust: impl FnOnce(&mut rocketmq_tpc::ProducerConfig)) -> Prod
 
 /// Every sent message is stored exactly once and equals what was sent.
 fn assert_all_stored(topic: &str, sent: &[(Message, String)]) {
-    let broker = &common::rocketmq().brokers[0];
-    let stored = stored_by_key(broker, topic);
+    let brokers = &common::rocketmq().brokers[..1];
+    let expected: Vec<&str> = sent.iter().map(|(_, key)| key.as_str()).collect();
+    let stored = stored_when_visible(brokers, topic, &expected);
     assert_eq!(stored.len(), sent.len(), "distinct stored messages");
     for (message, key) in sent {
         let copies = stored
@@ -233,8 +234,16 @@ fn results_report_distinct_offsets_per_queue() {
             "offset reused"
         );
     }
+    // The consume queues are built just after the acks: wait until they show all 24.
     let mut remote = Remote::connect(&rmq.brokers[0]);
-    let total: i64 = (0..8).map(|q| remote.max_offset(&topic, q)).sum();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut total: i64 = 0;
+    while total < 24 && Instant::now() < deadline {
+        total = (0..8).map(|q| remote.max_offset(&topic, q)).sum();
+        if total < 24 {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
     assert_eq!(total, 24);
 }
 

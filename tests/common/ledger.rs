@@ -1,10 +1,10 @@
 //! The ledger every fault scenario ends with.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use rocketmq_tpc::{Message, SendResult};
 
-use super::read_back::{assert_same, stored_by_key};
+use super::read_back::{assert_same, stored_when_visible};
 
 /// Every acked message is stored (read back by UNIQ_KEY) equal to what was sent; duplicates are
 /// at most the retries (a retry after an unanswered attempt may store twice); failed-but-stored
@@ -17,12 +17,8 @@ pub fn check(
     unknown_failures: usize,
     retries: u64,
 ) {
-    let mut stored: BTreeMap<String, Vec<_>> = BTreeMap::new();
-    for broker in brokers {
-        for (key, copies) in stored_by_key(broker, topic) {
-            stored.entry(key).or_default().extend(copies);
-        }
-    }
+    let expected: Vec<&str> = acked.iter().map(|(_, r)| r.msg_id.as_str()).collect();
+    let stored = stored_when_visible(brokers, topic, &expected);
     let mut duplicates = 0;
     for (m, r) in acked {
         let copies = stored

@@ -107,6 +107,25 @@ impl Remote {
     }
 }
 
+/// Names of the brokers the NameServer at `namesrv` lists with writable queues for `topic`
+/// (empty when the topic is unknown to it).
+pub fn route_brokers(namesrv: &str, topic: &str) -> std::collections::BTreeSet<String> {
+    let mut remote = Remote::connect(namesrv);
+    let reply = remote.call(105, &[("topic", topic.into())]);
+    if reply.code != 0 {
+        return Default::default();
+    }
+    let route = rocketmq_tpc::protocol::route_data::parse(&reply.body).expect("route JSON");
+    route
+        .queue_datas
+        .iter()
+        .filter(|q| {
+            q.write_queue_nums > 0 && q.perm & rocketmq_tpc::protocol::route_data::PERM_WRITE != 0
+        })
+        .map(|q| q.broker_name.clone())
+        .collect()
+}
+
 /// Every message stored in `topic` on `broker` (queues 0..16), keyed by UNIQ_KEY.
 pub fn stored_by_key(broker: &str, topic: &str) -> BTreeMap<String, Vec<StoredMessage>> {
     let mut remote = Remote::connect(broker);
@@ -118,6 +137,34 @@ pub fn stored_by_key(broker: &str, topic: &str) -> BTreeMap<String, Vec<StoredMe
         }
     }
     map
+}
+
+/// Every message stored in `topic` over `brokers`, keyed by UNIQ_KEY, once every key in `expected`
+/// is visible or 15 s have passed.
+///
+/// A broker acks a message once it is in the commit log; its consume queue (what GET_MAX_OFFSET
+/// and PULL_MESSAGE read) is built asynchronously a moment later, so a read straight after the
+/// ack can miss the newest messages. Waiting for the acked keys hides no loss: a key that never
+/// shows up still fails the caller's check after the deadline.
+pub fn stored_when_visible(
+    brokers: &[String],
+    topic: &str,
+    expected: &[&str],
+) -> BTreeMap<String, Vec<StoredMessage>> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut stored: BTreeMap<String, Vec<StoredMessage>> = BTreeMap::new();
+        for broker in brokers {
+            for (key, copies) in stored_by_key(broker, topic) {
+                stored.entry(key).or_default().extend(copies);
+            }
+        }
+        let visible = expected.iter().all(|k| stored.contains_key(*k));
+        if visible || std::time::Instant::now() > deadline {
+            return stored;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Broker-added keys that read-back ignores (decisions.md).
