@@ -93,6 +93,40 @@ fn silent_broker_times_out_within_budget_with_unknown_outcome() {
 }
 
 #[test]
+fn frames_still_queued_at_the_deadline_time_out_with_unknown_outcome() {
+    // The broker stops reading: the socket buffers fill and later frames wait in the client's
+    // write buffer. They would still be written if the broker resumed, so none may be reported
+    // as "not stored".
+    let fake = FakeBroker::start(|_| Action::StopReading);
+    let mut config = common::config(&fake.addr);
+    config.compress_over = usize::MAX;
+    config.send_timeout = Duration::from_millis(700);
+    config.attempt_timeout = Duration::from_millis(300);
+    let p = Producer::builder().config(config).build().unwrap();
+    let body = bytes::Bytes::from(vec![3u8; 1 << 20]);
+    let started = Instant::now();
+    // The writer takes the first 16 frames in one go and blocks on the full socket; the next 16
+    // stay queued behind it.
+    let mut pending: Vec<_> = (0..16)
+        .map(|_| p.send_async(Message::new("T", body.clone())))
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    pending.extend((0..16).map(|_| p.send_async(Message::new("T", body.clone()))));
+    for f in pending {
+        let e = f.wait().unwrap_err();
+        assert!(matches!(e, Error::Timeout { .. }), "{e}");
+        assert_eq!(e.outcome(), Outcome::Unknown, "{e}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "no hang");
+    let stats = p.stats().unwrap();
+    let written: u64 = stats.cores.iter().map(|c| c.bytes_written).sum();
+    assert!(
+        written < 32 << 20,
+        "only {written} bytes of 32 MiB reached the socket: the scenario needs queued frames"
+    );
+}
+
+#[test]
 fn garbage_frames_give_protocol_errors_not_panics() {
     let fake = FakeBroker::start(|_| Action::Garbage(vec![0, 0, 0, 8, 9, 9, 9, 9, 1, 2, 3, 4]));
     let p = producer_for(

@@ -4,6 +4,7 @@
 //!  request() ─ encode frame into write_buf ─ register opaque ─ wake writer
 //!  writer task: swap write_buf with its own buffer ─ send(2) everything queued in one go
 //!  reader task: recv into one buffer ─ decode every whole frame in place ─ complete by opaque
+//!  expiry task: at the earliest deadline of the requests in flight, fail those that are due
 //!  any I/O or decode error ─ close(): every waiting request fails (written or not), tasks exit
 //! ```
 //!
@@ -22,7 +23,7 @@ use bytes::BytesMut;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 
-use super::in_flight::{Answer, ConnFailure, InFlight};
+use super::in_flight::{Answer, ConnFailure, InFlight, EXPIRY_GRANULARITY};
 use crate::config::split_host_port;
 use crate::error::{Error, Outcome};
 use crate::protocol::ext_fields::CustomHeader;
@@ -69,6 +70,11 @@ pub(crate) struct Connection {
     write_buf: RefCell<BytesMut>,
     writer_waker: Cell<Option<Waker>>,
     reader_waker: Cell<Option<Waker>>,
+    /// The deadline the expiry task sleeps until (`None`: parked, nothing waiting).
+    expiry_armed: Cell<Option<Instant>>,
+    /// Set when a request's deadline is earlier than `expiry_armed`: the task re-arms.
+    expiry_kicked: Cell<bool>,
+    expiry_waker: Cell<Option<Waker>>,
     in_flight: RefCell<InFlight>,
     next_opaque: Cell<i32>,
     queued_seq: Cell<u64>,
@@ -110,6 +116,9 @@ impl Connection {
             write_buf: RefCell::new(BytesMut::with_capacity(READ_CHUNK)),
             writer_waker: Cell::new(None),
             reader_waker: Cell::new(None),
+            expiry_armed: Cell::new(None),
+            expiry_kicked: Cell::new(false),
+            expiry_waker: Cell::new(None),
             in_flight: RefCell::new(InFlight::default()),
             next_opaque: Cell::new(1),
             queued_seq: Cell::new(0),
@@ -119,6 +128,7 @@ impl Connection {
         });
         glommio::spawn_local(write_loop(Rc::clone(&conn))).detach();
         glommio::spawn_local(read_loop(Rc::clone(&conn))).detach();
+        glommio::spawn_local(expiry_loop(Rc::clone(&conn))).detach();
         tracing::debug!(peer, "connected");
         Ok(conn)
     }
@@ -131,7 +141,8 @@ impl Connection {
         self.closed.borrow().is_some()
     }
 
-    /// Queues a request and returns the future of its answer.
+    /// Queues a request and returns the future of its answer, which fails with a `timed_out`
+    /// [`ConnFailure`] once `deadline` passes without one.
     ///
     /// Fails at once (nothing written) when the connection is closed, over its in-flight cap, or
     /// the frame is too large.
@@ -141,6 +152,7 @@ impl Connection {
         header: &dyn CustomHeader,
         body: &[u8],
         oneway: bool,
+        deadline: Instant,
     ) -> Result<ResponseFuture, Error> {
         if let Some(reason) = self.closed.borrow().as_ref() {
             return Err(Error::Connection {
@@ -186,9 +198,18 @@ impl Connection {
         )?;
         let seq = self.queued_seq.get() + 1;
         self.queued_seq.set(seq);
-        self.in_flight.borrow_mut().insert(opaque, seq, oneway);
+        self.in_flight
+            .borrow_mut()
+            .insert(opaque, seq, oneway, deadline);
         if let Some(w) = self.writer_waker.take() {
             w.wake();
+        }
+        if self.expiry_armed.get().is_none_or(|armed| deadline < armed) {
+            self.expiry_armed.set(Some(deadline));
+            self.expiry_kicked.set(true);
+            if let Some(w) = self.expiry_waker.take() {
+                w.wake();
+            }
         }
         Ok(ResponseFuture {
             conn: Rc::clone(self),
@@ -227,6 +248,9 @@ impl Connection {
             w.wake();
         }
         if let Some(w) = self.reader_waker.take() {
+            w.wake();
+        }
+        if let Some(w) = self.expiry_waker.take() {
             w.wake();
         }
     }
@@ -339,6 +363,40 @@ async fn write_loop(conn: Rc<Connection>) {
     }
 }
 
+/// Fails requests whose deadline passed; sleeps until the earliest deadline in flight (re-armed
+/// by `request` when an earlier one arrives), or parks while nothing waits.
+async fn expiry_loop(conn: Rc<Connection>) {
+    loop {
+        if conn.is_closed() {
+            return;
+        }
+        let now = Instant::now();
+        let next = conn.in_flight.borrow_mut().expire(now);
+        conn.expiry_armed.set(next);
+        conn.expiry_kicked.set(false);
+        let kicked = futures_lite::future::poll_fn(|cx| {
+            if conn.expiry_kicked.get() || conn.is_closed() {
+                return Poll::Ready(());
+            }
+            conn.expiry_waker.set(Some(cx.waker().clone()));
+            Poll::Pending
+        });
+        match next {
+            None => kicked.await,
+            Some(at) => {
+                let sleep = at.max(now + EXPIRY_GRANULARITY) - now;
+                futures_lite::future::or(
+                    async {
+                        glommio::timer::Timer::new(sleep).await;
+                    },
+                    kicked,
+                )
+                .await;
+            }
+        }
+    }
+}
+
 async fn read_loop(conn: Rc<Connection>) {
     let mut scratch = vec![0u8; READ_CHUNK];
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
@@ -375,16 +433,6 @@ pub(crate) struct ResponseFuture {
     conn: Rc<Connection>,
     opaque: i32,
     done: bool,
-}
-
-impl ResponseFuture {
-    /// Whether the request's bytes have been handed to the socket.
-    pub(crate) fn was_written(&self) -> bool {
-        match self.conn.in_flight.borrow().seq(self.opaque) {
-            Some(seq) => seq <= self.conn.attempted_seq.get(),
-            None => true,
-        }
-    }
 }
 
 impl Future for ResponseFuture {

@@ -198,12 +198,12 @@ impl Core {
     ) -> Result<RemotingCommand, Error> {
         let started = Instant::now();
         let conn = self.connection(addr, deadline).await?;
-        let mut response = conn.request(code.as_i32(), header, body, false)?;
-        match until(deadline, &mut response).await {
-            Some(Ok(Some(reply))) => Ok(reply),
-            Some(Ok(None)) => unreachable!("only oneway requests resolve without a reply"),
-            Some(Err(failure)) => Err(failure_to_error(addr, failure)),
-            None => Err(attempt_timeout(started, deadline, response.was_written())),
+        let response = conn.request(code.as_i32(), header, body, false, deadline)?;
+        match response.await {
+            Ok(Some(reply)) => Ok(reply),
+            Ok(None) => unreachable!("only oneway requests resolve without a reply"),
+            Err(failure) if failure.timed_out => Err(attempt_timeout(started, deadline)),
+            Err(failure) => Err(failure_to_error(addr, failure)),
         }
     }
 
@@ -446,16 +446,16 @@ pub(crate) fn shut_down(outcome: Outcome) -> Error {
     }
 }
 
-pub(crate) fn attempt_timeout(started: Instant, deadline: Instant, written: bool) -> Error {
+/// An attempt whose request was queued on a connection but got no answer before `deadline`.
+///
+/// The outcome is unknown even when the frame had not reached the socket yet: it stays in the
+/// connection's write buffer and is written as soon as the socket drains.
+pub(crate) fn attempt_timeout(started: Instant, deadline: Instant) -> Error {
     Error::Timeout {
         elapsed: started.elapsed(),
         budget: deadline.saturating_duration_since(started),
         attempts: 1,
-        outcome: if written {
-            Outcome::Unknown
-        } else {
-            Outcome::NotStored
-        },
+        outcome: Outcome::Unknown,
         last_error: None,
     }
 }

@@ -3,9 +3,15 @@
 //! Core-local (`RefCell`, no locks). A slot lives from the moment a request is queued until its
 //! answer is taken or its waiter gives up (a dropped `ResponseFuture` removes it, so a late reply
 //! is dropped as "unknown opaque", like Java does).
+//!
+//! Each slot carries its attempt's deadline. The connection's expiry task calls
+//! [`InFlight::expire`] when the earliest one comes due, so a request needs no timer of its own:
+//! under load that task wakes about once per attempt timeout, not once per request.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use crate::protocol::RemotingCommand;
 
@@ -18,6 +24,8 @@ pub(crate) struct ConnFailure {
     pub written: bool,
     /// Whether the peer sent something unparseable (else the transport failed).
     pub protocol: bool,
+    /// Whether the request's deadline passed before an answer arrived (the connection is fine).
+    pub timed_out: bool,
 }
 
 /// Answer of a request: the response, or `None` for a written oneway.
@@ -31,12 +39,38 @@ enum SlotState {
 struct Slot {
     seq: u64,
     oneway: bool,
+    deadline: Instant,
     state: SlotState,
 }
 
+/// Hashes an opaque (a counter) by one multiplication: spreads sequential keys over the table's
+/// high bits, which is all hashbrown needs, at a fraction of SipHash's cost.
+#[derive(Default)]
+pub(crate) struct OpaqueHasher(u64);
+
+impl Hasher for OpaqueHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_i32(&mut self, n: i32) {
+        self.0 = u64::from(n as u32).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// Expiry never runs more often than this, so a stalled connection full of requests with
+/// deadlines microseconds apart costs at most one scan per millisecond.
+pub(crate) const EXPIRY_GRANULARITY: Duration = Duration::from_millis(1);
+
 #[derive(Default)]
 pub(crate) struct InFlight {
-    slots: HashMap<i32, Slot>,
+    slots: HashMap<i32, Slot, BuildHasherDefault<OpaqueHasher>>,
 }
 
 impl InFlight {
@@ -48,19 +82,46 @@ impl InFlight {
         self.slots.contains_key(&opaque)
     }
 
-    pub(crate) fn insert(&mut self, opaque: i32, seq: u64, oneway: bool) {
+    pub(crate) fn insert(&mut self, opaque: i32, seq: u64, oneway: bool, deadline: Instant) {
         self.slots.insert(
             opaque,
             Slot {
                 seq,
                 oneway,
+                deadline,
                 state: SlotState::Waiting(None),
             },
         );
     }
 
-    pub(crate) fn seq(&self, opaque: i32) -> Option<u64> {
-        self.slots.get(&opaque).map(|s| s.seq)
+    /// Fails every waiting slot whose deadline is at or before `now` (its waiter sees a
+    /// `timed_out` failure) and returns the earliest deadline still waiting.
+    ///
+    /// A frame that timed out before the writer took it is still written later (it sits in the
+    /// connection's write buffer), so a timed-out request always counts as written: its outcome
+    /// is unknown, never "not stored".
+    pub(crate) fn expire(&mut self, now: Instant) -> Option<Instant> {
+        let mut earliest: Option<Instant> = None;
+        for slot in self.slots.values_mut() {
+            let SlotState::Waiting(waker) = &mut slot.state else {
+                continue;
+            };
+            if slot.deadline <= now {
+                let waker = waker.take();
+                slot.state = SlotState::Done(Err(ConnFailure {
+                    reason: "no answer before the attempt's deadline".into(),
+                    written: true,
+                    protocol: false,
+                    timed_out: true,
+                }));
+                if let Some(w) = waker {
+                    w.wake();
+                }
+            } else if earliest.is_none_or(|e| slot.deadline < e) {
+                earliest = Some(slot.deadline);
+            }
+        }
+        earliest
     }
 
     /// Delivers a response. Returns `false` for an unknown opaque (dropped by the caller) or for a
@@ -103,6 +164,7 @@ impl InFlight {
                     reason: reason.to_owned(),
                     written: slot.seq <= attempted,
                     protocol,
+                    timed_out: false,
                 }));
                 if let Some(w) = waker {
                     w.wake();
@@ -118,6 +180,7 @@ impl InFlight {
                 reason: "request slot vanished".into(),
                 written: true,
                 protocol: false,
+                timed_out: false,
             }));
         };
         match &mut slot.state {
@@ -146,6 +209,10 @@ mod tests {
     use crate::protocol::LanguageCode;
     use std::task::Waker;
 
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+
     fn cx_poll(table: &mut InFlight, opaque: i32) -> Poll<Answer> {
         let mut cx = Context::from_waker(Waker::noop());
         table.poll(opaque, &mut cx)
@@ -154,7 +221,7 @@ mod tests {
     #[test]
     fn response_then_poll() {
         let mut t = InFlight::default();
-        t.insert(1, 1, false);
+        t.insert(1, 1, false, later());
         assert!(cx_poll(&mut t, 1).is_pending());
         assert!(t.complete(1, RemotingCommand::request(0, 1, LanguageCode::JAVA, 1)));
         assert!(matches!(cx_poll(&mut t, 1), Poll::Ready(Ok(Some(_)))));
@@ -165,9 +232,9 @@ mod tests {
     #[test]
     fn failure_marks_written() {
         let mut t = InFlight::default();
-        t.insert(1, 1, false);
-        t.insert(2, 2, false);
-        t.insert(3, 3, true);
+        t.insert(1, 1, false, later());
+        t.insert(2, 2, false, later());
+        t.insert(3, 3, true, later());
         t.complete_written_oneways(2);
         assert!(cx_poll(&mut t, 3).is_pending());
         t.fail_all("gone", false, 1);
@@ -179,5 +246,41 @@ mod tests {
             Poll::Ready(Err(f)) => assert!(!f.written),
             _ => panic!(),
         }
+    }
+
+    #[test]
+    fn expiry_fails_only_what_is_due_and_reports_the_next_deadline() {
+        let mut t = InFlight::default();
+        let now = Instant::now();
+        let soon = now + Duration::from_millis(5);
+        t.insert(1, 1, false, now);
+        t.insert(2, 2, false, soon);
+        t.insert(3, 3, true, now - Duration::from_millis(1));
+        t.insert(4, 4, false, later());
+        assert!(t.complete(4, RemotingCommand::request(0, 4, LanguageCode::JAVA, 1)));
+        assert_eq!(t.expire(now), Some(soon), "answered slots do not count");
+        for opaque in [1, 3] {
+            match cx_poll(&mut t, opaque) {
+                Poll::Ready(Err(f)) => assert!(f.timed_out && f.written && !f.protocol),
+                other => panic!("{opaque}: {other:?}"),
+            }
+        }
+        assert!(cx_poll(&mut t, 2).is_pending());
+        assert!(matches!(cx_poll(&mut t, 4), Poll::Ready(Ok(Some(_)))));
+        assert_eq!(t.expire(soon), None);
+        assert!(matches!(cx_poll(&mut t, 2), Poll::Ready(Err(f)) if f.timed_out));
+        assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn opaque_hasher_spreads_sequential_keys_over_high_bits() {
+        use std::hash::Hash;
+        let top7 = |n: i32| {
+            let mut h = OpaqueHasher::default();
+            n.hash(&mut h);
+            h.finish() >> 57
+        };
+        let distinct: std::collections::BTreeSet<u64> = (0..128).map(top7).collect();
+        assert!(distinct.len() > 64, "{} distinct tags", distinct.len());
     }
 }

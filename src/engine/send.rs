@@ -253,12 +253,14 @@ async fn send_attempt(
         batch,
         broker_name: Some(&queue.broker_name),
     };
-    let mut response = conn.request(code.as_i32(), &header, body, mode == SendMode::Oneway)?;
-    match until(deadline, &mut response).await {
-        None => Err(attempt_timeout(started, deadline, response.was_written())),
-        Some(Err(failure)) => Err(failure_to_error(addr, failure)),
-        Some(Ok(None)) => Ok(Reply::Written),
-        Some(Ok(Some(reply))) => to_reply(reply, addr, queue, message),
+    let oneway = mode == SendMode::Oneway;
+    let response = conn.request(code.as_i32(), &header, body, oneway, deadline)?;
+    // The connection fails the request at `deadline`: no timer per attempt.
+    match response.await {
+        Err(failure) if failure.timed_out => Err(attempt_timeout(started, deadline)),
+        Err(failure) => Err(failure_to_error(addr, failure)),
+        Ok(None) => Ok(Reply::Written),
+        Ok(Some(reply)) => to_reply(reply, addr, queue, message),
     }
 }
 

@@ -26,6 +26,8 @@ pub enum Action {
     Close,
     /// Write these raw bytes instead of an answer.
     Garbage(Vec<u8>),
+    /// Stop reading this connection (its socket buffers fill up) for 20 s, then close it.
+    StopReading,
 }
 
 /// A running fake; it lives until the test process ends.
@@ -155,6 +157,10 @@ fn serve(mut stream: TcpStream, shared: &Shared, script: &(dyn Fn(u64) -> Action
                     Action::Close => return,
                     Action::Garbage(bytes) => {
                         let _ = stream.write_all(&bytes);
+                    }
+                    Action::StopReading => {
+                        thread::sleep(Duration::from_secs(20));
+                        return;
                     }
                 }
             }
