@@ -128,8 +128,7 @@ impl LocalProducer {
             // Compressing a large body takes milliseconds (1 MiB ≈ 15 ms at level 5): do it on
             // glommio's blocking pool so this core keeps serving its other sends meanwhile.
             let shared = std::sync::Arc::clone(&self.core.shared);
-            glommio::executor()
-                .spawn_blocking(move || prepare(message, &shared.config))
+            Box::pin(glommio::executor().spawn_blocking(move || prepare(message, &shared.config)))
                 .await
         } else {
             prepare(message, &self.core.shared.config)
@@ -163,7 +162,7 @@ impl LocalProducer {
         let bytes = outgoing.buffered_bytes();
         let permit = match self.core.try_permit(bytes) {
             Some(permit) => Some(permit),
-            None => self.core.permit_until(bytes, deadline).await,
+            None => Box::pin(self.core.permit_until(bytes, deadline)).await,
         };
         let permit = match permit {
             Some(permit) => permit,

@@ -133,7 +133,18 @@ impl Core {
         let slots = self.core_config.connections_per_broker.max(1);
         let slot = self.next_slot.get() % slots;
         self.next_slot.set(self.next_slot.get().wrapping_add(1));
-        self.connection_slot(addr, slot, deadline).await
+        if let Some(conn) = self.open_connection(addr, slot) {
+            return Ok(conn);
+        }
+        // Connecting is rare: boxed, so its large future does not inflate every send's.
+        Box::pin(self.connection_slot(addr, slot, deadline)).await
+    }
+
+    /// The open connection in `addr`'s `slot`, if there is one.
+    fn open_connection(&self, addr: &str, slot: usize) -> Option<Rc<Connection>> {
+        let connections = self.connections.borrow();
+        let conn = connections.get(addr)?.get(slot)?.as_ref()?;
+        (!conn.is_closed()).then(|| Rc::clone(conn))
     }
 
     async fn connection_slot(
@@ -254,7 +265,8 @@ impl Core {
         if let Some(route) = self.shared.routes.get(topic) {
             return Ok(route);
         }
-        self.refresh_route(topic, deadline).await
+        // Fetching is rare: boxed, so its large future does not inflate every send's.
+        Box::pin(self.refresh_route(topic, deadline)).await
     }
 
     /// Fetches `topic`'s route from the NameServer and installs it; waits at most until `deadline`.

@@ -28,6 +28,9 @@ pub(crate) struct PreparedMessage {
     pub sys_flag: i32,
     pub properties: String,
     pub uniq_key: String,
+    /// Unix milliseconds when the message was prepared (its unique id carries the same time);
+    /// the first attempt's `bornTimestamp`, so it needs no clock read of its own.
+    pub born_millis: i64,
 }
 
 impl PreparedMessage {
@@ -72,7 +75,7 @@ fn compress(body: &[u8], level: u32) -> Vec<u8> {
 
 /// A unique id from this thread's generator (each thread gets its own random instance value, so
 /// ids from different threads never collide and no counter is shared).
-pub(crate) fn next_unique_id(client_ip: Option<IpAddr>) -> String {
+pub(crate) fn next_unique_id(client_ip: Option<IpAddr>, now_millis: i64) -> String {
     THREAD_IDS.with(|cell| {
         let mut slot = cell.borrow_mut();
         let generator = slot.get_or_insert_with(|| {
@@ -82,7 +85,7 @@ pub(crate) fn next_unique_id(client_ip: Option<IpAddr>) -> String {
                 random_u32(),
             )
         });
-        generator.next_id(unix_millis())
+        generator.next_id(now_millis)
     })
 }
 
@@ -135,7 +138,8 @@ pub(crate) fn prepare(
     if let Err(e) = message.validate(config.max_message_size) {
         return Err(Box::new((e, message)));
     }
-    let uniq_key = next_unique_id(config.client_ip);
+    let born_millis = unix_millis();
+    let uniq_key = next_unique_id(config.client_ip, born_millis);
     let props = match encode_properties(&message, &uniq_key) {
         Ok(p) => p,
         Err(e) => return Err(Box::new((e, message))),
@@ -153,6 +157,7 @@ pub(crate) fn prepare(
         sys_flag: flags,
         properties: props,
         uniq_key,
+        born_millis,
     })
 }
 
@@ -218,7 +223,7 @@ pub(crate) fn prepare_batch(
     let mut body = bytes::BytesMut::with_capacity(total + messages.len() * 96);
     let mut uniq_keys = Vec::with_capacity(messages.len());
     for m in &messages {
-        let uniq_key = next_unique_id(config.client_ip);
+        let uniq_key = next_unique_id(config.client_ip, unix_millis());
         let props = encode_properties(m, &uniq_key)?;
         if compressed {
             let packed = compress(&m.body, config.compress_level);

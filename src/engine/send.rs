@@ -59,7 +59,13 @@ pub(crate) async fn send_message(
                 Outcome::NotStored
             }));
         }
-        if attempts >= max_attempts || Instant::now() >= deadline {
+        // The first attempt starts when the send did: one clock read fewer per message.
+        let now = if attempts == 0 {
+            started
+        } else {
+            Instant::now()
+        };
+        if attempts >= max_attempts || now >= deadline {
             break Err(exhausted(
                 started,
                 deadline,
@@ -73,7 +79,7 @@ pub(crate) async fn send_message(
             if last_error.as_ref().and_then(Error::response_code) == Some(ResponseCode::SystemBusy)
             {
                 let pause = BUSY_BACKOFF * attempts;
-                if until(deadline, glommio::timer::sleep(pause))
+                if Box::pin(until(deadline, glommio::timer::sleep(pause)))
                     .await
                     .is_none()
                 {
@@ -117,9 +123,22 @@ pub(crate) async fn send_message(
             });
             continue;
         };
-        let attempt_started = Instant::now();
+        let attempt_started = if attempts == 1 { now } else { Instant::now() };
         let attempt_deadline = deadline.min(attempt_started + config.attempt_timeout);
-        let attempt = send_attempt(core, addr, &queue, message, mode, attempt_deadline).await;
+        let born_millis = match message {
+            Outgoing::One(m) if attempts == 1 => m.born_millis,
+            _ => unix_millis(),
+        };
+        let attempt = send_attempt(
+            core,
+            addr,
+            &queue,
+            message,
+            mode,
+            (attempt_started, born_millis),
+            attempt_deadline,
+        )
+        .await;
         if config.send_latency_fault_enable {
             // Java isolates a broker on transport failures; broker error codes count their latency.
             let failed = matches!(
@@ -214,9 +233,9 @@ async fn send_attempt(
     queue: &PublishQueue,
     message: &Outgoing,
     mode: SendMode,
+    (started, born_millis): (Instant, i64),
     deadline: Instant,
 ) -> Result<Reply, Error> {
-    let started = Instant::now();
     let config = &core.shared.config;
     let conn = core.send_connection(addr, deadline).await?;
     let (code, sys_flag, flag, properties, body, batch) = match message {
@@ -244,7 +263,7 @@ async fn send_attempt(
         default_topic_queue_nums: config.default_topic_queue_nums,
         queue_id: queue.queue_id,
         sys_flag,
-        born_timestamp: unix_millis(),
+        born_timestamp: born_millis,
         flag,
         properties,
         reconsume_times: 0,
