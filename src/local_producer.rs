@@ -190,7 +190,7 @@ impl LocalProducer {
             }
             (other, _) => other,
         };
-        let result = send_message(&self.core, &outgoing, mode, deadline).await;
+        let result = send_message(&self.core, outgoing, mode, deadline).await;
         drop(permit);
         result
     }

@@ -145,7 +145,7 @@ async fn send_items(core: &Rc<Core>, items: Vec<BatchItem>) {
     } else {
         Outgoing::Batch(join_prepared(messages))
     };
-    let result = send_message(core, &outgoing, SendMode::Async, deadline).await;
+    let result = send_message(core, outgoing, SendMode::Async, deadline).await;
     drop(permits);
     match result {
         Ok(Reply::Batch(results)) => {

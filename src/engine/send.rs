@@ -28,12 +28,16 @@ use crate::send_result::{MessageQueue, SendResult, SendStatus};
 const BUSY_BACKOFF: Duration = Duration::from_millis(5);
 
 /// Sends one prepared message with retries until `deadline`.
+///
+/// Takes the message by value so that a single send's result can take its unique id and topic
+/// instead of copying them.
 pub(crate) async fn send_message(
     core: &Rc<Core>,
-    message: &Outgoing,
+    owned: Outgoing,
     mode: SendMode,
     deadline: Instant,
 ) -> SendReply {
+    let message = &owned;
     let started = Instant::now();
     let config = &core.shared.config;
     let max_attempts = match mode {
@@ -192,7 +196,14 @@ pub(crate) async fn send_message(
         result.as_ref().err().map(Error::kind),
         started.elapsed().as_micros() as u64,
     );
-    result
+    match (result, owned) {
+        (Ok(Reply::One(mut r)), Outgoing::One(m)) => {
+            r.msg_id = m.uniq_key;
+            r.queue.topic = m.original.topic;
+            Ok(Reply::One(r))
+        }
+        (result, _) => result,
+    }
 }
 
 fn upgrade(e: Error, any_unknown: bool) -> Error {
@@ -306,15 +317,20 @@ fn to_reply(
         outcome: Outcome::Unknown,
     })?;
     let queue = MessageQueue {
-        topic: message.topic().to_owned(),
+        topic: match message {
+            // `send_message` moves the message's own topic in at the end.
+            Outgoing::One(_) => String::new(),
+            Outgoing::Batch(b) => b.topic.clone(),
+        },
         broker_name: queue.broker_name.to_string(),
         queue_id: header.queue_id,
     };
     match message {
-        // The common case moves the decoded strings instead of copying them.
-        Outgoing::One(m) => Ok(Reply::One(SendResult {
+        // The common case moves the decoded strings instead of copying them; `send_message`
+        // moves the unique id in at the end.
+        Outgoing::One(_) => Ok(Reply::One(SendResult {
             status,
-            msg_id: m.uniq_key.clone(),
+            msg_id: String::new(),
             offset_msg_id: header.msg_id,
             queue,
             queue_offset: header.queue_offset,
