@@ -16,8 +16,10 @@ pub enum Outcome {
     /// Definitely not stored: refused before sending, never written to a socket, or rejected by
     /// the broker with an error code, on every attempt.
     NotStored,
-    /// At least one attempt was written and its answer never arrived (timeout, lost connection,
-    /// unreadable reply): the broker may have stored it.
+    /// At least one attempt was written, or queued for writing, and its answer never arrived
+    /// (timeout, lost connection, unreadable reply): the broker may have stored it. An attempt
+    /// that times out while its request still waits in the connection's write buffer counts
+    /// here, because the request is written once the socket drains.
     Unknown,
 }
 
@@ -113,7 +115,7 @@ pub enum Error {
         budget: Duration,
         /// Attempts made.
         attempts: u32,
-        /// Whether any attempt was written without an answer.
+        /// Whether any attempt was written (or queued for writing) without an answer.
         outcome: Outcome,
         /// The last attempt's error, if one failed before the budget ran out.
         last_error: Option<Box<Error>>,
