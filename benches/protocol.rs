@@ -44,11 +44,11 @@ fn head(code: i32, flag: i32) -> CommandHead<'static> {
 
 fn response_frame(encoding: HeaderEncoding) -> BytesMut {
     let header = SendMessageResponseHeader {
-        msg_id: "7F00000100002A9F0000000000001234".into(),
+        msg_id: "7F00000100002A9F0000000000001234",
         queue_id: 3,
         queue_offset: 123_456,
         transaction_id: None,
-        region_id: "DefaultRegion".into(),
+        region_id: "DefaultRegion",
         trace_on: true,
     };
     let mut out = BytesMut::new();

@@ -66,6 +66,7 @@ pub mod protocol;
 pub mod route;
 mod send_future;
 pub mod send_result;
+mod short_string;
 pub mod sink;
 pub mod stats;
 
@@ -84,4 +85,5 @@ pub use message::Message;
 pub use producer::{Producer, ProducerBuilder, RunHandle, SendOptions, ShutdownReport};
 pub use send_future::SendFuture;
 pub use send_result::{MessageQueue, SendResult, SendStatus};
+pub use short_string::ShortString;
 pub use stats::{CoreStatsSnapshot, ProducerStats};

@@ -1,6 +1,9 @@
 //! [`SendResult`] and [`SendStatus`] (Java `SendResult`, `SendStatus`, `MQClientAPIImpl.processSendResponse`).
 
+use std::sync::Arc;
+
 use crate::protocol::ResponseCode;
+use crate::short_string::ShortString;
 
 /// How a broker stored a message it accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -29,33 +32,38 @@ impl SendStatus {
 }
 
 /// A queue of a topic on one broker (Java `MessageQueue`).
+///
+/// The names are shared with the producer's route (`Arc<str>`), so results cost no copies of them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct MessageQueue {
     /// Topic.
-    pub topic: String,
+    pub topic: Arc<str>,
     /// Broker name.
-    pub broker_name: String,
+    pub broker_name: Arc<str>,
     /// Queue id on that broker.
     pub queue_id: i32,
 }
 
 /// What the broker said about one stored message.
+///
+/// Ids and the region are [`ShortString`]s (inline, no allocation for the usual lengths); they
+/// deref to `str` and compare with `&str` and `String`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendResult {
     /// Storage status.
     pub status: SendStatus,
-    /// The client-side unique id (`UNIQ_KEY`); for a batch, the inner ids joined by `,`.
-    pub msg_id: String,
+    /// The client-side unique id (`UNIQ_KEY`), 32 hex digits for an IPv4 client.
+    pub msg_id: ShortString,
     /// The broker's offset message id (store host + commit-log offset).
-    pub offset_msg_id: String,
+    pub offset_msg_id: ShortString,
     /// Where it was stored.
     pub queue: MessageQueue,
     /// Offset in the queue.
     pub queue_offset: i64,
     /// Transaction id, when the broker sets one (5.x sets it to the unique id).
-    pub transaction_id: Option<String>,
+    pub transaction_id: Option<ShortString>,
     /// Broker region (`MSG_REGION`, default `DefaultRegion`).
-    pub region_id: String,
+    pub region_id: ShortString,
     /// Whether tracing is on for the broker (`TRACE_ON`).
     pub trace_on: bool,
 }

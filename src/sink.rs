@@ -10,6 +10,7 @@
 //! ```
 
 use std::cell::Cell;
+use std::fmt::Write as _;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -220,14 +221,14 @@ fn answer(
                 if i > 0 {
                     msg_id.push(',');
                 }
-                msg_id.push_str(&format!("7F00000100002A9F{:016X}", first + i));
+                let _ = write!(msg_id, "7F00000100002A9F{:016X}", first + i);
             }
             let header = SendMessageResponseHeader {
-                msg_id,
+                msg_id: &msg_id,
                 queue_id,
                 queue_offset: first as i64,
                 transaction_id: None,
-                region_id: DEFAULT_REGION.to_owned(),
+                region_id: DEFAULT_REGION,
                 trace_on: false,
             };
             let _ = frame::encode(

@@ -173,7 +173,7 @@ fn fault_avoidance_steers_around_a_stalled_broker_and_returns_to_it() {
     for i in 0..60 {
         let m = Message::new(&topic, format!("avoid-{i}"));
         let r = producer.send(m.clone()).expect("broker-a takes over");
-        assert_eq!(r.queue.broker_name, "broker-a");
+        assert_eq!(&*r.queue.broker_name, "broker-a");
         acked.push((m, r));
     }
     let during = retries(&producer) - before;
@@ -192,7 +192,7 @@ fn fault_avoidance_steers_around_a_stalled_broker_and_returns_to_it() {
         );
         let m = Message::new(&topic, "after-resume");
         let r = producer.send(m.clone()).expect("send after resume");
-        back = r.queue.broker_name == "broker-b";
+        back = &*r.queue.broker_name == "broker-b";
         acked.push((m, r));
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -220,7 +220,7 @@ fn without_fault_avoidance_a_stalled_broker_costs_a_timeout_per_pick() {
     for i in 0..40 {
         let m = Message::new(&topic, format!("noavoid-{i}"));
         let r = producer.send(m.clone()).expect("retried on broker-a");
-        assert_eq!(r.queue.broker_name, "broker-a");
+        assert_eq!(&*r.queue.broker_name, "broker-a");
         acked.push((m, r));
     }
     let during = retries(&producer) - before;

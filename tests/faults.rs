@@ -22,7 +22,7 @@ fn success_maps_to_send_result() {
     let p = producer_for(&fake.addr, Duration::from_secs(3), Duration::from_secs(1));
     let r = p.send(Message::new("T", "body")).unwrap();
     assert_eq!(r.status, SendStatus::SendOk);
-    assert_eq!(r.queue.broker_name, "fake");
+    assert_eq!(&*r.queue.broker_name, "fake");
     assert_eq!(r.msg_id.len(), 32);
     assert_eq!(r.offset_msg_id, "7F00000100002A9F0000000000000000");
     assert_eq!(r.region_id, "DefaultRegion");

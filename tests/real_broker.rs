@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::read_back::{assert_same, stored_by_key, stored_when_visible, Remote};
 use rocketmq_tpc::protocol::HeaderEncoding;
-use rocketmq_tpc::{Error, LocalProducer, Message, Producer, SendStatus};
+use rocketmq_tpc::{Error, LocalProducer, Message, Producer, SendStatus, ShortString};
 
 fn varied_messages(topic: &str, n: usize, body_size: usize) -> Vec<Message> {
     (0..n)
@@ -33,13 +33,13 @@ fn varied_messages(topic: &str, n: usize, body_size: usize) -> Vec<Message> {
 }
 
 /// Sends each message with a blocking send; returns (message, unique id) pairs.
-fn send_each(producer: &Producer, messages: Vec<Message>) -> Vec<(Message, String)> {
+fn send_each(producer: &Producer, messages: Vec<Message>) -> Vec<(Message, ShortString)> {
     messages
         .into_iter()
         .map(|m| {
             let r = producer.send(m.clone()).expect("send");
             assert_eq!(r.status, SendStatus::SendOk);
-            assert_eq!(r.queue.topic, m.topic);
+            assert_eq!(&*r.queue.topic, m.topic);
             (m, r.msg_id)
         })
         .collect()
@@ -49,7 +49,7 @@ fn send_each(producer: &Producer, messages: Vec<Message>) -> Vec<(Message, Strin
 fn with_ids(
     messages: Vec<Message>,
     results: Vec<rocketmq_tpc::SendResult>,
-) -> Vec<(Message, String)> {
+) -> Vec<(Message, ShortString)> {
     assert_eq!(messages.len(), results.len());
     messages
         .into_iter()
@@ -59,7 +59,10 @@ fn with_ids(
 }
 
 /// Pairs messages with per-message send outcomes from a core, each of which must be a success.
-fn with_ok_ids(messages: Vec<Message>, ids: Vec<Result<String, Error>>) -> Vec<(Message, String)> {
+fn with_ok_ids(
+    messages: Vec<Message>,
+    ids: Vec<Result<ShortString, Error>>,
+) -> Vec<(Message, ShortString)> {
     assert_eq!(messages.len(), ids.len());
     messages
         .into_iter()
@@ -76,14 +79,14 @@ fn producer_with(adjust: impl FnOnce(&mut rocketmq_tpc::ProducerConfig)) -> Prod
 }
 
 /// Every sent message is stored exactly once and equals what was sent.
-fn assert_all_stored(topic: &str, sent: &[(Message, String)]) {
+fn assert_all_stored(topic: &str, sent: &[(Message, ShortString)]) {
     let brokers = &common::rocketmq().brokers[..1];
     let expected: Vec<&str> = sent.iter().map(|(_, key)| key.as_str()).collect();
     let stored = stored_when_visible(brokers, topic, &expected);
     assert_eq!(stored.len(), sent.len(), "distinct stored messages");
     for (message, key) in sent {
         let copies = stored
-            .get(key)
+            .get(key.as_str())
             .unwrap_or_else(|| panic!("{key} was acked but is not stored"));
         assert_eq!(copies.len(), 1, "{key} stored {} times", copies.len());
         assert_same(message, key, &copies[0]);

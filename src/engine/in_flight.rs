@@ -31,6 +31,9 @@ pub(crate) struct ConnFailure {
 /// Answer of a request: the response, or `None` for a written oneway.
 pub(crate) type Answer = Result<Option<RemotingCommand>, ConnFailure>;
 
+// A slot holds an answer only from its arrival to the sender's next poll; boxing the answer to
+// shrink the waiting state would cost an allocation per response.
+#[allow(clippy::large_enum_variant)]
 enum SlotState {
     Waiting(Option<Waker>),
     Done(Answer),

@@ -1,6 +1,7 @@
 //! The I/O layer: per-core glommio executors, their connections, and the hand-off from
 //! application threads. Everything per message is core-local (`Rc`, `Cell`, `RefCell`).
 
+pub(crate) mod arena_text;
 pub(crate) mod batcher;
 pub(crate) mod connection;
 pub(crate) mod control;

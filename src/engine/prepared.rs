@@ -17,6 +17,9 @@ use crate::protocol::batch;
 use crate::protocol::compression::{self, sys_flag};
 use crate::protocol::message_id::UniqueIdGenerator;
 use crate::protocol::properties::{self, keys, MAX_PROPERTIES_BYTES};
+use crate::short_string::ShortString;
+
+use super::arena_text::ArenaText;
 
 /// A validated message with its unique id, final properties string and (maybe) compressed body.
 #[derive(Debug, Clone)]
@@ -26,8 +29,9 @@ pub(crate) struct PreparedMessage {
     /// The body as sent: the original, or its zlib form.
     pub body: Bytes,
     pub sys_flag: i32,
-    pub properties: String,
-    pub uniq_key: String,
+    /// The encoded properties, in this thread's text chunk (no allocation of their own).
+    pub properties: ArenaText,
+    pub uniq_key: ShortString,
     /// Unix milliseconds when the message was prepared (its unique id carries the same time);
     /// the first attempt's `bornTimestamp`, so it needs no clock read of its own.
     pub born_millis: i64,
@@ -58,6 +62,7 @@ pub(crate) fn random_u32() -> u32 {
 thread_local! {
     static THREAD_IDS: RefCell<Option<UniqueIdGenerator>> = const { RefCell::new(None) };
     static THREAD_COMPRESSOR: RefCell<Option<compression::Compressor>> = const { RefCell::new(None) };
+    static THREAD_PROPERTIES: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
 /// Compresses with this thread's reused compressor.
@@ -75,7 +80,7 @@ fn compress(body: &[u8], level: u32) -> Vec<u8> {
 
 /// A unique id from this thread's generator (each thread gets its own random instance value, so
 /// ids from different threads never collide and no counter is shared).
-pub(crate) fn next_unique_id(client_ip: Option<IpAddr>, now_millis: i64) -> String {
+pub(crate) fn next_unique_id(client_ip: Option<IpAddr>, now_millis: i64) -> ShortString {
     THREAD_IDS.with(|cell| {
         let mut slot = cell.borrow_mut();
         let generator = slot.get_or_insert_with(|| {
@@ -89,21 +94,22 @@ pub(crate) fn next_unique_id(client_ip: Option<IpAddr>, now_millis: i64) -> Stri
     })
 }
 
-/// The properties string of `message` with its unique id (Java `messageProperties2String` after
-/// `sendKernelImpl` set `UNIQ_KEY`), or why it cannot be sent.
-fn encode_properties(message: &Message, uniq_key: &str) -> Result<String, Error> {
-    let mut props = String::with_capacity(64);
+/// Writes the properties string of `message` with its unique id into `props` (cleared first;
+/// Java `messageProperties2String` after `sendKernelImpl` set `UNIQ_KEY`), or says why it cannot
+/// be sent.
+fn encode_properties(props: &mut String, message: &Message, uniq_key: &str) -> Result<(), Error> {
+    props.clear();
     for (name, value) in &message.properties {
-        properties::push_property(&mut props, name, value);
+        properties::push_property(props, name, value);
     }
     if let Some(tags) = &message.tags {
-        properties::push_property(&mut props, keys::TAGS, tags);
+        properties::push_property(props, keys::TAGS, tags);
     }
     if !message.keys.is_empty() {
-        properties::push_property(&mut props, keys::KEYS, &message.keys.join(" "));
+        properties::push_property(props, keys::KEYS, &message.keys.join(" "));
     }
     properties::push_property(
-        &mut props,
+        props,
         keys::WAIT,
         if message.wait_store_ok {
             "true"
@@ -113,9 +119,9 @@ fn encode_properties(message: &Message, uniq_key: &str) -> Result<String, Error>
     );
     if message.delay_level > 0 {
         let mut digits = itoa::Buffer::new();
-        properties::push_property(&mut props, keys::DELAY, digits.format(message.delay_level));
+        properties::push_property(props, keys::DELAY, digits.format(message.delay_level));
     }
-    properties::push_property(&mut props, keys::UNIQ_KEY, uniq_key);
+    properties::push_property(props, keys::UNIQ_KEY, uniq_key);
     if props.len() > MAX_PROPERTIES_BYTES {
         return Err(Error::InvalidMessage {
             reason: format!(
@@ -124,7 +130,7 @@ fn encode_properties(message: &Message, uniq_key: &str) -> Result<String, Error>
             ),
         });
     }
-    Ok(props)
+    Ok(())
 }
 
 /// sysFlag of a zlib-compressed body (COMPRESSED + type ZLIB, as the Java 4.9.4+ producer sets).
@@ -140,7 +146,11 @@ pub(crate) fn prepare(
     }
     let born_millis = unix_millis();
     let uniq_key = next_unique_id(config.client_ip, born_millis);
-    let props = match encode_properties(&message, &uniq_key) {
+    let encoded = THREAD_PROPERTIES.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        encode_properties(&mut scratch, &message, &uniq_key).map(|()| ArenaText::copy(&scratch))
+    });
+    let props = match encoded {
         Ok(p) => p,
         Err(e) => return Err(Box::new((e, message))),
     };
@@ -166,15 +176,20 @@ pub(crate) fn prepare(
 #[derive(Debug, Clone)]
 pub(crate) struct PreparedBatch {
     pub topic: String,
-    pub uniq_keys: Vec<String>,
+    pub uniq_keys: Vec<ShortString>,
     pub body: Bytes,
     pub sys_flag: i32,
     /// Wrapper properties: `WAIT` only, like the 4.9.7 client (accepted by 4.9.x and 5.x).
-    pub properties: String,
+    pub properties: &'static str,
 }
 
-fn wrapper_properties(wait: bool) -> String {
-    properties::encode([(keys::WAIT, if wait { "true" } else { "false" })])
+/// The wrapper properties of a batch (`WAIT` only).
+fn wrapper_properties(wait: bool) -> &'static str {
+    if wait {
+        "WAIT\u{1}true"
+    } else {
+        "WAIT\u{1}false"
+    }
 }
 
 /// Checks the Java batch rules (`MessageBatch.generateFromList`, `DefaultMQProducer.batch`).
@@ -222,9 +237,10 @@ pub(crate) fn prepare_batch(
     let compressed = total >= config.compress_over;
     let mut body = bytes::BytesMut::with_capacity(total + messages.len() * 96);
     let mut uniq_keys = Vec::with_capacity(messages.len());
+    let mut props = String::with_capacity(128);
     for m in &messages {
         let uniq_key = next_unique_id(config.client_ip, unix_millis());
-        let props = encode_properties(m, &uniq_key)?;
+        encode_properties(&mut props, m, &uniq_key)?;
         if compressed {
             let packed = compress(&m.body, config.compress_level);
             batch::encode_record(&mut body, m.flag, &packed, &props);
@@ -381,6 +397,10 @@ mod tests {
         assert_eq!(b.uniq_keys.len(), 2);
         assert_ne!(b.uniq_keys[0], b.uniq_keys[1]);
         assert_eq!(b.properties, "WAIT\u{1}true");
+        for wait in [true, false] {
+            let encoded = properties::encode([(keys::WAIT, if wait { "true" } else { "false" })]);
+            assert_eq!(wrapper_properties(wait), encoded);
+        }
         let records = batch::decode(b.body.clone()).unwrap();
         assert_eq!(&records[1].body[..], b"b");
         assert_eq!(

@@ -10,6 +10,7 @@
 //! ```
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::connection::failure_to_error;
@@ -23,21 +24,19 @@ use crate::protocol::send_response_header::SendMessageResponseHeader;
 use crate::protocol::{RemotingCommand, RequestCode, ResponseCode};
 use crate::route::PublishQueue;
 use crate::send_result::{MessageQueue, SendResult, SendStatus};
+use crate::short_string::ShortString;
 
 /// Pause before retrying after SYSTEM_BUSY (back-pressure), so a busy broker is not hammered.
 const BUSY_BACKOFF: Duration = Duration::from_millis(5);
 
 /// Sends one prepared message with retries until `deadline`.
-///
-/// Takes the message by value so that a single send's result can take its unique id and topic
-/// instead of copying them.
 pub(crate) async fn send_message(
     core: &Rc<Core>,
-    owned: Outgoing,
+    message: Outgoing,
     mode: SendMode,
     deadline: Instant,
 ) -> SendReply {
-    let message = &owned;
+    let message = &message;
     let started = Instant::now();
     let config = &core.shared.config;
     let max_attempts = match mode {
@@ -136,7 +135,7 @@ pub(crate) async fn send_message(
         let attempt = send_attempt(
             core,
             addr,
-            &queue,
+            (&route.topic, &queue),
             message,
             mode,
             (attempt_started, born_millis),
@@ -196,14 +195,7 @@ pub(crate) async fn send_message(
         result.as_ref().err().map(Error::kind),
         started.elapsed().as_micros() as u64,
     );
-    match (result, owned) {
-        (Ok(Reply::One(mut r)), Outgoing::One(m)) => {
-            r.msg_id = m.uniq_key;
-            r.queue.topic = m.original.topic;
-            Ok(Reply::One(r))
-        }
-        (result, _) => result,
-    }
+    result
 }
 
 fn upgrade(e: Error, any_unknown: bool) -> Error {
@@ -241,7 +233,7 @@ fn exhausted(
 async fn send_attempt(
     core: &Rc<Core>,
     addr: &str,
-    queue: &PublishQueue,
+    (topic, queue): (&Arc<str>, &PublishQueue),
     message: &Outgoing,
     mode: SendMode,
     (started, born_millis): (Instant, i64),
@@ -262,7 +254,7 @@ async fn send_attempt(
             RequestCode::SendBatchMessage,
             b.sys_flag,
             0,
-            b.properties.as_str(),
+            b.properties,
             &b.body,
             true,
         ),
@@ -290,16 +282,17 @@ async fn send_attempt(
         Err(failure) if failure.timed_out => Err(attempt_timeout(started, deadline)),
         Err(failure) => Err(failure_to_error(addr, failure)),
         Ok(None) => Ok(Reply::Written),
-        Ok(Some(reply)) => to_reply(reply, addr, queue, message),
+        Ok(Some(reply)) => to_reply(reply, addr, (topic, queue), message),
     }
 }
 
 /// Java `MQClientAPIImpl.processSendResponse`; a batch's comma-joined ids give one result per
-/// message, offsets counting up from the first.
+/// message, offsets counting up from the first. Builds the results without allocating: ids are
+/// inline [`crate::ShortString`]s and the names are shared with the route.
 fn to_reply(
     reply: RemotingCommand,
     addr: &str,
-    queue: &PublishQueue,
+    (topic, queue): (&Arc<str>, &PublishQueue),
     message: &Outgoing,
 ) -> Result<Reply, Error> {
     let code = ResponseCode::from_i32(reply.code);
@@ -317,46 +310,35 @@ fn to_reply(
         outcome: Outcome::Unknown,
     })?;
     let queue = MessageQueue {
-        topic: match message {
-            // `send_message` moves the message's own topic in at the end.
-            Outgoing::One(_) => String::new(),
-            Outgoing::Batch(b) => b.topic.clone(),
-        },
-        broker_name: queue.broker_name.to_string(),
+        topic: Arc::clone(topic),
+        broker_name: Arc::clone(&queue.broker_name),
         queue_id: header.queue_id,
     };
+    let result = |msg_id: &ShortString, offset_msg_id: &str, queue_offset: i64| SendResult {
+        status,
+        msg_id: msg_id.clone(),
+        offset_msg_id: offset_msg_id.into(),
+        queue: queue.clone(),
+        queue_offset,
+        transaction_id: header.transaction_id.map(ShortString::from),
+        region_id: header.region_id.into(),
+        trace_on: header.trace_on,
+    };
     match message {
-        // The common case moves the decoded strings instead of copying them; `send_message`
-        // moves the unique id in at the end.
-        Outgoing::One(_) => Ok(Reply::One(SendResult {
-            status,
-            msg_id: String::new(),
-            offset_msg_id: header.msg_id,
-            queue,
-            queue_offset: header.queue_offset,
-            transaction_id: header.transaction_id,
-            region_id: header.region_id,
-            trace_on: header.trace_on,
-        })),
+        Outgoing::One(m) => Ok(Reply::One(result(
+            &m.uniq_key,
+            header.msg_id,
+            header.queue_offset,
+        ))),
         Outgoing::Batch(b) => {
-            let result = |msg_id: &str, offset_msg_id: &str, queue_offset: i64| SendResult {
-                status,
-                msg_id: msg_id.to_owned(),
-                offset_msg_id: offset_msg_id.to_owned(),
-                queue: queue.clone(),
-                queue_offset,
-                transaction_id: header.transaction_id.clone(),
-                region_id: header.region_id.clone(),
-                trace_on: header.trace_on,
-            };
-            let offset_ids: Vec<&str> = header.msg_id.split(',').collect();
-            if offset_ids.len() != b.uniq_keys.len() {
+            let offset_ids = header.msg_id.split(',');
+            if offset_ids.clone().count() != b.uniq_keys.len() {
                 return Err(Error::Protocol {
                     peer: addr.to_owned(),
                     reason: format!(
                         "the broker stored a batch of {} but returned {} message ids",
                         b.uniq_keys.len(),
-                        offset_ids.len()
+                        offset_ids.count()
                     ),
                     outcome: Outcome::Unknown,
                 });

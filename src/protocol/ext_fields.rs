@@ -1,4 +1,8 @@
-//! Custom-header fields: the trait every request header implements to write itself.
+//! Custom-header fields: the trait every request header implements to write itself, and
+//! [`ExtFields`], the fields of a decoded (or hand-built) command.
+
+use bytes::BytesMut;
+use smallvec::SmallVec;
 
 /// Receives a header's fields one by one, in the order the header declares them.
 ///
@@ -49,15 +53,25 @@ impl<const N: usize> CustomHeader for [(&str, &str); N] {
     }
 }
 
+/// Where one field's key and value lie in [`ExtFields`]' text: `[key start, key end, value
+/// start, value end]`.
+type Span = [u32; 4];
+
+/// Fields a header usually has at most; more spill to the heap.
+const INLINE_FIELDS: usize = 8;
+
 /// Custom-header fields as decoded or to be sent: wire order kept, duplicates allowed, lookups
 /// return the last value (like Java's `HashMap` after decoding).
 ///
-/// All keys and values live in one string with spans into it, so decoding a header costs two
-/// allocations however many fields it has.
-#[derive(Clone, Default, PartialEq, Eq)]
+/// A decoded header's fields are spans over the frame's own header bytes (shared with the read
+/// buffer, not copied), and up to eight fields are tracked inline: decoding a typical response
+/// header allocates nothing. Fields pushed by hand are appended to the same text.
+#[derive(Clone, Default)]
 pub struct ExtFields {
-    text: String,
-    spans: Vec<[u32; 3]>,
+    /// Every span below covers valid UTF-8 within this text (checked when decoding, or copied
+    /// from a `&str` by [`ExtFields::push`]); the text is only ever appended to.
+    text: BytesMut,
+    spans: SmallVec<[Span; INLINE_FIELDS]>,
 }
 
 impl ExtFields {
@@ -69,18 +83,78 @@ impl ExtFields {
     /// Room for `fields` fields of `bytes` bytes in all.
     pub fn with_capacity(fields: usize, bytes: usize) -> Self {
         ExtFields {
-            text: String::with_capacity(bytes),
-            spans: Vec::with_capacity(fields),
+            text: BytesMut::with_capacity(bytes),
+            spans: SmallVec::with_capacity(fields),
         }
+    }
+
+    /// Fields over `text` (a decoded header), none yet: add them with [`ExtFields::push_span`].
+    pub(crate) fn over(text: BytesMut) -> Self {
+        ExtFields {
+            text,
+            spans: SmallVec::new(),
+        }
+    }
+
+    /// Adds a field whose key and value already lie in the text.
+    ///
+    /// # Errors
+    ///
+    /// Why the ranges cannot be a field: outside the text, or not UTF-8.
+    pub(crate) fn push_span(
+        &mut self,
+        key: std::ops::Range<usize>,
+        value: std::ops::Range<usize>,
+    ) -> Result<(), &'static str> {
+        let text = &self.text[..];
+        let (Some(k), Some(v)) = (text.get(key.clone()), text.get(value.clone())) else {
+            return Err("field outside the header");
+        };
+        if std::str::from_utf8(k).is_err() {
+            return Err("key is not UTF-8");
+        }
+        if std::str::from_utf8(v).is_err() {
+            return Err("value is not UTF-8");
+        }
+        let limit = u32::MAX as usize;
+        if key.end > limit || value.end > limit {
+            return Err("header larger than 4 GiB");
+        }
+        self.spans.push([
+            key.start as u32,
+            key.end as u32,
+            value.start as u32,
+            value.end as u32,
+        ]);
+        Ok(())
     }
 
     /// Appends a field.
     pub fn push(&mut self, key: &str, value: &str) {
-        let start = self.text.len() as u32;
-        self.text.push_str(key);
-        let middle = self.text.len() as u32;
-        self.text.push_str(value);
-        self.spans.push([start, middle, self.text.len() as u32]);
+        let key_start = self.text.len() as u32;
+        self.text.extend_from_slice(key.as_bytes());
+        let value_start = self.text.len() as u32;
+        self.text.extend_from_slice(value.as_bytes());
+        self.spans
+            .push([key_start, value_start, value_start, self.text.len() as u32]);
+    }
+
+    /// Appends `text` (for decoders that must unescape a value) and returns where it lies.
+    pub(crate) fn append_text(&mut self, text: &str) -> std::ops::Range<usize> {
+        let start = self.text.len();
+        self.text.extend_from_slice(text.as_bytes());
+        start..self.text.len()
+    }
+
+    fn str_at(&self, start: u32, end: u32) -> &str {
+        let bytes = &self.text[start as usize..end as usize];
+        // SAFETY: every span was checked to be UTF-8 when it was added (`push_span`) or copied
+        // from a `&str` (`push`, `append_text`), and the text is never changed, only appended to.
+        // `utf8_spans_stay_valid` in the tests exercises both kinds of span.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::str::from_utf8_unchecked(bytes)
+        }
     }
 
     /// The last value of `key`.
@@ -90,12 +164,9 @@ impl ExtFields {
 
     /// The fields in wire order.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&str, &str)> + '_ {
-        self.spans.iter().map(|[a, b, c]| {
-            (
-                &self.text[*a as usize..*b as usize],
-                &self.text[*b as usize..*c as usize],
-            )
-        })
+        self.spans
+            .iter()
+            .map(|[a, b, c, d]| (self.str_at(*a, *b), self.str_at(*c, *d)))
     }
 
     /// Number of fields (duplicates counted).
@@ -118,6 +189,15 @@ impl ExtFields {
         all
     }
 }
+
+/// Equal when the same fields appear in the same order, wherever their bytes lie.
+impl PartialEq for ExtFields {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for ExtFields {}
 
 impl std::fmt::Debug for ExtFields {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -151,4 +231,41 @@ pub(crate) fn parse_i64(value: &str) -> Option<i64> {
 /// Parses a boolean ext value like Java's `Boolean.parseBoolean`: `true` in any case, else false.
 pub(crate) fn parse_bool(value: &str) -> bool {
     value.eq_ignore_ascii_case("true")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utf8_spans_stay_valid() {
+        let mut fields = ExtFields::over(BytesMut::from(&b"kv\xffk\xc3\xa9"[..]));
+        fields.push_span(0..1, 1..2).unwrap();
+        assert_eq!(fields.push_span(0..1, 2..3), Err("value is not UTF-8"));
+        assert_eq!(fields.push_span(3..4, 4..5), Err("value is not UTF-8"));
+        fields.push_span(3..4, 4..6).unwrap();
+        assert_eq!(
+            fields.push_span(0..1, 5..9),
+            Err("field outside the header")
+        );
+        fields.push("key", "wert\u{e9}");
+        let range = fields.append_text("z\u{2603}");
+        fields
+            .push_span(range.start..range.start + 1, range.start + 1..range.end)
+            .unwrap();
+        let all: Vec<_> = fields.iter().collect();
+        assert_eq!(
+            all,
+            [
+                ("k", "v"),
+                ("k", "\u{e9}"),
+                ("key", "wert\u{e9}"),
+                ("z", "\u{2603}")
+            ]
+        );
+        assert_eq!(fields.get("k"), Some("\u{e9}"));
+        let built: ExtFields = all.iter().copied().collect();
+        assert_eq!(built, fields);
+        assert_ne!(built, ExtFields::new());
+    }
 }

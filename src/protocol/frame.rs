@@ -141,16 +141,19 @@ pub fn decode(
         Err(DecodeError::Incomplete { .. }) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let mut frame = buf.split_to(total).freeze();
+    let mut frame = buf.split_to(total);
     frame.advance(4);
     let type_and_len = frame.get_u32();
     let header_len = (type_and_len & 0x00FF_FFFF) as usize;
+    // Header and body stay in the read buffer: the fields are spans over the header bytes, the
+    // body a shared slice.
     let header = frame.split_to(header_len);
     let mut command = if type_and_len >> 24 == 0 {
-        header_json::decode(&header)?
+        header_json::decode_in_place(header)?
     } else {
-        header_binary::decode(&header)?
+        header_binary::decode_in_place(header)?
     };
+    let frame = frame.freeze();
     command.body = frame;
     Ok(Some(command))
 }

@@ -6,6 +6,7 @@
 //! ```
 
 use bytes::{BufMut, Bytes, BytesMut};
+use smallvec::SmallVec;
 
 use super::command::{LanguageCode, RemotingCommand};
 use super::decode_error::DecodeError;
@@ -107,6 +108,12 @@ impl<'a> Reader<'a> {
 
 /// Decodes a binary header (exactly `bytes`, no trailing data) into a command with an empty body.
 pub fn decode(bytes: &[u8]) -> Result<RemotingCommand, DecodeError> {
+    decode_in_place(BytesMut::from(bytes))
+}
+
+/// Like [`decode`], keeping the header's bytes: the ext fields are spans over them, not copies.
+pub fn decode_in_place(header: BytesMut) -> Result<RemotingCommand, DecodeError> {
+    let bytes = &header[..];
     let mut r = Reader { bytes, pos: 0 };
     let code = r.i16("code")? as i32;
     let language = LanguageCode(r.take(1, "language")?[0]);
@@ -122,28 +129,37 @@ pub fn decode(bytes: &[u8]) -> Result<RemotingCommand, DecodeError> {
     };
     let ext_len = r.i32("ext length")? as i64;
     let ext_len = r.length(ext_len, "ext")?;
-    let ext_bytes = r.take(ext_len, "ext fields")?;
+    let ext_start = r.pos;
+    r.take(ext_len, "ext fields")?;
     if r.pos != bytes.len() {
         return Err(DecodeError::malformed(
             WHAT,
             format!("{} bytes after the ext fields", bytes.len() - r.pos),
         ));
     }
+    let mut spans: SmallVec<[_; 8]> = SmallVec::new();
     let mut ext = Reader {
-        bytes: ext_bytes,
-        pos: 0,
+        bytes,
+        pos: ext_start,
     };
-    let mut ext_fields = ExtFields::with_capacity(8, ext_len);
-    while ext.pos < ext_bytes.len() {
+    while ext.pos < bytes.len() {
         let key_len = ext.i16("key length")? as i64;
         let key_len = ext.length(key_len, "key")?;
-        let key = ext.str(key_len, "key")?;
+        let key = ext.pos..ext.pos + key_len;
+        ext.take(key_len, "key")?;
         let value_len = ext.i32("value length")? as i64;
         let value_len = ext.length(value_len, "value")?;
-        let value = ext.str(value_len, "value")?;
+        let value = ext.pos..ext.pos + value_len;
+        ext.take(value_len, "value")?;
         if !key.is_empty() && !value.is_empty() {
-            ext_fields.push(key, value);
+            spans.push((key, value));
         }
+    }
+    let mut ext_fields = ExtFields::over(header);
+    for (key, value) in spans {
+        ext_fields
+            .push_span(key, value)
+            .map_err(|why| DecodeError::malformed(WHAT, why))?;
     }
     Ok(RemotingCommand {
         code,

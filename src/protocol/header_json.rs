@@ -3,8 +3,13 @@
 //! Encoding follows fastjson's default features: fields in alphabetical order, nulls omitted,
 //! every ext value a JSON string, control characters escaped as `\u00XX`.
 
+use std::borrow::Cow;
+use std::ops::Range;
+
 use bytes::{BufMut, BytesMut};
+use serde::de::{self, MapAccess, Visitor};
 use serde::Deserialize;
+use smallvec::SmallVec;
 
 use super::command::{LanguageCode, RemotingCommand};
 use super::decode_error::DecodeError;
@@ -123,14 +128,106 @@ fn put_json_string(out: &mut BytesMut, s: &str) {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct JsonHeader {
+struct JsonHeader<'a> {
     code: Option<i32>,
-    language: Option<String>,
+    #[serde(borrow)]
+    language: Option<Cow<'a, str>>,
     version: Option<i32>,
     opaque: Option<i32>,
     flag: Option<i32>,
     remark: Option<String>,
-    ext_fields: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(borrow)]
+    ext_fields: Option<RawExtFields<'a>>,
+}
+
+/// An ext key or value as the JSON parser found it.
+enum RawText<'a> {
+    /// Text without escapes, still in the header bytes.
+    Borrowed(&'a str),
+    /// Unescaped text, or the text of a number or boolean.
+    Owned(String),
+    /// `null`: the field is absent.
+    Null,
+}
+
+/// The `extFields` object, in wire order (a repeated key keeps both; lookups take the last).
+struct RawExtFields<'a>(SmallVec<[(RawText<'a>, RawText<'a>); 8]>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawText<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(RawTextVisitor(std::marker::PhantomData))
+    }
+}
+
+struct RawTextVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for RawTextVisitor<'a> {
+    type Value = RawText<'a>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a string, number, boolean or null")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(RawText::Borrowed(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(RawText::Owned(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(RawText::Owned(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(RawText::Owned(v.to_string()))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(RawText::Owned(v.to_string()))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(RawText::Owned(
+            serde_json::Number::from_f64(v).map_or_else(|| v.to_string(), |n| n.to_string()),
+        ))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(RawText::Owned(v.to_string()))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(RawText::Null)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(RawText::Null)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawExtFields<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MapVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for MapVisitor<'a> {
+            type Value = RawExtFields<'a>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of scalar ext fields")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut fields = SmallVec::new();
+                while let Some(key) = map.next_key::<RawText<'a>>()? {
+                    let value = map.next_value::<RawText<'a>>()?;
+                    fields.push((key, value));
+                }
+                Ok(RawExtFields(fields))
+            }
+        }
+        deserializer.deserialize_map(MapVisitor(std::marker::PhantomData))
+    }
 }
 
 /// Decodes a JSON header into a command with an empty body.
@@ -138,37 +235,77 @@ struct JsonHeader {
 /// Lenient like fastjson: unknown fields are ignored, missing numbers are 0, ext values that are
 /// numbers or booleans are turned into their text.
 pub fn decode(bytes: &[u8]) -> Result<RemotingCommand, DecodeError> {
-    let header: JsonHeader = serde_json::from_slice(bytes)
-        .map_err(|e| DecodeError::malformed("JSON header", e.to_string()))?;
-    let mut ext_fields = ExtFields::new();
-    if let Some(map) = header.ext_fields {
-        for (key, value) in map {
-            let text = match value {
-                serde_json::Value::String(s) => s,
-                serde_json::Value::Null => continue,
-                serde_json::Value::Number(n) => n.to_string(),
-                serde_json::Value::Bool(b) => b.to_string(),
-                other => {
-                    return Err(DecodeError::malformed(
-                        "JSON header",
-                        format!("ext field {key} is not a scalar: {other}"),
-                    ))
-                }
-            };
-            ext_fields.push(&key, &text);
+    decode_in_place(BytesMut::from(bytes))
+}
+
+/// Like [`decode`], keeping the header's bytes: ext keys and values without escapes are spans
+/// over them, not copies.
+pub fn decode_in_place(header: BytesMut) -> Result<RemotingCommand, DecodeError> {
+    const WHAT: &str = "JSON header";
+    let JsonHeader {
+        code,
+        language,
+        version,
+        opaque,
+        flag,
+        remark,
+        ext_fields: raw_fields,
+    } = serde_json::from_slice(&header).map_err(|e| DecodeError::malformed(WHAT, e.to_string()))?;
+    let language = language
+        .as_deref()
+        .map(LanguageCode::from_name)
+        .unwrap_or(LanguageCode::JAVA);
+    let base = header.as_ptr() as usize;
+    let header_len = header.len();
+    // Where borrowed text lies in the header; owned text is appended after it.
+    let place = |text: &RawText<'_>, owned: &mut String| -> Option<Range<usize>> {
+        match text {
+            RawText::Borrowed(s) => {
+                let start = s.as_ptr() as usize - base;
+                Some(start..start + s.len())
+            }
+            RawText::Owned(s) => {
+                let start = header_len + owned.len();
+                owned.push_str(s);
+                Some(start..start + s.len())
+            }
+            RawText::Null => None,
         }
+    };
+    let mut owned = String::new();
+    let mut spans: SmallVec<[(Range<usize>, Range<usize>); 8]> = SmallVec::new();
+    for (key, value) in raw_fields.iter().flat_map(|f| f.0.iter()) {
+        if matches!(value, RawText::Null) {
+            continue;
+        }
+        let (Some(key), Some(value)) = (place(key, &mut owned), place(value, &mut owned)) else {
+            return Err(DecodeError::malformed(WHAT, "an ext field's key is null"));
+        };
+        spans.push((key, value));
+    }
+    drop(raw_fields);
+    let (code, version, opaque, flag) = (
+        code.unwrap_or(0),
+        version.unwrap_or(0),
+        opaque.unwrap_or(0),
+        flag.unwrap_or(0),
+    );
+    let mut ext_fields = ExtFields::over(header);
+    if !owned.is_empty() {
+        ext_fields.append_text(&owned);
+    }
+    for (key, value) in spans {
+        ext_fields
+            .push_span(key, value)
+            .map_err(|why| DecodeError::malformed(WHAT, why))?;
     }
     Ok(RemotingCommand {
-        code: header.code.unwrap_or(0),
-        language: header
-            .language
-            .as_deref()
-            .map(LanguageCode::from_name)
-            .unwrap_or(LanguageCode::JAVA),
-        version: header.version.unwrap_or(0),
-        opaque: header.opaque.unwrap_or(0),
-        flag: header.flag.unwrap_or(0),
-        remark: header.remark,
+        code,
+        language,
+        version,
+        opaque,
+        flag,
+        remark,
         ext_fields,
         body: bytes::Bytes::new(),
     })
@@ -221,6 +358,27 @@ mod tests {
         assert_eq!(cmd.ext("queueId"), Some("3"));
         assert_eq!(cmd.ext("ok"), Some("true"));
         assert_eq!(cmd.ext("n"), None);
+    }
+
+    #[test]
+    fn escaped_and_plain_values_mix_in_wire_order() {
+        let header = br#"{"code":0,"extFields":{"a":"x\"y","b":"plain","a\u0001":"\u00e9","c":1.5,"b":"again"}}"#;
+        let cmd = decode(header).unwrap();
+        let fields: Vec<_> = cmd.ext_fields.iter().collect();
+        assert_eq!(
+            fields,
+            [
+                ("a", "x\"y"),
+                ("b", "plain"),
+                ("a\u{1}", "\u{e9}"),
+                ("c", "1.5"),
+                ("b", "again")
+            ]
+        );
+        assert_eq!(cmd.ext("b"), Some("again"));
+        assert_eq!(cmd.language, LanguageCode::JAVA);
+        let escaped_language = decode(br#"{"language":"R\u0055ST"}"#).unwrap();
+        assert_eq!(escaped_language.language, LanguageCode::RUST);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::decode_error::DecodeError;
+use crate::short_string::ShortString;
 
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 
@@ -39,16 +40,26 @@ impl UniqueIdGenerator {
         UniqueIdGenerator { prefix, counter: 0 }
     }
 
-    /// The next id, for a clock reading of `unix_millis`.
-    pub fn next_id(&mut self, unix_millis: i64) -> String {
-        let mut out = String::with_capacity(self.prefix.len() + 12);
-        out.push_str(&self.prefix);
+    /// The next id, for a clock reading of `unix_millis` (inline for an IPv4 host: no allocation).
+    pub fn next_id(&mut self, unix_millis: i64) -> ShortString {
         // Java: (int) (now - startOfMonth); wraps after ~24.8 days exactly like Java's cast.
         let since_month = (unix_millis - start_of_month_millis(unix_millis)) as i32;
-        push_hex(&mut out, &since_month.to_be_bytes());
-        push_hex(&mut out, &self.counter.to_be_bytes());
+        let mut tail = [0u8; 12];
+        for (i, b) in since_month
+            .to_be_bytes()
+            .into_iter()
+            .chain(self.counter.to_be_bytes())
+            .enumerate()
+        {
+            tail[2 * i] = HEX_UPPER[(b >> 4) as usize];
+            tail[2 * i + 1] = HEX_UPPER[(b & 0xf) as usize];
+        }
         self.counter = self.counter.wrapping_add(1);
-        out
+        let mut id = [0u8; 64];
+        let len = self.prefix.len() + tail.len();
+        id[..self.prefix.len()].copy_from_slice(self.prefix.as_bytes());
+        id[self.prefix.len()..len].copy_from_slice(&tail);
+        ShortString::new(std::str::from_utf8(&id[..len]).expect("hex digits are ASCII"))
     }
 }
 

@@ -7,26 +7,27 @@ use super::ext_fields::{parse_i64, CustomHeader, ExtFieldWriter};
 /// Region reported when the broker names none (Java `MixAll.DEFAULT_REGION`... `DefaultRegion`).
 pub const DEFAULT_REGION: &str = "DefaultRegion";
 
-/// The decoded response header of a successful (or stored-with-warning) send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SendMessageResponseHeader {
+/// The decoded response header of a successful (or stored-with-warning) send, borrowing its text
+/// from the response (nothing is copied to decode it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendMessageResponseHeader<'a> {
     /// Offset message id (batch: comma-joined list).
-    pub msg_id: String,
+    pub msg_id: &'a str,
     /// Queue the broker stored into.
     pub queue_id: i32,
     /// Queue offset (batch: of the first message).
     pub queue_offset: i64,
     /// Transaction id (5.x sets it to the UNIQ_KEY).
-    pub transaction_id: Option<String>,
+    pub transaction_id: Option<&'a str>,
     /// `MSG_REGION`, default `DefaultRegion`.
-    pub region_id: String,
+    pub region_id: &'a str,
     /// `TRACE_ON` != "false".
     pub trace_on: bool,
 }
 
-impl SendMessageResponseHeader {
+impl<'a> SendMessageResponseHeader<'a> {
     /// Reads the header from a response's ext fields; `msgId`, `queueId` and `queueOffset` are required.
-    pub fn from_command(command: &RemotingCommand) -> Result<Self, DecodeError> {
+    pub fn from_command(command: &'a RemotingCommand) -> Result<Self, DecodeError> {
         let missing = |key: &str| DecodeError::malformed("send response", format!("missing {key}"));
         let number = |key: &'static str| -> Result<i64, DecodeError> {
             let text = command.ext(key).ok_or_else(|| missing(key))?;
@@ -39,31 +40,25 @@ impl SendMessageResponseHeader {
             DecodeError::malformed("send response", format!("queueId {queue_id} out of range"))
         })?;
         Ok(SendMessageResponseHeader {
-            msg_id: command
-                .ext("msgId")
-                .ok_or_else(|| missing("msgId"))?
-                .to_owned(),
+            msg_id: command.ext("msgId").ok_or_else(|| missing("msgId"))?,
             queue_id,
             queue_offset: number("queueOffset")?,
-            transaction_id: command.ext("transactionId").map(str::to_owned),
-            region_id: command
-                .ext("MSG_REGION")
-                .unwrap_or(DEFAULT_REGION)
-                .to_owned(),
+            transaction_id: command.ext("transactionId"),
+            region_id: command.ext("MSG_REGION").unwrap_or(DEFAULT_REGION),
             trace_on: command.ext("TRACE_ON") != Some("false"),
         })
     }
 }
 
-impl CustomHeader for SendMessageResponseHeader {
+impl CustomHeader for SendMessageResponseHeader<'_> {
     fn write_fields(&self, out: &mut dyn ExtFieldWriter) {
-        out.put_str("msgId", &self.msg_id);
+        out.put_str("msgId", self.msg_id);
         out.put_i64("queueId", self.queue_id as i64);
         out.put_i64("queueOffset", self.queue_offset);
         if let Some(id) = &self.transaction_id {
             out.put_str("transactionId", id);
         }
-        out.put_str("MSG_REGION", &self.region_id);
+        out.put_str("MSG_REGION", self.region_id);
         out.put_bool("TRACE_ON", self.trace_on);
     }
 }

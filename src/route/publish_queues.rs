@@ -32,6 +32,9 @@ pub struct PublishQueue {
 /// The publish view of a topic (Java `TopicPublishInfo`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicRoute {
+    /// The topic (set when the route is installed in the [`crate::route::RouteTable`]); shared
+    /// by every [`crate::SendResult`] for it.
+    pub topic: Arc<str>,
     /// Writable queues, grouped by broker name in name order (order topics: configured order).
     pub queues: Vec<PublishQueue>,
     /// Master address per broker name.
@@ -79,6 +82,7 @@ pub fn from_route(data: TopicRouteData) -> TopicRoute {
             push_queues(&mut queues, &name, nums);
         }
         return TopicRoute {
+            topic: Arc::from(""),
             queues,
             master_addrs: masters,
             order_topic: true,
@@ -98,6 +102,7 @@ pub fn from_route(data: TopicRouteData) -> TopicRoute {
         push_queues(&mut queues, name, qd.write_queue_nums);
     }
     TopicRoute {
+        topic: Arc::from(""),
         queues,
         master_addrs: masters,
         order_topic: false,

@@ -53,9 +53,10 @@ impl RouteTable {
         self.current.load().topics.get(topic).cloned()
     }
 
-    /// Installs `route` for `topic`. Returns `false` (and swaps nothing) when the table already
+    /// Installs `route` for `topic` (and sets its [`TopicRoute::topic`]). Returns `false` (and swaps nothing) when the table already
     /// holds an equal route, so repeated refreshes that learn nothing cost no swap.
-    pub fn update(&self, topic: &str, route: TopicRoute) -> bool {
+    pub fn update(&self, topic: &str, mut route: TopicRoute) -> bool {
+        route.topic = Arc::from(topic);
         let route = Arc::new(route);
         let mut changed = false;
         self.current.rcu(|old| {

@@ -22,14 +22,17 @@ pub fn check(
     let mut duplicates = 0;
     for (m, r) in acked {
         let copies = stored
-            .get(&r.msg_id)
+            .get(r.msg_id.as_str())
             .unwrap_or_else(|| panic!("{} was acked but is not stored", r.msg_id));
         assert_same(m, &r.msg_id, &copies[0]);
         duplicates += copies.len() - 1;
     }
     let acked_ids: BTreeSet<_> = acked.iter().map(|(_, r)| r.msg_id.clone()).collect();
     assert_eq!(acked_ids.len(), acked.len(), "a message id was acked twice");
-    let stored_but_failed = stored.keys().filter(|k| !acked_ids.contains(*k)).count();
+    let stored_but_failed = stored
+        .keys()
+        .filter(|k| !acked_ids.contains(k.as_str()))
+        .count();
     eprintln!(
         "ledger {topic}: acked {} failed {failed} (unknown {unknown_failures}) stored {} duplicates {duplicates} stored-but-failed {stored_but_failed} retries {retries}",
         acked.len(),
