@@ -100,7 +100,7 @@ pub(crate) async fn send_message(
             let mut selector = core.selector.borrow_mut();
             let selected = if config.send_latency_fault_enable {
                 let faults = core.faults.borrow();
-                let now = Instant::now();
+                // The attempt's start time is recent enough to judge availability by.
                 selector.select_available(topic, &route, last_broker.as_deref(), &|b| {
                     faults.is_available(b, now)
                 })
@@ -148,11 +148,12 @@ pub(crate) async fn send_message(
                 attempt,
                 Err(Error::Connection { .. } | Error::Protocol { .. } | Error::Timeout { .. })
             );
+            let attempt_ended = Instant::now();
             core.faults.borrow_mut().record(
                 &queue.broker_name,
-                attempt_started.elapsed(),
+                attempt_ended - attempt_started,
                 failed,
-                Instant::now(),
+                attempt_ended,
             );
         }
         match attempt {

@@ -72,6 +72,8 @@ pub struct ExtFields {
     /// from a `&str` by [`ExtFields::push`]); the text is only ever appended to.
     text: BytesMut,
     spans: SmallVec<[Span; INLINE_FIELDS]>,
+    /// A part of the text known to be ASCII: spans inside it need no UTF-8 check.
+    ascii: std::ops::Range<usize>,
 }
 
 impl ExtFields {
@@ -85,15 +87,29 @@ impl ExtFields {
         ExtFields {
             text: BytesMut::with_capacity(bytes),
             spans: SmallVec::with_capacity(fields),
+            ascii: 0..0,
         }
     }
 
     /// Fields over `text` (a decoded header), none yet: add them with [`ExtFields::push_span`].
-    pub(crate) fn over(text: BytesMut) -> Self {
+    ///
+    /// `fields_from` is where the fields start in the text: when everything from there on is
+    /// ASCII (one fast check), the spans added later need no UTF-8 check each.
+    pub(crate) fn over(text: BytesMut, fields_from: usize) -> Self {
+        let ascii = match text.get(fields_from..) {
+            Some(rest) if rest.is_ascii() => fields_from..text.len(),
+            _ => 0..0,
+        };
         ExtFields {
             text,
             spans: SmallVec::new(),
+            ascii,
         }
+    }
+
+    /// `len` bytes of the text from `at`, if there are that many (decoders read lengths with it).
+    pub(crate) fn bytes(&self, at: usize, len: usize) -> Option<&[u8]> {
+        self.text.get(at..at.checked_add(len)?)
     }
 
     /// Adds a field whose key and value already lie in the text.
@@ -110,11 +126,15 @@ impl ExtFields {
         let (Some(k), Some(v)) = (text.get(key.clone()), text.get(value.clone())) else {
             return Err("field outside the header");
         };
-        if std::str::from_utf8(k).is_err() {
-            return Err("key is not UTF-8");
-        }
-        if std::str::from_utf8(v).is_err() {
-            return Err("value is not UTF-8");
+        let inside_ascii =
+            |r: &std::ops::Range<usize>| self.ascii.start <= r.start && r.end <= self.ascii.end;
+        if !(inside_ascii(&key) && inside_ascii(&value)) {
+            if std::str::from_utf8(k).is_err() {
+                return Err("key is not UTF-8");
+            }
+            if std::str::from_utf8(v).is_err() {
+                return Err("value is not UTF-8");
+            }
         }
         let limit = u32::MAX as usize;
         if key.end > limit || value.end > limit {
@@ -148,7 +168,8 @@ impl ExtFields {
 
     fn str_at(&self, start: u32, end: u32) -> &str {
         let bytes = &self.text[start as usize..end as usize];
-        // SAFETY: every span was checked to be UTF-8 when it was added (`push_span`) or copied
+        // SAFETY: every span was checked to be UTF-8 (or to lie in a part of the text checked to
+        // be ASCII) when it was added (`push_span`), or copied
         // from a `&str` (`push`, `append_text`), and the text is never changed, only appended to.
         // `utf8_spans_stay_valid` in the tests exercises both kinds of span.
         #[allow(unsafe_code)]
@@ -239,7 +260,7 @@ mod tests {
 
     #[test]
     fn utf8_spans_stay_valid() {
-        let mut fields = ExtFields::over(BytesMut::from(&b"kv\xffk\xc3\xa9"[..]));
+        let mut fields = ExtFields::over(BytesMut::from(&b"kv\xffk\xc3\xa9"[..]), 0);
         fields.push_span(0..1, 1..2).unwrap();
         assert_eq!(fields.push_span(0..1, 2..3), Err("value is not UTF-8"));
         assert_eq!(fields.push_span(3..4, 4..5), Err("value is not UTF-8"));
@@ -267,5 +288,12 @@ mod tests {
         let built: ExtFields = all.iter().copied().collect();
         assert_eq!(built, fields);
         assert_ne!(built, ExtFields::new());
+        // An ASCII tail skips the per-field checks; a span reaching outside it is still checked.
+        let mut tail = ExtFields::over(BytesMut::from(&b"\xc3kv"[..]), 1);
+        tail.push_span(1..2, 2..3).unwrap();
+        assert_eq!(tail.push_span(0..1, 2..3), Err("key is not UTF-8"));
+        assert_eq!(tail.iter().collect::<Vec<_>>(), [("k", "v")]);
+        let mixed = ExtFields::over(BytesMut::from(&b"k\xc3\xa9"[..]), 0);
+        assert_eq!(mixed.ascii, 0..0);
     }
 }

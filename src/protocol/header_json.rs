@@ -290,7 +290,7 @@ pub fn decode_in_place(header: BytesMut) -> Result<RemotingCommand, DecodeError>
         opaque.unwrap_or(0),
         flag.unwrap_or(0),
     );
-    let mut ext_fields = ExtFields::over(header);
+    let mut ext_fields = ExtFields::over(header, 0);
     if !owned.is_empty() {
         ext_fields.append_text(&owned);
     }

@@ -28,26 +28,43 @@ pub struct SendMessageResponseHeader<'a> {
 impl<'a> SendMessageResponseHeader<'a> {
     /// Reads the header from a response's ext fields; `msgId`, `queueId` and `queueOffset` are required.
     pub fn from_command(command: &'a RemotingCommand) -> Result<Self, DecodeError> {
-        let missing = |key: &str| DecodeError::malformed("send response", format!("missing {key}"));
-        let number = |key: &'static str| -> Result<i64, DecodeError> {
-            let text = command.ext(key).ok_or_else(|| missing(key))?;
+        // One pass over the fields; a repeated key keeps its last value, as in Java's map.
+        let (mut msg_id, mut queue_id, mut queue_offset) = (None, None, None);
+        let (mut transaction_id, mut region_id, mut trace_on) = (None, None, None);
+        for (key, value) in command.ext_fields.iter() {
+            match key {
+                "msgId" => msg_id = Some(value),
+                "queueId" => queue_id = Some(value),
+                "queueOffset" => queue_offset = Some(value),
+                "transactionId" => transaction_id = Some(value),
+                "MSG_REGION" => region_id = Some(value),
+                "TRACE_ON" => trace_on = Some(value),
+                _ => {}
+            }
+        }
+        let number = |key: &'static str, text: Option<&str>| -> Result<i64, DecodeError> {
+            let text = text.ok_or_else(|| missing(key))?;
             parse_i64(text).ok_or_else(|| {
                 DecodeError::malformed("send response", format!("{key} is not a number: {text}"))
             })
         };
-        let queue_id = number("queueId")?;
+        let queue_id = number("queueId", queue_id)?;
         let queue_id = i32::try_from(queue_id).map_err(|_| {
             DecodeError::malformed("send response", format!("queueId {queue_id} out of range"))
         })?;
         Ok(SendMessageResponseHeader {
-            msg_id: command.ext("msgId").ok_or_else(|| missing("msgId"))?,
+            msg_id: msg_id.ok_or_else(|| missing("msgId"))?,
             queue_id,
-            queue_offset: number("queueOffset")?,
-            transaction_id: command.ext("transactionId"),
-            region_id: command.ext("MSG_REGION").unwrap_or(DEFAULT_REGION),
-            trace_on: command.ext("TRACE_ON") != Some("false"),
+            queue_offset: number("queueOffset", queue_offset)?,
+            transaction_id,
+            region_id: region_id.unwrap_or(DEFAULT_REGION),
+            trace_on: trace_on != Some("false"),
         })
     }
+}
+
+fn missing(key: &str) -> DecodeError {
+    DecodeError::malformed("send response", format!("missing {key}"))
 }
 
 impl CustomHeader for SendMessageResponseHeader<'_> {
