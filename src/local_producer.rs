@@ -1,10 +1,11 @@
 //! [`LocalProducer`]: the producer as seen from code already running on one of its cores.
 
+use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::engine::core::{current_core, Core};
-use crate::engine::inbox::SendMode;
+use crate::engine::core::{current_core, Core, InFlightPermit};
+use crate::engine::inbox::{SendMode, SendReply};
 use crate::engine::prepared::{prepare, prepare_batch, Outgoing, Reply};
 use crate::engine::send::send_message;
 use crate::error::Error;
@@ -57,12 +58,17 @@ impl LocalProducer {
 
     /// Sends and waits for the broker's answer, with the producer's send timeout and retries.
     ///
+    /// The message is validated and prepared when this is called; the returned future does the
+    /// sending (nothing is sent if it is dropped unpolled).
+    ///
     /// # Errors
     ///
     /// Any [`Error`]; see [`Error::is_retryable`] and [`Error::outcome`].
-    pub async fn send(&self, message: Message) -> Result<SendResult, Error> {
+    pub fn send(
+        &self,
+        message: Message,
+    ) -> impl Future<Output = Result<SendResult, Error>> + 'static {
         self.send_with_timeout(message, self.core.shared.config.send_timeout)
-            .await
     }
 
     /// Like [`LocalProducer::send`] with another budget.
@@ -70,16 +76,24 @@ impl LocalProducer {
     /// # Errors
     ///
     /// Any [`Error`].
-    pub async fn send_with_timeout(
+    pub fn send_with_timeout(
         &self,
         message: Message,
         timeout: Duration,
-    ) -> Result<SendResult, Error> {
-        match self.run(message, SendMode::Async, timeout).await? {
-            Reply::One(result) => Ok(result),
-            Reply::Batch(mut results) if results.len() == 1 => Ok(results.remove(0)),
-            other => unreachable!("a single send got {other:?}"),
-        }
+    ) -> impl Future<Output = Result<SendResult, Error>> + 'static {
+        let deadline = Instant::now() + timeout;
+        let step = self.start_one(message, SendMode::Async, deadline);
+        drive(
+            Rc::clone(&self.core),
+            step,
+            SendMode::Async,
+            deadline,
+            |reply| match reply {
+                Reply::One(result) => result,
+                Reply::Batch(mut results) if results.len() == 1 => results.remove(0),
+                other => unreachable!("a single send got {other:?}"),
+            },
+        )
     }
 
     /// Sends `messages` as one batch; see [`crate::Producer::send_batch`] for the rules.
@@ -87,17 +101,31 @@ impl LocalProducer {
     /// # Errors
     ///
     /// [`Error::InvalidMessage`] when the batch breaks a rule, else any send error.
-    pub async fn send_batch(&self, messages: Vec<Message>) -> Result<Vec<SendResult>, Error> {
+    pub fn send_batch(
+        &self,
+        messages: Vec<Message>,
+    ) -> impl Future<Output = Result<Vec<SendResult>, Error>> + 'static {
         let deadline = Instant::now() + self.core.shared.config.send_timeout;
-        let batch = prepare_batch(messages, &self.core.shared.config)?;
-        match self
-            .dispatch(Outgoing::Batch(batch), SendMode::Async, deadline)
-            .await?
-        {
-            Reply::Batch(results) => Ok(results),
-            Reply::One(result) => Ok(vec![result]),
-            Reply::Written => unreachable!("a batch is never oneway"),
-        }
+        let step = match prepare_batch(messages, &self.core.shared.config) {
+            Ok(batch) => admit(
+                &self.core,
+                Outgoing::Batch(batch),
+                SendMode::Async,
+                deadline,
+            ),
+            Err(e) => Step::Done(Err(e)),
+        };
+        drive(
+            Rc::clone(&self.core),
+            step,
+            SendMode::Async,
+            deadline,
+            |reply| match reply {
+                Reply::Batch(results) => results,
+                Reply::One(result) => vec![result],
+                Reply::Written => unreachable!("a batch is never oneway"),
+            },
+        )
     }
 
     /// Sends without waiting for the broker: resolves once the request is written to the socket.
@@ -105,93 +133,153 @@ impl LocalProducer {
     /// # Errors
     ///
     /// Validation, route and connection errors.
-    pub async fn send_oneway(&self, message: Message) -> Result<(), Error> {
-        self.run(
-            message,
-            SendMode::Oneway,
-            self.core.shared.config.send_timeout,
-        )
-        .await
-        .map(|_| ())
-    }
-
-    async fn run(
+    pub fn send_oneway(
         &self,
         message: Message,
-        mode: SendMode,
-        timeout: Duration,
-    ) -> Result<Reply, Error> {
-        let deadline = Instant::now() + timeout;
-        let prepared = if message.body.len() >= self.core.shared.config.compress_over
+    ) -> impl Future<Output = Result<(), Error>> + 'static {
+        let deadline = Instant::now() + self.core.shared.config.send_timeout;
+        let step = self.start_one(message, SendMode::Oneway, deadline);
+        drive(
+            Rc::clone(&self.core),
+            step,
+            SendMode::Oneway,
+            deadline,
+            |_| (),
+        )
+    }
+
+    /// Prepares `message` here, or hands a large body that must be compressed to the blocking
+    /// pool, then takes the message to the point where it waits.
+    fn start_one(&self, message: Message, mode: SendMode, deadline: Instant) -> Step {
+        let config = &self.core.shared.config;
+        if message.body.len() >= config.compress_over
             && message.body.len() >= OFFLOAD_COMPRESSION_OVER
         {
-            // Compressing a large body takes milliseconds (1 MiB ≈ 15 ms at level 5): do it on
-            // glommio's blocking pool so this core keeps serving its other sends meanwhile.
-            let shared = std::sync::Arc::clone(&self.core.shared);
-            Box::pin(glommio::executor().spawn_blocking(move || prepare(message, &shared.config)))
-                .await
-        } else {
-            prepare(message, &self.core.shared.config)
-        };
-        let prepared = prepared.map_err(|refused| refused.0)?;
-        self.dispatch(Outgoing::One(prepared), mode, deadline).await
-    }
-
-    /// Whether this core stopped taking new sends (shutdown started or its deadline passed).
-    fn is_closing(&self) -> bool {
-        self.core.aborting.get()
-            || self
-                .core
-                .shared
-                .closing
-                .load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    async fn dispatch(
-        &self,
-        outgoing: Outgoing,
-        mode: SendMode,
-        deadline: Instant,
-    ) -> Result<Reply, Error> {
-        if self.is_closing() {
-            return Err(Error::ShutDown {
-                message: outgoing.into_message().map(Box::new),
-                outcome: crate::Outcome::NotStored,
-            });
+            return Step::Compress(message);
         }
-        let bytes = outgoing.buffered_bytes();
-        let permit = match self.core.try_permit(bytes) {
-            Some(permit) => Some(permit),
-            None => Box::pin(self.core.permit_until(bytes, deadline)).await,
-        };
-        let permit = match permit {
-            Some(permit) => permit,
-            None => {
-                return Err(Error::QueueFull {
-                    message: outgoing.into_message().map(Box::new),
-                })
+        match prepare(message, config) {
+            Ok(prepared) => admit(&self.core, Outgoing::One(prepared), mode, deadline),
+            Err(refused) => Step::Done(Err(refused.0)),
+        }
+    }
+}
+
+/// Where a send stands once its synchronous part is done.
+///
+/// The hot path (a permit free, no automatic batching) goes from the caller straight to
+/// [`send_message`]: one state machine around it instead of one per layer of the public API,
+/// so less of each send's future is built and moved.
+enum Step {
+    /// Finished before any I/O (refused, or failed to prepare).
+    Done(Result<Reply, Error>),
+    /// Ready to go out with its in-flight permit.
+    Send(Outgoing, InFlightPermit),
+    /// Waiting for an in-flight permit.
+    WaitPermit(Outgoing),
+    /// Handed to this core's automatic batcher; the answer comes through the channel.
+    Batched(futures_channel::oneshot::Receiver<SendReply>),
+    /// A large body to compress on the blocking pool first.
+    Compress(Message),
+}
+
+/// Whether `core` stopped taking new sends (shutdown started or its deadline passed).
+fn is_closing(core: &Core) -> bool {
+    core.aborting.get()
+        || core
+            .shared
+            .closing
+            .load(std::sync::atomic::Ordering::Acquire)
+}
+
+/// Admits a prepared request: refused while closing, else with a permit if one is free.
+fn admit(core: &Rc<Core>, outgoing: Outgoing, mode: SendMode, deadline: Instant) -> Step {
+    if is_closing(core) {
+        return Step::Done(Err(Error::ShutDown {
+            message: outgoing.into_message().map(Box::new),
+            outcome: crate::Outcome::NotStored,
+        }));
+    }
+    match core.try_permit(outgoing.buffered_bytes()) {
+        Some(permit) => with_permit(core, outgoing, permit, mode, deadline),
+        None => Step::WaitPermit(outgoing),
+    }
+}
+
+/// Sends a permitted request, or hands a single message to the automatic batcher when it is on.
+fn with_permit(
+    core: &Rc<Core>,
+    outgoing: Outgoing,
+    permit: InFlightPermit,
+    mode: SendMode,
+    deadline: Instant,
+) -> Step {
+    match (outgoing, core.batcher.as_ref()) {
+        (Outgoing::One(message), Some(batcher)) if mode != SendMode::Oneway => {
+            let (reply, answer) = futures_channel::oneshot::channel();
+            let item = crate::engine::batcher::BatchItem {
+                message,
+                reply,
+                deadline,
+                permit,
+            };
+            crate::engine::batcher::add(core, batcher, item);
+            Step::Batched(answer)
+        }
+        (outgoing, _) => Step::Send(outgoing, permit),
+    }
+}
+
+/// Drives `step` to the send's outcome and maps the reply with `finish`.
+async fn drive<T>(
+    core: Rc<Core>,
+    mut step: Step,
+    mode: SendMode,
+    deadline: Instant,
+    finish: fn(Reply) -> T,
+) -> Result<T, Error> {
+    loop {
+        step = match step {
+            Step::Done(result) => return result.map(finish),
+            Step::Send(outgoing, permit) => {
+                let result = send_message(&core, outgoing, mode, deadline).await;
+                drop(permit);
+                return result.map(finish);
             }
-        };
-        let outgoing = match (outgoing, self.core.batcher.as_ref()) {
-            (Outgoing::One(message), Some(batcher)) if mode != SendMode::Oneway => {
-                let (reply, answer) = futures_channel::oneshot::channel();
-                let item = crate::engine::batcher::BatchItem {
-                    message,
-                    reply,
-                    deadline,
-                    permit,
-                };
-                crate::engine::batcher::add(&self.core, batcher, item);
-                return answer.await.unwrap_or_else(|_| {
-                    Err(Error::CoreStopped {
-                        reason: "the batch was dropped without an outcome".into(),
+            Step::Batched(answer) => {
+                return answer
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Error::CoreStopped {
+                            reason: "the batch was dropped without an outcome".into(),
+                        })
                     })
-                });
+                    .map(finish)
             }
-            (other, _) => other,
-        };
-        let result = send_message(&self.core, outgoing, mode, deadline).await;
-        drop(permit);
-        result
+            // Rare: boxed, so their futures do not enlarge every send's.
+            Step::WaitPermit(outgoing) => {
+                let bytes = outgoing.buffered_bytes();
+                match Box::pin(core.permit_until(bytes, deadline)).await {
+                    Some(permit) => with_permit(&core, outgoing, permit, mode, deadline),
+                    None => {
+                        return Err(Error::QueueFull {
+                            message: outgoing.into_message().map(Box::new),
+                        })
+                    }
+                }
+            }
+            Step::Compress(message) => {
+                // Compressing a large body takes milliseconds (1 MiB ≈ 15 ms at level 5): do it
+                // on glommio's blocking pool so this core keeps serving its other sends meanwhile.
+                let shared = std::sync::Arc::clone(&core.shared);
+                let prepared = Box::pin(
+                    glommio::executor().spawn_blocking(move || prepare(message, &shared.config)),
+                )
+                .await;
+                match prepared {
+                    Ok(prepared) => admit(&core, Outgoing::One(prepared), mode, deadline),
+                    Err(refused) => Step::Done(Err(refused.0)),
+                }
+            }
+        }
     }
 }
