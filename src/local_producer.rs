@@ -81,13 +81,14 @@ impl LocalProducer {
         message: Message,
         timeout: Duration,
     ) -> impl Future<Output = Result<SendResult, Error>> + 'static {
-        let deadline = Instant::now() + timeout;
+        let started = Instant::now();
+        let deadline = started + timeout;
         let step = self.start_one(message, SendMode::Async, deadline);
         drive(
             Rc::clone(&self.core),
             step,
             SendMode::Async,
-            deadline,
+            (started, deadline),
             |reply| match reply {
                 Reply::One(result) => result,
                 Reply::Batch(mut results) if results.len() == 1 => results.remove(0),
@@ -105,7 +106,8 @@ impl LocalProducer {
         &self,
         messages: Vec<Message>,
     ) -> impl Future<Output = Result<Vec<SendResult>, Error>> + 'static {
-        let deadline = Instant::now() + self.core.shared.config.send_timeout;
+        let started = Instant::now();
+        let deadline = started + self.core.shared.config.send_timeout;
         let step = match prepare_batch(messages, &self.core.shared.config) {
             Ok(batch) => admit(
                 &self.core,
@@ -119,7 +121,7 @@ impl LocalProducer {
             Rc::clone(&self.core),
             step,
             SendMode::Async,
-            deadline,
+            (started, deadline),
             |reply| match reply {
                 Reply::Batch(results) => results,
                 Reply::One(result) => vec![result],
@@ -137,13 +139,14 @@ impl LocalProducer {
         &self,
         message: Message,
     ) -> impl Future<Output = Result<(), Error>> + 'static {
-        let deadline = Instant::now() + self.core.shared.config.send_timeout;
+        let started = Instant::now();
+        let deadline = started + self.core.shared.config.send_timeout;
         let step = self.start_one(message, SendMode::Oneway, deadline);
         drive(
             Rc::clone(&self.core),
             step,
             SendMode::Oneway,
-            deadline,
+            (started, deadline),
             |_| (),
         )
     }
@@ -234,14 +237,14 @@ async fn drive<T>(
     core: Rc<Core>,
     mut step: Step,
     mode: SendMode,
-    deadline: Instant,
+    (mut started, deadline): (Instant, Instant),
     finish: fn(Reply) -> T,
 ) -> Result<T, Error> {
     loop {
         step = match step {
             Step::Done(result) => return result.map(finish),
             Step::Send(outgoing, permit) => {
-                let result = send_message(&core, outgoing, mode, deadline).await;
+                let result = send_message(&core, outgoing, mode, (started, deadline)).await;
                 drop(permit);
                 return result.map(finish);
             }
@@ -258,7 +261,9 @@ async fn drive<T>(
             // Rare: boxed, so their futures do not enlarge every send's.
             Step::WaitPermit(outgoing) => {
                 let bytes = outgoing.buffered_bytes();
-                match Box::pin(core.permit_until(bytes, deadline)).await {
+                let permit = Box::pin(core.permit_until(bytes, deadline)).await;
+                started = Instant::now();
+                match permit {
                     Some(permit) => with_permit(&core, outgoing, permit, mode, deadline),
                     None => {
                         return Err(Error::QueueFull {
@@ -275,6 +280,7 @@ async fn drive<T>(
                     glommio::executor().spawn_blocking(move || prepare(message, &shared.config)),
                 )
                 .await;
+                started = Instant::now();
                 match prepared {
                     Ok(prepared) => admit(&core, Outgoing::One(prepared), mode, deadline),
                     Err(refused) => Step::Done(Err(refused.0)),

@@ -33,23 +33,25 @@ pub(crate) struct BatchItem {
     pub permit: super::core::InFlightPermit,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct BatchKey {
-    topic: String,
+/// What messages must share to go in one batch besides their topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct BatchKind {
     sys_flag: i32,
     wait: bool,
 }
 
 struct OpenBatch {
     id: u64,
+    kind: BatchKind,
     items: Vec<BatchItem>,
     bytes: usize,
 }
 
-/// The open batches of one core.
+/// The open batches of one core: per topic (looked up by `&str`, so adding a message allocates
+/// nothing), the few kinds of batch open for it.
 pub(crate) struct Batcher {
     config: AutoBatch,
-    open: RefCell<HashMap<BatchKey, OpenBatch>>,
+    open: RefCell<HashMap<String, Vec<OpenBatch>>>,
     next_id: Cell<u64>,
 }
 
@@ -61,42 +63,81 @@ impl Batcher {
             next_id: Cell::new(0),
         }
     }
+
+    /// Takes the open batch of `topic` and `kind` out, if `want` says so.
+    fn take(
+        &self,
+        topic: &str,
+        kind: BatchKind,
+        want: impl FnOnce(&OpenBatch) -> bool,
+    ) -> Option<OpenBatch> {
+        let mut open = self.open.borrow_mut();
+        let batches = open.get_mut(topic)?;
+        let at = batches.iter().position(|b| b.kind == kind)?;
+        if !want(&batches[at]) {
+            return None;
+        }
+        let batch = batches.swap_remove(at);
+        if batches.is_empty() {
+            open.remove(topic);
+        }
+        Some(batch)
+    }
 }
 
 /// Adds `item` to its open batch on `core`, sending the batch when it is full.
 pub(crate) fn add(core: &Rc<Core>, batcher: &Batcher, item: BatchItem) {
     let size = item.message.body.len() + item.message.properties.len() + RECORD_OVERHEAD;
-    let key = BatchKey {
-        topic: item.message.topic().to_owned(),
+    let kind = BatchKind {
         sys_flag: item.message.sys_flag,
         wait: item.message.original.wait_store_ok,
     };
-    let mut open = batcher.open.borrow_mut();
-    if let Some(batch) = open.get(&key) {
-        if batch.bytes + size > batcher.config.max_bytes {
-            let full = open.remove(&key).expect("just looked up");
-            spawn_send(core, full.items);
-        }
+    let max_bytes = batcher.config.max_bytes;
+    if let Some(full) = batcher.take(item.message.topic(), kind, |b| b.bytes + size > max_bytes) {
+        spawn_send(core, full.items);
     }
-    let batch = open.entry(key.clone()).or_insert_with(|| {
-        let id = batcher.next_id.get();
-        batcher.next_id.set(id + 1);
-        schedule_linger(core, key.clone(), id, batcher.config.linger);
-        OpenBatch {
-            id,
-            items: Vec::with_capacity(batcher.config.max_messages.min(1024)),
-            bytes: 0,
+    let mut open = batcher.open.borrow_mut();
+    let topic = item.message.topic();
+    if !open.contains_key(topic) {
+        open.insert(topic.to_owned(), Vec::new());
+    }
+    let batches = open.get_mut(topic).expect("just ensured");
+    let at = match batches.iter().position(|b| b.kind == kind) {
+        Some(at) => at,
+        None => {
+            let id = batcher.next_id.get();
+            batcher.next_id.set(id + 1);
+            schedule_linger(core, topic.to_owned(), kind, id, batcher.config.linger);
+            batches.push(OpenBatch {
+                id,
+                kind,
+                items: Vec::with_capacity(batcher.config.max_messages.min(1024)),
+                bytes: 0,
+            });
+            batches.len() - 1
         }
-    });
+    };
+    let batch = &mut batches[at];
     batch.items.push(item);
     batch.bytes += size;
     if batch.items.len() >= batcher.config.max_messages || batch.bytes >= batcher.config.max_bytes {
-        let full = open.remove(&key).expect("just inserted");
+        let full = batches.swap_remove(at);
+        if batches.is_empty() {
+            let topic = full.items[0].message.topic();
+            open.remove(topic);
+        }
+        drop(open);
         spawn_send(core, full.items);
     }
 }
 
-fn schedule_linger(core: &Rc<Core>, key: BatchKey, id: u64, linger: std::time::Duration) {
+fn schedule_linger(
+    core: &Rc<Core>,
+    topic: String,
+    kind: BatchKind,
+    id: u64,
+    linger: std::time::Duration,
+) {
     let core = Rc::clone(core);
     glommio::spawn_local(async move {
         if linger.is_zero() {
@@ -107,14 +148,7 @@ fn schedule_linger(core: &Rc<Core>, key: BatchKey, id: u64, linger: std::time::D
         let Some(batcher) = core.batcher.as_ref() else {
             return;
         };
-        let due = {
-            let mut open = batcher.open.borrow_mut();
-            match open.get(&key) {
-                Some(batch) if batch.id == id => open.remove(&key),
-                _ => None,
-            }
-        };
-        if let Some(batch) = due {
+        if let Some(batch) = batcher.take(&topic, kind, |b| b.id == id) {
             spawn_send(&core, batch.items);
         }
     })
@@ -145,7 +179,7 @@ async fn send_items(core: &Rc<Core>, items: Vec<BatchItem>) {
     } else {
         Outgoing::Batch(join_prepared(messages))
     };
-    let result = send_message(core, outgoing, SendMode::Async, deadline).await;
+    let result = send_message(core, outgoing, SendMode::Async, (Instant::now(), deadline)).await;
     drop(permits);
     match result {
         Ok(Reply::Batch(results)) => {

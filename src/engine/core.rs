@@ -564,7 +564,9 @@ async fn run_core(index: usize, cpu: usize, shared: Arc<Shared>, inbox: Arc<Inbo
                     (message, _) => {
                         let core = Rc::clone(&core);
                         glommio::spawn_local(async move {
-                            let result = send_message(&core, message, mode, deadline).await;
+                            let result =
+                                send_message(&core, message, mode, (Instant::now(), deadline))
+                                    .await;
                             drop(permit);
                             let _ = reply.send(result);
                         })

@@ -29,15 +29,15 @@ use crate::short_string::ShortString;
 /// Pause before retrying after SYSTEM_BUSY (back-pressure), so a busy broker is not hammered.
 const BUSY_BACKOFF: Duration = Duration::from_millis(5);
 
-/// Sends one prepared message with retries until `deadline`.
+/// Sends one prepared message with retries until `deadline`; `started` is a recent clock
+/// reading (the caller's, so the hot path reads the clock once for both).
 pub(crate) async fn send_message(
     core: &Rc<Core>,
     message: Outgoing,
     mode: SendMode,
-    deadline: Instant,
+    (started, deadline): (Instant, Instant),
 ) -> SendReply {
     let message = &message;
-    let started = Instant::now();
     let config = &core.shared.config;
     let max_attempts = match mode {
         SendMode::Sync => 1 + config.retries_when_send_failed,

@@ -61,9 +61,9 @@ impl Plan {
             .map(|r| self.started + Duration::from_secs_f64(n as f64 / r))
     }
 
-    /// Messages in the request starting at `n`, or `None` when the worker is done.
-    fn next_count(&self, n: u64) -> Option<u64> {
-        if self.messages.is_some_and(|m| n >= m) || Instant::now() >= self.until {
+    /// Messages in the request starting at `n` at time `now`, or `None` when the worker is done.
+    fn next_count(&self, n: u64, now: Instant) -> Option<u64> {
+        if self.messages.is_some_and(|m| n >= m) || now >= self.until {
             return None;
         }
         Some((self.batch as u64).min(self.messages.map_or(u64::MAX, |m| m - n)))
@@ -159,20 +159,21 @@ pub async fn core_worker(local: LocalProducer, plan: Plan, live: Arc<Live>) -> O
         tasks.push(glommio::spawn_local(async move {
             loop {
                 let n = next.get();
-                let Some(count) = plan.next_count(n) else {
+                // One clock read serves the end check and the latency start.
+                let now = Instant::now();
+                let Some(count) = plan.next_count(n, now) else {
                     return;
                 };
                 next.set(n + count);
                 let from = match plan.intended(n) {
                     Some(at) if at > plan.until => return,
                     Some(at) => {
-                        let now = Instant::now();
                         if at > now {
                             glommio::timer::sleep(at - now).await;
                         }
                         at
                     }
-                    None => Instant::now(),
+                    None => now,
                 };
                 tally.start(&live, count);
                 let result = match plan.mode {
@@ -224,20 +225,20 @@ pub fn thread_worker(producer: Producer, plan: Plan, live: Arc<Live>) -> Outcome
     let mut done = false;
     loop {
         if !done && window.len() < window_size {
-            if let Some(count) = plan.next_count(n) {
+            let now = Instant::now();
+            if let Some(count) = plan.next_count(n, now) {
                 let from = match plan.intended(n) {
                     Some(at) if at > plan.until => {
                         done = true;
                         continue;
                     }
                     Some(at) => {
-                        let now = Instant::now();
                         if at > now {
                             std::thread::sleep(at - now);
                         }
                         at
                     }
-                    None => Instant::now(),
+                    None => now,
                 };
                 let first = n;
                 n += count;
