@@ -28,6 +28,7 @@ fn send_header() -> SendMessageRequestHeaderV2<'static> {
         max_reconsume_times: None,
         batch: false,
         broker_name: Some("broker-a"),
+        constant_fields: None,
     }
 }
 

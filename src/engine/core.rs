@@ -31,6 +31,7 @@ use crate::config::{CoreConfig, ProducerConfig};
 use crate::error::{Error, Outcome};
 use crate::local_producer::LocalProducer;
 use crate::protocol::ext_fields::CustomHeader;
+use crate::protocol::send_request_header;
 use crate::protocol::{RemotingCommand, RequestCode, ResponseCode};
 use crate::route::{publish_queues, RouteTable, TopicRoute};
 
@@ -352,6 +353,14 @@ impl Core {
                 "the route has no writable queue on a master broker".into(),
             ));
         }
+        let mut route = route;
+        let config = self.config();
+        route.send_header_constants = Some(send_request_header::constant_fields(
+            &config.producer_group,
+            topic,
+            &config.create_topic_key,
+            config.default_topic_queue_nums,
+        ));
         if self.shared.routes.update(topic, route) {
             tracing::debug!(core = self.index, topic, "route updated");
         }

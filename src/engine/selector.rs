@@ -87,6 +87,7 @@ mod tests {
             order_topic: false,
             from_default_topic: false,
             source: Default::default(),
+            send_header_constants: None,
         }
     }
 

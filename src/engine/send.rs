@@ -22,7 +22,7 @@ use crate::error::{Error, Outcome};
 use crate::protocol::send_request_header::SendMessageRequestHeaderV2;
 use crate::protocol::send_response_header::SendMessageResponseHeader;
 use crate::protocol::{RemotingCommand, RequestCode, ResponseCode};
-use crate::route::PublishQueue;
+use crate::route::{PublishQueue, TopicRoute};
 use crate::send_result::{MessageQueue, SendResult, SendStatus};
 use crate::short_string::ShortString;
 
@@ -135,7 +135,7 @@ pub(crate) async fn send_message(
         let attempt = send_attempt(
             core,
             addr,
-            (&route.topic, &queue),
+            (&route, &queue),
             message,
             mode,
             (attempt_started, born_millis),
@@ -234,7 +234,7 @@ fn exhausted(
 async fn send_attempt(
     core: &Rc<Core>,
     addr: &str,
-    (topic, queue): (&Arc<str>, &PublishQueue),
+    (route, queue): (&TopicRoute, &PublishQueue),
     message: &Outgoing,
     mode: SendMode,
     (started, born_millis): (Instant, i64),
@@ -275,6 +275,7 @@ async fn send_attempt(
         max_reconsume_times: None,
         batch,
         broker_name: Some(&queue.broker_name),
+        constant_fields: route.send_header_constants.as_ref(),
     };
     let oneway = mode == SendMode::Oneway;
     let response = conn.request(code.as_i32(), &header, body, oneway, deadline)?;
@@ -283,7 +284,7 @@ async fn send_attempt(
         Err(failure) if failure.timed_out => Err(attempt_timeout(started, deadline)),
         Err(failure) => Err(failure_to_error(addr, failure)),
         Ok(None) => Ok(Reply::Written),
-        Ok(Some(reply)) => to_reply(reply, addr, (topic, queue), message),
+        Ok(Some(reply)) => to_reply(reply, addr, (&route.topic, queue), message),
     }
 }
 

@@ -22,6 +22,31 @@ pub trait ExtFieldWriter {
     fn put_bool(&mut self, key: &str, value: bool) {
         self.put_str(key, if value { "true" } else { "false" });
     }
+
+    /// Writes fields encoded earlier by [`EncodedFields::new`], as one copy.
+    fn put_encoded(&mut self, fields: &EncodedFields);
+}
+
+/// Fields encoded once in both header encodings, to be copied into many frames (the constant
+/// part of a send header: group, topic, default topic, queue count).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedFields {
+    pub(crate) binary: bytes::Bytes,
+    pub(crate) json: bytes::Bytes,
+}
+
+impl EncodedFields {
+    /// Encodes `fields` for both encodings.
+    pub fn new(fields: &dyn CustomHeader) -> Self {
+        let mut binary = BytesMut::new();
+        super::header_binary::encode_fields(&mut binary, fields);
+        let mut json = BytesMut::new();
+        super::header_json::encode_fields(&mut json, fields);
+        EncodedFields {
+            binary: binary.freeze(),
+            json: json.freeze(),
+        }
+    }
 }
 
 /// A custom header (Java `CommandCustomHeader`) that can write its fields.

@@ -9,7 +9,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::command::{LanguageCode, RemotingCommand};
 use super::decode_error::DecodeError;
-use super::ext_fields::{CustomHeader, ExtFieldWriter, ExtFields};
+use super::ext_fields::{CustomHeader, EncodedFields, ExtFieldWriter, ExtFields};
 use super::header_json::CommandHead;
 
 const WHAT: &str = "binary header";
@@ -38,6 +38,11 @@ pub fn encode(out: &mut BytesMut, head: &CommandHead<'_>, fields: &dyn CustomHea
     out[length_at..length_at + 4].copy_from_slice(&ext_len.to_be_bytes());
 }
 
+/// Appends just the ext-field bytes of `fields` (for [`super::ext_fields::EncodedFields`]).
+pub(crate) fn encode_fields(out: &mut BytesMut, fields: &dyn CustomHeader) {
+    fields.write_fields(&mut BinaryFieldWriter { out });
+}
+
 struct BinaryFieldWriter<'a> {
     out: &'a mut BytesMut,
 }
@@ -53,6 +58,10 @@ impl ExtFieldWriter for BinaryFieldWriter<'_> {
         self.out.put_slice(key.as_bytes());
         self.out.put_i32(value.len() as i32);
         self.out.put_slice(value.as_bytes());
+    }
+
+    fn put_encoded(&mut self, fields: &EncodedFields) {
+        self.out.put_slice(&fields.binary);
     }
 }
 

@@ -13,7 +13,7 @@ use smallvec::SmallVec;
 
 use super::command::{LanguageCode, RemotingCommand};
 use super::decode_error::DecodeError;
-use super::ext_fields::{CustomHeader, ExtFieldWriter, ExtFields};
+use super::ext_fields::{CustomHeader, EncodedFields, ExtFieldWriter, ExtFields};
 
 /// The fixed part of a header: everything but the custom fields and the body.
 #[derive(Debug, Clone, Copy)]
@@ -75,6 +75,12 @@ pub fn encode(out: &mut BytesMut, head: &CommandHead<'_>, fields: &dyn CustomHea
     out.put_u8(b'}');
 }
 
+/// Appends `fields` as comma-separated `"key":"value"` pairs (for
+/// [`super::ext_fields::EncodedFields`]).
+pub(crate) fn encode_fields(out: &mut BytesMut, fields: &dyn CustomHeader) {
+    fields.write_fields(&mut JsonFieldWriter { out, first: true });
+}
+
 struct JsonFieldWriter<'a> {
     out: &'a mut BytesMut,
     first: bool,
@@ -89,6 +95,17 @@ impl ExtFieldWriter for JsonFieldWriter<'_> {
         put_json_string(self.out, key);
         self.out.put_u8(b':');
         put_json_string(self.out, value);
+    }
+
+    fn put_encoded(&mut self, fields: &EncodedFields) {
+        if fields.json.is_empty() {
+            return;
+        }
+        if !self.first {
+            self.out.put_u8(b',');
+        }
+        self.first = false;
+        self.out.put_slice(&fields.json);
     }
 }
 

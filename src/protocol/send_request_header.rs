@@ -2,7 +2,7 @@
 
 use super::command::RemotingCommand;
 use super::decode_error::DecodeError;
-use super::ext_fields::{parse_bool, parse_i64, CustomHeader, ExtFieldWriter};
+use super::ext_fields::{parse_bool, parse_i64, CustomHeader, EncodedFields, ExtFieldWriter};
 
 /// The default topic a producer names so the broker can auto-create a new topic.
 pub const DEFAULT_TOPIC: &str = "TBW102";
@@ -41,14 +41,56 @@ pub struct SendMessageRequestHeaderV2<'a> {
     pub batch: bool,
     /// `n`: target broker name (4.9.5+; older brokers ignore it).
     pub broker_name: Option<&'a str>,
+    /// `a`–`d` encoded in advance by [`constant_fields`] for these very values: copied as one
+    /// slice instead of written field by field.
+    pub constant_fields: Option<&'a EncodedFields>,
 }
 
-impl CustomHeader for SendMessageRequestHeaderV2<'_> {
+/// Fields `a`–`d` of a send header, which stay the same for every send of one producer to one
+/// topic: encode them once per route and pass them as
+/// [`SendMessageRequestHeaderV2::constant_fields`].
+pub fn constant_fields(
+    producer_group: &str,
+    topic: &str,
+    default_topic: &str,
+    default_topic_queue_nums: i32,
+) -> EncodedFields {
+    EncodedFields::new(&ConstantFields {
+        producer_group,
+        topic,
+        default_topic,
+        default_topic_queue_nums,
+    })
+}
+
+struct ConstantFields<'a> {
+    producer_group: &'a str,
+    topic: &'a str,
+    default_topic: &'a str,
+    default_topic_queue_nums: i32,
+}
+
+impl CustomHeader for ConstantFields<'_> {
     fn write_fields(&self, out: &mut dyn ExtFieldWriter) {
         out.put_str("a", self.producer_group);
         out.put_str("b", self.topic);
         out.put_str("c", self.default_topic);
         out.put_i64("d", self.default_topic_queue_nums as i64);
+    }
+}
+
+impl CustomHeader for SendMessageRequestHeaderV2<'_> {
+    fn write_fields(&self, out: &mut dyn ExtFieldWriter) {
+        match self.constant_fields {
+            Some(encoded) => out.put_encoded(encoded),
+            None => ConstantFields {
+                producer_group: self.producer_group,
+                topic: self.topic,
+                default_topic: self.default_topic,
+                default_topic_queue_nums: self.default_topic_queue_nums,
+            }
+            .write_fields(out),
+        }
         out.put_i64("e", self.queue_id as i64);
         out.put_i64("f", self.sys_flag as i64);
         out.put_i64("g", self.born_timestamp);
@@ -146,7 +188,44 @@ mod tests {
             max_reconsume_times: None,
             batch: false,
             broker_name: Some("broker-a"),
+            constant_fields: None,
         }
+    }
+
+    #[test]
+    fn pre_encoded_constant_fields_give_the_same_bytes() {
+        let constant = constant_fields("PG", "T", DEFAULT_TOPIC, 4);
+        for encoding in [HeaderEncoding::Json, HeaderEncoding::Binary] {
+            let head = CommandHead::request(310, 5, LanguageCode::JAVA, 407);
+            let mut plain = BytesMut::new();
+            frame::encode(&mut plain, encoding, &head, &header(), b"x", 1 << 20).unwrap();
+            let mut fast = BytesMut::new();
+            let with_constant = SendMessageRequestHeaderV2 {
+                constant_fields: Some(&constant),
+                ..header()
+            };
+            frame::encode(&mut fast, encoding, &head, &with_constant, b"x", 1 << 20).unwrap();
+            assert_eq!(plain, fast, "{encoding:?}");
+        }
+        // A header whose only fields are pre-encoded still gets well-formed JSON.
+        let mut out = BytesMut::new();
+        let head = CommandHead::request(310, 5, LanguageCode::JAVA, 407);
+        crate::protocol::header_json::encode(&mut out, &head, &[("z", "1")]);
+        let only = |out: &mut dyn ExtFieldWriter| out.put_encoded(&constant);
+        struct Only<F>(F);
+        impl<F: Fn(&mut dyn ExtFieldWriter)> CustomHeader for Only<F> {
+            fn write_fields(&self, out: &mut dyn ExtFieldWriter) {
+                (self.0)(out)
+            }
+        }
+        let mut json = BytesMut::new();
+        crate::protocol::header_json::encode(&mut json, &head, &Only(only));
+        let text = std::str::from_utf8(&json).unwrap();
+        assert!(
+            text.contains(r#""extFields":{"a":"PG","b":"T","c":"TBW102","d":"4"},"flag""#),
+            "{text}"
+        );
+        serde_json::from_str::<serde_json::Value>(text).unwrap();
     }
 
     #[test]

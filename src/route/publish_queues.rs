@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::protocol::ext_fields::EncodedFields;
 use crate::protocol::route_data::{TopicRouteData, PERM_WRITE};
 
 /// Most queues one topic's route may yield. Real topics have tens to hundreds; a NameServer
@@ -46,6 +47,9 @@ pub struct TopicRoute {
     pub from_default_topic: bool,
     /// The NameServer's answer this was built from (a refresh compares it to skip needless swaps).
     pub source: TopicRouteData,
+    /// Send-header fields `a`–`d` for this topic, encoded once when the producer installs the
+    /// route (`None` until then).
+    pub send_header_constants: Option<EncodedFields>,
 }
 
 impl TopicRoute {
@@ -88,6 +92,7 @@ pub fn from_route(data: TopicRouteData) -> TopicRoute {
             order_topic: true,
             from_default_topic: false,
             source: data,
+            send_header_constants: None,
         };
     }
     let mut queue_datas: Vec<_> = data.queue_datas.iter().collect();
@@ -108,6 +113,7 @@ pub fn from_route(data: TopicRouteData) -> TopicRoute {
         order_topic: false,
         from_default_topic: false,
         source: data,
+        send_header_constants: None,
     }
 }
 
