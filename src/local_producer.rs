@@ -81,8 +81,7 @@ impl LocalProducer {
         message: Message,
         timeout: Duration,
     ) -> impl Future<Output = Result<SendResult, Error>> + 'static {
-        let started = Instant::now();
-        let deadline = started + timeout;
+        let (started, deadline) = budget(timeout);
         let step = self.start_one(message, SendMode::Async, deadline);
         drive(
             Rc::clone(&self.core),
@@ -106,8 +105,7 @@ impl LocalProducer {
         &self,
         messages: Vec<Message>,
     ) -> impl Future<Output = Result<Vec<SendResult>, Error>> + 'static {
-        let started = Instant::now();
-        let deadline = started + self.core.shared.config.send_timeout;
+        let (started, deadline) = budget(self.core.shared.config.send_timeout);
         let step = match prepare_batch(messages, &self.core.shared.config) {
             Ok(batch) => admit(
                 &self.core,
@@ -139,8 +137,7 @@ impl LocalProducer {
         &self,
         message: Message,
     ) -> impl Future<Output = Result<(), Error>> + 'static {
-        let started = Instant::now();
-        let deadline = started + self.core.shared.config.send_timeout;
+        let (started, deadline) = budget(self.core.shared.config.send_timeout);
         let step = self.start_one(message, SendMode::Oneway, deadline);
         drive(
             Rc::clone(&self.core),
@@ -165,6 +162,12 @@ impl LocalProducer {
             Err(refused) => Step::Done(Err(refused.0)),
         }
     }
+}
+
+/// Now, and the deadline `timeout` from now (one clock read serves both).
+fn budget(timeout: Duration) -> (Instant, Instant) {
+    let started = Instant::now();
+    (started, started + timeout)
 }
 
 /// Where a send stands once its synchronous part is done.

@@ -54,8 +54,8 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-#[test]
-fn allocations_per_message_on_the_core_local_path() {
+/// A one-core producer (first CPU) sending to an in-process sink (last CPU), warmed up.
+fn producer_with_sink() -> (NullBroker, Producer) {
     let cpus = core_affinity::get_core_ids().unwrap();
     let sink = NullBroker::start(cpus.last().unwrap().id, 8).unwrap();
     let mut config = ProducerConfig {
@@ -67,6 +67,12 @@ fn allocations_per_message_on_the_core_local_path() {
     config.core.spin_before_park = Duration::ZERO;
     let producer = Producer::builder().config(config).build().unwrap();
     producer.send(Message::new("Alloc", "warm-up")).unwrap();
+    (sink, producer)
+}
+
+#[test]
+fn allocations_per_message_on_the_core_local_path() {
+    let (_sink, producer) = producer_with_sink();
     const N: u64 = 20_000;
     let (during, per_message) = producer
         .run_on_core(0, |local: LocalProducer| async move {
@@ -140,17 +146,7 @@ impl<F: Future> Future for AllOf<F> {
 
 #[test]
 fn allocations_per_message_with_many_in_flight() {
-    let cpus = core_affinity::get_core_ids().unwrap();
-    let sink = NullBroker::start(cpus.last().unwrap().id, 8).unwrap();
-    let mut config = ProducerConfig {
-        producer_group: "alloc".into(),
-        namesrv_addrs: vec![sink.addr().to_owned()],
-        cores: CoreSelection::List(vec![cpus[0].id]),
-        ..Default::default()
-    };
-    config.core.spin_before_park = Duration::ZERO;
-    let producer = Producer::builder().config(config).build().unwrap();
-    producer.send(Message::new("Alloc", "warm-up")).unwrap();
+    let (_sink, producer) = producer_with_sink();
     const WAVE: usize = 256;
     const WAVES: usize = 80;
     let (during, per_message) = producer

@@ -334,6 +334,47 @@ fn auto_batched_messages_share_the_batch_error_each_once() {
 }
 
 #[test]
+fn a_linger_already_over_when_its_task_first_runs_still_sends_the_batch() {
+    // glommio polls a spawned task before `spawn_local` returns; with a 1 ns linger the timer
+    // is due at that first poll, so the linger task takes its batch at once. It must not find
+    // the open batches still borrowed by the send that opened them (that panicked the core).
+    let fake = FakeBroker::start(|_| Action::Reply(0));
+    let mut config = common::config(&fake.addr);
+    config.core.auto_batch = Some(rocketmq_tpc::AutoBatch {
+        linger: Duration::from_nanos(1),
+        max_messages: 8,
+        ..Default::default()
+    });
+    let p = Producer::builder().config(config).build().unwrap();
+    let futures: Vec<_> = (0..200)
+        .map(|i| p.send_async(Message::new("T", format!("m{i}"))))
+        .collect();
+    for f in futures {
+        f.wait().unwrap();
+    }
+}
+
+#[test]
+fn a_core_that_panicked_fails_later_submissions_instead_of_hanging() {
+    let fake = FakeBroker::start(|_| Action::Reply(0));
+    let p = Producer::builder()
+        .config(common::config(&fake.addr))
+        .build()
+        .unwrap();
+    p.send(Message::new("T", "before")).unwrap();
+    // A panic in code run on the core unwinds its thread (a bug in user code or ours).
+    let crash = p
+        .run_on_core(0, |_| async { panic!("deliberate panic on the core") })
+        .unwrap();
+    assert!(matches!(crash.wait(), Err(Error::CoreStopped { .. })));
+    let e = p.send(Message::new("T", "after")).unwrap_err();
+    assert!(matches!(e, Error::CoreStopped { .. }), "{e:?}");
+    assert!(p.run_on_core(0, |_| async {}).unwrap().wait().is_err());
+    assert!(p.stats().is_err());
+    p.shutdown(Duration::from_secs(1));
+}
+
+#[test]
 fn heartbeats_reach_the_master_and_shutdown_unregisters() {
     let fake = FakeBroker::start(|_| Action::Reply(0));
     let mut config = common::config(&fake.addr);

@@ -86,6 +86,9 @@ impl Batcher {
 }
 
 /// Adds `item` to its open batch on `core`, sending the batch when it is full.
+///
+/// glommio's `spawn_local` polls a new task before returning, so nothing is spawned while the
+/// open batches are borrowed (a linger task that finds its time already up would take them).
 pub(crate) fn add(core: &Rc<Core>, batcher: &Batcher, item: BatchItem) {
     let size = item.message.body.len() + item.message.properties.len() + RECORD_OVERHEAD;
     let kind = BatchKind {
@@ -96,37 +99,48 @@ pub(crate) fn add(core: &Rc<Core>, batcher: &Batcher, item: BatchItem) {
     if let Some(full) = batcher.take(item.message.topic(), kind, |b| b.bytes + size > max_bytes) {
         spawn_send(core, full.items);
     }
-    let mut open = batcher.open.borrow_mut();
-    let topic = item.message.topic();
-    if !open.contains_key(topic) {
-        open.insert(topic.to_owned(), Vec::new());
-    }
-    let batches = open.get_mut(topic).expect("just ensured");
-    let at = match batches.iter().position(|b| b.kind == kind) {
-        Some(at) => at,
-        None => {
-            let id = batcher.next_id.get();
-            batcher.next_id.set(id + 1);
-            schedule_linger(core, topic.to_owned(), kind, id, batcher.config.linger);
-            batches.push(OpenBatch {
-                id,
-                kind,
-                items: Vec::with_capacity(batcher.config.max_messages.min(1024)),
-                bytes: 0,
-            });
-            batches.len() - 1
+    let mut linger = None;
+    let full = {
+        let mut open = batcher.open.borrow_mut();
+        let topic = item.message.topic();
+        if !open.contains_key(topic) {
+            open.insert(topic.to_owned(), Vec::new());
+        }
+        let batches = open.get_mut(topic).expect("just ensured");
+        let at = match batches.iter().position(|b| b.kind == kind) {
+            Some(at) => at,
+            None => {
+                let id = batcher.next_id.get();
+                batcher.next_id.set(id + 1);
+                linger = Some((topic.to_owned(), id));
+                batches.push(OpenBatch {
+                    id,
+                    kind,
+                    items: Vec::with_capacity(batcher.config.max_messages.min(1024)),
+                    bytes: 0,
+                });
+                batches.len() - 1
+            }
+        };
+        let batch = &mut batches[at];
+        batch.items.push(item);
+        batch.bytes += size;
+        if batch.items.len() >= batcher.config.max_messages
+            || batch.bytes >= batcher.config.max_bytes
+        {
+            let full = batches.swap_remove(at);
+            if batches.is_empty() {
+                open.remove(full.items[0].message.topic());
+            }
+            Some(full)
+        } else {
+            None
         }
     };
-    let batch = &mut batches[at];
-    batch.items.push(item);
-    batch.bytes += size;
-    if batch.items.len() >= batcher.config.max_messages || batch.bytes >= batcher.config.max_bytes {
-        let full = batches.swap_remove(at);
-        if batches.is_empty() {
-            let topic = full.items[0].message.topic();
-            open.remove(topic);
-        }
-        drop(open);
+    if let Some((topic, id)) = linger {
+        schedule_linger(core, topic, kind, id, batcher.config.linger);
+    }
+    if let Some(full) = full {
         spawn_send(core, full.items);
     }
 }

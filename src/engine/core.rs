@@ -508,6 +508,9 @@ pub(crate) fn spawn_core(
     let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
     let handle = builder
         .spawn(move || async move {
+            // However this future ends (a panic unwinding the executor included), the inbox is
+            // marked dead so no submitter waits for this core forever.
+            let _dead_on_exit = MarkDeadOnDrop(Arc::clone(&inbox));
             let _ = started_tx.send(());
             run_core(index, cpu, shared, inbox).await
         })
@@ -522,6 +525,15 @@ pub(crate) fn spawn_core(
         });
     }
     Ok(handle)
+}
+
+/// Marks a core's inbox dead when dropped.
+struct MarkDeadOnDrop(Arc<Inbox>);
+
+impl Drop for MarkDeadOnDrop {
+    fn drop(&mut self) {
+        self.0.mark_dead();
+    }
 }
 
 async fn run_core(index: usize, cpu: usize, shared: Arc<Shared>, inbox: Arc<Inbox>) -> CoreReport {

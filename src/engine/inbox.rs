@@ -57,6 +57,8 @@ pub(crate) struct Inbox {
     waker: AtomicWaker,
     space_waiters: ArrayQueue<Waker>,
     stop: AtomicBool,
+    /// Set when the core's thread is gone (stopped, or a panic unwound it).
+    dead: AtomicBool,
     submitters: AtomicUsize,
 }
 
@@ -67,16 +69,44 @@ impl Inbox {
             waker: AtomicWaker::new(),
             space_waiters: ArrayQueue::new(1024),
             stop: AtomicBool::new(false),
+            dead: AtomicBool::new(false),
             submitters: AtomicUsize::new(0),
         }
     }
 
     /// Pushes a job and wakes the core; a full queue hands the job back.
+    ///
+    /// Once the core is gone the job is dropped instead, which drops its reply channel: the
+    /// submitter's future or handle fails with [`Error::CoreStopped`] rather than waiting forever.
     #[allow(clippy::result_large_err)]
     pub(crate) fn push(&self, job: Job) -> Result<(), Job> {
+        if self.dead.load(Ordering::Acquire) {
+            drop(job);
+            return Ok(());
+        }
         self.queue.push(job)?;
         self.waker.wake();
+        // The core may have died between the check above and the push: nobody would take it.
+        if self.dead.load(Ordering::Acquire) {
+            self.drop_all();
+        }
         Ok(())
+    }
+
+    /// Marks the core gone and drops every queued job (their submitters get `CoreStopped`).
+    /// Runs when the core's thread ends, normally or by unwinding.
+    pub(crate) fn mark_dead(&self) {
+        self.dead.store(true, Ordering::Release);
+        self.drop_all();
+        while let Some(w) = self.space_waiters.pop() {
+            w.wake();
+        }
+    }
+
+    fn drop_all(&self) {
+        while let Some(job) = self.queue.pop() {
+            drop(job);
+        }
     }
 
     /// Registers a task to be woken when space frees up. If too many wait already, the task is
