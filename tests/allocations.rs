@@ -1,8 +1,8 @@
 //! Heap allocations per message on the core-local send path, counted with a global allocator
 //! against the in-process sink. The goal is none per message beyond the caller's own: reached
 //! in steady state with many sends in flight (what is left there is per I/O operation, shared
-//! by the frames of one read or write); one send at a time still pays glommio's allocations for
-//! the write and the read each message needs. See tuning.md.
+//! by the frames of one read or write); one send at a time still pays the allocations of
+//! glommio's event loop turning over for each message. See tuning.md.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -101,8 +101,9 @@ fn allocations_per_message_on_the_core_local_path() {
         .unwrap();
     producer.shutdown(Duration::from_secs(2));
     eprintln!("core-local send path: {during} allocations for {N} messages = {per_message:.1} per message");
-    // Regression guard: 12.0 on 2026-11-26 (down from 38, 22, 19), all of it per I/O operation
-    // (glommio's read and write sources, the expiry timer re-armed when the connection idles).
+    // Regression guard: 12.0 on 2026-11-26 (down from 38, 22, 19), all of it inside glommio's
+    // event loop, which turns over several times per message with one in flight (timer-map
+    // splits, preemption-timer and read sources, submission chains; see tuning.md).
     assert!(
         per_message < 14.0,
         "{per_message:.1} allocations per message"
