@@ -69,6 +69,9 @@ pub(crate) struct Core {
     /// Round-robin position over the connection slots of a broker.
     next_slot: Cell<usize>,
     route_fetches: Rc<SingleFlight<String, Result<Arc<TopicRoute>, Error>>>,
+    /// The route of the topic sent to last, with the route table's change count when it was
+    /// read: consecutive sends to one topic skip the table lookup.
+    last_route: RefCell<Option<(u64, Arc<TopicRoute>)>>,
     pub selector: RefCell<QueueSelector>,
     /// Broker availability for latency fault avoidance (used when enabled).
     pub faults: RefCell<super::latency::FaultTracker>,
@@ -96,6 +99,7 @@ impl Core {
             connects: Rc::new(SingleFlight::new()),
             next_slot: Cell::new(0),
             route_fetches: Rc::new(SingleFlight::new()),
+            last_route: RefCell::new(None),
             selector: RefCell::new(QueueSelector::new(
                 super::prepared::random_u32() as usize + index,
             )),
@@ -263,7 +267,14 @@ impl Core {
         topic: &str,
         deadline: Instant,
     ) -> Result<Arc<TopicRoute>, Error> {
+        let changes = self.shared.routes.changes();
+        if let Some((seen, route)) = &*self.last_route.borrow() {
+            if *seen == changes && &*route.topic == topic {
+                return Ok(Arc::clone(route));
+            }
+        }
         if let Some(route) = self.shared.routes.get(topic) {
+            *self.last_route.borrow_mut() = Some((changes, Arc::clone(&route)));
             return Ok(route);
         }
         // Fetching is rare: boxed, so its large future does not inflate every send's.

@@ -25,6 +25,8 @@ fn push_hex(out: &mut String, bytes: &[u8]) {
 pub struct UniqueIdGenerator {
     prefix: String,
     counter: u16,
+    /// The month of the last id, `[start, end)` in unix ms (recomputed when the clock leaves it).
+    month: (i64, i64),
 }
 
 impl UniqueIdGenerator {
@@ -37,13 +39,20 @@ impl UniqueIdGenerator {
         }
         push_hex(&mut prefix, &(pid as u16).to_be_bytes());
         push_hex(&mut prefix, &instance.to_be_bytes());
-        UniqueIdGenerator { prefix, counter: 0 }
+        UniqueIdGenerator {
+            prefix,
+            counter: 0,
+            month: (0, 0),
+        }
     }
 
     /// The next id, for a clock reading of `unix_millis` (inline for an IPv4 host: no allocation).
     pub fn next_id(&mut self, unix_millis: i64) -> ShortString {
+        if !(self.month.0..self.month.1).contains(&unix_millis) {
+            self.month = month_millis(unix_millis);
+        }
         // Java: (int) (now - startOfMonth); wraps after ~24.8 days exactly like Java's cast.
-        let since_month = (unix_millis - start_of_month_millis(unix_millis)) as i32;
+        let since_month = (unix_millis - self.month.0) as i32;
         let mut tail = [0u8; 12];
         for (i, b) in since_month
             .to_be_bytes()
@@ -67,9 +76,22 @@ impl UniqueIdGenerator {
 ///
 /// Java uses the JVM's default time zone; this client uses UTC (ids only need to be unique).
 pub fn start_of_month_millis(unix_millis: i64) -> i64 {
+    month_millis(unix_millis).0
+}
+
+/// The month containing `unix_millis` as `[start, start of the next month)` in unix ms (UTC).
+fn month_millis(unix_millis: i64) -> (i64, i64) {
     let days = unix_millis.div_euclid(86_400_000);
     let (year, month, _) = civil_from_days(days);
-    days_from_civil(year, month, 1) * 86_400_000
+    let (next_year, next_month) = if month == 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    };
+    (
+        days_from_civil(year, month, 1) * 86_400_000,
+        days_from_civil(next_year, next_month, 1) * 86_400_000,
+    )
 }
 
 // Howard Hinnant's civil-calendar algorithms (proleptic Gregorian).
@@ -179,6 +201,29 @@ mod tests {
         assert_eq!(start_of_month_millis(0), 0);
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+        let dec = days_from_civil(2025, 12, 31) * 86_400_000;
+        assert_eq!(
+            month_millis(dec),
+            (
+                days_from_civil(2025, 12, 1) * 86_400_000,
+                days_from_civil(2026, 1, 1) * 86_400_000
+            )
+        );
+    }
+
+    #[test]
+    fn cached_month_follows_the_clock_across_a_month_boundary() {
+        let mut gen = UniqueIdGenerator::new("10.0.0.1".parse().unwrap(), 1, 1);
+        let nov_end = days_from_civil(2026, 12, 1) * 86_400_000 - 1;
+        // The field is Java's `(int)` of the milliseconds since the month began (it wraps).
+        let since = |id: &str| u32::from_str_radix(&id[20..28], 16).unwrap() as i32;
+        let nov = days_from_civil(2026, 11, 1) * 86_400_000;
+        let a = gen.next_id(nov_end);
+        assert_eq!(since(&a), (nov_end - nov) as i32);
+        let b = gen.next_id(nov_end + 1);
+        assert_eq!(since(&b), 0);
+        let c = gen.next_id(nov_end - 10);
+        assert_eq!(since(&c), (nov_end - 10 - nov) as i32);
     }
 
     #[test]

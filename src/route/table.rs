@@ -6,6 +6,7 @@
 //! ```
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -35,12 +36,21 @@ impl RouteSnapshot {
 #[derive(Debug, Default)]
 pub struct RouteTable {
     current: ArcSwap<RouteSnapshot>,
+    /// Bumped after every swap: a reader that cached a route can tell it may be stale with one
+    /// atomic load.
+    changes: AtomicU64,
 }
 
 impl RouteTable {
     /// An empty table.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How many swaps have happened; read it before [`RouteTable::get`] and a route cached with
+    /// it is current while this stays the same.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
     }
 
     /// The current snapshot (lock-free).
@@ -72,6 +82,9 @@ impl RouteTable {
                 topics,
             })
         });
+        if changed {
+            self.changes.fetch_add(1, Ordering::AcqRel);
+        }
         changed
     }
 }
@@ -87,12 +100,15 @@ mod tests {
         let route = from_route(Default::default());
         assert!(table.update("T", route.clone()));
         let g = table.load().generation;
+        let changes = table.changes();
         assert!(!table.update("T", route.clone()));
         assert_eq!(table.load().generation, g);
+        assert_eq!(table.changes(), changes);
         let mut other = route;
         other.from_default_topic = true;
         assert!(table.update("T", other));
         assert_eq!(table.load().generation, g + 1);
+        assert_eq!(table.changes(), changes + 1);
         assert!(table.get("T").unwrap().from_default_topic);
         assert!(table.get("U").is_none());
     }
