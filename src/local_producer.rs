@@ -81,19 +81,7 @@ impl LocalProducer {
         message: Message,
         timeout: Duration,
     ) -> impl Future<Output = Result<SendResult, Error>> + 'static {
-        let (started, deadline) = budget(timeout);
-        let step = self.start_one(message, SendMode::Async, deadline);
-        drive(
-            Rc::clone(&self.core),
-            step,
-            SendMode::Async,
-            (started, deadline),
-            |reply| match reply {
-                Reply::One(result) => result,
-                Reply::Batch(mut results) if results.len() == 1 => results.remove(0),
-                other => unreachable!("a single send got {other:?}"),
-            },
-        )
+        self.single(message, SendMode::Async, timeout, Reply::into_one)
     }
 
     /// Sends `messages` as one batch; see [`crate::Producer::send_batch`] for the rules.
@@ -120,11 +108,7 @@ impl LocalProducer {
             step,
             SendMode::Async,
             (started, deadline),
-            |reply| match reply {
-                Reply::Batch(results) => results,
-                Reply::One(result) => vec![result],
-                Reply::Written => unreachable!("a batch is never oneway"),
-            },
+            Reply::into_batch,
         )
     }
 
@@ -137,14 +121,30 @@ impl LocalProducer {
         &self,
         message: Message,
     ) -> impl Future<Output = Result<(), Error>> + 'static {
-        let (started, deadline) = budget(self.core.shared.config.send_timeout);
-        let step = self.start_one(message, SendMode::Oneway, deadline);
+        self.single(
+            message,
+            SendMode::Oneway,
+            self.core.shared.config.send_timeout,
+            |_| (),
+        )
+    }
+
+    /// One message sent in `mode` within `timeout`, its reply mapped by `finish`.
+    fn single<T: 'static>(
+        &self,
+        message: Message,
+        mode: SendMode,
+        timeout: Duration,
+        finish: fn(Reply) -> T,
+    ) -> impl Future<Output = Result<T, Error>> + 'static {
+        let (started, deadline) = budget(timeout);
+        let step = self.start_one(message, mode, deadline);
         drive(
             Rc::clone(&self.core),
             step,
-            SendMode::Oneway,
+            mode,
             (started, deadline),
-            |_| (),
+            finish,
         )
     }
 

@@ -301,7 +301,7 @@ impl Producer {
                 reason: "blocking send called on a producer core; use LocalProducer there".into(),
             });
         }
-        self.submit(message, SendMode::Sync, &options, one_result)
+        self.submit(message, SendMode::Sync, &options, Reply::into_one)
             .wait()
     }
 
@@ -316,7 +316,7 @@ impl Producer {
             message,
             SendMode::Async,
             &SendOptions::default(),
-            one_result,
+            Reply::into_one,
         )
     }
 
@@ -326,7 +326,7 @@ impl Producer {
         message: Message,
         options: SendOptions,
     ) -> SendFuture<SendResult> {
-        self.submit(message, SendMode::Async, &options, one_result)
+        self.submit(message, SendMode::Async, &options, Reply::into_one)
     }
 
     /// Sends `messages` as one SEND_BATCH_MESSAGE (Java `DefaultMQProducer.send(Collection)`):
@@ -349,7 +349,7 @@ impl Producer {
         let deadline = Instant::now() + options.timeout.unwrap_or(shared.config.send_timeout);
         let slot = &self.inner.cores[self.pick_core(&options)];
         if !enter_open(shared, slot) {
-            return SendFuture::failed(shut_down_refusal(None), batch_results);
+            return SendFuture::failed(shut_down_refusal(None), Reply::into_batch);
         }
         match prepare_batch(messages, &shared.config) {
             Ok(batch) => self.enqueue(
@@ -357,11 +357,11 @@ impl Producer {
                 Outgoing::Batch(batch),
                 SendMode::Async,
                 deadline,
-                batch_results,
+                Reply::into_batch,
             ),
             Err(e) => {
                 slot.inbox.leave();
-                SendFuture::failed(e, batch_results)
+                SendFuture::failed(e, Reply::into_batch)
             }
         }
     }
@@ -601,22 +601,6 @@ fn shut_down_refusal(message: Option<Message>) -> Error {
     Error::ShutDown {
         message: message.map(Box::new),
         outcome: Outcome::NotStored,
-    }
-}
-
-fn one_result(reply: Reply) -> SendResult {
-    match reply {
-        Reply::One(result) => result,
-        Reply::Batch(mut results) if results.len() == 1 => results.remove(0),
-        other => unreachable!("a single send got {other:?}"),
-    }
-}
-
-fn batch_results(reply: Reply) -> Vec<SendResult> {
-    match reply {
-        Reply::Batch(results) => results,
-        Reply::One(result) => vec![result],
-        Reply::Written => unreachable!("a batch send is never oneway"),
     }
 }
 

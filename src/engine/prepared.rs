@@ -343,6 +343,26 @@ pub(crate) enum Reply {
     Written,
 }
 
+impl Reply {
+    /// The result of a single send.
+    pub(crate) fn into_one(self) -> crate::send_result::SendResult {
+        match self {
+            Reply::One(result) => result,
+            Reply::Batch(mut results) if results.len() == 1 => results.remove(0),
+            other => unreachable!("a single send got {other:?}"),
+        }
+    }
+
+    /// The results of a batch send, one per message.
+    pub(crate) fn into_batch(self) -> Vec<crate::send_result::SendResult> {
+        match self {
+            Reply::Batch(results) => results,
+            Reply::One(result) => vec![result],
+            Reply::Written => unreachable!("a batch send is never oneway"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
