@@ -5,8 +5,9 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::engine::core::{current_core, Core, InFlightPermit};
-use crate::engine::inbox::{SendMode, SendReply};
+use crate::engine::inbox::SendMode;
 use crate::engine::prepared::{prepare, prepare_batch, Outgoing, Reply};
+use crate::engine::reply_slots::{reply_pair, ReplyReceiver};
 use crate::engine::send::send_message;
 use crate::error::Error;
 use crate::message::Message;
@@ -182,8 +183,8 @@ enum Step {
     Send(Outgoing, InFlightPermit),
     /// Waiting for an in-flight permit.
     WaitPermit(Outgoing),
-    /// Handed to this core's automatic batcher; the answer comes through the channel.
-    Batched(futures_channel::oneshot::Receiver<SendReply>),
+    /// Handed to this core's automatic batcher; the answer comes through a reply slot.
+    Batched(ReplyReceiver),
     /// A large body to compress on the blocking pool first.
     Compress(Message),
 }
@@ -221,10 +222,10 @@ fn with_permit(
 ) -> Step {
     match (outgoing, core.batcher.as_ref()) {
         (Outgoing::One(message), Some(batcher)) if mode != SendMode::Oneway => {
-            let (reply, answer) = futures_channel::oneshot::channel();
+            let (reply, answer) = reply_pair(&core.reply_slots);
             let item = crate::engine::batcher::BatchItem {
                 message,
-                reply,
+                reply: crate::engine::batcher::ReplyTo::Local(reply),
                 deadline,
                 permit,
             };
@@ -251,16 +252,7 @@ async fn drive<T>(
                 drop(permit);
                 return result.map(finish);
             }
-            Step::Batched(answer) => {
-                return answer
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(Error::CoreStopped {
-                            reason: "the batch was dropped without an outcome".into(),
-                        })
-                    })
-                    .map(finish)
-            }
+            Step::Batched(answer) => return answer.await.map(finish),
             // Rare: boxed, so their futures do not enlarge every send's.
             Step::WaitPermit(outgoing) => {
                 let bytes = outgoing.buffered_bytes();

@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rocketmq_tpc::sink::NullBroker;
-use rocketmq_tpc::{CoreSelection, LocalProducer, Message, Producer, ProducerConfig};
+use rocketmq_tpc::{AutoBatch, CoreSelection, LocalProducer, Message, Producer, ProducerConfig};
 
 struct Counting;
 
@@ -55,7 +55,7 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 /// A one-core producer (first CPU) sending to an in-process sink (last CPU), warmed up.
-fn producer_with_sink() -> (NullBroker, Producer) {
+fn producer_with_sink(auto_batch: Option<AutoBatch>) -> (NullBroker, Producer) {
     let cpus = core_affinity::get_core_ids().unwrap();
     let sink = NullBroker::start(cpus.last().unwrap().id, 8).unwrap();
     let mut config = ProducerConfig {
@@ -65,6 +65,7 @@ fn producer_with_sink() -> (NullBroker, Producer) {
         ..Default::default()
     };
     config.core.spin_before_park = Duration::ZERO;
+    config.core.auto_batch = auto_batch;
     let producer = Producer::builder().config(config).build().unwrap();
     producer.send(Message::new("Alloc", "warm-up")).unwrap();
     (sink, producer)
@@ -72,7 +73,7 @@ fn producer_with_sink() -> (NullBroker, Producer) {
 
 #[test]
 fn allocations_per_message_on_the_core_local_path() {
-    let (_sink, producer) = producer_with_sink();
+    let (_sink, producer) = producer_with_sink(None);
     const N: u64 = 20_000;
     let (during, per_message) = producer
         .run_on_core(0, |local: LocalProducer| async move {
@@ -145,9 +146,8 @@ impl<F: Future> Future for AllOf<F> {
     }
 }
 
-#[test]
-fn allocations_per_message_with_many_in_flight() {
-    let (_sink, producer) = producer_with_sink();
+/// Allocations per message on core 0 while sends go out in waves of 256 in flight.
+fn per_message_with_many_in_flight(producer: &Producer, label: &str) -> f64 {
     const WAVE: usize = 256;
     const WAVES: usize = 80;
     let (during, per_message) = producer
@@ -184,9 +184,31 @@ fn allocations_per_message_with_many_in_flight() {
         .unwrap()
         .wait()
         .unwrap();
+    eprintln!(
+        "{label}, {WAVE} in flight: {during} allocations for {} messages = {per_message:.2} per message",
+        WAVE * WAVES
+    );
+    per_message
+}
+
+#[test]
+fn allocations_per_message_with_many_in_flight() {
+    let (_sink, producer) = producer_with_sink(None);
+    let per_message = per_message_with_many_in_flight(&producer, "core-local send path");
     producer.shutdown(Duration::from_secs(2));
-    eprintln!("core-local send path, {WAVE} in flight: {during} allocations for {} messages = {per_message:.2} per message", WAVE * WAVES);
     // 0.05 on 2026-11-26 (7.05 before decoding in place and building results without copies).
+    assert!(
+        per_message < 0.5,
+        "{per_message:.2} allocations per message"
+    );
+}
+
+#[test]
+fn allocations_per_message_with_automatic_batching() {
+    let (_sink, producer) = producer_with_sink(Some(AutoBatch::default()));
+    let per_message = per_message_with_many_in_flight(&producer, "automatic batching");
+    producer.shutdown(Duration::from_secs(2));
+    // 0.13 on 2026-11-26 (1.13 with a oneshot channel per message); the rest is per batch.
     assert!(
         per_message < 0.5,
         "{per_message:.2} allocations per message"

@@ -21,6 +21,7 @@ use futures_channel::oneshot;
 use super::core::Core;
 use super::inbox::{SendMode, SendReply};
 use super::prepared::{join_prepared, Outgoing, PreparedMessage, Reply};
+use super::reply_slots::ReplySender;
 use super::send::send_message;
 use crate::config::AutoBatch;
 use crate::protocol::batch::RECORD_OVERHEAD;
@@ -28,12 +29,32 @@ use crate::protocol::batch::RECORD_OVERHEAD;
 /// One message waiting in an open batch.
 pub(crate) struct BatchItem {
     pub message: PreparedMessage,
-    pub reply: oneshot::Sender<SendReply>,
+    pub reply: ReplyTo,
     pub deadline: Instant,
     pub permit: super::core::InFlightPermit,
 }
 
 /// What messages must share to go in one batch besides their topic.
+/// Where a batched message's own outcome goes.
+pub(crate) enum ReplyTo {
+    /// An application thread's channel (sends that came through the inbox).
+    Remote(oneshot::Sender<SendReply>),
+    /// A caller on this core, through a reusable reply slot (no allocation per message).
+    Local(ReplySender),
+}
+
+impl ReplyTo {
+    fn send(self, reply: SendReply) {
+        match self {
+            // A caller that gave up (dropped its future) simply does not read it.
+            ReplyTo::Remote(tx) => {
+                let _ = tx.send(reply);
+            }
+            ReplyTo::Local(tx) => tx.send(reply),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct BatchKind {
     sys_flag: i32,
@@ -198,17 +219,17 @@ async fn send_items(core: &Rc<Core>, items: Vec<BatchItem>) {
     match result {
         Ok(Reply::Batch(results)) => {
             for (reply, result) in replies.into_iter().zip(results) {
-                let _ = reply.send(Ok(Reply::One(result)));
+                reply.send(Ok(Reply::One(result)));
             }
         }
         Ok(other) => {
             for reply in replies {
-                let _ = reply.send(Ok(other.clone()));
+                reply.send(Ok(other.clone()));
             }
         }
         Err(e) => {
             for reply in replies {
-                let _ = reply.send(Err(e.clone()));
+                reply.send(Err(e.clone()));
             }
         }
     }

@@ -72,6 +72,8 @@ pub(crate) struct Core {
     /// The route of the topic sent to last, with the route table's change count when it was
     /// read: consecutive sends to one topic skip the table lookup.
     last_route: RefCell<Option<(u64, Arc<TopicRoute>)>>,
+    /// Where the automatic batcher hands local callers their outcomes.
+    pub reply_slots: Rc<super::reply_slots::ReplySlots>,
     pub selector: RefCell<QueueSelector>,
     /// Broker availability for latency fault avoidance (used when enabled).
     pub faults: RefCell<super::latency::FaultTracker>,
@@ -100,6 +102,7 @@ impl Core {
             next_slot: Cell::new(0),
             route_fetches: Rc::new(SingleFlight::new()),
             last_route: RefCell::new(None),
+            reply_slots: Rc::default(),
             selector: RefCell::new(QueueSelector::new(
                 super::prepared::random_u32() as usize + index,
             )),
@@ -587,7 +590,7 @@ async fn run_core(index: usize, cpu: usize, shared: Arc<Shared>, inbox: Arc<Inbo
                     (Outgoing::One(message), Some(batcher)) if mode != SendMode::Oneway => {
                         let item = BatchItem {
                             message,
-                            reply,
+                            reply: super::batcher::ReplyTo::Remote(reply),
                             deadline,
                             permit,
                         };

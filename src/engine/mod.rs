@@ -11,6 +11,7 @@ pub(crate) mod in_flight;
 pub(crate) mod inbox;
 pub(crate) mod latency;
 pub(crate) mod prepared;
+pub(crate) mod reply_slots;
 pub(crate) mod selector;
 pub(crate) mod send;
 pub(crate) mod single_flight;
