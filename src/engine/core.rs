@@ -161,13 +161,11 @@ impl Core {
         slot: usize,
         deadline: Instant,
     ) -> Result<Rc<Connection>, Error> {
+        if let Some(conn) = self.open_connection(addr, slot) {
+            return Ok(conn);
+        }
         {
             let mut connections = self.connections.borrow_mut();
-            if let Some(Some(conn)) = connections.get(addr).and_then(|slots| slots.get(slot)) {
-                if !conn.is_closed() {
-                    return Ok(Rc::clone(conn));
-                }
-            }
             if let Some(entry) = connections
                 .get_mut(addr)
                 .and_then(|slots| slots.get_mut(slot))
