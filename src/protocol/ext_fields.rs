@@ -132,11 +132,6 @@ impl ExtFields {
         }
     }
 
-    /// `len` bytes of the text from `at`, if there are that many (decoders read lengths with it).
-    pub(crate) fn bytes(&self, at: usize, len: usize) -> Option<&[u8]> {
-        self.text.get(at..at.checked_add(len)?)
-    }
-
     /// Adds a field whose key and value already lie in the text.
     ///
     /// # Errors

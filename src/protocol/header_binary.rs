@@ -5,7 +5,10 @@
 //! remarkLen:i32 remark  extLen:i32 { keyLen:i16 key valLen:i32 value }*
 //! ```
 
+use std::ops::Range;
+
 use bytes::{BufMut, Bytes, BytesMut};
+use smallvec::SmallVec;
 
 use super::command::{LanguageCode, RemotingCommand};
 use super::decode_error::DecodeError;
@@ -139,62 +142,33 @@ pub fn decode_in_place(header: BytesMut) -> Result<RemotingCommand, DecodeError>
     let ext_len = r.length(ext_len, "ext")?;
     let ext_start = r.pos;
     r.take(ext_len, "ext fields")?;
-    let end = r.pos;
     if r.pos != bytes.len() {
         return Err(DecodeError::malformed(
             WHAT,
             format!("{} bytes after the ext fields", bytes.len() - r.pos),
         ));
     }
-    let mut ext_fields = ExtFields::over(header, ext_start);
-    let mut pos = ext_start;
-    while pos < end {
-        let field = |at: usize, width: usize, what: &str| -> Result<usize, DecodeError> {
-            ext_fields
-                .bytes(at, width)
-                .filter(|_| at + width <= end)
-                .ok_or_else(|| {
-                    DecodeError::malformed(
-                        WHAT,
-                        format!(
-                            "{what} needs {width} bytes, {} left",
-                            end.saturating_sub(at)
-                        ),
-                    )
-                })
-                .map(|b| b.iter().fold(0usize, |n, &x| n << 8 | x as usize))
-        };
-        let key_len = field(pos, 2, "key length")? as u16 as i16;
-        if key_len < 0 {
-            return Err(DecodeError::malformed(
-                WHAT,
-                format!("negative key length {key_len}"),
-            ));
-        }
-        let key = pos + 2..pos + 2 + key_len as usize;
-        let value_len = field(key.end, 4, "value length")? as u32 as i32;
-        if value_len < 0 {
-            return Err(DecodeError::malformed(
-                WHAT,
-                format!("negative value length {value_len}"),
-            ));
-        }
-        let value = key.end + 4..key.end + 4 + value_len as usize;
-        if value.end > end {
-            return Err(DecodeError::malformed(
-                WHAT,
-                format!(
-                    "value needs {value_len} bytes, {} left",
-                    end - value.start.min(end)
-                ),
-            ));
-        }
-        pos = value.end;
+    // Where each key and value lies; the fields become spans over the header, not copies.
+    let mut spans: SmallVec<[(Range<usize>, Range<usize>); 8]> = SmallVec::new();
+    r.pos = ext_start;
+    while r.pos < bytes.len() {
+        let key_len = r.i16("key length")? as i64;
+        let key_len = r.length(key_len, "key")?;
+        let key = r.pos..r.pos + key_len;
+        r.take(key_len, "key")?;
+        let value_len = r.i32("value length")? as i64;
+        let value_len = r.length(value_len, "value")?;
+        let value = r.pos..r.pos + value_len;
+        r.take(value_len, "value")?;
         if !key.is_empty() && !value.is_empty() {
-            ext_fields
-                .push_span(key, value)
-                .map_err(|why| DecodeError::malformed(WHAT, why))?;
+            spans.push((key, value));
         }
+    }
+    let mut ext_fields = ExtFields::over(header, ext_start);
+    for (key, value) in spans {
+        ext_fields
+            .push_span(key, value)
+            .map_err(|why| DecodeError::malformed(WHAT, why))?;
     }
     Ok(RemotingCommand {
         code,
