@@ -8,10 +8,14 @@ use crate::short_string::ShortString;
 
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 
+/// The two uppercase hex digits of `b`.
+fn hex_digits(b: u8) -> [u8; 2] {
+    [HEX_UPPER[(b >> 4) as usize], HEX_UPPER[(b & 0xf) as usize]]
+}
+
 fn push_hex(out: &mut String, bytes: &[u8]) {
-    for b in bytes {
-        out.push(HEX_UPPER[(b >> 4) as usize] as char);
-        out.push(HEX_UPPER[(b & 0xf) as usize] as char);
+    for &b in bytes {
+        out.extend(hex_digits(b).map(char::from));
     }
 }
 
@@ -53,21 +57,18 @@ impl UniqueIdGenerator {
         }
         // Java: (int) (now - startOfMonth); wraps after ~24.8 days exactly like Java's cast.
         let since_month = (unix_millis - self.month.0) as i32;
-        let mut tail = [0u8; 12];
-        for (i, b) in since_month
+        let mut id = [0u8; 64];
+        id[..self.prefix.len()].copy_from_slice(self.prefix.as_bytes());
+        let mut len = self.prefix.len();
+        for b in since_month
             .to_be_bytes()
             .into_iter()
             .chain(self.counter.to_be_bytes())
-            .enumerate()
         {
-            tail[2 * i] = HEX_UPPER[(b >> 4) as usize];
-            tail[2 * i + 1] = HEX_UPPER[(b & 0xf) as usize];
+            id[len..len + 2].copy_from_slice(&hex_digits(b));
+            len += 2;
         }
         self.counter = self.counter.wrapping_add(1);
-        let mut id = [0u8; 64];
-        let len = self.prefix.len() + tail.len();
-        id[..self.prefix.len()].copy_from_slice(self.prefix.as_bytes());
-        id[self.prefix.len()..len].copy_from_slice(&tail);
         ShortString::new(std::str::from_utf8(&id[..len]).expect("hex digits are ASCII"))
     }
 }
