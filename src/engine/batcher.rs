@@ -34,7 +34,6 @@ pub(crate) struct BatchItem {
     pub permit: super::core::InFlightPermit,
 }
 
-/// What messages must share to go in one batch besides their topic.
 /// Where a batched message's own outcome goes.
 pub(crate) enum ReplyTo {
     /// An application thread's channel (sends that came through the inbox).
@@ -55,6 +54,7 @@ impl ReplyTo {
     }
 }
 
+/// What messages must share to go in one batch besides their topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct BatchKind {
     sys_flag: i32,
@@ -116,50 +116,52 @@ pub(crate) fn add(core: &Rc<Core>, batcher: &Batcher, item: BatchItem) {
         sys_flag: item.message.sys_flag,
         wait: item.message.original.wait_store_ok,
     };
-    let max_bytes = batcher.config.max_bytes;
-    if let Some(full) = batcher.take(item.message.topic(), kind, |b| b.bytes + size > max_bytes) {
-        spawn_send(core, full.items);
-    }
+    let config = &batcher.config;
     let mut linger = None;
-    let full = {
+    let (overflowed, full) = {
         let mut open = batcher.open.borrow_mut();
         let topic = item.message.topic();
         if !open.contains_key(topic) {
             open.insert(topic.to_owned(), Vec::new());
         }
         let batches = open.get_mut(topic).expect("just ensured");
-        let at = match batches.iter().position(|b| b.kind == kind) {
-            Some(at) => at,
-            None => {
-                let id = batcher.next_id.get();
-                batcher.next_id.set(id + 1);
-                linger = Some((topic.to_owned(), id));
-                batches.push(OpenBatch {
-                    id,
-                    kind,
-                    items: Vec::with_capacity(batcher.config.max_messages.min(1024)),
-                    bytes: 0,
-                });
-                batches.len() - 1
+        let mut at = batches.iter().position(|b| b.kind == kind);
+        let mut overflowed = None;
+        if let Some(i) = at {
+            // A batch this message would push over the byte limit goes as it is.
+            if batches[i].bytes + size > config.max_bytes {
+                overflowed = Some(batches.swap_remove(i));
+                at = None;
             }
-        };
+        }
+        let at = at.unwrap_or_else(|| {
+            let id = batcher.next_id.get();
+            batcher.next_id.set(id + 1);
+            linger = Some((topic.to_owned(), id));
+            batches.push(OpenBatch {
+                id,
+                kind,
+                items: Vec::with_capacity(config.max_messages.min(1024)),
+                bytes: 0,
+            });
+            batches.len() - 1
+        });
         let batch = &mut batches[at];
         batch.items.push(item);
         batch.bytes += size;
-        if batch.items.len() >= batcher.config.max_messages
-            || batch.bytes >= batcher.config.max_bytes
-        {
-            let full = batches.swap_remove(at);
-            if batches.is_empty() {
-                open.remove(full.items[0].message.topic());
-            }
-            Some(full)
-        } else {
-            None
+        let full = (batch.items.len() >= config.max_messages || batch.bytes >= config.max_bytes)
+            .then(|| batches.swap_remove(at));
+        // Only taking the full batch can empty the topic's list.
+        if let (Some(full), true) = (&full, batches.is_empty()) {
+            open.remove(full.items[0].message.topic());
         }
+        (overflowed, full)
     };
+    if let Some(overflowed) = overflowed {
+        spawn_send(core, overflowed.items);
+    }
     if let Some((topic, id)) = linger {
-        schedule_linger(core, topic, kind, id, batcher.config.linger);
+        schedule_linger(core, topic, kind, id, config.linger);
     }
     if let Some(full) = full {
         spawn_send(core, full.items);
