@@ -179,6 +179,9 @@ pub struct ProducerConfig {
     pub per_cpu: std::collections::BTreeMap<usize, CoreConfig>,
     /// What a full core queue does (default wait).
     pub queue_full: QueueFullPolicy,
+    /// Namespace of topics and the producer group (Java `ClientConfig.namespace`; default none):
+    /// topic `T` is sent as `namespace%T` with property `INSTANCE_ID`, and results name `T`.
+    pub namespace: Option<String>,
 }
 
 impl Default for ProducerConfig {
@@ -210,6 +213,7 @@ impl Default for ProducerConfig {
             core: CoreConfig::default(),
             per_cpu: Default::default(),
             queue_full: QueueFullPolicy::Wait,
+            namespace: None,
         }
     }
 }
@@ -333,6 +337,9 @@ impl ProducerConfig {
         self.core.validate("core", self.max_message_size)?;
         for (cpu, core) in &self.per_cpu {
             core.validate(&format!("core (cpu {cpu})"), self.max_message_size)?;
+        }
+        if let Some(namespace) = &self.namespace {
+            crate::namespace::validate(namespace)?;
         }
         if let CoreSelection::Count(0) = self.cores {
             return bad("cores must be at least 1".into());

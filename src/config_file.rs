@@ -52,6 +52,7 @@ struct FileConfig {
     heartbeat_interval: Option<String>,
     client_ip: Option<String>,
     instance_name: Option<String>,
+    namespace: Option<String>,
     cores: Option<CoresValue>,
     queue_full: Option<String>,
     core_defaults: Option<FileCore>,
@@ -291,6 +292,7 @@ impl ProducerConfig {
             );
         }
         c.instance_name = file.instance_name;
+        c.namespace = file.namespace;
         if let Some(v) = &file.queue_full {
             c.queue_full = match v.as_str() {
                 "wait" => QueueFullPolicy::Wait,

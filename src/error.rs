@@ -36,6 +36,19 @@ pub enum Error {
         /// Which rule, and how.
         reason: String,
     },
+    /// The queue a send was targeted at is not one of its topic's publish queues (another
+    /// topic, an unknown broker or queue id, or a selector that picked none). Never retried.
+    #[error("invalid target queue: {reason}")]
+    InvalidTarget {
+        /// What was wrong.
+        reason: String,
+    },
+    /// A [`crate::CheckForbiddenHook`] refused the message. Never retried.
+    #[error("refused by a check-forbidden hook: {reason}")]
+    Forbidden {
+        /// The hook's reason.
+        reason: String,
+    },
     /// The configuration cannot work.
     #[error("invalid configuration: {reason}")]
     InvalidConfig {
@@ -120,6 +133,24 @@ pub enum Error {
         /// The last attempt's error, if one failed before the budget ran out.
         last_error: Option<Box<Error>>,
     },
+    /// A request of request-reply was sent, but no reply arrived within its timeout. The request
+    /// message was stored; sending it again makes a second request.
+    #[error("no reply within {elapsed:?} (correlation id {correlation_id})")]
+    ReplyTimeout {
+        /// Time waited.
+        elapsed: Duration,
+        /// The request's `CORRELATION_ID`.
+        correlation_id: String,
+    },
+    /// The broker does not offer what the message needs (a RocketMQ 5.x timer message on a
+    /// broker whose timer store is off). Never retried: every broker of the cluster is set alike.
+    #[error("broker {broker} does not support this: {remark}")]
+    NotSupported {
+        /// `ip:port` of the broker.
+        broker: String,
+        /// The broker's remark.
+        remark: String,
+    },
     /// The message cannot be framed within the peer's frame limit.
     #[error("the request would be {size} bytes, over the {limit}-byte frame limit")]
     FrameTooLarge {
@@ -147,11 +178,15 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::InvalidMessage { .. }
+            | Error::InvalidTarget { .. }
+            | Error::Forbidden { .. }
             | Error::InvalidConfig { .. }
             | Error::ShutDown { .. }
             | Error::FrameTooLarge { .. }
             | Error::CoreStopped { .. }
+            | Error::NotSupported { .. }
             | Error::Startup { .. } => false,
+            Error::ReplyTimeout { .. } => true,
             Error::QueueFull { .. }
             | Error::NameServerUnavailable { .. }
             | Error::NoRoute { .. }
@@ -170,7 +205,7 @@ impl Error {
             | Error::Protocol { outcome, .. }
             | Error::Timeout { outcome, .. }
             | Error::ShutDown { outcome, .. } => *outcome,
-            Error::CoreStopped { .. } => Outcome::Unknown,
+            Error::CoreStopped { .. } | Error::ReplyTimeout { .. } => Outcome::Unknown,
             _ => Outcome::NotStored,
         }
     }
@@ -212,6 +247,8 @@ impl Error {
     pub fn kind(&self) -> &'static str {
         match self {
             Error::InvalidMessage { .. } => "invalid_message",
+            Error::InvalidTarget { .. } => "invalid_target",
+            Error::Forbidden { .. } => "forbidden",
             Error::InvalidConfig { .. } => "invalid_config",
             Error::QueueFull { .. } => "queue_full",
             Error::ShutDown { .. } => "shut_down",
@@ -222,6 +259,8 @@ impl Error {
             Error::Protocol { .. } => "protocol",
             Error::Timeout { .. } => "timeout",
             Error::FrameTooLarge { .. } => "frame_too_large",
+            Error::ReplyTimeout { .. } => "reply_timeout",
+            Error::NotSupported { .. } => "not_supported",
             Error::CoreStopped { .. } => "core_stopped",
             Error::Startup { .. } => "startup",
         }

@@ -59,16 +59,23 @@ pub mod config;
 pub mod config_file;
 mod engine;
 pub mod error;
+mod hooks;
 mod local_producer;
 pub mod message;
+mod namespace;
 mod producer;
 pub mod protocol;
+mod received_message;
+mod request_reply;
 pub mod route;
 mod send_future;
+mod send_options;
 pub mod send_result;
 mod short_string;
 pub mod sink;
 pub mod stats;
+mod target;
+mod transaction;
 
 /// Engine internals for benches and fuzz targets only (feature `fuzzing`). Not a stable API.
 #[cfg(feature = "fuzzing")]
@@ -80,10 +87,17 @@ pub mod internals {
 pub use config::{AutoBatch, CoreConfig, CoreSelection, ProducerConfig, QueueFullPolicy};
 pub use engine::latency::FaultTable;
 pub use error::{Error, Outcome};
+pub use hooks::{AttemptContext, CheckForbiddenHook, RequestHook, SendHook};
 pub use local_producer::LocalProducer;
-pub use message::Message;
-pub use producer::{Producer, ProducerBuilder, RunHandle, SendOptions, ShutdownReport};
+pub use message::{Message, TimerDelivery};
+pub use producer::{Producer, ProducerBuilder, RunHandle, ShutdownReport};
+pub use received_message::ReceivedMessage;
 pub use send_future::SendFuture;
+pub use send_options::SendOptions;
 pub use send_result::{MessageQueue, SendResult, SendStatus};
 pub use short_string::ShortString;
 pub use stats::{CoreStatsSnapshot, ProducerStats};
+pub use target::{java_string_hash, MessageQueueSelector, SendTarget};
+pub use transaction::{
+    LocalTransactionState, TransactionListener, TransactionProducer, TransactionSendResult,
+};

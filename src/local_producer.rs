@@ -6,12 +6,14 @@ use std::time::{Duration, Instant};
 
 use crate::engine::core::{current_core, Core, InFlightPermit};
 use crate::engine::inbox::SendMode;
-use crate::engine::prepared::{prepare, prepare_batch, Outgoing, Reply};
+use crate::engine::order_gate::OrderTicket;
+use crate::engine::prepared::{prepare, prepare_batch, Outgoing, Reply, SendExtras};
 use crate::engine::reply_slots::{reply_pair, ReplyReceiver};
 use crate::engine::send::send_message;
 use crate::error::Error;
 use crate::message::Message;
-use crate::send_result::SendResult;
+use crate::send_options::SendOptions;
+use crate::send_result::{MessageQueue, SendResult};
 
 /// Bodies at least this large are compressed off the core (on glommio's blocking pool).
 const OFFLOAD_COMPRESSION_OVER: usize = 64 * 1024;
@@ -42,6 +44,11 @@ impl LocalProducer {
         LocalProducer { core }
     }
 
+    /// The core this handle sends on.
+    pub(crate) fn core(&self) -> &Rc<Core> {
+        &self.core
+    }
+
     /// The producer of the core this thread runs, or `None` off the producer's cores.
     pub fn current() -> Option<LocalProducer> {
         current_core().map(LocalProducer::from_core)
@@ -69,20 +76,26 @@ impl LocalProducer {
         &self,
         message: Message,
     ) -> impl Future<Output = Result<SendResult, Error>> + 'static {
-        self.send_with_timeout(message, self.core.shared.config.send_timeout)
+        self.single(
+            message,
+            SendMode::Async,
+            &SendOptions::default(),
+            Reply::into_one,
+        )
     }
 
-    /// Like [`LocalProducer::send`] with another budget.
+    /// Like [`LocalProducer::send`] with per-call options (budget, target queue). The
+    /// `sharding_key` option has no effect here: the send runs on this core.
     ///
     /// # Errors
     ///
     /// Any [`Error`].
-    pub fn send_with_timeout(
+    pub fn send_with(
         &self,
         message: Message,
-        timeout: Duration,
+        options: SendOptions,
     ) -> impl Future<Output = Result<SendResult, Error>> + 'static {
-        self.single(message, SendMode::Async, timeout, Reply::into_one)
+        self.single(message, SendMode::Async, &options, Reply::into_one)
     }
 
     /// Sends `messages` as one batch; see [`crate::Producer::send_batch`] for the rules.
@@ -94,8 +107,25 @@ impl LocalProducer {
         &self,
         messages: Vec<Message>,
     ) -> impl Future<Output = Result<Vec<SendResult>, Error>> + 'static {
-        let (started, deadline) = budget(self.core.shared.config.send_timeout);
-        let step = match prepare_batch(messages, &self.core.shared.config) {
+        self.send_batch_with(messages, SendOptions::default())
+    }
+
+    /// [`LocalProducer::send_batch`] with per-call options.
+    ///
+    /// # Errors
+    ///
+    /// As [`LocalProducer::send_batch`].
+    pub fn send_batch_with(
+        &self,
+        messages: Vec<Message>,
+        options: SendOptions,
+    ) -> impl Future<Output = Result<Vec<SendResult>, Error>> + 'static {
+        let timeout = options
+            .timeout
+            .unwrap_or(self.core.shared.config.send_timeout);
+        let (started, deadline) = budget(timeout);
+        let extras = SendExtras::from_options(&options);
+        let step = match prepare_batch(messages, &self.core.shared.config, extras) {
             Ok(batch) => admit(
                 &self.core,
                 Outgoing::Batch(batch),
@@ -122,24 +152,97 @@ impl LocalProducer {
         &self,
         message: Message,
     ) -> impl Future<Output = Result<(), Error>> + 'static {
-        self.single(
-            message,
-            SendMode::Oneway,
-            self.core.shared.config.send_timeout,
-            |_| (),
-        )
+        self.send_oneway_with(message, SendOptions::default())
     }
 
-    /// One message sent in `mode` within `timeout`, its reply mapped by `finish`.
+    /// [`LocalProducer::send_oneway`] with per-call options.
+    ///
+    /// # Errors
+    ///
+    /// As [`LocalProducer::send_oneway`].
+    pub fn send_oneway_with(
+        &self,
+        message: Message,
+        options: SendOptions,
+    ) -> impl Future<Output = Result<(), Error>> + 'static {
+        self.single(message, SendMode::Oneway, &options, |_| ())
+    }
+
+    /// Waits until every send this core took in before the call has its outcome (sends made
+    /// meanwhile are not waited for), or until `timeout` passes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] when sends were still in progress at the deadline (they go on).
+    pub fn flush(&self, timeout: Duration) -> impl Future<Output = Result<(), Error>> + 'static {
+        let started = Instant::now();
+        let deadline = started.checked_add(timeout);
+        let wait = self.core.flush_gate.flush();
+        async move {
+            let finished = match deadline {
+                Some(deadline) => crate::engine::deadline::until(deadline, wait)
+                    .await
+                    .is_some(),
+                None => {
+                    wait.await;
+                    true
+                }
+            };
+            if finished {
+                Ok(())
+            } else {
+                Err(Error::Timeout {
+                    elapsed: started.elapsed(),
+                    budget: timeout,
+                    attempts: 0,
+                    outcome: crate::Outcome::Unknown,
+                    last_error: None,
+                })
+            }
+        }
+    }
+
+    /// The queues a message of `topic` may be sent to; see
+    /// [`crate::Producer::fetch_publish_queues`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Producer::fetch_publish_queues`].
+    pub fn fetch_publish_queues(
+        &self,
+        topic: &str,
+    ) -> impl Future<Output = Result<Vec<MessageQueue>, Error>> + 'static {
+        let core = Rc::clone(&self.core);
+        let topic = topic.to_owned();
+        async move {
+            crate::message::validate_topic(&topic)?;
+            let config = &core.shared.config;
+            let wire = match &config.namespace {
+                Some(ns) => crate::namespace::wrap(ns, &topic),
+                None => topic,
+            };
+            let deadline = Instant::now() + config.send_timeout;
+            let route = core.route_for(&wire, deadline).await?;
+            Ok(crate::engine::target_queue::publish_queues(
+                &route,
+                config.namespace.as_deref(),
+            ))
+        }
+    }
+
+    /// One message sent in `mode` with `options`, its reply mapped by `finish`.
     fn single<T: 'static>(
         &self,
         message: Message,
         mode: SendMode,
-        timeout: Duration,
+        options: &SendOptions,
         finish: fn(Reply) -> T,
     ) -> impl Future<Output = Result<T, Error>> + 'static {
+        let timeout = options
+            .timeout
+            .unwrap_or(self.core.shared.config.send_timeout);
         let (started, deadline) = budget(timeout);
-        let step = self.start_one(message, mode, deadline);
+        let step = self.start_one(message, SendExtras::from_options(options), mode, deadline);
         drive(
             Rc::clone(&self.core),
             step,
@@ -151,14 +254,20 @@ impl LocalProducer {
 
     /// Prepares `message` here, or hands a large body that must be compressed to the blocking
     /// pool, then takes the message to the point where it waits.
-    fn start_one(&self, message: Message, mode: SendMode, deadline: Instant) -> Step {
+    fn start_one(
+        &self,
+        message: Message,
+        extras: Option<Box<SendExtras>>,
+        mode: SendMode,
+        deadline: Instant,
+    ) -> Step {
         let config = &self.core.shared.config;
         if message.body.len() >= config.compress_over
             && message.body.len() >= OFFLOAD_COMPRESSION_OVER
         {
-            return Step::Compress(message);
+            return Step::Compress(message, extras);
         }
-        match prepare(message, config) {
+        match prepare(message, config, extras) {
             Ok(prepared) => admit(&self.core, Outgoing::One(prepared), mode, deadline),
             Err(refused) => Step::Done(Err(refused.0)),
         }
@@ -179,14 +288,15 @@ fn budget(timeout: Duration) -> (Instant, Instant) {
 enum Step {
     /// Finished before any I/O (refused, or failed to prepare).
     Done(Result<Reply, Error>),
-    /// Ready to go out with its in-flight permit.
-    Send(Outgoing, InFlightPermit),
+    /// Ready to go out with its in-flight permit (and its place in the core's order, when it
+    /// goes to a chosen queue).
+    Send(Outgoing, InFlightPermit, Option<OrderTicket>),
     /// Waiting for an in-flight permit.
     WaitPermit(Outgoing),
     /// Handed to this core's automatic batcher; the answer comes through a reply slot.
     Batched(ReplyReceiver),
     /// A large body to compress on the blocking pool first.
-    Compress(Message),
+    Compress(Message, Option<Box<SendExtras>>),
 }
 
 /// Whether `core` stopped taking new sends (shutdown started or its deadline passed).
@@ -221,7 +331,9 @@ fn with_permit(
     deadline: Instant,
 ) -> Step {
     match (outgoing, core.batcher.as_ref()) {
-        (Outgoing::One(message), Some(batcher)) if mode != SendMode::Oneway => {
+        (Outgoing::One(message), Some(batcher))
+            if mode != SendMode::Oneway && message.batchable() =>
+        {
             let (reply, answer) = reply_pair(&core.reply_slots);
             let item = crate::engine::batcher::BatchItem {
                 message,
@@ -232,7 +344,10 @@ fn with_permit(
             crate::engine::batcher::add(core, batcher, item);
             Step::Batched(answer)
         }
-        (outgoing, _) => Step::Send(outgoing, permit),
+        (outgoing, _) => {
+            let ticket = outgoing.keeps_order().then(|| core.order_gate.ticket());
+            Step::Send(outgoing, permit, ticket)
+        }
     }
 }
 
@@ -247,8 +362,8 @@ async fn drive<T>(
     loop {
         step = match step {
             Step::Done(result) => return result.map(finish),
-            Step::Send(outgoing, permit) => {
-                let result = send_message(&core, outgoing, mode, (started, deadline)).await;
+            Step::Send(outgoing, permit, ticket) => {
+                let result = send_message(&core, outgoing, mode, (started, deadline), ticket).await;
                 drop(permit);
                 return result.map(finish);
             }
@@ -267,12 +382,13 @@ async fn drive<T>(
                     }
                 }
             }
-            Step::Compress(message) => {
+            Step::Compress(message, extras) => {
                 // Compressing a large body takes milliseconds (1 MiB ≈ 15 ms at level 5): do it
                 // on glommio's blocking pool so this core keeps serving its other sends meanwhile.
                 let shared = std::sync::Arc::clone(&core.shared);
                 let prepared = Box::pin(
-                    glommio::executor().spawn_blocking(move || prepare(message, &shared.config)),
+                    glommio::executor()
+                        .spawn_blocking(move || prepare(message, &shared.config, extras)),
                 )
                 .await;
                 started = Instant::now();

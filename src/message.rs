@@ -1,6 +1,8 @@
 //! [`Message`]: what a caller hands over, and the validation rules it must pass
 //! (Java `Message`, `Validators.checkMessage`, `TopicValidator`).
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use bytes::Bytes;
 
 use crate::error::Error;
@@ -18,6 +20,11 @@ pub const SEND_FORBIDDEN_TOPICS: &[&str] = &[
     "SELF_TEST_TOPIC",
     "OFFSET_MOVED_EVENT",
 ];
+
+/// Largest timer value accepted before sending (a deliver time or delay in milliseconds beyond
+/// this is a mistake, not a schedule; the broker applies its own `timerMaxDelaySec`, 3 days by
+/// default).
+pub const MAX_TIMER_MILLIS: u64 = i64::MAX as u64 / 2;
 
 /// A message to send.
 ///
@@ -52,6 +59,36 @@ pub struct Message {
     pub delay_level: u8,
     /// Whether the broker should answer only after storing (property `WAIT`, default true).
     pub wait_store_ok: bool,
+    /// RocketMQ 5.x timer delivery (`TIMER_DELIVER_MS` / `TIMER_DELAY_MS`); `None` = at once.
+    /// Brokers without a timer store refuse it with `WHEEL_TIMER_NOT_ENABLE`.
+    pub timer: Option<TimerDelivery>,
+}
+
+/// When a RocketMQ 5.x timer message becomes visible (Java `Message.setDeliverTimeMs`,
+/// `setDelayTimeMs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerDelivery {
+    /// At this wall-clock time (property `TIMER_DELIVER_MS`, Unix milliseconds).
+    At(SystemTime),
+    /// This long after the broker stores it (property `TIMER_DELAY_MS`, milliseconds).
+    After(Duration),
+}
+
+impl TimerDelivery {
+    /// The property that carries it, and its value.
+    pub(crate) fn property(&self) -> (&'static str, u64) {
+        match self {
+            TimerDelivery::At(at) => (
+                properties::keys::TIMER_DELIVER_MS,
+                at.duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis().min(u64::MAX as u128) as u64),
+            ),
+            TimerDelivery::After(delay) => (
+                properties::keys::TIMER_DELAY_MS,
+                delay.as_millis().min(u64::MAX as u128) as u64,
+            ),
+        }
+    }
 }
 
 impl Message {
@@ -66,6 +103,7 @@ impl Message {
             flag: 0,
             delay_level: 0,
             wait_store_ok: true,
+            timer: None,
         }
     }
 
@@ -103,6 +141,18 @@ impl Message {
         self
     }
 
+    /// Makes this a RocketMQ 5.x timer message delivered at `at`.
+    pub fn with_deliver_at(mut self, at: SystemTime) -> Self {
+        self.timer = Some(TimerDelivery::At(at));
+        self
+    }
+
+    /// Makes this a RocketMQ 5.x timer message delivered `delay` after it is stored.
+    pub fn with_delay(mut self, delay: Duration) -> Self {
+        self.timer = Some(TimerDelivery::After(delay));
+        self
+    }
+
     /// Sets whether the broker answers only after storing.
     pub fn with_wait_store_ok(mut self, wait: bool) -> Self {
         self.wait_store_ok = wait;
@@ -130,6 +180,19 @@ impl Message {
                 "delay level {} is outside 0..=18",
                 self.delay_level
             )));
+        }
+        if let Some(timer) = &self.timer {
+            if self.delay_level > 0 {
+                return Err(invalid(
+                    "a message takes a delay level or a timer delivery, not both",
+                ));
+            }
+            let (_, millis) = timer.property();
+            if millis == 0 || millis > MAX_TIMER_MILLIS {
+                return Err(invalid(format!(
+                    "the timer value {millis} ms is outside 1..={MAX_TIMER_MILLIS}"
+                )));
+            }
         }
         let check_text = |what: &str, text: &str| {
             if text.contains([

@@ -11,28 +11,20 @@ use std::time::{Duration, Instant};
 use futures_channel::oneshot;
 
 use crate::config::{CoreSelection, ProducerConfig, QueueFullPolicy};
+use crate::engine::broker_requests::BrokerRequests;
 use crate::engine::connection::ConnSettings;
 use crate::engine::core::{current_core, spawn_core, CoreReport, Shared};
 use crate::engine::inbox::{Inbox, Job, SendMode};
-use crate::engine::prepared::{prepare, prepare_batch, random_u32, Outgoing, Reply};
+use crate::engine::prepared::{prepare, prepare_batch, random_u32, Outgoing, Reply, SendExtras};
 use crate::error::{Error, Outcome};
+use crate::hooks::{CheckForbiddenHook, Hooks, RequestHook, SendHook};
 use crate::local_producer::LocalProducer;
 use crate::message::Message;
 use crate::protocol::frame::MAX_FRAME_BYTES;
 use crate::route::RouteTable;
 use crate::send_future::SendFuture;
-use crate::send_result::SendResult;
-
-/// Per-call options of a send.
-#[derive(Debug, Clone, Default)]
-pub struct SendOptions {
-    /// Budget of this message instead of `ProducerConfig::send_timeout`.
-    pub timeout: Option<Duration>,
-    /// Messages with the same key go to the same core (and so keep their relative order on
-    /// that core's connection). Without a key, each calling thread spreads its messages over the
-    /// cores round-robin.
-    pub sharding_key: Option<u64>,
-}
+use crate::send_options::SendOptions;
+use crate::send_result::{MessageQueue, SendResult};
 
 /// What [`Producer::shutdown`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -90,6 +82,7 @@ pub struct Producer {
 #[derive(Debug, Clone, Default)]
 pub struct ProducerBuilder {
     config: ProducerConfig,
+    hooks: Hooks,
 }
 
 impl ProducerBuilder {
@@ -139,6 +132,25 @@ impl ProducerBuilder {
         self
     }
 
+    /// Adds a hook called before and after every attempt of every send.
+    pub fn send_hook(mut self, hook: Arc<dyn SendHook>) -> Self {
+        self.hooks.send.push(hook);
+        self
+    }
+
+    /// Adds a hook that may refuse a message before each attempt.
+    pub fn check_forbidden_hook(mut self, hook: Arc<dyn CheckForbiddenHook>) -> Self {
+        self.hooks.check_forbidden.push(hook);
+        self
+    }
+
+    /// Adds a hook called for every request the producer writes (sends, heartbeats, route
+    /// lookups), which may add header fields.
+    pub fn request_hook(mut self, hook: Arc<dyn RequestHook>) -> Self {
+        self.hooks.request.push(hook);
+        self
+    }
+
     /// Mutable access to the whole configuration.
     pub fn config_mut(&mut self) -> &mut ProducerConfig {
         &mut self.config
@@ -152,8 +164,13 @@ impl ProducerBuilder {
     /// [`Error::InvalidConfig`] for bad settings, [`Error::Startup`] when an executor cannot start
     /// (CPU not available, io_uring refused, locked memory below glommio's minimum).
     pub fn build(self) -> Result<Producer, Error> {
-        let config = self.config;
+        let mut config = self.config;
         config.validate()?;
+        if let Some(namespace) = &config.namespace {
+            // The group is registered, sent and checked back in its namespace (Java
+            // `ClientConfig.withNamespace(producerGroup)`).
+            config.producer_group = crate::namespace::wrap(namespace, &config.producer_group);
+        }
         let cpus = resolve_cpus(&config.cores)?;
         let ip = config
             .client_ip
@@ -169,12 +186,19 @@ impl ProducerBuilder {
             )
         });
         let client_id = format!("{ip}@{instance}");
+        let hooks = Arc::new(self.hooks);
+        let broker_requests = Arc::new(BrokerRequests::new(
+            config.producer_group.clone(),
+            config.namespace.clone(),
+        ));
         let conn_settings = ConnSettings {
             encoding: config.header_encoding,
             language: config.language,
             version: config.version,
             max_frame_bytes: MAX_FRAME_BYTES,
             max_in_flight: config.core.max_inflight_per_connection,
+            broker_requests: Some(Arc::clone(&broker_requests)),
+            hooks: Arc::clone(&hooks),
         };
         let shared = Arc::new(Shared {
             config,
@@ -183,6 +207,8 @@ impl ProducerBuilder {
             closing: Default::default(),
             shutdown_deadline: Mutex::new(None),
             conn_settings,
+            broker_requests,
+            hooks,
         });
         let mut cores = Vec::with_capacity(cpus.len());
         for (index, cpu) in cpus.into_iter().enumerate() {
@@ -296,11 +322,7 @@ impl Producer {
     ///
     /// As [`Producer::send`].
     pub fn send_with(&self, message: Message, options: SendOptions) -> Result<SendResult, Error> {
-        if current_core().is_some() {
-            return Err(Error::InvalidConfig {
-                reason: "blocking send called on a producer core; use LocalProducer there".into(),
-            });
-        }
+        self.reject_on_core("send")?;
         self.submit(message, SendMode::Sync, &options, Reply::into_one)
             .wait()
     }
@@ -351,7 +373,7 @@ impl Producer {
         if !enter_open(shared, slot) {
             return SendFuture::failed(shut_down_refusal(None), Reply::into_batch);
         }
-        match prepare_batch(messages, &shared.config) {
+        match prepare_batch(messages, &shared.config, SendExtras::from_options(&options)) {
             Ok(batch) => self.enqueue(
                 slot,
                 Outgoing::Batch(batch),
@@ -369,12 +391,49 @@ impl Producer {
     /// Sends without a broker answer: the future resolves `Ok(())` once the request is written
     /// to the socket. It can be dropped; the message is still sent.
     pub fn send_oneway(&self, message: Message) -> SendFuture<()> {
-        self.submit(message, SendMode::Oneway, &SendOptions::default(), |_| ())
+        self.send_oneway_with(message, SendOptions::default())
+    }
+
+    /// [`Producer::send_oneway`] with per-call options (a target queue, a sharding key).
+    pub fn send_oneway_with(&self, message: Message, options: SendOptions) -> SendFuture<()> {
+        self.submit(message, SendMode::Oneway, &options, |_| ())
+    }
+
+    /// The queues a message of `topic` may be sent to (Java `fetchPublishMessageQueues`):
+    /// writable queues of master brokers, brokers in name order. Fetches the route from the
+    /// NameServer when the producer has none yet; nothing is sent to the topic.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoRoute`] / [`Error::NameServerUnavailable`] when no route can be had within
+    /// the send timeout; [`Error::InvalidMessage`] for an invalid topic name.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # use rocketmq_tpc::{Message, Producer, SendOptions, SendTarget};
+    /// # fn demo(producer: &Producer) -> Result<(), rocketmq_tpc::Error> {
+    /// let queues = producer.fetch_publish_queues("orders")?;
+    /// let last = queues.last().cloned().expect("a route has queues");
+    /// producer.send_with(
+    ///     Message::new("orders", "to the last queue"),
+    ///     SendOptions::new().target(SendTarget::Queue(last)),
+    /// )?;
+    /// # Ok(()) }
+    /// ```
+    pub fn fetch_publish_queues(&self, topic: &str) -> Result<Vec<MessageQueue>, Error> {
+        crate::message::validate_topic(topic)?;
+        self.reject_on_core("fetch_publish_queues")?;
+        let topic = topic.to_owned();
+        self.run_on_core(0, move |local: LocalProducer| async move {
+            local.fetch_publish_queues(&topic).await
+        })?
+        .wait()?
     }
 
     fn pick_core(&self, options: &SendOptions) -> usize {
         let n = self.inner.cores.len();
-        match options.sharding_key {
+        match options.sharding_key.or_else(|| options.target.core_hint()) {
             Some(key) => (key % n as u64) as usize,
             None => NEXT_CORE.with(|c| {
                 let i = c.get();
@@ -391,13 +450,26 @@ impl Producer {
         options: &SendOptions,
         map: fn(Reply) -> T,
     ) -> SendFuture<T> {
+        let extras = SendExtras::from_options(options);
+        self.submit_with_extras(message, mode, options, extras, map)
+    }
+
+    /// [`Producer::submit`] with what a transaction or a request adds to the message.
+    pub(crate) fn submit_with_extras<T>(
+        &self,
+        message: Message,
+        mode: SendMode,
+        options: &SendOptions,
+        extras: Option<Box<SendExtras>>,
+        map: fn(Reply) -> T,
+    ) -> SendFuture<T> {
         let shared = &self.inner.shared;
         let deadline = Instant::now() + options.timeout.unwrap_or(shared.config.send_timeout);
         let slot = &self.inner.cores[self.pick_core(options)];
         if !enter_open(shared, slot) {
             return SendFuture::failed(shut_down_refusal(Some(message)), map);
         }
-        let prepared = match prepare(message, &shared.config) {
+        let prepared = match prepare(message, &shared.config, extras) {
             Ok(p) => Outgoing::One(p),
             Err(refused) => {
                 let (e, _) = *refused;
@@ -515,6 +587,32 @@ impl Producer {
         }
     }
 
+    /// Waits until every message handed over before the call has its outcome (its future or
+    /// callback resolved), or until `timeout` passes; the producer stays usable, and messages
+    /// sent meanwhile are not waited for.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] when some were still in progress at the deadline (they go on),
+    /// [`Error::ShutDown`] after shutdown. Do not call it on a producer core (use
+    /// [`LocalProducer::flush`] there).
+    pub fn flush(&self, timeout: Duration) -> Result<(), Error> {
+        self.reject_on_core("flush")?;
+        // Each core's inbox is FIFO: the flush job runs after every job pushed before it took
+        // its permit, so the core's flush covers them.
+        let mut handles = Vec::with_capacity(self.cores());
+        for core in 0..self.cores() {
+            handles.push(self.run_on_core(core, move |local| local.flush(timeout))?);
+        }
+        let mut result = Ok(());
+        for handle in handles {
+            if let Err(e) = handle.wait()? {
+                result = Err(e);
+            }
+        }
+        result
+    }
+
     /// Stops accepting messages, waits up to `timeout` for every accepted message to get its
     /// outcome, fails whatever is left with [`Error::ShutDown`], unregisters from the brokers and
     /// stops the cores. Later calls return the first call's report.
@@ -523,6 +621,25 @@ impl Producer {
     /// core it runs on) and reports `joined: false`.
     pub fn shutdown(&self, timeout: Duration) -> ShutdownReport {
         self.inner.shutdown(timeout)
+    }
+}
+
+impl Producer {
+    /// Refuses a blocking call on a producer core's own thread (it would stall the core).
+    pub(crate) fn reject_on_core(&self, what: &str) -> Result<(), Error> {
+        if current_core().is_some() {
+            return Err(Error::InvalidConfig {
+                reason: format!(
+                    "blocking {what} called on a producer core; use LocalProducer there"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// State shared with the cores.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
     }
 }
 

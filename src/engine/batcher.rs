@@ -216,7 +216,14 @@ async fn send_items(core: &Rc<Core>, items: Vec<BatchItem>) {
     } else {
         Outgoing::Batch(join_prepared(messages))
     };
-    let result = send_message(core, outgoing, SendMode::Async, (Instant::now(), deadline)).await;
+    let result = send_message(
+        core,
+        outgoing,
+        SendMode::Async,
+        (Instant::now(), deadline),
+        None,
+    )
+    .await;
     drop(permits);
     match result {
         Ok(Reply::Batch(results)) => {

@@ -17,6 +17,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
@@ -50,6 +51,10 @@ pub(crate) struct ConnSettings {
     pub version: i32,
     pub max_frame_bytes: usize,
     pub max_in_flight: usize,
+    /// What to do with requests the peer sends (check-backs, pushed replies).
+    pub broker_requests: Option<Arc<super::broker_requests::BrokerRequests>>,
+    /// The producer's hooks (request hooks run on every request written here).
+    pub hooks: Arc<crate::hooks::Hooks>,
 }
 
 /// Counters a connection keeps for the core's metrics.
@@ -194,6 +199,11 @@ impl Connection {
             },
             remark: None,
         };
+        let hooked = self.settings.hooks.hooked_header(code, header, body);
+        let header: &dyn CustomHeader = match &hooked {
+            Some(fields) => fields,
+            None => header,
+        };
         frame::encode(
             &mut self.write_buf.borrow_mut(),
             self.settings.encoding,
@@ -290,20 +300,32 @@ impl Connection {
             }
             return;
         }
-        // A request from the peer (e.g. CHECK_TRANSACTION_STATE). Producers without transactions
-        // have nothing to say; answer like Java does for unknown codes, unless it is oneway.
-        tracing::debug!(peer = %self.peer, code = command.code, "request from peer not supported");
-        if command.is_oneway() {
+        match &self.settings.broker_requests {
+            Some(handler) => handler.handle(self, command),
+            None if command.is_oneway() => {}
+            None => {
+                let remark = format!(" request type {} not supported", command.code);
+                self.respond(
+                    command.opaque,
+                    ResponseCode::RequestCodeNotSupported,
+                    Some(&remark),
+                );
+            }
+        }
+    }
+
+    /// Writes the answer to the peer's request `opaque`.
+    pub(crate) fn respond(&self, opaque: i32, code: ResponseCode, remark: Option<&str>) {
+        if self.is_closed() {
             return;
         }
-        let remark = format!(" request type {} not supported", command.code);
         let head = CommandHead {
-            code: ResponseCode::RequestCodeNotSupported.as_i32(),
+            code: code.as_i32(),
             language: self.settings.language,
             version: self.settings.version,
-            opaque: command.opaque,
+            opaque,
             flag: crate::protocol::command::FLAG_RESPONSE,
-            remark: Some(&remark),
+            remark,
         };
         let encoded = frame::encode(
             &mut self.write_buf.borrow_mut(),

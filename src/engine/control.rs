@@ -19,6 +19,7 @@ pub(crate) async fn control_loop(core: Rc<Core>) {
     let mut known_masters = BTreeSet::new();
     loop {
         glommio::timer::sleep(TICK).await;
+        core.shared.broker_requests.expire_replies(Instant::now());
         if core.aborting.get()
             || core
                 .shared
@@ -47,7 +48,9 @@ pub(crate) async fn control_loop(core: Rc<Core>) {
     }
 }
 
-async fn heartbeat(core: &Rc<Core>, masters: &BTreeSet<String>) {
+/// HEART_BEAT to each of `masters` from this core; brokers then route check-backs and replies
+/// to this core's connection.
+pub(crate) async fn heartbeat(core: &Rc<Core>, masters: &BTreeSet<String>) {
     let config = &core.shared.config;
     let body = heartbeat_body(&core.shared.client_id, &config.producer_group);
     for addr in masters {
@@ -56,13 +59,38 @@ async fn heartbeat(core: &Rc<Core>, masters: &BTreeSet<String>) {
             .round_trip(addr, RequestCode::HeartBeat, &NoHeader, &body, deadline)
             .await
         {
-            Ok(reply) if reply.code == 0 => tracing::trace!(broker = %addr, "heartbeat ok"),
+            Ok(reply) if reply.code == 0 => {
+                core.shared.broker_requests.mark_announced(addr);
+                tracing::trace!(broker = %addr, "heartbeat ok")
+            }
             Ok(reply) => {
                 tracing::warn!(broker = %addr, code = reply.code, remark = ?reply.remark, "heartbeat refused")
             }
             Err(e) => tracing::warn!(broker = %addr, error = %e, "heartbeat failed"),
         }
     }
+}
+
+/// Heartbeats the masters of `topic`'s route that have not yet accepted one from this producer,
+/// so they know where to push replies (Java `sendHeartbeatToAllBrokerWithLock` before a request
+/// to a new topic).
+///
+/// # Errors
+///
+/// Route errors of `topic`.
+pub(crate) async fn announce(core: &Rc<Core>, topic: &str) -> Result<(), crate::error::Error> {
+    let deadline = Instant::now() + core.shared.config.send_timeout;
+    let route = core.route_for(topic, deadline).await?;
+    let missing: BTreeSet<String> = route
+        .master_addrs
+        .values()
+        .filter(|addr| !core.shared.broker_requests.is_announced(addr))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        heartbeat(core, &missing).await;
+    }
+    Ok(())
 }
 
 /// Best-effort UNREGISTER_CLIENT to every master this producer knows (bounded to 500 ms).

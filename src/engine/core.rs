@@ -44,6 +44,10 @@ pub(crate) struct Shared {
     pub closing: AtomicBool,
     pub shutdown_deadline: Mutex<Option<Instant>>,
     pub conn_settings: ConnSettings,
+    /// Check-backs and pushed replies from brokers, for every connection of every core.
+    pub broker_requests: Arc<super::broker_requests::BrokerRequests>,
+    /// Send, check-forbidden and request hooks.
+    pub hooks: Arc<crate::hooks::Hooks>,
 }
 
 thread_local! {
@@ -57,6 +61,9 @@ pub(crate) fn current_core() -> Option<Rc<Core>> {
 
 /// Connects in progress, keyed by (peer address, connection slot).
 type ConnectFlights = SingleFlight<(String, usize), Result<Rc<Connection>, Error>>;
+
+/// A queue: broker name and queue id.
+type QueueKey = (Arc<str>, i32);
 
 /// Everything one core owns.
 pub(crate) struct Core {
@@ -82,6 +89,12 @@ pub(crate) struct Core {
     /// Message bytes in progress (`max_buffered_bytes`).
     pub byte_permits: Rc<Semaphore>,
     pub aborting: Cell<bool>,
+    /// Keeps sends to chosen queues in the order they reached the core.
+    pub order_gate: Rc<super::order_gate::OrderGate>,
+    /// One request in flight per chosen queue, in order (see `send_attempt`).
+    queue_orders: RefCell<HashMap<QueueKey, Rc<super::order_gate::OrderGate>>>,
+    /// Which sends a `flush()` waits for.
+    pub flush_gate: Rc<super::flush_gate::FlushGate>,
     pub stats: CoreStats,
     /// Open automatic batches, when auto-batching is on.
     pub batcher: Option<super::batcher::Batcher>,
@@ -111,6 +124,9 @@ impl Core {
                 shared.config.fault_table.clone(),
             )),
             aborting: Cell::new(false),
+            flush_gate: Rc::default(),
+            order_gate: Rc::default(),
+            queue_orders: RefCell::default(),
             core_config,
             stats: CoreStats::default(),
             batcher,
@@ -132,15 +148,23 @@ impl Core {
         self.connection_slot(addr, 0, deadline).await
     }
 
-    /// The next of the `connections_per_broker` connections to `addr`, round robin.
+    /// One of the `connections_per_broker` connections to `addr`: the one `slot` names (modulo
+    /// their number), else the next, round robin.
     pub(crate) async fn send_connection(
         self: &Rc<Self>,
         addr: &str,
+        slot: Option<usize>,
         deadline: Instant,
     ) -> Result<Rc<Connection>, Error> {
         let slots = self.core_config.connections_per_broker.max(1);
-        let slot = self.next_slot.get() % slots;
-        self.next_slot.set(self.next_slot.get().wrapping_add(1));
+        let slot = match slot {
+            Some(slot) => slot % slots,
+            None => {
+                let next = self.next_slot.get();
+                self.next_slot.set(next.wrapping_add(1));
+                next % slots
+            }
+        };
         if let Some(conn) = self.open_connection(addr, slot) {
             return Ok(conn);
         }
@@ -382,6 +406,22 @@ impl Core {
             .ok_or_else(|| no_route("route vanished after install".into()))
     }
 
+    /// The order of requests to one queue (created on first use; one entry per queue this core
+    /// sent targeted messages to).
+    pub(crate) fn queue_order(
+        &self,
+        broker_name: &Arc<str>,
+        queue_id: i32,
+    ) -> Rc<super::order_gate::OrderGate> {
+        let mut orders = self.queue_orders.borrow_mut();
+        if let Some(gate) = orders.get(&(Arc::clone(broker_name), queue_id)) {
+            return Rc::clone(gate);
+        }
+        let gate = Rc::new(super::order_gate::OrderGate::default());
+        orders.insert((Arc::clone(broker_name), queue_id), Rc::clone(&gate));
+        gate
+    }
+
     /// Closes every connection (shutdown).
     pub(crate) fn close_all(&self, reason: &str) {
         for conn in self.connections.borrow().values().flatten().flatten() {
@@ -429,6 +469,7 @@ impl Core {
 pub(crate) struct InFlightPermit {
     _message: glommio::sync::StaticPermit,
     _bytes: glommio::sync::StaticPermit,
+    _flush: super::flush_gate::FlushTicket,
 }
 
 impl Core {
@@ -446,6 +487,7 @@ impl Core {
         Some(InFlightPermit {
             _message: message,
             _bytes: bytes,
+            _flush: self.flush_gate.enter(),
         })
     }
 
@@ -468,6 +510,7 @@ impl Core {
         Some(InFlightPermit {
             _message: message,
             _bytes: bytes,
+            _flush: self.flush_gate.enter(),
         })
     }
 }
@@ -585,7 +628,9 @@ async fn run_core(index: usize, cpu: usize, shared: Arc<Shared>, inbox: Arc<Inbo
                     }
                 };
                 match (message, core.batcher.as_ref()) {
-                    (Outgoing::One(message), Some(batcher)) if mode != SendMode::Oneway => {
+                    (Outgoing::One(message), Some(batcher))
+                        if mode != SendMode::Oneway && message.batchable() =>
+                    {
                         let item = BatchItem {
                             message,
                             reply: super::batcher::ReplyTo::Remote(reply),
@@ -595,11 +640,18 @@ async fn run_core(index: usize, cpu: usize, shared: Arc<Shared>, inbox: Arc<Inbo
                         super::batcher::add(&core, batcher, item);
                     }
                     (message, _) => {
+                        // Sends to chosen queues keep the order they reach the core in.
+                        let ticket = message.keeps_order().then(|| core.order_gate.ticket());
                         let core = Rc::clone(&core);
                         glommio::spawn_local(async move {
-                            let result =
-                                send_message(&core, message, mode, (Instant::now(), deadline))
-                                    .await;
+                            let result = send_message(
+                                &core,
+                                message,
+                                mode,
+                                (Instant::now(), deadline),
+                                ticket,
+                            )
+                            .await;
                             drop(permit);
                             let _ = reply.send(result);
                         })

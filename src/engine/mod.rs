@@ -3,16 +3,21 @@
 
 pub(crate) mod arena_text;
 pub(crate) mod batcher;
+pub(crate) mod broker_requests;
 pub(crate) mod connection;
 pub(crate) mod control;
 pub(crate) mod core;
 pub(crate) mod deadline;
+pub(crate) mod flush_gate;
 pub(crate) mod in_flight;
 pub(crate) mod inbox;
 pub(crate) mod latency;
+pub(crate) mod order_gate;
 pub(crate) mod prepared;
 pub(crate) mod reply_slots;
 pub(crate) mod selector;
 pub(crate) mod send;
 pub(crate) mod single_flight;
 pub(crate) mod stats;
+pub(crate) mod target_queue;
+pub(crate) mod transaction_end;

@@ -18,6 +18,7 @@ use crate::protocol::compression::{self, sys_flag};
 use crate::protocol::message_id::UniqueIdGenerator;
 use crate::protocol::properties::{self, keys, MAX_PROPERTIES_BYTES};
 use crate::short_string::ShortString;
+use crate::target::SendTarget;
 
 use super::arena_text::ArenaText;
 
@@ -35,11 +36,81 @@ pub(crate) struct PreparedMessage {
     /// Unix milliseconds when the message was prepared (its unique id carries the same time);
     /// the first attempt's `bornTimestamp`, so it needs no clock read of its own.
     pub born_millis: i64,
+    /// What this send adds beyond a plain send (target, namespace, system properties); `None`
+    /// for plain sends, so they carry one null pointer.
+    pub extras: Option<Box<SendExtras>>,
 }
 
 impl PreparedMessage {
+    /// The topic as sent (with the namespace, when one is configured).
     pub(crate) fn topic(&self) -> &str {
-        &self.original.topic
+        self.extras
+            .as_ref()
+            .and_then(|e| e.wire_topic.as_deref())
+            .unwrap_or(&self.original.topic)
+    }
+
+    /// Whether the automatic batcher may put it in a batch: not for messages the batch rules
+    /// exclude (delayed, timed) or whose send is special (a chosen queue, a half message, a
+    /// reply).
+    pub(crate) fn batchable(&self) -> bool {
+        self.original.delay_level == 0
+            && self.original.timer.is_none()
+            && self
+                .extras
+                .as_ref()
+                .is_none_or(|e| e.target.is_auto() && e.sys_flag == 0 && !e.reply_message)
+    }
+}
+
+/// What a send adds beyond the message itself. Rare (ordered sends, namespaces, transactions,
+/// request-reply), so it travels boxed and plain sends pay nothing for it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SendExtras {
+    /// Where the send goes.
+    pub target: SendTarget,
+    /// Whether a targeted send may be retried.
+    pub retry_targeted: bool,
+    /// The topic as sent (`namespace%topic`), when a namespace is configured.
+    pub wire_topic: Option<String>,
+    /// Properties the client itself sets (`TRAN_MSG`, `PGROUP`, `CORRELATION_ID`, `INSTANCE_ID`...),
+    /// which [`Message::validate`] refuses from users.
+    pub system_properties: Vec<(&'static str, String)>,
+    /// Bits OR-ed into the sysFlag (e.g. `TRANSACTION_PREPARED`).
+    pub sys_flag: i32,
+    /// Sent with SEND_REPLY_MESSAGE_V2 (325) instead of SEND_MESSAGE_V2.
+    pub reply_message: bool,
+}
+
+impl SendExtras {
+    /// Extras for `options`, or `None` when they ask for nothing beyond a plain send.
+    pub(crate) fn from_options(options: &crate::send_options::SendOptions) -> Option<Box<Self>> {
+        if options.target.is_auto() {
+            return None;
+        }
+        Some(Box::new(SendExtras {
+            target: options.target.clone(),
+            retry_targeted: options.retry_targeted,
+            ..SendExtras::default()
+        }))
+    }
+
+    /// Applies the producer's namespace (Java `ClientConfig.withNamespace` + the `INSTANCE_ID`
+    /// property `sendKernelImpl` adds).
+    fn with_namespace(
+        extras: Option<Box<Self>>,
+        topic: &str,
+        config: &ProducerConfig,
+    ) -> Option<Box<Self>> {
+        let Some(namespace) = config.namespace.as_deref() else {
+            return extras;
+        };
+        let mut extras = extras.unwrap_or_default();
+        extras.wire_topic = Some(crate::namespace::wrap(namespace, topic));
+        extras
+            .system_properties
+            .push((keys::INSTANCE_ID, namespace.to_owned()));
+        Some(extras)
     }
 }
 
@@ -97,7 +168,12 @@ pub(crate) fn next_unique_id(client_ip: Option<IpAddr>, now_millis: i64) -> Shor
 /// Writes the properties string of `message` with its unique id into `props` (cleared first;
 /// Java `messageProperties2String` after `sendKernelImpl` set `UNIQ_KEY`), or says why it cannot
 /// be sent.
-fn encode_properties(props: &mut String, message: &Message, uniq_key: &str) -> Result<(), Error> {
+fn encode_properties(
+    props: &mut String,
+    message: &Message,
+    uniq_key: &str,
+    extras: Option<&SendExtras>,
+) -> Result<(), Error> {
     props.clear();
     for (name, value) in &message.properties {
         properties::push_property(props, name, value);
@@ -121,6 +197,14 @@ fn encode_properties(props: &mut String, message: &Message, uniq_key: &str) -> R
         let mut digits = itoa::Buffer::new();
         properties::push_property(props, keys::DELAY, digits.format(message.delay_level));
     }
+    if let Some(timer) = &message.timer {
+        let (name, value) = timer.property();
+        let mut digits = itoa::Buffer::new();
+        properties::push_property(props, name, digits.format(value));
+    }
+    for (name, value) in extras.map(|e| &e.system_properties[..]).unwrap_or_default() {
+        properties::push_property(props, name, value);
+    }
     properties::push_property(props, keys::UNIQ_KEY, uniq_key);
     if props.len() > MAX_PROPERTIES_BYTES {
         return Err(Error::InvalidMessage {
@@ -140,21 +224,29 @@ pub(crate) const ZLIB_SYS_FLAG: i32 = sys_flag::COMPRESSED | sys_flag::COMPRESSI
 pub(crate) fn prepare(
     message: Message,
     config: &ProducerConfig,
+    extras: Option<Box<SendExtras>>,
 ) -> Result<PreparedMessage, Box<(Error, Message)>> {
     if let Err(e) = message.validate(config.max_message_size) {
         return Err(Box::new((e, message)));
+    }
+    let extras = SendExtras::with_namespace(extras, &message.topic, config);
+    if let Some(wire) = extras.as_ref().and_then(|e| e.wire_topic.as_deref()) {
+        if let Err(e) = crate::message::validate_topic(wire) {
+            return Err(Box::new((e, message)));
+        }
     }
     let born_millis = unix_millis();
     let uniq_key = next_unique_id(config.client_ip, born_millis);
     let encoded = THREAD_PROPERTIES.with(|scratch| {
         let mut scratch = scratch.borrow_mut();
-        encode_properties(&mut scratch, &message, &uniq_key).map(|()| ArenaText::copy(&scratch))
+        encode_properties(&mut scratch, &message, &uniq_key, extras.as_deref())
+            .map(|()| ArenaText::copy(&scratch))
     });
     let props = match encoded {
         Ok(p) => p,
         Err(e) => return Err(Box::new((e, message))),
     };
-    let mut flags = 0;
+    let mut flags = extras.as_ref().map_or(0, |e| e.sys_flag);
     let body = if message.body.len() >= config.compress_over {
         flags |= ZLIB_SYS_FLAG;
         Bytes::from(compress(&message.body, config.compress_level))
@@ -168,6 +260,7 @@ pub(crate) fn prepare(
         properties: props,
         uniq_key,
         born_millis,
+        extras,
     })
 }
 
@@ -175,12 +268,16 @@ pub(crate) fn prepare(
 /// (Java `MessageBatch` + `MessageDecoder.encodeMessages`).
 #[derive(Debug, Clone)]
 pub(crate) struct PreparedBatch {
+    /// The topic as sent (with the namespace, when one is configured).
     pub topic: String,
     pub uniq_keys: Vec<ShortString>,
     pub body: Bytes,
     pub sys_flag: i32,
-    /// Wrapper properties: `WAIT` only, like the 4.9.7 client (accepted by 4.9.x and 5.x).
-    pub properties: &'static str,
+    /// Wrapper properties: `WAIT`, like the 4.9.7 client (accepted by 4.9.x and 5.x), plus
+    /// `INSTANCE_ID` under a namespace.
+    pub properties: std::borrow::Cow<'static, str>,
+    /// Target and namespace of the batch, as for single messages.
+    pub extras: Option<Box<SendExtras>>,
 }
 
 /// The wrapper properties of a batch (`WAIT` only).
@@ -231,8 +328,18 @@ fn check_batch_rules(messages: &[Message], config: &ProducerConfig) -> Result<()
 pub(crate) fn prepare_batch(
     messages: Vec<Message>,
     config: &ProducerConfig,
+    extras: Option<Box<SendExtras>>,
 ) -> Result<PreparedBatch, Error> {
     check_batch_rules(&messages, config)?;
+    if let Some(SendTarget::Selector(_)) = extras.as_ref().map(|e| &e.target) {
+        return Err(Error::InvalidTarget {
+            reason: "a selector picks a queue per message; give a batch a Queue, ByKey, Random or RoundRobin target".into(),
+        });
+    }
+    let extras = SendExtras::with_namespace(extras, &messages[0].topic, config);
+    if let Some(wire) = extras.as_ref().and_then(|e| e.wire_topic.as_deref()) {
+        crate::message::validate_topic(wire)?;
+    }
     let total: usize = messages.iter().map(|m| m.body.len()).sum();
     let compressed = total >= config.compress_over;
     let mut body = bytes::BytesMut::with_capacity(total + messages.len() * 96);
@@ -240,7 +347,7 @@ pub(crate) fn prepare_batch(
     let mut props = String::with_capacity(128);
     for m in &messages {
         let uniq_key = next_unique_id(config.client_ip, unix_millis());
-        encode_properties(&mut props, m, &uniq_key)?;
+        encode_properties(&mut props, m, &uniq_key, None)?;
         if compressed {
             let packed = compress(&m.body, config.compress_level);
             batch::encode_record(&mut body, m.flag, &packed, &props);
@@ -259,12 +366,20 @@ pub(crate) fn prepare_batch(
         });
     }
     let first = &messages[0];
+    let mut properties = std::borrow::Cow::Borrowed(wrapper_properties(first.wait_store_ok));
+    for (name, value) in extras.iter().flat_map(|e| &e.system_properties) {
+        properties::push_property(properties.to_mut(), name, value);
+    }
     Ok(PreparedBatch {
-        topic: first.topic.clone(),
-        properties: wrapper_properties(first.wait_store_ok),
+        topic: extras
+            .as_ref()
+            .and_then(|e| e.wire_topic.clone())
+            .unwrap_or_else(|| first.topic.clone()),
+        properties,
         sys_flag: if compressed { ZLIB_SYS_FLAG } else { 0 },
         body: body.freeze(),
         uniq_keys,
+        extras,
     })
 }
 
@@ -294,7 +409,8 @@ pub(crate) fn join_prepared(messages: Vec<PreparedMessage>) -> PreparedBatch {
         uniq_keys,
         body: body.freeze(),
         sys_flag,
-        properties: wrapper_properties(wait),
+        properties: std::borrow::Cow::Borrowed(wrapper_properties(wait)),
+        extras: None,
     }
 }
 
@@ -320,6 +436,20 @@ impl Outgoing {
         match self {
             Outgoing::One(m) => m.body.len() + m.properties.len(),
             Outgoing::Batch(b) => b.body.len() + b.properties.len(),
+        }
+    }
+
+    /// Whether it goes to a queue its caller chose for order (one in flight per queue, in the
+    /// order sends reach the core).
+    pub(crate) fn keeps_order(&self) -> bool {
+        self.extras().is_some_and(|e| e.target.keeps_order())
+    }
+
+    /// What the send adds beyond a plain send.
+    pub(crate) fn extras(&self) -> Option<&SendExtras> {
+        match self {
+            Outgoing::One(m) => m.extras.as_deref(),
+            Outgoing::Batch(b) => b.extras.as_deref(),
         }
     }
 
@@ -382,7 +512,7 @@ mod tests {
             .with_tags("t")
             .with_keys(["k1", "k2"])
             .with_property("p", "v");
-        let p = prepare(m, &config()).unwrap();
+        let p = prepare(m, &config(), None).unwrap();
         let map = properties::decode(&p.properties);
         assert_eq!(map["TAGS"], "t");
         assert_eq!(map["KEYS"], "k1 k2");
@@ -395,25 +525,25 @@ mod tests {
             compression::decompress(&p.body, 1000).unwrap(),
             vec![b'a'; 100]
         );
-        let small = prepare(Message::new("T", "tiny"), &config()).unwrap();
+        let small = prepare(Message::new("T", "tiny"), &config(), None).unwrap();
         assert_eq!(small.sys_flag, 0);
         assert_ne!(small.uniq_key, p.uniq_key);
     }
 
     #[test]
     fn refused_message_comes_back() {
-        let (err, back) = *prepare(Message::new("bad topic", "x"), &config()).unwrap_err();
+        let (err, back) = *prepare(Message::new("bad topic", "x"), &config(), None).unwrap_err();
         assert!(matches!(err, Error::InvalidMessage { .. }));
         assert_eq!(back.topic, "bad topic");
         let huge = Message::new("T", "x").with_property("big", "v".repeat(40_000));
-        assert!(prepare(huge, &config()).is_err());
+        assert!(prepare(huge, &config(), None).is_err());
     }
 
     #[test]
     fn batch_rules() {
         let c = config();
         let ok = vec![Message::new("T", "a"), Message::new("T", "b")];
-        let b = prepare_batch(ok, &c).unwrap();
+        let b = prepare_batch(ok, &c, None).unwrap();
         assert_eq!(b.uniq_keys.len(), 2);
         assert_ne!(b.uniq_keys[0], b.uniq_keys[1]);
         assert_eq!(b.properties, "WAIT\u{1}true");
@@ -430,7 +560,7 @@ mod tests {
         // 2 bytes < compress_over 10: plain.
         assert_eq!(b.sys_flag, 0);
         let big = vec![Message::new("T", "aaaaaa"), Message::new("T", "bbbbbb")];
-        let b = prepare_batch(big, &c).unwrap();
+        let b = prepare_batch(big, &c, None).unwrap();
         assert_eq!(b.sys_flag, ZLIB_SYS_FLAG);
         let records = batch::decode(b.body.clone()).unwrap();
         assert_eq!(
@@ -454,12 +584,12 @@ mod tests {
             (vec![Message::new("%RETRY%g", "a")], "retry"),
             (vec![Message::new("T", "")], "empty"),
         ] {
-            let e = prepare_batch(bad, &c).unwrap_err().to_string();
+            let e = prepare_batch(bad, &c, None).unwrap_err().to_string();
             assert!(e.contains(why), "{e}");
         }
         let mut small = c.clone();
         small.max_message_size = 50;
-        let e = prepare_batch(vec![Message::new("T", "x"); 3], &small).unwrap_err();
+        let e = prepare_batch(vec![Message::new("T", "x"); 3], &small, None).unwrap_err();
         assert!(e.to_string().contains("batch encodes"), "{e}");
     }
 }

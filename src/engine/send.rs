@@ -17,8 +17,10 @@ use super::connection::failure_to_error;
 use super::core::{attempt_timeout, shut_down, Core};
 use super::deadline::until;
 use super::inbox::{SendMode, SendReply};
+use super::order_gate::OrderTicket;
 use super::prepared::{unix_millis, Outgoing, Reply};
 use crate::error::{Error, Outcome};
+use crate::hooks::AttemptContext;
 use crate::protocol::send_request_header::SendMessageRequestHeaderV2;
 use crate::protocol::send_response_header::SendMessageResponseHeader;
 use crate::protocol::{RemotingCommand, RequestCode, ResponseCode};
@@ -31,18 +33,27 @@ const BUSY_BACKOFF: Duration = Duration::from_millis(5);
 
 /// Sends one prepared message with retries until `deadline`; `started` is a recent clock
 /// reading (the caller's, so the hot path reads the clock once for both).
+///
+/// `ticket` is the send's place in its core's order, taken at hand-over (in the order sends
+/// reach the core) for sends to chosen queues; see [`super::order_gate`].
 pub(crate) async fn send_message(
     core: &Rc<Core>,
     message: Outgoing,
     mode: SendMode,
     (started, deadline): (Instant, Instant),
+    ticket: Option<OrderTicket>,
 ) -> SendReply {
     let message = &message;
     let config = &core.shared.config;
-    let max_attempts = match mode {
-        SendMode::Sync => 1 + config.retries_when_send_failed,
-        SendMode::Async => 1 + config.retries_when_send_async_failed,
-        SendMode::Oneway => 1,
+    // A send to a chosen queue makes one attempt unless its caller opted in (Java's rule).
+    let target = message
+        .extras()
+        .filter(|e| !e.target.is_auto())
+        .map(|e| (&e.target, e.retry_targeted));
+    let max_attempts = match (mode, target) {
+        (SendMode::Oneway, _) | (_, Some((_, false))) => 1,
+        (SendMode::Sync, _) => 1 + config.retries_when_send_failed,
+        (SendMode::Async, _) => 1 + config.retries_when_send_async_failed,
     };
     let topic = message.topic();
     let count = match message {
@@ -96,7 +107,12 @@ pub(crate) async fn send_message(
             // The NameServer was already tried in full; Java gives up here too.
             Err(e) => break Err(upgrade(e, any_unknown)),
         };
-        let queue = {
+        let queue = if let Some((target, _)) = target {
+            match super::target_queue::pick(core, target, &route, message) {
+                Ok(queue) => queue,
+                Err(e) => break Err(upgrade(e, any_unknown)),
+            }
+        } else {
             let mut selector = core.selector.borrow_mut();
             let selected = if config.send_latency_fault_enable {
                 let faults = core.faults.borrow();
@@ -132,16 +148,46 @@ pub(crate) async fn send_message(
             Outgoing::One(m) if attempts == 1 => m.born_millis,
             _ => unix_millis(),
         };
+        let hooks = &core.shared.hooks;
+        let context = hooks.any_attempt_hook().then(|| AttemptContext {
+            producer_group: &config.producer_group,
+            topic,
+            message: match message {
+                Outgoing::One(m) => Some(&m.original),
+                Outgoing::Batch(_) => None,
+            },
+            broker_addr: addr,
+            broker_name: &queue.broker_name,
+            queue_id: queue.queue_id,
+            attempt: attempts,
+        });
+        if let Some(context) = &context {
+            if let Err(e) = hooks.before(context) {
+                break Err(upgrade(e, any_unknown));
+            }
+        }
         let attempt = send_attempt(
             core,
             addr,
             (&route, &queue),
-            message,
+            (message, ticket.as_ref().filter(|_| attempts == 1)),
             mode,
             (attempt_started, born_millis),
             attempt_deadline,
         )
         .await;
+        if let Some(ticket) = &ticket {
+            ticket.pass();
+        }
+        if let Some(context) = &context {
+            let outcome = match &attempt {
+                Ok(Reply::One(r)) => Ok(Some(r)),
+                Ok(Reply::Batch(rs)) => Ok(rs.first()),
+                Ok(Reply::Written) => Ok(None),
+                Err(e) => Err(e),
+            };
+            hooks.after(context, outcome);
+        }
         if config.send_latency_fault_enable {
             // Java isolates a broker on transport failures; broker error codes count their latency.
             let failed = matches!(
@@ -235,16 +281,25 @@ async fn send_attempt(
     core: &Rc<Core>,
     addr: &str,
     (route, queue): (&TopicRoute, &PublishQueue),
-    message: &Outgoing,
+    (message, ticket): (&Outgoing, Option<&OrderTicket>),
     mode: SendMode,
     (started, born_millis): (Instant, i64),
     deadline: Instant,
 ) -> Result<Reply, Error> {
     let config = &core.shared.config;
-    let conn = core.send_connection(addr, deadline).await?;
+    let extras = message.extras();
+    // A chosen queue always uses the same connection, so its messages stay in order.
+    let slot = extras
+        .filter(|e| !e.target.is_auto())
+        .map(|_| queue.queue_id as usize);
+    let conn = core.send_connection(addr, slot, deadline).await?;
     let (code, sys_flag, flag, properties, body, batch) = match message {
         Outgoing::One(m) => (
-            RequestCode::SendMessageV2,
+            if extras.is_some_and(|e| e.reply_message) {
+                RequestCode::SendReplyMessageV2
+            } else {
+                RequestCode::SendMessageV2
+            },
             m.sys_flag,
             m.original.flag,
             m.properties.as_str(),
@@ -255,7 +310,7 @@ async fn send_attempt(
             RequestCode::SendBatchMessage,
             b.sys_flag,
             0,
-            b.properties,
+            &*b.properties,
             &b.body,
             true,
         ),
@@ -275,17 +330,65 @@ async fn send_attempt(
         max_reconsume_times: None,
         batch,
         broker_name: Some(&queue.broker_name),
-        constant_fields: route.send_header_constants.as_ref(),
+        // Request hooks must see every field as a pair: no pre-encoded constants then.
+        constant_fields: route
+            .send_header_constants
+            .as_ref()
+            .filter(|_| core.shared.hooks.request.is_empty()),
     };
     let oneway = mode == SendMode::Oneway;
-    let response = conn.request(code.as_i32(), &header, body, oneway, deadline)?;
+    // A send to a chosen queue waits for the sends that reached the core before it (they may
+    // still be waking from a shared connect), then for the previous request to the same queue
+    // to be answered: brokers store pipelined requests of one connection concurrently (seen on
+    // rocketmq-rust; Java brokers use a thread pool), so one in flight per queue is what keeps
+    // a key's messages in order.
+    let mut queue_turn = None;
+    if let Some(ticket) = ticket {
+        let waited = until(deadline, ticket.turn()).await;
+        if waited.is_some() {
+            let link = core
+                .queue_order(&queue.broker_name, queue.queue_id)
+                .ticket();
+            ticket.pass();
+            if until(deadline, link.turn()).await.is_some() {
+                queue_turn = Some(link);
+            }
+        }
+        if queue_turn.is_none() {
+            ticket.pass();
+            return Err(Error::Timeout {
+                elapsed: started.elapsed(),
+                budget: deadline.saturating_duration_since(started),
+                attempts: 1,
+                outcome: Outcome::NotStored,
+                last_error: None,
+            });
+        }
+    }
+    let response = conn.request(code.as_i32(), &header, body, oneway, deadline);
+    let response = response?;
     // The connection fails the request at `deadline`: no timer per attempt.
-    match response.await {
+    let answer = response.await;
+    drop(queue_turn);
+    match answer {
         Err(failure) if failure.timed_out => Err(attempt_timeout(started, deadline)),
         Err(failure) => Err(failure_to_error(addr, failure)),
         Ok(None) => Ok(Reply::Written),
-        Ok(Some(reply)) => to_reply(reply, addr, (&route.topic, queue), message),
+        Ok(Some(reply)) => {
+            let topic = match &config.namespace {
+                Some(namespace) => Arc::from(crate::namespace::strip(namespace, &route.topic)),
+                None => Arc::clone(&route.topic),
+            };
+            to_reply(reply, addr, (&topic, queue), message)
+        }
     }
+}
+
+/// Whether a SYSTEM_ERROR remark says the broker's timer store is off (5.x `WHEEL_TIMER_NOT_ENABLE`,
+/// which goes on the wire as code 1 with this text; rocketmq-rust words it alike).
+fn is_timer_disabled(remark: &str) -> bool {
+    let lower = remark.to_ascii_lowercase();
+    lower.contains("timer") && (lower.contains("not enable") || lower.contains("timerwheelenable"))
 }
 
 /// Java `MQClientAPIImpl.processSendResponse`; a batch's comma-joined ids give one result per
@@ -299,10 +402,17 @@ fn to_reply(
 ) -> Result<Reply, Error> {
     let code = ResponseCode::from_i32(reply.code);
     let Some(status) = SendStatus::from_response_code(code) else {
+        let remark = reply.remark.unwrap_or_default();
+        if code == ResponseCode::SystemError && is_timer_disabled(&remark) {
+            return Err(Error::NotSupported {
+                broker: addr.to_owned(),
+                remark,
+            });
+        }
         return Err(Error::Broker {
             broker: addr.to_owned(),
             code,
-            remark: reply.remark.unwrap_or_default(),
+            remark,
             outcome: Outcome::NotStored,
         });
     };

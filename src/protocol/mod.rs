@@ -21,6 +21,7 @@ pub mod route_data;
 pub mod send_request_header;
 pub mod send_response_header;
 pub mod stored_message;
+pub mod transaction;
 
 pub use command::{HeaderEncoding, LanguageCode, RemotingCommand};
 pub use decode_error::DecodeError;

@@ -24,6 +24,34 @@ pub mod keys {
     pub const DELAY: &str = "DELAY";
     /// Unique client message id.
     pub const UNIQ_KEY: &str = "UNIQ_KEY";
+    /// Namespace of the producer that sent the message.
+    pub const INSTANCE_ID: &str = "INSTANCE_ID";
+    /// Half message of a transaction (`true`).
+    pub const TRAN_MSG: &str = "TRAN_MSG";
+    /// Producer group of a half message.
+    pub const PGROUP: &str = "PGROUP";
+    /// Transaction id a check-back reports (`PROPERTY_TRANSACTION_ID`).
+    pub const TRANSACTION_ID: &str = "__transactionId__";
+    /// The original topic of a half or scheduled message.
+    pub const REAL_TOPIC: &str = "REAL_TOPIC";
+    /// The original queue of a half or scheduled message.
+    pub const REAL_QID: &str = "REAL_QID";
+    /// Request-reply: correlates a reply with its request.
+    pub const CORRELATION_ID: &str = "CORRELATION_ID";
+    /// Request-reply: the client id the reply is pushed to.
+    pub const REPLY_TO_CLIENT: &str = "REPLY_TO_CLIENT";
+    /// Request-reply: time to live of the request in milliseconds.
+    pub const TTL: &str = "TTL";
+    /// Request-reply: the cluster of the broker that stored the request.
+    pub const CLUSTER: &str = "CLUSTER";
+    /// Request-reply: `reply` on a reply message.
+    pub const MSG_TYPE: &str = "MSG_TYPE";
+    /// 5.x timer message: delay in seconds.
+    pub const TIMER_DELAY_SEC: &str = "TIMER_DELAY_SEC";
+    /// 5.x timer message: delay in milliseconds.
+    pub const TIMER_DELAY_MS: &str = "TIMER_DELAY_MS";
+    /// 5.x timer message: delivery time in Unix milliseconds.
+    pub const TIMER_DELIVER_MS: &str = "TIMER_DELIVER_MS";
 }
 
 /// Names a user may not set (Java 5.x `MessageConst.STRING_HASH_SET`, a superset of 4.9.7's).

@@ -23,6 +23,12 @@ pub enum RequestCode {
     SendMessageV2,
     /// 320: SEND_BATCH_MESSAGE.
     SendBatchMessage,
+    /// 37: END_TRANSACTION (client → broker, oneway).
+    EndTransaction,
+    /// 325: SEND_REPLY_MESSAGE_V2 (a reply of request-reply, V2 header).
+    SendReplyMessageV2,
+    /// 326: PUSH_REPLY_MESSAGE_TO_CLIENT (broker → client).
+    PushReplyMessageToClient,
     /// Any other code.
     Other(i32),
 }
@@ -40,6 +46,9 @@ impl RequestCode {
             RequestCode::GetRouteInfoByTopic => 105,
             RequestCode::SendMessageV2 => 310,
             RequestCode::SendBatchMessage => 320,
+            RequestCode::EndTransaction => 37,
+            RequestCode::SendReplyMessageV2 => 325,
+            RequestCode::PushReplyMessageToClient => 326,
             RequestCode::Other(code) => code,
         }
     }
@@ -56,6 +65,9 @@ impl RequestCode {
             105 => RequestCode::GetRouteInfoByTopic,
             310 => RequestCode::SendMessageV2,
             320 => RequestCode::SendBatchMessage,
+            37 => RequestCode::EndTransaction,
+            325 => RequestCode::SendReplyMessageV2,
+            326 => RequestCode::PushReplyMessageToClient,
             other => RequestCode::Other(other),
         }
     }
@@ -67,7 +79,7 @@ mod tests {
 
     #[test]
     fn numbers_round_trip() {
-        for code in [10, 11, 30, 34, 35, 39, 105, 310, 320, 4242] {
+        for code in [10, 11, 30, 34, 35, 37, 39, 105, 310, 320, 325, 326, 4242] {
             assert_eq!(RequestCode::from_i32(code).as_i32(), code);
         }
     }

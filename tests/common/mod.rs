@@ -7,6 +7,7 @@
 
 pub mod fake_broker;
 pub mod ledger;
+pub mod parity;
 pub mod proxy;
 pub mod read_back;
 
@@ -96,9 +97,15 @@ pub fn rocketmq() -> &'static LocalRocketmq {
 
 /// Starts a fresh NameServer with `brokers` brokers owned by this process.
 pub fn start_local(brokers: usize) -> LocalRocketmq {
+    start_local_with(brokers, "")
+}
+
+/// [`start_local`] with extra `broker.properties` lines.
+pub fn start_local_with(brokers: usize, broker_extra: &str) -> LocalRocketmq {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/rocketmq-local");
     let out = Command::new("bash")
         .arg(script)
+        .env("ROCKETMQ_LOCAL_BROKER_EXTRA", broker_extra)
         .args(["start", "--owner-pid", &std::process::id().to_string()])
         .args(["--brokers", &brokers.to_string()])
         .stderr(std::process::Stdio::inherit())

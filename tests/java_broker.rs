@@ -1,0 +1,194 @@
+//! Against Apache RocketMQ 4.9.7, the Java reference NameServer and broker: what rocketmq-tpc sends
+//! is acked and stored as sent by the servers every RocketMQ client is written against, not only
+//! by the rocketmq-rust ones of `tests/real_broker.rs`.
+//!
+//! A separate target behind the `java-broker-tests` feature, so `cargo test --workspace` does not
+//! run it (it needs `../shared/java-rocketmq`). Run it with
+//!
+//! ```sh
+//! cargo test --features java-broker-tests --test java_broker
+//! ```
+//!
+//! The servers are built (once, about a minute) and started by `tests/common/java_servers.rs`
+//! from `../shared/java-rocketmq` (or `$ROCKETMQ_SHARED/java-rocketmq`), and stopped and wiped
+//! when the test process exits; `JAVA_NAMESRV_ADDR` + `JAVA_BROKER_ADDRS` use running ones instead.
+//! Read-back is the same as for the rocketmq-rust broker (`tests/common/read_back.rs`:
+//! GET_MAX_OFFSET + PULL_MESSAGE with JSON headers, which the Java broker answers in JSON).
+
+#[path = "common/java_servers.rs"]
+mod java_servers;
+#[allow(dead_code)]
+#[path = "common/parity.rs"]
+mod parity;
+#[allow(dead_code)]
+#[path = "common/read_back.rs"]
+mod read_back;
+
+use std::time::Duration;
+
+use java_servers::java_rocketmq;
+use parity::Cluster;
+use read_back::{assert_same, stored_when_visible};
+use rocketmq_tpc::{Message, Producer, SendStatus, ShortString};
+
+/// A topic name no other test (or earlier run) uses.
+fn topic(test: &str) -> String {
+    format!(
+        "tpc_java_{test}_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros()
+            % 1_000_000_000
+    )
+}
+
+/// A one-core producer on the Java NameServer.
+fn producer(namesrv: &str) -> Producer {
+    let mut builder = Producer::builder()
+        .namesrv(namesrv)
+        .producer_group("tpc_java_tests")
+        .cores(1)
+        // The first send creates the topic through TBW102 on a JVM that has barely warmed up,
+        // possibly on a 2-core machine busy with other builds.
+        .send_timeout(Duration::from_secs(10));
+    builder.config_mut().core.spin_before_park = Duration::ZERO;
+    builder.build().expect("producer starts")
+}
+
+/// Varied messages: tags on some, keys on some, user properties on some, varied flags and bodies.
+fn varied_messages(topic: &str, n: usize) -> Vec<Message> {
+    (0..n)
+        .map(|i| {
+            let body: Vec<u8> = (0..100 + i * 13)
+                .map(|j| ((i * 31 + j * 7) % 251) as u8)
+                .collect();
+            let mut m = Message::new(topic, body).with_flag(i as i32 % 3);
+            if i % 2 == 0 {
+                m = m.with_tags(format!("tag{}", i % 5));
+            }
+            if i % 3 == 0 {
+                m = m.with_keys([format!("k{i}"), "shared".to_owned()]);
+            }
+            if i % 4 == 0 {
+                m = m.with_property("order", i.to_string());
+            }
+            m
+        })
+        .collect()
+}
+
+/// Every sent message is stored on the Java broker exactly once and equals what was sent.
+fn assert_all_stored(brokers: &[String], topic: &str, sent: &[(Message, ShortString)]) {
+    let expected: Vec<&str> = sent.iter().map(|(_, key)| key.as_str()).collect();
+    let stored = stored_when_visible(brokers, topic, &expected);
+    let missing: Vec<&str> = expected
+        .iter()
+        .copied()
+        .filter(|k| !stored.contains_key(*k))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acked messages not readable from {brokers:?} after 15 s (UNIQ_KEYs): {missing:?}",
+        missing.len(),
+        sent.len()
+    );
+    let unexpected: Vec<&String> = stored
+        .keys()
+        .filter(|k| !expected.contains(&k.as_str()))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "stored in {topic} but never sent: {unexpected:?}"
+    );
+    for (message, key) in sent {
+        let copies = &stored[key.as_str()];
+        assert_eq!(copies.len(), 1, "{key} stored {} times", copies.len());
+        assert_same(message, key, &copies[0]);
+    }
+}
+
+#[test]
+fn sync_sends_are_stored_as_sent_on_the_java_broker() {
+    let servers = java_rocketmq();
+    let topic = topic("sync");
+    let producer = producer(&servers.namesrv);
+    let sent: Vec<(Message, ShortString)> = varied_messages(&topic, 20)
+        .into_iter()
+        .map(|m| {
+            let r = producer
+                .send(m.clone())
+                .unwrap_or_else(|e| panic!("send to the Java broker: {e}"));
+            assert_eq!(r.status, SendStatus::SendOk);
+            assert_eq!(&*r.queue.topic, m.topic);
+            (m, r.msg_id)
+        })
+        .collect();
+    assert_all_stored(&servers.brokers, &topic, &sent);
+}
+
+/// The Java servers as a parity cluster.
+fn cluster() -> Cluster {
+    let servers = java_rocketmq();
+    Cluster {
+        server: "Apache RocketMQ 4.9.7",
+        namesrv: servers.namesrv.clone(),
+        brokers: servers.brokers.clone(),
+        checks_back_ended_transactions: false,
+    }
+}
+
+#[test]
+fn ordered_sends_by_key_keep_their_order_on_the_java_broker() {
+    parity::ordered_by_key(&cluster());
+}
+
+#[test]
+fn chosen_queue_selectors_and_bad_targets_on_the_java_broker() {
+    parity::chosen_queue_and_selectors(&cluster());
+}
+
+#[test]
+fn transactions_commit_rollback_and_check_back_on_the_java_broker() {
+    parity::transactions(&cluster());
+}
+
+#[test]
+fn request_reply_on_the_java_broker() {
+    parity::request_reply(&cluster());
+}
+
+#[test]
+fn delay_level_on_the_java_broker() {
+    parity::delay_level(&cluster());
+}
+
+#[test]
+fn namespace_on_the_java_broker() {
+    parity::namespace(&cluster());
+}
+
+#[test]
+fn hooks_on_the_java_broker() {
+    parity::hooks(&cluster());
+}
+
+#[test]
+fn flush_on_the_java_broker() {
+    parity::flush(&cluster());
+}
+
+/// Apache RocketMQ 4.9.7 has no timer messages (they are 5.x): it ignores the TIMER_* property
+/// and delivers at once. The test says so instead of passing silently.
+#[test]
+fn timer_message_on_the_java_broker_is_delivered_at_once() {
+    match parity::timer_message(&cluster()) {
+        Ok(true) => {
+            eprintln!("Apache RocketMQ 4.9.7: no timer store (5.x feature); delivered at once")
+        }
+        other => panic!(
+            "Apache RocketMQ 4.9.7: expected the timer property to be ignored, got {other:?}"
+        ),
+    }
+}
