@@ -23,7 +23,12 @@ fn selection(c: &mut Criterion) {
     g.finish();
 }
 
-fn producer(namesrv: &str, auto_batch: bool) -> Producer {
+/// A send hook that does nothing: what a hook's mere presence costs per attempt.
+struct NoopHook;
+
+impl rocketmq_tpc::SendHook for NoopHook {}
+
+fn producer_with(namesrv: &str, auto_batch: bool, hook: bool) -> Producer {
     let mut config = ProducerConfig {
         producer_group: "bench".into(),
         namesrv_addrs: vec![namesrv.to_owned()],
@@ -33,7 +38,11 @@ fn producer(namesrv: &str, auto_batch: bool) -> Producer {
     if auto_batch {
         config.core.auto_batch = Some(AutoBatch::default());
     }
-    Producer::builder().config(config).build().unwrap()
+    let mut builder = Producer::builder().config(config);
+    if hook {
+        builder = builder.send_hook(std::sync::Arc::new(NoopHook));
+    }
+    builder.build().unwrap()
 }
 
 fn end_to_end(c: &mut Criterion) {
@@ -43,13 +52,14 @@ fn end_to_end(c: &mut Criterion) {
     let body = bytes::Bytes::from(vec![b'x'; 128]);
     let mut g = c.benchmark_group("send_to_sink_128B");
     g.throughput(Throughput::Elements(1));
-    for auto in [false, true] {
-        let p = producer(sink.addr(), auto);
+    // Baseline of `local_async_noop_send_hook`: `local_async` (no hook set).
+    for (auto, hook) in [(false, false), (true, false), (false, true)] {
+        let p = producer_with(sink.addr(), auto, hook);
         p.send(Message::new("Bench", "warm-up")).unwrap();
-        let name = if auto {
-            "local_async_autobatch"
-        } else {
-            "local_async"
+        let name = match (auto, hook) {
+            (true, _) => "local_async_autobatch",
+            (false, true) => "local_async_noop_send_hook",
+            (false, false) => "local_async",
         };
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
@@ -80,7 +90,7 @@ fn end_to_end(c: &mut Criterion) {
                 .unwrap()
             })
         });
-        if !auto {
+        if !auto && !hook {
             g.bench_function("app_thread_send_async", |b| {
                 b.iter_custom(|iters| {
                     let started = Instant::now();

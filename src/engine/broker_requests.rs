@@ -355,3 +355,80 @@ impl LocalTransactionState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::LanguageCode;
+
+    fn push(properties: &str, body: &[u8], sys_flag: i32) -> RemotingCommand {
+        let mut cmd = RemotingCommand::request(326, 9, LanguageCode::JAVA, 407);
+        cmd.push_ext("topic", "DefaultCluster_REPLY_TOPIC");
+        cmd.push_ext("queueId", "0");
+        cmd.push_ext("sysFlag", sys_flag.to_string());
+        cmd.push_ext("bornTimestamp", "1700000000000");
+        cmd.push_ext("properties", properties);
+        cmd.body = bytes::Bytes::copy_from_slice(body);
+        cmd
+    }
+
+    fn props(pairs: &[(&str, &str)]) -> String {
+        let mut out = String::new();
+        for (k, v) in pairs {
+            properties::push_property(&mut out, k, v);
+        }
+        out
+    }
+
+    #[test]
+    fn a_reply_resolves_its_request_and_is_decompressed() {
+        let requests = BrokerRequests::new("pg".into(), None);
+        let mut waiting = requests.expect_reply("c-1", Duration::from_secs(5));
+        let body = compression::Compressor::new(5).compress(b"pong pong pong");
+        let cmd = push(
+            &props(&[(keys::CORRELATION_ID, "c-1"), (keys::MSG_TYPE, "reply")]),
+            &body,
+            sys_flag::COMPRESSED,
+        );
+        requests.receive_reply(&cmd).unwrap();
+        let reply = waiting.try_recv().unwrap().expect("resolved").unwrap();
+        assert_eq!(&reply.body[..], b"pong pong pong");
+        assert_eq!(reply.born_timestamp, 1_700_000_000_000);
+        assert_eq!(reply.property(keys::MSG_TYPE), Some("reply"));
+    }
+
+    #[test]
+    fn replies_without_a_waiter_or_correlation_id_are_dropped() {
+        let requests = BrokerRequests::new("pg".into(), None);
+        let mut waiting = requests.expect_reply("c-2", Duration::from_secs(5));
+        // No CORRELATION_ID: answered (so the broker is not kept waiting), dropped.
+        requests.receive_reply(&push("", b"x", 0)).unwrap();
+        // Somebody else's id.
+        let other = push(&props(&[(keys::CORRELATION_ID, "nobody")]), b"x", 0);
+        requests.receive_reply(&other).unwrap();
+        assert!(waiting.try_recv().unwrap().is_none(), "c-2 still waits");
+        // No topic, or a body that does not decompress: an error the broker hears as code 1.
+        let mut no_topic = push("", b"x", 0);
+        no_topic.ext_fields = Default::default();
+        assert!(requests.receive_reply(&no_topic).is_err());
+        let garbage = push(&props(&[(keys::CORRELATION_ID, "c-2")]), b"not zlib", 1);
+        assert!(requests.receive_reply(&garbage).is_err());
+    }
+
+    #[test]
+    fn expired_requests_fail_with_reply_timeout() {
+        let requests = BrokerRequests::new("pg".into(), None);
+        let mut short = requests.expect_reply("s", Duration::from_millis(1));
+        let mut long = requests.expect_reply("l", Duration::from_secs(60));
+        requests.expire_replies(Instant::now() + Duration::from_millis(5));
+        match short.try_recv().unwrap() {
+            Some(Err(Error::ReplyTimeout { correlation_id, .. })) => {
+                assert_eq!(correlation_id, "s")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(long.try_recv().unwrap().is_none());
+        requests.forget_reply("l");
+        assert!(long.try_recv().is_err(), "forgotten: its sender is gone");
+    }
+}

@@ -292,10 +292,11 @@ impl TransactionListener for Ledger {
         decision: LocalTransactionState,
     ) -> LocalTransactionState {
         assert!(!transaction_id.is_empty());
-        self.executed
-            .lock()
-            .unwrap()
-            .push(String::from_utf8_lossy(&message.body).into_owned());
+        let body = String::from_utf8_lossy(&message.body).into_owned();
+        self.executed.lock().unwrap().push(body.clone());
+        if body == "panic-execute" {
+            panic!("the local transaction failed (test)");
+        }
         decision
     }
 
@@ -303,8 +304,19 @@ impl TransactionListener for Ledger {
         let body = String::from_utf8_lossy(&message.body).into_owned();
         self.checked.lock().unwrap().push(body.clone());
         let _ = self.checks.try_send(body.clone());
+        let first_check = self
+            .checked
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|b| **b == body)
+            .count()
+            == 1;
         match (body.as_str(), self.ended_answer) {
-            ("decide-later", _) => self.on_check,
+            ("decide-later" | "panic-execute", _) => self.on_check,
+            // Its first check panics (answered Unknown), the next one commits.
+            ("panic-check", _) if first_check => panic!("the check failed (test)"),
+            ("panic-check", _) => LocalTransactionState::Commit,
             (_, Some(answer)) => answer,
             // Answer as the application's records say.
             ("roll-me-back", None) => LocalTransactionState::Rollback,
@@ -361,13 +373,38 @@ pub fn transactions(cluster: &Cluster) {
         )
         .unwrap();
     assert_eq!(later.state, LocalTransactionState::Unknown);
-    // The check-back comes after the broker's transaction timeout (2 s in the test brokers).
+    // A local transaction that panics counts as Unknown; the check-back then commits it.
+    let panicked = tx
+        .send_in_transaction(
+            Message::new(&topic, "panic-execute"),
+            LocalTransactionState::Commit,
+        )
+        .unwrap();
+    assert_eq!(panicked.state, LocalTransactionState::Unknown);
+    // A check listener that panics answers Unknown; the broker asks again and it commits.
+    let check_panics = tx
+        .send_in_transaction(
+            Message::new(&topic, "panic-check"),
+            LocalTransactionState::Unknown,
+        )
+        .unwrap();
+    // The check-backs come after the broker's transaction timeout (2 s in the test brokers).
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    let mut waiting = vec![
+        "decide-later",
+        "panic-execute",
+        "panic-check",
+        "panic-check",
+    ];
+    while !waiting.is_empty() {
         let left = deadline.saturating_duration_since(Instant::now());
-        let body = recv_by(&checks_rx, left, "transaction check-back for decide-later");
-        if body == "decide-later" {
-            break;
+        let body = recv_by(
+            &checks_rx,
+            left,
+            &format!("transaction check-backs for {waiting:?}"),
+        );
+        if let Some(at) = waiting.iter().position(|w| *w == body) {
+            waiting.remove(at);
         }
     }
     let stored = cluster.stored(
@@ -375,9 +412,16 @@ pub fn transactions(cluster: &Cluster) {
         &[
             commit.send_result.msg_id.as_str(),
             later.send_result.msg_id.as_str(),
+            panicked.send_result.msg_id.as_str(),
+            check_panics.send_result.msg_id.as_str(),
         ],
     );
-    for (result, body) in [(&commit, "commit-me"), (&later, "decide-later")] {
+    for (result, body) in [
+        (&commit, "commit-me"),
+        (&later, "decide-later"),
+        (&panicked, "panic-execute"),
+        (&check_panics, "panic-check"),
+    ] {
         let copies = stored
             .get(result.send_result.msg_id.as_str())
             .unwrap_or_else(|| {
@@ -399,7 +443,10 @@ pub fn transactions(cluster: &Cluster) {
     // broker two more check intervals to misbehave).
     std::thread::sleep(Duration::from_secs(5));
     let checked = tx_checked(&tx);
-    let ended_checked: Vec<&String> = checked.iter().filter(|b| *b != "decide-later").collect();
+    let ended_checked: Vec<&String> = checked
+        .iter()
+        .filter(|b| !["decide-later", "panic-execute", "panic-check"].contains(&b.as_str()))
+        .collect();
     if cluster.checks_back_ended_transactions {
         // rocketmq-rust 1.0.0 asks about transactions that END_TRANSACTION already ended (its
         // op-half bookkeeping lags); the answers above keep the outcome right, checked below.
