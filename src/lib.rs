@@ -86,13 +86,14 @@ pub mod internals {
 
 pub use config::{AutoBatch, CoreConfig, CoreSelection, ProducerConfig, QueueFullPolicy};
 pub use engine::latency::FaultTable;
+pub use engine::resolve::Resolver;
 pub use error::{Error, Outcome};
 pub use hooks::{AttemptContext, CheckForbiddenHook, RequestHook, SendHook};
 pub use local_producer::LocalProducer;
 pub use message::{Message, TimerDelivery};
 pub use producer::{Producer, ProducerBuilder, RunHandle, ShutdownReport};
 pub use received_message::ReceivedMessage;
-pub use send_future::SendFuture;
+pub use send_future::{SendFuture, WAIT_MARGIN};
 pub use send_options::SendOptions;
 pub use send_result::{MessageQueue, SendResult, SendStatus};
 pub use short_string::ShortString;

@@ -16,6 +16,7 @@ use crate::engine::connection::ConnSettings;
 use crate::engine::core::{current_core, spawn_core, CoreReport, Shared};
 use crate::engine::inbox::{Inbox, Job, SendMode};
 use crate::engine::prepared::{prepare, prepare_batch, random_u32, Outgoing, Reply, SendExtras};
+use crate::engine::resolve::Resolver;
 use crate::error::{Error, Outcome};
 use crate::hooks::{CheckForbiddenHook, Hooks, RequestHook, SendHook};
 use crate::local_producer::LocalProducer;
@@ -83,6 +84,17 @@ pub struct Producer {
 pub struct ProducerBuilder {
     config: ProducerConfig,
     hooks: Hooks,
+    resolver: Option<ResolverSetting>,
+}
+
+/// A custom resolver, kept apart so the builder stays `Debug`.
+#[derive(Clone)]
+struct ResolverSetting(Resolver);
+
+impl std::fmt::Debug for ResolverSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Resolver(..)")
+    }
 }
 
 impl ProducerBuilder {
@@ -151,6 +163,14 @@ impl ProducerBuilder {
         self
     }
 
+    /// Resolves host names of NameServers and brokers with `resolver` instead of the system's
+    /// (`getaddrinfo`). It runs on a helper thread, never on a producer core; a connect gives
+    /// up at its attempt deadline whether or not the resolver answered.
+    pub fn resolver(mut self, resolver: Resolver) -> Self {
+        self.resolver = Some(ResolverSetting(resolver));
+        self
+    }
+
     /// Mutable access to the whole configuration.
     pub fn config_mut(&mut self) -> &mut ProducerConfig {
         &mut self.config
@@ -199,6 +219,10 @@ impl ProducerBuilder {
             max_in_flight: config.core.max_inflight_per_connection,
             broker_requests: Some(Arc::clone(&broker_requests)),
             hooks: Arc::clone(&hooks),
+            resolver: self
+                .resolver
+                .map(|r| r.0)
+                .unwrap_or_else(crate::engine::resolve::system_resolver),
         };
         let shared = Arc::new(Shared {
             config,
@@ -499,7 +523,7 @@ impl Producer {
         };
         // Try once while counted in; waiting for space happens outside, in the future.
         let result = match slot.inbox.push(job) {
-            Ok(()) => SendFuture::queueing_done(reply_rx, map),
+            Ok(()) => SendFuture::queueing_done(reply_rx, deadline, map),
             Err(Job::Send { message, .. }) if shared.config.queue_full == QueueFullPolicy::Fail => {
                 SendFuture::failed(
                     Error::QueueFull {
@@ -535,9 +559,13 @@ impl Producer {
                 self.run_on_core(core, |local: LocalProducer| async move { local.snapshot() })?,
             );
         }
+        // A core that stopped answering does not hold this caller forever.
+        let limit = Instant::now()
+            + self.config().send_timeout.min(Duration::from_secs(60))
+            + crate::send_future::WAIT_MARGIN;
         let mut cores = Vec::with_capacity(handles.len());
         for h in handles {
-            cores.push(h.wait()?);
+            cores.push(h.wait_until(limit)?);
         }
         Ok(crate::stats::ProducerStats { cores })
     }
@@ -565,11 +593,16 @@ impl Producer {
                 ),
             })?;
         let (tx, rx) = oneshot::channel();
+        // A panic in `f` ends its task only (the core goes on); the dropped `tx` makes the
+        // handle fail with CoreStopped.
         let mut job = Job::Run(Box::new(move |local: LocalProducer| {
-            glommio::spawn_local(async move {
-                let _ = tx.send(f(local).await);
-            })
-            .detach();
+            crate::engine::guarded::spawn_guarded(
+                "run_on_core",
+                async move {
+                    let _ = tx.send(f(local).await);
+                },
+                |_| {},
+            );
         }));
         loop {
             if !enter_open(&self.inner.shared, slot) {
@@ -740,6 +773,15 @@ impl<T> RunHandle<T> {
     /// [`Error::CoreStopped`] when the core stopped before the future completed.
     pub fn wait(self) -> Result<T, Error> {
         futures_lite::future::block_on(self)
+    }
+
+    /// [`RunHandle::wait`], giving up at `limit` with [`Error::CoreStopped`].
+    pub(crate) fn wait_until(self, limit: Instant) -> Result<T, Error> {
+        crate::send_future::block_on_until(self, Some(limit)).unwrap_or_else(|| {
+            Err(Error::CoreStopped {
+                reason: "the core did not run the task in time".into(),
+            })
+        })
     }
 }
 

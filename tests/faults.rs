@@ -354,23 +354,24 @@ fn a_linger_already_over_when_its_task_first_runs_still_sends_the_batch() {
     }
 }
 
+/// A panic in code run on a core ends that code's task only: its handle fails with
+/// CoreStopped and the core goes on serving (tests/reliability.rs covers sends in flight).
 #[test]
-fn a_core_that_panicked_fails_later_submissions_instead_of_hanging() {
+fn a_panic_on_a_core_fails_its_task_and_the_core_goes_on() {
     let fake = FakeBroker::start(|_| Action::Reply(0));
     let p = Producer::builder()
         .config(common::config(&fake.addr))
         .build()
         .unwrap();
     p.send(Message::new("T", "before")).unwrap();
-    // A panic in code run on the core unwinds its thread (a bug in user code or ours).
     let crash = p
         .run_on_core(0, |_| async { panic!("deliberate panic on the core") })
         .unwrap();
     assert!(matches!(crash.wait(), Err(Error::CoreStopped { .. })));
-    let e = p.send(Message::new("T", "after")).unwrap_err();
-    assert!(matches!(e, Error::CoreStopped { .. }), "{e:?}");
-    assert!(p.run_on_core(0, |_| async {}).unwrap().wait().is_err());
-    assert!(p.stats().is_err());
+    p.send(Message::new("T", "after"))
+        .expect("the core still sends");
+    assert!(p.run_on_core(0, |_| async {}).unwrap().wait().is_ok());
+    assert!(p.stats().is_ok());
     p.shutdown(Duration::from_secs(1));
 }
 

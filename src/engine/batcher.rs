@@ -176,7 +176,7 @@ fn schedule_linger(
     linger: std::time::Duration,
 ) {
     let core = Rc::clone(core);
-    glommio::spawn_local(async move {
+    let linger_task = async move {
         if linger.is_zero() {
             futures_lite::future::yield_now().await;
         } else {
@@ -188,13 +188,18 @@ fn schedule_linger(
         if let Some(batch) = batcher.take(&topic, kind, |b| b.id == id) {
             spawn_send(&core, batch.items);
         }
-    })
-    .detach();
+    };
+    super::guarded::spawn_guarded("batch linger", linger_task, |_| {});
 }
 
+/// Sends a closed batch; a panic drops its items, so each caller gets `CoreStopped`.
 fn spawn_send(core: &Rc<Core>, items: Vec<BatchItem>) {
     let core = Rc::clone(core);
-    glommio::spawn_local(async move { send_items(&core, items).await }).detach();
+    super::guarded::spawn_guarded(
+        "batch send",
+        async move { send_items(&core, items).await },
+        |_| {},
+    );
 }
 
 async fn send_items(core: &Rc<Core>, items: Vec<BatchItem>) {

@@ -272,7 +272,7 @@ impl BrokerRequests {
         }
         let this = Arc::clone(self);
         let conn = Rc::clone(conn);
-        glommio::spawn_local(async move {
+        let answer = async move {
             let Ok(verdict) = verdict_rx.await else {
                 return;
             };
@@ -289,17 +289,25 @@ impl BrokerRequests {
             };
             tracing::debug!(peer = %conn.peer(), ?end, "END_TRANSACTION after a check-back");
             let deadline = Instant::now() + END_TRANSACTION_TIMEOUT;
-            match conn.request(RequestCode::EndTransaction.as_i32(), &end, &[], true, deadline) {
+            match conn.request(
+                RequestCode::EndTransaction.as_i32(),
+                &end,
+                &[],
+                true,
+                deadline,
+            ) {
                 Ok(written) => {
                     if written.await.is_err() {
                         tracing::warn!(peer = %conn.peer(), "END_TRANSACTION after a check-back was not written");
                     }
                 }
-                Err(e) => tracing::warn!(peer = %conn.peer(), error = %e, "END_TRANSACTION after a check-back failed"),
+                Err(e) => {
+                    tracing::warn!(peer = %conn.peer(), error = %e, "END_TRANSACTION after a check-back failed")
+                }
             }
             tracing::debug!(peer = %conn.peer(), msg_id, state = ?verdict, "answered a transaction check-back");
-        })
-        .detach();
+        };
+        super::guarded::spawn_guarded("check-back answer", answer, |_| {});
     }
 
     /// Hands a pushed reply to the request waiting for it.

@@ -44,7 +44,7 @@ const READ_CHUNK: usize = 64 * 1024;
 const DISPATCH_BURST: usize = 128;
 
 /// Per-connection settings copied from the producer config.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct ConnSettings {
     pub encoding: HeaderEncoding,
     pub language: LanguageCode,
@@ -55,6 +55,8 @@ pub(crate) struct ConnSettings {
     pub broker_requests: Option<Arc<super::broker_requests::BrokerRequests>>,
     /// The producer's hooks (request hooks run on every request written here).
     pub hooks: Arc<crate::hooks::Hooks>,
+    /// Host names to addresses, on a helper thread.
+    pub resolver: super::resolve::Resolver,
 }
 
 /// Counters a connection keeps for the core's metrics.
@@ -111,17 +113,28 @@ impl Connection {
         };
         let (host, port) =
             split_host_port(peer).ok_or_else(|| fail("address is not host:port".into()))?;
-        let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
-            .map_err(|e| fail(format!("cannot resolve: {e}")))?
-            .next()
-            .ok_or_else(|| fail("address resolves to nothing".into()))?;
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            return Err(fail("no time left to connect".into()));
-        }
-        let stream = TcpStream::connect_timeout(addr, remaining)
+        let addrs = super::resolve::resolve(&settings.resolver, host, port, deadline)
             .await
-            .map_err(|e| fail(format!("connect failed: {e}")))?;
+            .map_err(fail)?;
+        // Every address in turn (a name may resolve to ::1 and 127.0.0.1, one of them dead).
+        let mut failures = Vec::new();
+        let mut connected = None;
+        for addr in &addrs {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                failures.push(format!("{addr}: no time left"));
+                break;
+            }
+            match TcpStream::connect_timeout(*addr, remaining).await {
+                Ok(stream) => {
+                    connected = Some(stream);
+                    break;
+                }
+                Err(e) => failures.push(format!("{addr}: {e}")),
+            }
+        }
+        let stream =
+            connected.ok_or_else(|| fail(format!("connect failed: {}", failures.join("; "))))?;
         let _ = stream.set_nodelay(true);
         let conn = Rc::new(Connection {
             peer: peer.to_owned(),
@@ -140,9 +153,23 @@ impl Connection {
             closed: RefCell::new(None),
             counters: ConnCounters::default(),
         });
-        glommio::spawn_local(write_loop(Rc::clone(&conn))).detach();
-        glommio::spawn_local(read_loop(Rc::clone(&conn))).detach();
-        glommio::spawn_local(expiry_loop(Rc::clone(&conn))).detach();
+        // A panic in one of them closes the connection: every request on it fails at once.
+        for (what, task) in [
+            (
+                "writer",
+                Box::pin(write_loop(Rc::clone(&conn))) as Pin<Box<dyn Future<Output = ()>>>,
+            ),
+            ("reader", Box::pin(read_loop(Rc::clone(&conn)))),
+            ("expiry", Box::pin(expiry_loop(Rc::clone(&conn)))),
+        ] {
+            let closing = Rc::clone(&conn);
+            super::guarded::spawn_guarded(what, task, move |panic| {
+                closing.close(
+                    &format!("the connection's {what} task panicked: {panic}"),
+                    false,
+                )
+            });
+        }
         tracing::debug!(peer, "connected");
         Ok(conn)
     }

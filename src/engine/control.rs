@@ -12,7 +12,13 @@ use crate::protocol::RequestCode;
 
 const TICK: Duration = Duration::from_millis(500);
 
-pub(crate) async fn control_loop(core: Rc<Core>) {
+/// Starts the control task on this core; it starts again if it panics.
+pub(crate) fn spawn(core: Rc<Core>) {
+    let again = Rc::clone(&core);
+    super::guarded::spawn_guarded("control", control_loop(core), move |_| spawn(again));
+}
+
+async fn control_loop(core: Rc<Core>) {
     let config = &core.shared.config;
     let mut last_refresh = Instant::now();
     let mut last_heartbeat: Option<Instant> = None;

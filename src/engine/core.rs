@@ -219,13 +219,16 @@ impl Core {
             }
             result
         });
-        until(deadline, flight).await.unwrap_or_else(|| {
-            Err(Error::Connection {
-                peer: addr.to_owned(),
-                reason: "connect did not finish within the time left".into(),
-                outcome: Outcome::NotStored,
-            })
-        })
+        let fail = |reason: &str| Error::Connection {
+            peer: addr.to_owned(),
+            reason: reason.to_owned(),
+            outcome: Outcome::NotStored,
+        };
+        match until(deadline, flight).await {
+            Some(Some(result)) => result,
+            Some(None) => Err(fail("the connect panicked")),
+            None => Err(fail("connect did not finish within the time left")),
+        }
     }
 
     /// One request/response exchange with `addr`, bounded by `deadline`.
@@ -319,12 +322,15 @@ impl Core {
                 key.clone(),
                 move || async move { this.fetch_route(&key).await },
             );
-        until(deadline, flight).await.unwrap_or_else(|| {
-            Err(Error::NoRoute {
-                topic: topic.to_owned(),
-                reason: "the NameServer did not answer within the time left".into(),
-            })
-        })
+        let fail = |reason: &str| Error::NoRoute {
+            topic: topic.to_owned(),
+            reason: reason.to_owned(),
+        };
+        match until(deadline, flight).await {
+            Some(Some(result)) => result,
+            Some(None) => Err(fail("the route fetch panicked")),
+            None => Err(fail("the NameServer did not answer within the time left")),
+        }
     }
 
     /// Starts a background refresh of `topic` (after TOPIC_NOT_EXIST or a lost connection).
@@ -332,10 +338,13 @@ impl Core {
         let this = Rc::clone(self);
         let topic = topic.to_owned();
         let deadline = Instant::now() + self.config().send_timeout;
-        glommio::spawn_local(async move {
-            let _ = this.refresh_route(&topic, deadline).await;
-        })
-        .detach();
+        super::guarded::spawn_guarded(
+            "route refresh",
+            async move {
+                let _ = this.refresh_route(&topic, deadline).await;
+            },
+            |_| {},
+        );
     }
 
     async fn fetch_route(self: &Rc<Self>, topic: &str) -> Result<Arc<TopicRoute>, Error> {
@@ -562,12 +571,17 @@ pub(crate) fn spawn_core(
     }
     let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
     let handle = builder
-        .spawn(move || async move {
-            // However this future ends (a panic unwinding the executor included), the inbox is
-            // marked dead so no submitter waits for this core forever.
-            let _dead_on_exit = MarkDeadOnDrop(Arc::clone(&inbox));
-            let _ = started_tx.send(());
-            run_core(index, cpu, shared, inbox).await
+        .spawn(move || {
+            // However the thread ends, the inbox is marked dead when its thread-locals go, even
+            // if a panic left this core's tasks (and the guard below) undropped.
+            CORE_THREAD_EXIT.with(|g| *g.borrow_mut() = Some(MarkDeadOnDrop(Arc::clone(&inbox))));
+            async move {
+                // However this future ends (a panic unwinding the executor included), the inbox is
+                // marked dead so no submitter waits for this core forever.
+                let _dead_on_exit = MarkDeadOnDrop(Arc::clone(&inbox));
+                let _ = started_tx.send(());
+                run_core(index, cpu, shared, inbox).await
+            }
         })
         .map_err(|e| Error::Startup {
             reason: format!("core {index} on CPU {cpu}: {e}"),
@@ -580,6 +594,11 @@ pub(crate) fn spawn_core(
         });
     }
     Ok(handle)
+}
+
+thread_local! {
+    /// Marks this core's inbox dead when the core's thread ends.
+    static CORE_THREAD_EXIT: RefCell<Option<MarkDeadOnDrop>> = const { RefCell::new(None) };
 }
 
 /// Marks a core's inbox dead when dropped.
@@ -598,7 +617,7 @@ async fn run_core(index: usize, cpu: usize, shared: Arc<Shared>, inbox: Arc<Inbo
     let _enter = span.enter();
     tracing::debug!("producer core started");
     if index == 0 {
-        glommio::spawn_local(super::control::control_loop(Rc::clone(&core))).detach();
+        super::control::spawn(Rc::clone(&core));
     }
     while let Some(job) = futures_lite::future::poll_fn(|cx| inbox.poll_next(cx)).await {
         match job {
@@ -643,19 +662,23 @@ async fn run_core(index: usize, cpu: usize, shared: Arc<Shared>, inbox: Arc<Inbo
                         // Sends to chosen queues keep the order they reach the core in.
                         let ticket = message.keeps_order().then(|| core.order_gate.ticket());
                         let core = Rc::clone(&core);
-                        glommio::spawn_local(async move {
-                            let result = send_message(
-                                &core,
-                                message,
-                                mode,
-                                (Instant::now(), deadline),
-                                ticket,
-                            )
-                            .await;
-                            drop(permit);
-                            let _ = reply.send(result);
-                        })
-                        .detach();
+                        // A panic drops `reply`: the caller gets CoreStopped, not silence.
+                        super::guarded::spawn_guarded(
+                            "send",
+                            async move {
+                                let result = send_message(
+                                    &core,
+                                    message,
+                                    mode,
+                                    (Instant::now(), deadline),
+                                    ticket,
+                                )
+                                .await;
+                                drop(permit);
+                                let _ = reply.send(result);
+                            },
+                            |_| {},
+                        );
                     }
                 }
             }

@@ -1,0 +1,251 @@
+//! Reliability holes a code review found (issue #10), each proven by a test that failed before
+//! its fix: name resolution off the core, bounded write buffers, futures that are dropped,
+//! dead cores. Against the in-process fake broker.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::fake_broker::{Action, FakeBroker};
+use rocketmq_tpc::{Message, Producer, ProducerConfig, Resolver};
+
+fn config_for(namesrv: &str, send_timeout: Duration, attempt: Duration) -> ProducerConfig {
+    let mut config = common::config(namesrv);
+    config.send_timeout = send_timeout;
+    config.attempt_timeout = attempt;
+    config
+}
+
+/// A resolver that answers `name` with `addrs` and sleeps `hang` for `slow`.
+fn test_resolver(name: &'static str, addrs: Vec<SocketAddr>, slow: &'static str) -> Resolver {
+    Arc::new(move |host: &str, _port: u16| {
+        if host == slow {
+            std::thread::sleep(Duration::from_secs(20));
+            return Ok(Vec::new());
+        }
+        if host == name {
+            return Ok(addrs.clone());
+        }
+        Err(std::io::Error::other(format!(
+            "test resolver: unknown host {host}"
+        )))
+    })
+}
+
+/// A name that resolves to a dead address first (`localhost` → `::1` with the server on
+/// 127.0.0.1 only) still connects: every address is tried.
+#[test]
+fn a_name_whose_first_address_is_dead_still_connects() {
+    let fake = FakeBroker::start(|_| Action::Reply(0));
+    let port: u16 = fake.addr.rsplit(':').next().unwrap().parse().unwrap();
+    // Nothing listens on ::1 (the fake binds 127.0.0.1): refused or unreachable, at once.
+    let addrs = vec![
+        SocketAddr::from(([0u16, 0, 0, 0, 0, 0, 0, 1], port)),
+        SocketAddr::from(([127, 0, 0, 1], port)),
+    ];
+    let producer = Producer::builder()
+        .config(config_for(
+            &format!("fake-ns.test:{port}"),
+            Duration::from_secs(5),
+            Duration::from_secs(2),
+        ))
+        .resolver(test_resolver("fake-ns.test", addrs, "never"))
+        .build()
+        .unwrap();
+    let result = producer.send(Message::new("T", "via a name"));
+    assert!(
+        result.is_ok(),
+        "send through a two-address name: {result:?}"
+    );
+}
+
+/// A resolver that hangs does not freeze the core: the lookup fails within the attempt's
+/// budget, the next NameServer answers, and the send succeeds well inside its budget.
+#[test]
+fn a_hanging_resolver_fails_within_the_budget_and_the_core_goes_on() {
+    let fake = FakeBroker::start(|_| Action::Reply(0));
+    let producer = Producer::builder()
+        .config(config_for(
+            &format!("slow.test:9876;{}", fake.addr),
+            Duration::from_secs(3),
+            Duration::from_millis(500),
+        ))
+        .resolver(test_resolver("unused", Vec::new(), "slow.test"))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let result = producer.send(Message::new("T", "past a slow resolver"));
+    let took = started.elapsed();
+    assert!(result.is_ok(), "send after a hanging lookup: {result:?}");
+    // Generous bound: one 500 ms lookup attempt plus the send; a resolver blocking the core
+    // would take its full 20 s.
+    assert!(
+        took < Duration::from_millis(2500),
+        "the send took {took:?} behind a hanging resolver"
+    );
+    // The core still answers control requests at once.
+    let started = Instant::now();
+    producer.stats().expect("stats");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "stats took {:?}",
+        started.elapsed()
+    );
+}
+
+/// A future dropped while it still waits for room in a full inbox still sends its message
+/// (the docs promise that dropping a future does not cancel the send).
+#[test]
+fn a_future_dropped_while_queueing_still_sends_its_message() {
+    let fake = FakeBroker::start(|_| Action::Reply(0));
+    let mut config = config_for(&fake.addr, Duration::from_secs(5), Duration::from_secs(2));
+    config.core.inbox_capacity = 1;
+    let producer = Producer::builder().config(config).build().unwrap();
+    producer
+        .send(Message::new("T", "route and connection"))
+        .unwrap();
+    let before = fake.sends.load(std::sync::atomic::Ordering::SeqCst);
+    // Stall the core for a moment, so the one-slot inbox fills up.
+    let stall = producer
+        .run_on_core(0, |_| async {
+            std::thread::sleep(Duration::from_millis(400));
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let first = producer.send_async(Message::new("T", "fills the inbox"));
+    let second = producer.send_async(Message::new("T", "waits for room"));
+    drop(second);
+    stall.wait().unwrap();
+    first.wait().expect("first send");
+    producer.flush(Duration::from_secs(5)).expect("flush");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let sent = loop {
+        let sent = fake.sends.load(std::sync::atomic::Ordering::SeqCst) - before;
+        if sent >= 2 || Instant::now() > deadline {
+            break sent;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(
+        sent, 2,
+        "the dropped future's message never reached the broker"
+    );
+}
+
+/// Runs `f` on a helper thread and fails the test if it has not returned within `within`.
+fn within<T: Send + 'static>(
+    within: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(within)
+        .unwrap_or_else(|_| panic!("{what} did not return within {within:?}"))
+}
+
+/// A panic on a core while sends are in flight to a silent broker strands nobody: every send
+/// gets its outcome within its budget, later sends and stats() answer, shutdown returns.
+#[test]
+fn a_panic_on_a_core_with_sends_in_flight_strands_nobody() {
+    let fake = FakeBroker::start(|n| {
+        if n == 0 {
+            Action::Reply(0)
+        } else {
+            Action::Ignore
+        }
+    });
+    let producer = Producer::builder()
+        .config(config_for(
+            &fake.addr,
+            Duration::from_secs(2),
+            Duration::from_millis(500),
+        ))
+        .build()
+        .unwrap();
+    producer
+        .send(Message::new("T", "route and connection"))
+        .unwrap();
+    let pending: Vec<_> = (0..10)
+        .map(|i| producer.send_async(Message::new("T", format!("in flight {i}"))))
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    let crash = producer
+        .run_on_core(0, |_| async {
+            panic!("deliberate panic with sends in flight")
+        })
+        .unwrap();
+    let crashed = within(
+        Duration::from_secs(5),
+        "the panicking task's handle",
+        move || crash.wait(),
+    );
+    assert!(crashed.is_err());
+    let outcomes = within(Duration::from_secs(10), "the sends in flight", move || {
+        pending.into_iter().map(|f| f.wait()).collect::<Vec<_>>()
+    });
+    for (i, outcome) in outcomes.iter().enumerate() {
+        let e = outcome
+            .as_ref()
+            .expect_err("a silent broker stores nothing");
+        assert_eq!(
+            e.outcome(),
+            rocketmq_tpc::Outcome::Unknown,
+            "send {i}: {e:?}"
+        );
+    }
+    let p = producer.clone();
+    let later = within(
+        Duration::from_secs(10),
+        "a send after the panic",
+        move || p.send(Message::new("T", "after")),
+    );
+    assert!(later.is_err(), "the broker stays silent");
+    let p = producer.clone();
+    within(Duration::from_secs(10), "stats()", move || p.stats()).expect("stats");
+    within(Duration::from_secs(10), "shutdown()", move || {
+        producer.shutdown(Duration::from_secs(1))
+    });
+}
+
+/// A panic after an await on a core (a timer) does not leave later submissions hanging.
+#[test]
+fn a_panic_after_an_await_on_a_core_does_not_hang_later_sends() {
+    let fake = FakeBroker::start(|_| Action::Reply(0));
+    let producer = Producer::builder()
+        .config(config_for(
+            &fake.addr,
+            Duration::from_secs(3),
+            Duration::from_secs(1),
+        ))
+        .build()
+        .unwrap();
+    producer.send(Message::new("T", "before")).unwrap();
+    let crash = producer
+        .run_on_core(0, |_| async {
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+            panic!("deliberate panic after an await");
+        })
+        .unwrap();
+    assert!(
+        within(Duration::from_secs(5), "the crashed handle", move || crash
+            .wait())
+        .is_err()
+    );
+    let p = producer.clone();
+    within(
+        Duration::from_secs(5),
+        "a send after the panic",
+        move || p.send(Message::new("T", "after")),
+    )
+    .expect("the core still sends");
+    let p = producer.clone();
+    within(Duration::from_secs(5), "stats()", move || p.stats()).expect("stats");
+    within(Duration::from_secs(10), "shutdown()", move || {
+        producer.shutdown(Duration::from_secs(1))
+    });
+}
