@@ -66,7 +66,9 @@ pub enum QueueFullPolicy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AutoBatch {
     /// How long an open batch waits for more messages. 0 (default) = only what is already
-    /// waiting on the core joins, so batching never adds latency.
+    /// waiting on the core joins, so batching never adds latency. Must be below `send_timeout`.
+    /// Each message keeps its own budget: one whose deadline passes first gets its timeout
+    /// while the batch goes on (see the batcher's docs).
     pub linger: Duration,
     /// Most messages per batch (default 256).
     pub max_messages: usize,
@@ -127,6 +129,9 @@ impl Default for CoreConfig {
 }
 
 /// Everything a producer needs to know.
+///
+/// Durations may be as large as `Duration::MAX`: a deadline is never set more than 100 years
+/// ahead, so a huge timeout or interval means "no limit" and never overflows a clock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducerConfig {
     /// Producer group (required; `DEFAULT_PRODUCER` is refused like Java does).
@@ -219,7 +224,12 @@ impl Default for ProducerConfig {
 }
 
 impl CoreConfig {
-    fn validate(&self, name: &str, max_message_size: usize) -> Result<(), Error> {
+    fn validate(
+        &self,
+        name: &str,
+        max_message_size: usize,
+        send_timeout: Duration,
+    ) -> Result<(), Error> {
         let bad = |reason: String| Err(Error::InvalidConfig { reason });
         if self.io_memory < 64 * 1024 {
             return bad(format!(
@@ -257,6 +267,13 @@ impl CoreConfig {
                 return bad(format!(
                     "{name}.batch_max_bytes {} is over max_message_size {max_message_size}",
                     batch.max_bytes
+                ));
+            }
+            // A message lingering its whole budget would time out before it is sent.
+            if batch.linger >= send_timeout {
+                return bad(format!(
+                    "{name}.linger {:?} must be below send_timeout {send_timeout:?}",
+                    batch.linger
                 ));
             }
         }
@@ -334,9 +351,14 @@ impl ProducerConfig {
         if self.default_topic_queue_nums <= 0 {
             return bad("default_topic_queue_nums must be above zero".into());
         }
-        self.core.validate("core", self.max_message_size)?;
+        self.core
+            .validate("core", self.max_message_size, self.send_timeout)?;
         for (cpu, core) in &self.per_cpu {
-            core.validate(&format!("core (cpu {cpu})"), self.max_message_size)?;
+            core.validate(
+                &format!("core (cpu {cpu})"),
+                self.max_message_size,
+                self.send_timeout,
+            )?;
         }
         if let Some(namespace) = &self.namespace {
             crate::namespace::validate(namespace)?;
@@ -397,6 +419,81 @@ mod tests {
         let mut c = good();
         c.core.io_memory = 10;
         assert!(c.validate().unwrap_err().to_string().contains("io_memory"));
+    }
+
+    #[test]
+    fn linger_must_be_below_the_send_timeout() {
+        let mut c = good();
+        c.core.auto_batch = Some(AutoBatch {
+            linger: c.send_timeout,
+            ..Default::default()
+        });
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("core.linger") && e.contains("send_timeout"),
+            "{e}"
+        );
+        let mut c = good();
+        c.per_cpu.insert(
+            3,
+            CoreConfig {
+                auto_batch: Some(AutoBatch {
+                    linger: Duration::from_secs(60),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        );
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("linger") && e.contains("cpu 3"), "{e}");
+        let mut c = good();
+        c.core.auto_batch = Some(AutoBatch {
+            linger: Duration::from_millis(5),
+            ..Default::default()
+        });
+        c.validate().unwrap();
+    }
+
+    fn extreme_duration() -> impl proptest::strategy::Strategy<Value = Duration> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(Duration::ZERO),
+            Just(Duration::MAX),
+            Just(Duration::MAX - Duration::from_nanos(1)),
+            Just(Duration::from_secs(u64::MAX / 2)),
+            (any::<u64>(), 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
+            (0u64..10_000).prop_map(Duration::from_millis),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Validation of any durations is `Ok` or an `InvalidConfig` naming a key, never a panic.
+        #[test]
+        fn extreme_durations_validate_without_panic(
+            send_timeout in extreme_duration(),
+            attempt_timeout in extreme_duration(),
+            route_refresh_interval in extreme_duration(),
+            heartbeat_interval in extreme_duration(),
+            spin_before_park in extreme_duration(),
+            linger in proptest::option::of(extreme_duration()),
+        ) {
+            let mut c = good();
+            c.send_timeout = send_timeout;
+            c.attempt_timeout = attempt_timeout;
+            c.route_refresh_interval = route_refresh_interval;
+            c.heartbeat_interval = heartbeat_interval;
+            c.core.spin_before_park = spin_before_park;
+            c.core.auto_batch = linger.map(|linger| AutoBatch { linger, ..Default::default() });
+            match c.validate() {
+                Ok(()) => {
+                    proptest::prop_assert!(linger.is_none_or(|l| l < send_timeout));
+                }
+                Err(Error::InvalidConfig { reason }) => {
+                    proptest::prop_assert!(reason.contains("timeout") || reason.contains("linger") || reason.contains("interval") || reason.contains("spin"), "{}", reason);
+                }
+                Err(other) => proptest::prop_assert!(false, "{}", other),
+            }
+        }
     }
 
     #[test]

@@ -123,13 +123,15 @@ pub fn parse_duration(key: &str, text: &str) -> Result<Duration, Error> {
     if !seconds.is_finite() || seconds < 0.0 {
         return Err(bad(format!("{key} = {text:?} is not a valid duration")));
     }
-    Ok(Duration::from_secs_f64(seconds))
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| bad(format!("{key} = {text:?} is too long for a duration")))
 }
 
 /// Parses a size: a number of bytes, or `"64KiB"`, `"1MiB"`, `"4k"`, `"1m"`.
 fn parse_size(key: &str, value: &SizeValue) -> Result<usize, Error> {
+    let too_large = |text: &dyn std::fmt::Display| bad(format!("{key} = {text} is too large"));
     let text = match value {
-        SizeValue::Bytes(n) => return Ok(*n as usize),
+        SizeValue::Bytes(n) => return usize::try_from(*n).map_err(|_| too_large(n)),
         SizeValue::Text(t) => t.trim().to_ascii_lowercase(),
     };
     let split = text
@@ -148,7 +150,8 @@ fn parse_size(key: &str, value: &SizeValue) -> Result<usize, Error> {
         "g" | "gb" | "gib" => 1024 * 1024 * 1024,
         other => return Err(bad(format!("{key} = {text:?}: unknown unit {other:?}"))),
     };
-    Ok(n * mult)
+    n.checked_mul(mult)
+        .ok_or_else(|| too_large(&format_args!("{text:?}")))
 }
 
 fn apply_core(name: &str, file: &FileCore, base: &CoreConfig) -> Result<CoreConfig, Error> {
@@ -445,5 +448,65 @@ connections_per_broker = 3
         assert_eq!(parse_duration("k", "2m").unwrap(), Duration::from_secs(120));
         assert!(parse_duration("k", "ms").is_err());
         assert!(parse_duration("k", "5 fortnights").is_err());
+    }
+
+    #[test]
+    fn values_beyond_range_are_refused_naming_the_key() {
+        let base = "producer_group = \"g\"\nnamesrv = \"a:1\"\n";
+        for (extra, key) in [
+            (
+                "send_timeout = \"99999999999999999999999h\"",
+                "send_timeout",
+            ),
+            (
+                "attempt_timeout = \"18446744073709551616s\"",
+                "attempt_timeout",
+            ),
+            (
+                "max_message_size = \"18446744073709551615GiB\"",
+                "max_message_size",
+            ),
+            ("[core_defaults]\nio_memory = \"17179869184g\"", "io_memory"),
+        ] {
+            let err = ProducerConfig::from_toml_str(&format!("{base}{extra}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{extra:?} gave {err}");
+        }
+    }
+
+    use proptest::prelude::*;
+
+    proptest::proptest! {
+        /// Any number with any unit, in any duration or size key, is a value or an
+        /// `InvalidConfig`: never a panic.
+        #[test]
+        fn extreme_values_never_panic(
+            number in proptest::prop_oneof![
+                proptest::num::u64::ANY.prop_map(|n| n.to_string()),
+                "[0-9]{1,40}(\\.[0-9]{0,20})?",
+            ],
+            duration_unit in proptest::sample::select(vec!["ns", "us", "ms", "s", "m", "h"]),
+            size_unit in proptest::sample::select(vec!["", "b", "k", "KiB", "MiB", "GiB"]),
+            duration_key in proptest::sample::select(vec![
+                "send_timeout", "attempt_timeout", "route_refresh_interval", "heartbeat_interval",
+            ]),
+            core_duration_key in proptest::sample::select(vec!["spin_before_park", "linger"]),
+            size_key in proptest::sample::select(vec!["compress_over", "max_message_size"]),
+        ) {
+            let base = "producer_group = \"g\"\nnamesrv = \"a:1\"\n";
+            for text in [
+                format!("{base}{duration_key} = \"{number}{duration_unit}\""),
+                format!("{base}{size_key} = \"{number}{size_unit}\""),
+                format!(
+                    "{base}[core_defaults]\nauto_batch = true\n{core_duration_key} = \"{number}{duration_unit}\""
+                ),
+                format!("{base}[core_defaults]\nio_memory = \"{number}{size_unit}\""),
+            ] {
+                if let Err(e) = ProducerConfig::from_toml_str(&text) {
+                    prop_assert!(matches!(e, Error::InvalidConfig { .. }), "{text}: {e}");
+                }
+            }
+        }
     }
 }

@@ -1,5 +1,7 @@
 //! The public [`Error`](enum@Error): what failed, whether a retry can help, and whether the message may be stored.
 
+use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -78,6 +80,8 @@ pub enum Error {
         addrs: String,
         /// The last failure.
         reason: String,
+        /// `NotStored`, unless an earlier attempt of the same message had an unknown outcome.
+        outcome: Outcome,
     },
     /// The topic has no usable route (unknown topic and no `TBW102`, or no writable master queue).
     #[error("no route for topic {topic}: {reason}")]
@@ -86,6 +90,8 @@ pub enum Error {
         topic: String,
         /// Why.
         reason: String,
+        /// `NotStored`, unless an earlier attempt of the same message had an unknown outcome.
+        outcome: Outcome,
     },
     /// A broker connection could not be opened, was lost, or is over its in-flight limit.
     #[error("connection to {peer} failed: {reason}")]
@@ -104,8 +110,9 @@ pub enum Error {
         broker: String,
         /// The response code.
         code: ResponseCode,
-        /// The broker's remark.
-        remark: String,
+        /// The broker's remark, bounded (see [`MAX_REMARK_BYTES`]); the callers of one batch
+        /// share it.
+        remark: Arc<str>,
         /// `NotStored`, unless an earlier attempt of the same message had an unknown outcome.
         outcome: Outcome,
     },
@@ -148,8 +155,8 @@ pub enum Error {
     NotSupported {
         /// `ip:port` of the broker.
         broker: String,
-        /// The broker's remark.
-        remark: String,
+        /// The broker's remark, bounded (see [`MAX_REMARK_BYTES`]).
+        remark: Arc<str>,
     },
     /// The message cannot be framed within the peer's frame limit.
     #[error("the request would be {size} bytes, over the {limit}-byte frame limit")]
@@ -204,7 +211,9 @@ impl Error {
             | Error::Broker { outcome, .. }
             | Error::Protocol { outcome, .. }
             | Error::Timeout { outcome, .. }
-            | Error::ShutDown { outcome, .. } => *outcome,
+            | Error::ShutDown { outcome, .. }
+            | Error::NoRoute { outcome, .. }
+            | Error::NameServerUnavailable { outcome, .. } => *outcome,
             Error::CoreStopped { .. } | Error::ReplyTimeout { .. } => Outcome::Unknown,
             _ => Outcome::NotStored,
         }
@@ -237,7 +246,9 @@ impl Error {
             | Error::Broker { outcome, .. }
             | Error::Protocol { outcome, .. }
             | Error::Timeout { outcome, .. }
-            | Error::ShutDown { outcome, .. } => *outcome = Outcome::Unknown,
+            | Error::ShutDown { outcome, .. }
+            | Error::NoRoute { outcome, .. }
+            | Error::NameServerUnavailable { outcome, .. } => *outcome = Outcome::Unknown,
             _ => {}
         }
         self
@@ -267,6 +278,33 @@ impl Error {
     }
 }
 
+/// Longest broker or NameServer remark an [`Error`](enum@Error) keeps, in bytes, before the
+/// note of its original length. A peer may send up to 16 MiB; each caller's error (and every log
+/// line of a retry) would carry a copy.
+pub const MAX_REMARK_BYTES: usize = 512;
+
+/// A peer's remark the way an [`Error`](enum@Error) carries it: control and
+/// bidirectional-override characters escaped (errors get logged), cut after
+/// [`MAX_REMARK_BYTES`] with the original length noted, and behind an `Arc` so the callers of
+/// one batch share one copy.
+pub(crate) fn bounded_remark(remark: &str) -> Arc<str> {
+    let mut out = String::with_capacity(remark.len().min(MAX_REMARK_BYTES) + 40);
+    for c in remark.chars() {
+        let before = out.len();
+        if c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}') {
+            let _ = write!(out, "{}", c.escape_debug());
+        } else {
+            out.push(c);
+        }
+        if out.len() > MAX_REMARK_BYTES {
+            out.truncate(before);
+            let _ = write!(out, "... (truncated, {} bytes in all)", remark.len());
+            break;
+        }
+    }
+    Arc::from(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,7 +314,7 @@ mod tests {
         let busy = Error::Broker {
             broker: "b".into(),
             code: ResponseCode::SystemBusy,
-            remark: String::new(),
+            remark: "".into(),
             outcome: Outcome::NotStored,
         };
         assert!(busy.is_retryable());
@@ -288,7 +326,7 @@ mod tests {
         let illegal = Error::Broker {
             broker: "b".into(),
             code: ResponseCode::MessageIllegal,
-            remark: String::new(),
+            remark: "".into(),
             outcome: Outcome::NotStored,
         };
         assert!(!illegal.is_retryable());
@@ -296,5 +334,57 @@ mod tests {
             message: Some(Box::new(Message::new("T", "b"))),
         };
         assert_eq!(full.into_message().unwrap().topic, "T");
+    }
+
+    #[test]
+    fn remarks_are_escaped_and_bounded() {
+        assert_eq!(
+            &*bounded_remark("topic 'T' not exist"),
+            "topic 'T' not exist"
+        );
+        assert_eq!(
+            &*bounded_remark("a\nb\r\t\u{1b}[0m\u{202e}é"),
+            "a\\nb\\r\\t\\u{1b}[0m\\u{202e}é"
+        );
+        let long = "é".repeat(1 << 20);
+        let bounded = bounded_remark(&long);
+        assert!(bounded.len() <= MAX_REMARK_BYTES + 48, "{}", bounded.len());
+        assert!(bounded.starts_with("éé"));
+        assert!(
+            bounded.ends_with("... (truncated, 2097152 bytes in all)"),
+            "{bounded}"
+        );
+        let escapes = "\n".repeat(1000);
+        assert!(bounded_remark(&escapes).len() <= MAX_REMARK_BYTES + 48);
+        let exact = "x".repeat(MAX_REMARK_BYTES);
+        assert_eq!(&*bounded_remark(&exact), exact);
+    }
+
+    #[test]
+    fn debug_of_a_refused_message_shows_sizes_not_the_body() {
+        let body = vec![b'x'; 4 << 20];
+        let message = Message::new("T", body)
+            .with_tags("tag")
+            .with_keys(["k1"])
+            .with_property("secret", "p".repeat(10_000));
+        for e in [
+            Error::QueueFull {
+                message: Some(Box::new(message.clone())),
+            },
+            Error::ShutDown {
+                message: Some(Box::new(message.clone())),
+                outcome: Outcome::NotStored,
+            },
+        ] {
+            let debug = format!("{e:?}");
+            assert!(debug.len() < 400, "{} bytes of Debug", debug.len());
+            assert!(debug.contains("4194304"), "{debug}");
+            assert!(debug.contains("\"T\"") && debug.contains("tag"), "{debug}");
+            assert!(
+                !debug.contains("xxxx") && !debug.contains("pppp"),
+                "{debug}"
+            );
+            assert_eq!(e.into_message().unwrap(), message);
+        }
     }
 }

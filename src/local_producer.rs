@@ -5,6 +5,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::engine::core::{current_core, Core, InFlightPermit};
+use crate::engine::deadline::deadline_after;
 use crate::engine::inbox::SendMode;
 use crate::engine::order_gate::OrderTicket;
 use crate::engine::prepared::{prepare, prepare_batch, Outgoing, Reply, SendExtras};
@@ -221,7 +222,7 @@ impl LocalProducer {
                 Some(ns) => crate::namespace::wrap(ns, &topic),
                 None => topic,
             };
-            let deadline = Instant::now() + config.send_timeout;
+            let deadline = deadline_after(Instant::now(), config.send_timeout);
             let route = core.route_for(&wire, deadline).await?;
             Ok(crate::engine::target_queue::publish_queues(
                 &route,
@@ -277,7 +278,7 @@ impl LocalProducer {
 /// Now, and the deadline `timeout` from now (one clock read serves both).
 fn budget(timeout: Duration) -> (Instant, Instant) {
     let started = Instant::now();
-    (started, started + timeout)
+    (started, deadline_after(started, timeout))
 }
 
 /// Where a send stands once its synchronous part is done.
@@ -339,6 +340,7 @@ fn with_permit(
                 message,
                 reply: crate::engine::batcher::ReplyTo::Local(reply),
                 deadline,
+                mode,
                 permit,
             };
             crate::engine::batcher::add(core, batcher, item);

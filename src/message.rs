@@ -41,7 +41,10 @@ pub const MAX_TIMER_MILLIS: u64 = i64::MAX as u64 / 2;
 ///     .with_property("region", "eu");
 /// assert_eq!(message.topic, "orders");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its `Debug` output shows the body's and the properties' sizes, never their contents (an
+/// [`Error`] that hands a message back is often logged).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Message {
     /// Topic name: 1–127 characters from `[%|a-zA-Z0-9_-]`.
     pub topic: String,
@@ -88,6 +91,29 @@ impl TimerDelivery {
                 delay.as_millis().min(u64::MAX as u128) as u64,
             ),
         }
+    }
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let property_bytes: usize = self.properties.iter().map(|(k, v)| k.len() + v.len()).sum();
+        f.debug_struct("Message")
+            .field("topic", &self.topic)
+            .field("body", &format_args!("<{} bytes>", self.body.len()))
+            .field("tags", &self.tags)
+            .field("keys", &self.keys)
+            .field(
+                "properties",
+                &format_args!(
+                    "<{} properties, {property_bytes} bytes>",
+                    self.properties.len()
+                ),
+            )
+            .field("flag", &self.flag)
+            .field("delay_level", &self.delay_level)
+            .field("wait_store_ok", &self.wait_store_ok)
+            .field("timer", &self.timer)
+            .finish()
     }
 }
 

@@ -14,7 +14,8 @@ use crate::config::{CoreSelection, ProducerConfig, QueueFullPolicy};
 use crate::engine::broker_requests::BrokerRequests;
 use crate::engine::connection::ConnSettings;
 use crate::engine::core::{current_core, spawn_core, CoreReport, Shared};
-use crate::engine::inbox::{Inbox, Job, SendMode};
+use crate::engine::deadline::deadline_after;
+use crate::engine::inbox::{ControlJob, Inbox, Job, SendMode};
 use crate::engine::prepared::{prepare, prepare_batch, random_u32, Outgoing, Reply, SendExtras};
 use crate::engine::resolve::Resolver;
 use crate::error::{Error, Outcome};
@@ -223,6 +224,11 @@ impl ProducerBuilder {
                 .resolver
                 .map(|r| r.0)
                 .unwrap_or_else(crate::engine::resolve::system_resolver),
+            max_queued_bytes: config.core.max_buffered_bytes,
+            // Capped like every deadline (see `deadline_after`): the writer adds it to now.
+            stall_timeout: config
+                .attempt_timeout
+                .min(crate::engine::deadline::FAR_FUTURE),
         };
         let shared = Arc::new(Shared {
             config,
@@ -392,7 +398,10 @@ impl Producer {
         options: SendOptions,
     ) -> SendFuture<Vec<SendResult>> {
         let shared = &self.inner.shared;
-        let deadline = Instant::now() + options.timeout.unwrap_or(shared.config.send_timeout);
+        let deadline = deadline_after(
+            Instant::now(),
+            options.timeout.unwrap_or(shared.config.send_timeout),
+        );
         let slot = &self.inner.cores[self.pick_core(&options)];
         if !enter_open(shared, slot) {
             return SendFuture::failed(shut_down_refusal(None), Reply::into_batch);
@@ -488,7 +497,10 @@ impl Producer {
         map: fn(Reply) -> T,
     ) -> SendFuture<T> {
         let shared = &self.inner.shared;
-        let deadline = Instant::now() + options.timeout.unwrap_or(shared.config.send_timeout);
+        let deadline = deadline_after(
+            Instant::now(),
+            options.timeout.unwrap_or(shared.config.send_timeout),
+        );
         let slot = &self.inner.cores[self.pick_core(options)];
         if !enter_open(shared, slot) {
             return SendFuture::failed(shut_down_refusal(Some(message)), map);
@@ -595,7 +607,7 @@ impl Producer {
         let (tx, rx) = oneshot::channel();
         // A panic in `f` ends its task only (the core goes on); the dropped `tx` makes the
         // handle fail with CoreStopped.
-        let mut job = Job::Run(Box::new(move |local: LocalProducer| {
+        let mut job: ControlJob = Box::new(move |local: LocalProducer| {
             crate::engine::guarded::spawn_guarded(
                 "run_on_core",
                 async move {
@@ -603,12 +615,12 @@ impl Producer {
                 },
                 |_| {},
             );
-        }));
+        });
         loop {
             if !enter_open(&self.inner.shared, slot) {
                 return Err(shut_down_refusal(None));
             }
-            let pushed = slot.inbox.push(job);
+            let pushed = slot.inbox.push_control(job);
             slot.inbox.leave();
             match pushed {
                 Ok(()) => return Ok(RunHandle { rx }),
@@ -693,7 +705,7 @@ impl Inner {
         *shared
             .shutdown_deadline
             .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + timeout);
+            .unwrap_or_else(|e| e.into_inner()) = Some(deadline_after(Instant::now(), timeout));
         for slot in &self.cores {
             slot.inbox.request_stop();
         }
@@ -720,12 +732,11 @@ impl Inner {
         for slot in &self.cores {
             while let Some(job) = slot.inbox.try_pop() {
                 report.refused_after_stop += 1;
-                if let Job::Send { message, reply, .. } = job {
-                    let _ = reply.send(Err(Error::ShutDown {
-                        message: message.into_message().map(Box::new),
-                        outcome: Outcome::NotStored,
-                    }));
-                }
+                let Job::Send { message, reply, .. } = job;
+                let _ = reply.send(Err(Error::ShutDown {
+                    message: message.into_message().map(Box::new),
+                    outcome: Outcome::NotStored,
+                }));
             }
         }
         report.joined = true;

@@ -97,7 +97,11 @@ impl Producer {
                 system_properties: vec![
                     (keys::CORRELATION_ID, id.clone()),
                     (keys::REPLY_TO_CLIENT, producer.shared().client_id.clone()),
-                    (keys::TTL, left.as_millis().to_string()),
+                    // Java reads it as a long: a huge timeout must still parse.
+                    (
+                        keys::TTL,
+                        left.as_millis().min(i64::MAX as u128).to_string(),
+                    ),
                 ],
                 ..SendExtras::default()
             });

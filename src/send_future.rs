@@ -164,10 +164,8 @@ impl<T> Future for SendFuture<T> {
                     inbox.enter();
                     if shared.closing.load(Ordering::SeqCst) {
                         inbox.leave();
-                        let message = match pending {
-                            Job::Send { message, .. } => message.into_message().map(Box::new),
-                            Job::Run(_) => None,
-                        };
+                        let Job::Send { message, .. } = pending;
+                        let message = message.into_message().map(Box::new);
                         self.state = State::Done;
                         return Poll::Ready(Err(Error::ShutDown {
                             message,
@@ -184,12 +182,8 @@ impl<T> Future for SendFuture<T> {
                         }
                         Err(back) => {
                             if *policy == QueueFullPolicy::Fail || Instant::now() >= *deadline {
-                                let message = match back {
-                                    Job::Send { message, .. } => {
-                                        message.into_message().map(Box::new)
-                                    }
-                                    Job::Run(_) => None,
-                                };
+                                let Job::Send { message, .. } = back;
+                                let message = message.into_message().map(Box::new);
                                 self.state = State::Done;
                                 return Poll::Ready(Err(Error::QueueFull { message }));
                             }

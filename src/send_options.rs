@@ -40,7 +40,8 @@ impl SendOptions {
         Self::default()
     }
 
-    /// Sets the budget of this send.
+    /// Sets the budget of this send. Any duration is accepted: one beyond 100 years (up to
+    /// `Duration::MAX`) counts as 100 years, that is, no limit.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self

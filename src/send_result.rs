@@ -54,11 +54,13 @@ pub struct SendResult {
     pub status: SendStatus,
     /// The client-side unique id (`UNIQ_KEY`), 32 hex digits for an IPv4 client.
     pub msg_id: ShortString,
-    /// The broker's offset message id (store host + commit-log offset).
+    /// The broker's offset message id (store host + commit-log offset); empty when the broker's
+    /// reply did not give one for this message (the message is stored all the same).
     pub offset_msg_id: ShortString,
     /// Where it was stored.
     pub queue: MessageQueue,
-    /// Offset in the queue.
+    /// Offset in the queue; -1 when the broker's reply header was unreadable (the message is
+    /// stored all the same, and `queue` is the queue it was sent to).
     pub queue_offset: i64,
     /// Transaction id, when the broker sets one (5.x sets it to the unique id).
     pub transaction_id: Option<ShortString>,

@@ -31,6 +31,9 @@ pub struct CoreStatsSnapshot {
     pub bytes_written: u64,
     /// `recv(2)` calls that returned data.
     pub reads: u64,
+    /// Bytes waiting in this core's connections to be written (bounded by
+    /// `max_buffered_bytes` per connection).
+    pub queued_write_bytes: u64,
     /// Send latency (microseconds, retries included).
     pub latency_us: Histogram<u64>,
 }

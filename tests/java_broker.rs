@@ -15,34 +15,15 @@
 //! Read-back is the same as for the rocketmq-rust broker (`tests/common/read_back.rs`:
 //! GET_MAX_OFFSET + PULL_MESSAGE with JSON headers, which the Java broker answers in JSON).
 
-#[path = "common/java_servers.rs"]
-mod java_servers;
-#[allow(dead_code)]
-#[path = "common/parity.rs"]
-mod parity;
-#[allow(dead_code)]
-#[path = "common/read_back.rs"]
-mod read_back;
+mod common;
 
 use std::time::Duration;
 
-use java_servers::java_rocketmq;
-use parity::Cluster;
-use read_back::{assert_same, stored_when_visible};
+use common::java_servers::java_rocketmq;
+use common::parity::Cluster;
+use common::read_back::{assert_same, stored_when_visible};
+use common::{parity, topic, varied_messages};
 use rocketmq_tpc::{Message, Producer, SendStatus, ShortString};
-
-/// A topic name no other test (or earlier run) uses.
-fn topic(test: &str) -> String {
-    format!(
-        "tpc_java_{test}_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_micros()
-            % 1_000_000_000
-    )
-}
 
 /// A one-core producer on the Java NameServer.
 fn producer(namesrv: &str) -> Producer {
@@ -55,28 +36,6 @@ fn producer(namesrv: &str) -> Producer {
         .send_timeout(Duration::from_secs(10));
     builder.config_mut().core.spin_before_park = Duration::ZERO;
     builder.build().expect("producer starts")
-}
-
-/// Varied messages: tags on some, keys on some, user properties on some, varied flags and bodies.
-fn varied_messages(topic: &str, n: usize) -> Vec<Message> {
-    (0..n)
-        .map(|i| {
-            let body: Vec<u8> = (0..100 + i * 13)
-                .map(|j| ((i * 31 + j * 7) % 251) as u8)
-                .collect();
-            let mut m = Message::new(topic, body).with_flag(i as i32 % 3);
-            if i % 2 == 0 {
-                m = m.with_tags(format!("tag{}", i % 5));
-            }
-            if i % 3 == 0 {
-                m = m.with_keys([format!("k{i}"), "shared".to_owned()]);
-            }
-            if i % 4 == 0 {
-                m = m.with_property("order", i.to_string());
-            }
-            m
-        })
-        .collect()
 }
 
 /// Every sent message is stored on the Java broker exactly once and equals what was sent.
@@ -114,7 +73,7 @@ fn sync_sends_are_stored_as_sent_on_the_java_broker() {
     let servers = java_rocketmq();
     let topic = topic("sync");
     let producer = producer(&servers.namesrv);
-    let sent: Vec<(Message, ShortString)> = varied_messages(&topic, 20)
+    let sent: Vec<(Message, ShortString)> = varied_messages(&topic, 20, 300)
         .into_iter()
         .map(|m| {
             let r = producer

@@ -6,31 +6,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::read_back::{assert_same, stored_by_key, stored_when_visible, Remote};
+use common::varied_messages;
 use rocketmq_tpc::protocol::HeaderEncoding;
 use rocketmq_tpc::{Error, LocalProducer, Message, Producer, SendStatus, ShortString};
-
-fn varied_messages(topic: &str, n: usize, body_size: usize) -> Vec<Message> {
-    (0..n)
-        .map(|i| {
-            let body: Vec<u8> = (0..body_size)
-                .map(|j| ((i * 31 + j * 7) % 251) as u8)
-                .collect();
-            let mut m = Message::new(topic, body).with_flag(i as i32 % 3);
-            if i % 2 == 0 {
-                m = m.with_tags(format!("tag{}", i % 5));
-            }
-            if i % 3 == 0 {
-                m = m.with_keys([format!("k{i}"), "shared".to_owned()]);
-            }
-            if i % 4 == 0 {
-                m = m
-                    .with_property("order", i.to_string())
-                    .with_property("ünï", "cödé");
-            }
-            m
-        })
-        .collect()
-}
 
 /// Sends each message with a blocking send; returns (message, unique id) pairs.
 fn send_each(producer: &Producer, messages: Vec<Message>) -> Vec<(Message, ShortString)> {

@@ -249,3 +249,134 @@ fn a_panic_after_an_await_on_a_core_does_not_hang_later_sends() {
         producer.shutdown(Duration::from_secs(1))
     });
 }
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap()
+        * 1024
+}
+
+/// A peer that accepts and never reads: what waits to be written stays under the cap (the
+/// connection is closed once its writes make no progress for an attempt timeout, and requests
+/// past the cap fail at once), and memory stays flat while sends keep coming.
+#[test]
+fn write_buffers_stay_bounded_when_the_peer_stops_reading() {
+    let fake = FakeBroker::start(|n| {
+        if n == 0 {
+            Action::Reply(0)
+        } else {
+            Action::StopReading
+        }
+    });
+    let mut config = config_for(
+        &fake.addr,
+        Duration::from_secs(1),
+        Duration::from_millis(200),
+    );
+    const CAP: usize = 8 << 20;
+    config.core.max_buffered_bytes = CAP;
+    let producer = Producer::builder().config(config).build().unwrap();
+    producer
+        .send(Message::new("T", "route and connection"))
+        .unwrap();
+    // Incompressible, so what is queued is the body's size.
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let noise: Vec<u8> = (0..256 * 1024)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect();
+    let body = bytes::Bytes::from(noise);
+    let rss_before = rss_bytes();
+    let started = Instant::now();
+    let mut window = std::collections::VecDeque::new();
+    let mut max_queued = 0u64;
+    let mut outcomes = 0u64;
+    let mut last_sample = Instant::now();
+    while started.elapsed() < Duration::from_secs(8) {
+        if window.len() >= 64 {
+            let f: rocketmq_tpc::SendFuture<_> = window.pop_front().unwrap();
+            let _ = f.wait();
+            outcomes += 1;
+        }
+        window.push_back(producer.send_async(Message::new("T", body.clone())));
+        if last_sample.elapsed() > Duration::from_millis(100) {
+            last_sample = Instant::now();
+            let stats = producer.stats().unwrap();
+            max_queued = max_queued.max(stats.cores.iter().map(|c| c.queued_write_bytes).sum());
+        }
+    }
+    let rss_growth = rss_bytes().saturating_sub(rss_before);
+    for f in window {
+        let _ = f.wait();
+        outcomes += 1;
+    }
+    eprintln!(
+        "peer not reading: {outcomes} outcomes, max queued {} KiB, RSS growth {} KiB",
+        max_queued / 1024,
+        rss_growth / 1024
+    );
+    assert!(
+        max_queued <= (CAP + body.len() + 4096) as u64,
+        "queued {max_queued} bytes, over the {CAP}-byte cap"
+    );
+    assert!(rss_growth < 256 << 20, "RSS grew {} MiB", rss_growth >> 20);
+}
+
+/// `stats()` and `run_on_core` travel apart from sends: a full send queue behind a core that
+/// waits for in-flight room (a silent broker) does not hold them up.
+#[test]
+fn stats_answer_while_the_send_queue_is_full() {
+    let fake = FakeBroker::start(|n| {
+        if n == 0 {
+            Action::Reply(0)
+        } else {
+            Action::Ignore
+        }
+    });
+    let mut config = config_for(&fake.addr, Duration::from_secs(10), Duration::from_secs(10));
+    config.core.inbox_capacity = 8;
+    config.core.max_inflight = 1;
+    config.queue_full = rocketmq_tpc::QueueFullPolicy::Fail;
+    let producer = Producer::builder().config(config).build().unwrap();
+    producer
+        .send(Message::new("T", "route and connection"))
+        .unwrap();
+    // One send holds the only in-flight permit; the core waits for it with the next job in
+    // hand; the rest fill the queue (or are refused).
+    let pending: Vec<_> = (0..20)
+        .map(|i| producer.send_async(Message::new("T", format!("stuck {i}"))))
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let p = producer.clone();
+    let started = Instant::now();
+    within(
+        Duration::from_secs(2),
+        "stats() behind a full send queue",
+        move || p.stats(),
+    )
+    .expect("stats");
+    let p = producer.clone();
+    within(
+        Duration::from_secs(2),
+        "run_on_core behind a full send queue",
+        move || {
+            p.run_on_core(0, |local| async move { local.core_index() })
+                .unwrap()
+                .wait()
+        },
+    )
+    .expect("run_on_core");
+    eprintln!("control jobs answered in {:?}", started.elapsed());
+    drop(pending);
+    within(Duration::from_secs(15), "shutdown()", move || {
+        producer.shutdown(Duration::from_millis(200))
+    });
+}

@@ -8,6 +8,14 @@
 //!  batch answer ─► result i to caller i   |   batch error ─► the same error to every caller
 //! ```
 //!
+//! Each message keeps its own budget and retry count. Only messages sent in the same mode
+//! (sync or async) share a batch, so the batch retries as often as its callers asked. The
+//! batch's request runs until its *latest* member's deadline; a member whose own deadline comes
+//! first gets [`Error::Timeout`] then (outcome `Unknown`: the batch carrying it may still be
+//! stored) while the batch goes on for the others, and a member whose deadline passed while the
+//! batch lingered is left out of it (`Timeout`, `NotStored`; it learns so when the linger ends,
+//! which `linger < send_timeout` bounds).
+//!
 //! Each message carries its in-flight permit, so `max_inflight` bounds the messages a core holds
 //! (open batches included) and a stalled broker cannot grow memory without bound.
 
@@ -19,11 +27,13 @@ use std::time::Instant;
 use futures_channel::oneshot;
 
 use super::core::Core;
+use super::deadline::until;
 use super::inbox::{SendMode, SendReply};
 use super::prepared::{join_prepared, Outgoing, PreparedMessage, Reply};
 use super::reply_slots::ReplySender;
 use super::send::send_message;
 use crate::config::AutoBatch;
+use crate::error::{Error, Outcome};
 use crate::protocol::batch::RECORD_OVERHEAD;
 
 /// One message waiting in an open batch.
@@ -31,6 +41,8 @@ pub(crate) struct BatchItem {
     pub message: PreparedMessage,
     pub reply: ReplyTo,
     pub deadline: Instant,
+    /// Sync or async: decides the retry count of the batch it joins.
+    pub mode: SendMode,
     pub permit: super::core::InFlightPermit,
 }
 
@@ -59,6 +71,9 @@ impl ReplyTo {
 struct BatchKind {
     sys_flag: i32,
     wait: bool,
+    /// Sync callers retry `retries_when_send_failed` times, async ones
+    /// `retries_when_send_async_failed`: they do not share a batch.
+    sync: bool,
 }
 
 struct OpenBatch {
@@ -115,6 +130,7 @@ pub(crate) fn add(core: &Rc<Core>, batcher: &Batcher, item: BatchItem) {
     let kind = BatchKind {
         sys_flag: item.message.sys_flag,
         wait: item.message.original.wait_store_ok,
+        sync: item.mode == SendMode::Sync,
     };
     let config = &batcher.config;
     let mut linger = None;
@@ -158,13 +174,13 @@ pub(crate) fn add(core: &Rc<Core>, batcher: &Batcher, item: BatchItem) {
         (overflowed, full)
     };
     if let Some(overflowed) = overflowed {
-        spawn_send(core, overflowed.items);
+        spawn_send(core, overflowed.kind, overflowed.items);
     }
     if let Some((topic, id)) = linger {
         schedule_linger(core, topic, kind, id, config.linger);
     }
     if let Some(full) = full {
-        spawn_send(core, full.items);
+        spawn_send(core, kind, full.items);
     }
 }
 
@@ -180,69 +196,111 @@ fn schedule_linger(
         if linger.is_zero() {
             futures_lite::future::yield_now().await;
         } else {
-            glommio::timer::sleep(linger).await;
+            super::deadline::sleep(linger).await;
         }
         let Some(batcher) = core.batcher.as_ref() else {
             return;
         };
         if let Some(batch) = batcher.take(&topic, kind, |b| b.id == id) {
-            spawn_send(&core, batch.items);
+            spawn_send(&core, kind, batch.items);
         }
     };
     super::guarded::spawn_guarded("batch linger", linger_task, |_| {});
 }
 
 /// Sends a closed batch; a panic drops its items, so each caller gets `CoreStopped`.
-fn spawn_send(core: &Rc<Core>, items: Vec<BatchItem>) {
+fn spawn_send(core: &Rc<Core>, kind: BatchKind, items: Vec<BatchItem>) {
     let core = Rc::clone(core);
+    let mode = if kind.sync {
+        SendMode::Sync
+    } else {
+        SendMode::Async
+    };
     super::guarded::spawn_guarded(
         "batch send",
-        async move { send_items(&core, items).await },
+        async move { send_items(&core, mode, items).await },
         |_| {},
     );
 }
 
-async fn send_items(core: &Rc<Core>, items: Vec<BatchItem>) {
-    let deadline = items
-        .iter()
-        .map(|i| i.deadline)
-        .min()
-        .unwrap_or_else(Instant::now);
+/// A member's own budget ran out (`started`: when its batch began to go out).
+fn member_timeout(started: Instant, deadline: Instant, outcome: Outcome) -> Error {
+    Error::Timeout {
+        elapsed: started.elapsed(),
+        budget: deadline.saturating_duration_since(started),
+        attempts: u32::from(outcome == Outcome::Unknown),
+        outcome,
+        last_error: None,
+    }
+}
+
+async fn send_items(core: &Rc<Core>, mode: SendMode, items: Vec<BatchItem>) {
+    let started = Instant::now();
+    // Each member's deadline, and its reply until it is answered.
     let mut replies = Vec::with_capacity(items.len());
     let mut messages = Vec::with_capacity(items.len());
     let mut permits = Vec::with_capacity(items.len());
     for item in items {
-        replies.push(item.reply);
+        if item.deadline <= started {
+            // Its budget ran out while the batch lingered: it is not sent at all.
+            let timeout = member_timeout(started, item.deadline, Outcome::NotStored);
+            item.reply.send(Err(timeout));
+            continue;
+        }
+        replies.push((item.deadline, Some(item.reply)));
         messages.push(item.message);
         permits.push(item.permit);
     }
+    let Some(latest) = replies.iter().map(|(deadline, _)| *deadline).max() else {
+        return;
+    };
     let outgoing = if messages.len() == 1 {
         Outgoing::One(messages.pop().expect("one message"))
     } else {
         Outgoing::Batch(join_prepared(messages))
     };
-    let result = send_message(
-        core,
-        outgoing,
-        SendMode::Async,
-        (Instant::now(), deadline),
-        None,
-    )
-    .await;
+    let send = send_message(core, outgoing, mode, (started, latest), None);
+    let mut send = std::pin::pin!(send);
+    let result = loop {
+        // The next member deadline before the batch's own (none: just wait for the batch).
+        let next = replies
+            .iter()
+            .filter(|(deadline, reply)| reply.is_some() && *deadline < latest)
+            .map(|(deadline, _)| *deadline)
+            .min();
+        let Some(next) = next else {
+            break send.as_mut().await;
+        };
+        if let Some(result) = until(next, send.as_mut()).await {
+            break result;
+        }
+        let now = Instant::now();
+        for (deadline, reply) in &mut replies {
+            if *deadline <= now {
+                if let Some(reply) = reply.take() {
+                    reply.send(Err(member_timeout(started, *deadline, Outcome::Unknown)));
+                }
+            }
+        }
+    };
     drop(permits);
+    let replies = replies.into_iter().map(|(_, reply)| reply);
     match result {
         Ok(Reply::Batch(results)) => {
-            for (reply, result) in replies.into_iter().zip(results) {
-                reply.send(Ok(Reply::One(result)));
+            for (reply, result) in replies.zip(results) {
+                if let Some(reply) = reply {
+                    reply.send(Ok(Reply::One(result)));
+                }
             }
         }
         Ok(other) => {
-            for reply in replies {
+            for reply in replies.flatten() {
                 reply.send(Ok(other.clone()));
             }
         }
         Err(e) => {
-            for reply in replies {
+            // Clones share the bounded remark (an `Arc`): no per-caller copy of broker text.
+            for reply in replies.flatten() {
                 reply.send(Err(e.clone()));
             }
         }

@@ -154,9 +154,7 @@ impl BrokerRequests {
             correlation_id.to_owned(),
             ReplyWaiter {
                 reply: tx,
-                deadline: now
-                    .checked_add(timeout)
-                    .unwrap_or(now + Duration::from_secs(86_400)),
+                deadline: super::deadline::deadline_after(now, timeout),
                 started: now,
             },
         );

@@ -57,6 +57,12 @@ pub(crate) struct ConnSettings {
     pub hooks: Arc<crate::hooks::Hooks>,
     /// Host names to addresses, on a helper thread.
     pub resolver: super::resolve::Resolver,
+    /// Most bytes queued for writing (queued + the write in progress); a request that would
+    /// go past it fails at once, not stored.
+    pub max_queued_bytes: usize,
+    /// A connection whose writes make no progress for this long is closed (its peer stopped
+    /// reading), which fails its requests and frees what was queued.
+    pub stall_timeout: std::time::Duration,
 }
 
 /// Counters a connection keeps for the core's metrics.
@@ -84,6 +90,10 @@ pub(crate) struct Connection {
     settings: ConnSettings,
     stream: RefCell<TcpStream>,
     write_buf: RefCell<BytesMut>,
+    /// Bytes of the write in progress not yet accepted by the socket.
+    writing: Cell<usize>,
+    /// When the writer last made progress, while it has bytes to write (`None`: idle).
+    write_progress_at: Cell<Option<Instant>>,
     writer_waker: Cell<Option<Waker>>,
     reader_waker: Cell<Option<Waker>>,
     /// The deadline the expiry task sleeps until (`None`: parked, nothing waiting).
@@ -141,6 +151,8 @@ impl Connection {
             settings,
             stream: RefCell::new(stream),
             write_buf: RefCell::new(BytesMut::with_capacity(READ_CHUNK)),
+            writing: Cell::new(0),
+            write_progress_at: Cell::new(None),
             writer_waker: Cell::new(None),
             reader_waker: Cell::new(None),
             expiry_armed: Cell::new(None),
@@ -178,6 +190,19 @@ impl Connection {
         &self.peer
     }
 
+    /// Bytes waiting to be written: queued frames plus the unwritten part of the write in
+    /// progress.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.write_buf.borrow().len() + self.writing.get()
+    }
+
+    /// When the writer has been stuck since `now - stall_timeout` or longer.
+    fn write_stalled(&self, now: Instant) -> Option<std::time::Duration> {
+        let since = self.write_progress_at.get()?;
+        let stuck = now.saturating_duration_since(since);
+        (stuck >= self.settings.stall_timeout).then_some(stuck)
+    }
+
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.borrow().is_some()
     }
@@ -202,6 +227,16 @@ impl Connection {
                 outcome: Outcome::NotStored,
             });
         }
+        let queued = self.queued_bytes();
+        if queued > 0 && queued + body.len() > self.settings.max_queued_bytes {
+            return Err(Error::Connection {
+                peer: self.peer.clone(),
+                reason: format!(
+                    "{queued} bytes already wait to be written (the peer is not reading)"
+                ),
+                outcome: Outcome::NotStored,
+            });
+        }
         if self.in_flight.borrow().len() >= self.settings.max_in_flight {
             return Err(Error::Broker {
                 broker: self.peer.clone(),
@@ -209,7 +244,8 @@ impl Connection {
                 remark: format!(
                     "client-side: {} requests already in flight on this connection",
                     self.settings.max_in_flight
-                ),
+                )
+                .into(),
                 outcome: Outcome::NotStored,
             });
         }
@@ -388,6 +424,21 @@ async fn write_loop(conn: Rc<Connection>) {
             return;
         }
         std::mem::swap(&mut out, &mut *conn.write_buf.borrow_mut());
+        conn.writing.set(out.len());
+        if conn.write_progress_at.get().is_none() {
+            let now = Instant::now();
+            conn.write_progress_at.set(Some(now));
+            // The expiry task watches for a stall from now on (under load it is already armed
+            // for a request deadline no later than that).
+            let stall_at = super::deadline::deadline_after(now, conn.settings.stall_timeout);
+            if conn.expiry_armed.get().is_none_or(|armed| armed > stall_at) {
+                conn.expiry_armed.set(Some(stall_at));
+                conn.expiry_kicked.set(true);
+                if let Some(w) = conn.expiry_waker.take() {
+                    w.wake();
+                }
+            }
+        }
         let upto = conn.queued_seq.get();
         let frames = upto - conn.attempted_seq.get();
         conn.attempted_seq.set(upto);
@@ -402,6 +453,11 @@ async fn write_loop(conn: Rc<Connection>) {
                 }
                 Ok(n) => {
                     written += n;
+                    conn.writing.set(out.len() - written);
+                    if written < out.len() {
+                        // A partial write: the socket is full; progress is what counts.
+                        conn.write_progress_at.set(Some(Instant::now()));
+                    }
                     conn.counters.writes.set(conn.counters.writes.get() + 1);
                 }
                 Err(e) => {
@@ -417,6 +473,12 @@ async fn write_loop(conn: Rc<Connection>) {
             .bytes_written
             .set(conn.counters.bytes_written.get() + out.len() as u64);
         out.clear();
+        conn.writing.set(0);
+        if conn.write_buf.borrow().is_empty() {
+            conn.write_progress_at.set(None);
+        } else {
+            conn.write_progress_at.set(Some(Instant::now()));
+        }
         conn.in_flight.borrow_mut().complete_written_oneways(upto);
     }
 }
@@ -429,7 +491,26 @@ async fn expiry_loop(conn: Rc<Connection>) {
             return;
         }
         let now = Instant::now();
+        if let Some(stuck) = conn.write_stalled(now) {
+            conn.close(
+                &format!(
+                    "writes made no progress for {stuck:?} with {} bytes queued (the peer stopped reading)",
+                    conn.queued_bytes()
+                ),
+                false,
+            );
+            return;
+        }
         let next = conn.in_flight.borrow_mut().expire(now);
+        // While bytes wait to be written, also wake when they would count as stalled.
+        let stall_check = conn
+            .write_progress_at
+            .get()
+            .map(|since| super::deadline::deadline_after(since, conn.settings.stall_timeout));
+        let next = match (next, stall_check) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         conn.expiry_armed.set(next);
         conn.expiry_kicked.set(false);
         let kicked = futures_lite::future::poll_fn(|cx| {

@@ -6,6 +6,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::core::Core;
+use super::deadline::deadline_after;
+use crate::error::bounded_remark;
 use crate::protocol::ext_fields::NoHeader;
 use crate::protocol::heartbeat::{heartbeat_body, UnregisterClientHeader};
 use crate::protocol::RequestCode;
@@ -36,12 +38,11 @@ async fn control_loop(core: Rc<Core>) {
         }
         if last_refresh.elapsed() >= config.route_refresh_interval {
             last_refresh = Instant::now();
+            // Each refresh is its own task: a silent NameServer delays none of the others, nor
+            // the heartbeats below (brokers drop a producer not heard from for 120 s).
             let topics: Vec<String> = core.shared.routes.load().topics.keys().cloned().collect();
             for topic in topics {
-                let deadline = Instant::now() + config.send_timeout;
-                if let Err(e) = core.refresh_route(&topic, deadline).await {
-                    tracing::warn!(topic, error = %e, "route refresh failed; keeping the cached route");
-                }
+                core.schedule_refresh(&topic);
             }
         }
         let masters = core.shared.routes.load().master_addrs();
@@ -59,22 +60,38 @@ async fn control_loop(core: Rc<Core>) {
 pub(crate) async fn heartbeat(core: &Rc<Core>, masters: &BTreeSet<String>) {
     let config = &core.shared.config;
     let body = heartbeat_body(&core.shared.client_id, &config.producer_group);
-    for addr in masters {
-        let deadline = Instant::now() + config.attempt_timeout;
-        match core
-            .round_trip(addr, RequestCode::HeartBeat, &NoHeader, &body, deadline)
-            .await
-        {
-            Ok(reply) if reply.code == 0 => {
-                core.shared.broker_requests.mark_announced(addr);
-                tracing::trace!(broker = %addr, "heartbeat ok")
-            }
-            Ok(reply) => {
-                tracing::warn!(broker = %addr, code = reply.code, remark = ?reply.remark, "heartbeat refused")
-            }
-            Err(e) => tracing::warn!(broker = %addr, error = %e, "heartbeat failed"),
+    // All brokers at once: a silent one costs one attempt timeout, not one per broker.
+    let mut pending: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + '_>>> = masters
+        .iter()
+        .map(|addr| {
+            let body = &body;
+            Box::pin(async move {
+                let deadline = deadline_after(Instant::now(), config.attempt_timeout);
+                match core
+                    .round_trip(addr, RequestCode::HeartBeat, &NoHeader, body, deadline)
+                    .await
+                {
+                    Ok(reply) if reply.code == 0 => {
+                        core.shared.broker_requests.mark_announced(addr);
+                        tracing::trace!(broker = %addr, "heartbeat ok")
+                    }
+                    Ok(reply) => {
+                        tracing::warn!(broker = %addr, code = reply.code, remark = %bounded_remark(reply.remark.as_deref().unwrap_or_default()), "heartbeat refused")
+                    }
+                    Err(e) => tracing::warn!(broker = %addr, error = %e, "heartbeat failed"),
+                }
+            }) as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + '_>>
+        })
+        .collect();
+    futures_lite::future::poll_fn(|cx| {
+        pending.retain_mut(|f| f.as_mut().poll(cx).is_pending());
+        if pending.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
         }
-    }
+    })
+    .await;
 }
 
 /// Heartbeats the masters of `topic`'s route that have not yet accepted one from this producer,
@@ -85,7 +102,7 @@ pub(crate) async fn heartbeat(core: &Rc<Core>, masters: &BTreeSet<String>) {
 ///
 /// Route errors of `topic`.
 pub(crate) async fn announce(core: &Rc<Core>, topic: &str) -> Result<(), crate::error::Error> {
-    let deadline = Instant::now() + core.shared.config.send_timeout;
+    let deadline = deadline_after(Instant::now(), core.shared.config.send_timeout);
     let route = core.route_for(topic, deadline).await?;
     let missing: BTreeSet<String> = route
         .master_addrs

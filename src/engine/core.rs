@@ -20,7 +20,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use super::batcher::BatchItem;
 use super::connection::{failure_to_error, ConnSettings, Connection};
-use super::deadline::until;
+use super::deadline::{deadline_after, until};
 use super::inbox::{Inbox, Job, SendMode};
 use super::prepared::Outgoing;
 use super::selector::QueueSelector;
@@ -204,10 +204,11 @@ impl Core {
         }
         let this = Rc::clone(self);
         let key = addr.to_owned();
-        let connect_deadline = Instant::now() + self.config().attempt_timeout;
+        let connect_deadline = deadline_after(Instant::now(), self.config().attempt_timeout);
         let flight = self.connects.run((key.clone(), slot), move || async move {
             let mut settings = this.shared.conn_settings.clone();
             settings.max_in_flight = this.core_config.max_inflight_per_connection;
+            settings.max_queued_bytes = this.core_config.max_buffered_bytes;
             let result = Connection::connect(&key, settings, connect_deadline).await;
             if let Ok(conn) = &result {
                 let mut connections = this.connections.borrow_mut();
@@ -263,7 +264,10 @@ impl Core {
         let mut last_error = None;
         for i in 0..addrs.len() {
             let index = (start + i) % addrs.len();
-            let per_try = deadline.min(Instant::now() + self.config().attempt_timeout);
+            let per_try = deadline.min(deadline_after(
+                Instant::now(),
+                self.config().attempt_timeout,
+            ));
             match self
                 .round_trip(&addrs[index], code, header, &[], per_try)
                 .await
@@ -286,6 +290,7 @@ impl Core {
             reason: last_error
                 .map(|e| e.to_string())
                 .unwrap_or_else(|| "no time left".into()),
+            outcome: Outcome::NotStored,
         })
     }
 
@@ -325,6 +330,7 @@ impl Core {
         let fail = |reason: &str| Error::NoRoute {
             topic: topic.to_owned(),
             reason: reason.to_owned(),
+            outcome: Outcome::NotStored,
         };
         match until(deadline, flight).await {
             Some(Some(result)) => result,
@@ -337,21 +343,24 @@ impl Core {
     pub(crate) fn schedule_refresh(self: &Rc<Self>, topic: &str) {
         let this = Rc::clone(self);
         let topic = topic.to_owned();
-        let deadline = Instant::now() + self.config().send_timeout;
+        let deadline = deadline_after(Instant::now(), self.config().send_timeout);
         super::guarded::spawn_guarded(
             "route refresh",
             async move {
-                let _ = this.refresh_route(&topic, deadline).await;
+                if let Err(e) = this.refresh_route(&topic, deadline).await {
+                    tracing::warn!(topic, error = %e, "route refresh failed; keeping the cached route");
+                }
             },
             |_| {},
         );
     }
 
     async fn fetch_route(self: &Rc<Self>, topic: &str) -> Result<Arc<TopicRoute>, Error> {
-        let deadline = Instant::now() + self.config().send_timeout;
+        let deadline = deadline_after(Instant::now(), self.config().send_timeout);
         let no_route = |reason: String| Error::NoRoute {
             topic: topic.to_owned(),
             reason,
+            outcome: Outcome::NotStored,
         };
         let reply = self
             .nameserver_request(
@@ -379,7 +388,7 @@ impl Core {
                 if reply.code != 0 {
                     return Err(no_route(format!(
                         "the topic does not exist and the default topic {default_topic} has no route ({})",
-                        reply.remark.unwrap_or_default()
+                        crate::error::bounded_remark(reply.remark.as_deref().unwrap_or_default())
                     )));
                 }
                 let data = crate::protocol::route_data::parse(&reply.body)
@@ -389,7 +398,7 @@ impl Core {
             code => {
                 return Err(no_route(format!(
                     "the NameServer answered {code}: {}",
-                    reply.remark.unwrap_or_default()
+                    crate::error::bounded_remark(reply.remark.as_deref().unwrap_or_default())
                 )))
             }
         };
@@ -457,6 +466,7 @@ impl Core {
             bytes_written: self.closed_counters.bytes_written.get()
                 + sum(&|c| c.counters.bytes_written.get()),
             reads: self.closed_counters.reads.get() + sum(&|c| c.counters.reads.get()),
+            queued_write_bytes: conns.iter().map(|c| c.queued_bytes() as u64).sum(),
             latency_us: self.stats.latency_us.borrow().clone(),
         }
     }
@@ -619,6 +629,7 @@ async fn run_core(index: usize, cpu: usize, shared: Arc<Shared>, inbox: Arc<Inbo
     if index == 0 {
         super::control::spawn(Rc::clone(&core));
     }
+    spawn_control_jobs(&core, &inbox);
     while let Some(job) = futures_lite::future::poll_fn(|cx| inbox.poll_next(cx)).await {
         match job {
             Job::Send {
@@ -654,6 +665,7 @@ async fn run_core(index: usize, cpu: usize, shared: Arc<Shared>, inbox: Arc<Inbo
                             message,
                             reply: super::batcher::ReplyTo::Remote(reply),
                             deadline,
+                            mode,
                             permit,
                         };
                         super::batcher::add(&core, batcher, item);
@@ -682,12 +694,23 @@ async fn run_core(index: usize, cpu: usize, shared: Arc<Shared>, inbox: Arc<Inbo
                     }
                 }
             }
-            Job::Run(f) => f(LocalProducer::from_core(Rc::clone(&core))),
         }
     }
     let report = stop_core(&core).await;
     CURRENT_CORE.with(|c| c.borrow_mut().take());
     report
+}
+
+/// Runs control jobs (`run_on_core`, `stats()`, flush) as they come, apart from sends.
+fn spawn_control_jobs(core: &Rc<Core>, inbox: &Arc<Inbox>) {
+    let (core, inbox) = (Rc::clone(core), Arc::clone(inbox));
+    let jobs = async move {
+        loop {
+            let job = futures_lite::future::poll_fn(|cx| inbox.poll_control(cx)).await;
+            job(LocalProducer::from_core(Rc::clone(&core)));
+        }
+    };
+    super::guarded::spawn_guarded("control jobs", jobs, |_| {});
 }
 
 /// The shutdown deadline, once a shutdown set it.

@@ -47,14 +47,23 @@ pub(crate) enum Job {
         deadline: Instant,
         reply: oneshot::Sender<SendReply>,
     },
-    /// Run a closure on the core with its local producer.
-    Run(Box<dyn FnOnce(LocalProducer) + Send>),
 }
+
+/// A closure to run on the core with its local producer (`run_on_core`, `stats()`, flush).
+pub(crate) type ControlJob = Box<dyn FnOnce(LocalProducer) + Send>;
+
+/// Room for control jobs: they are few (stats, flush, transactions' END_TRANSACTION), and a
+/// full queue makes the submitter retry shortly.
+const CONTROL_CAPACITY: usize = 1024;
 
 /// A core's inbox.
 pub(crate) struct Inbox {
     queue: ArrayQueue<Job>,
     waker: AtomicWaker,
+    /// Control jobs travel apart from sends, drained by their own task: a full send queue or a
+    /// core waiting for in-flight room never holds them up.
+    control: ArrayQueue<ControlJob>,
+    control_waker: AtomicWaker,
     space_waiters: ArrayQueue<Waker>,
     stop: AtomicBool,
     /// Set when the core's thread is gone (stopped, or a panic unwound it).
@@ -67,6 +76,8 @@ impl Inbox {
         Inbox {
             queue: ArrayQueue::new(capacity),
             waker: AtomicWaker::new(),
+            control: ArrayQueue::new(CONTROL_CAPACITY),
+            control_waker: AtomicWaker::new(),
             space_waiters: ArrayQueue::new(1024),
             stop: AtomicBool::new(false),
             dead: AtomicBool::new(false),
@@ -106,6 +117,36 @@ impl Inbox {
     fn drop_all(&self) {
         while let Some(job) = self.queue.pop() {
             drop(job);
+        }
+        while let Some(job) = self.control.pop() {
+            drop(job);
+        }
+    }
+
+    /// Pushes a control job and wakes its task; a full queue hands it back. Once the core is
+    /// gone the job is dropped (its handle fails with `CoreStopped`).
+    pub(crate) fn push_control(&self, job: ControlJob) -> Result<(), ControlJob> {
+        if self.dead.load(Ordering::Acquire) {
+            drop(job);
+            return Ok(());
+        }
+        self.control.push(job)?;
+        self.control_waker.wake();
+        if self.dead.load(Ordering::Acquire) {
+            self.drop_all();
+        }
+        Ok(())
+    }
+
+    /// The next control job (pending while there is none).
+    pub(crate) fn poll_control(&self, cx: &mut Context<'_>) -> Poll<ControlJob> {
+        if let Some(job) = self.control.pop() {
+            return Poll::Ready(job);
+        }
+        self.control_waker.register(cx.waker());
+        match self.control.pop() {
+            Some(job) => Poll::Ready(job),
+            None => Poll::Pending,
         }
     }
 

@@ -69,7 +69,8 @@ impl FaultTracker {
         if period.is_zero() {
             self.until.remove(broker);
         } else {
-            self.until.insert(broker.to_owned(), now + period);
+            let until = super::deadline::deadline_after(now, period);
+            self.until.insert(broker.to_owned(), until);
         }
     }
 
@@ -113,5 +114,17 @@ mod tests {
         assert!(!f.is_available("a", now + Duration::from_secs(1)));
         f.record("a", Duration::from_millis(5), false, now);
         assert!(f.is_available("a", now));
+    }
+
+    #[test]
+    fn a_huge_period_does_not_panic() {
+        let mut f = FaultTracker::new(FaultTable {
+            latency_max: vec![Duration::ZERO],
+            not_available: vec![Duration::MAX],
+            isolation_latency: Duration::MAX,
+        });
+        let now = Instant::now();
+        f.record("a", Duration::from_millis(1), true, now);
+        assert!(!f.is_available("a", now + Duration::from_secs(86_400)));
     }
 }

@@ -4,7 +4,10 @@
 //! ```text
 //!  for attempt in 0..max_attempts (budget left):
 //!      route ─► queue (avoid the broker that just failed) ─► connection ─► SEND_MESSAGE_V2
-//!      ├─ SUCCESS / FLUSH_* / SLAVE_NOT_AVAILABLE ─► SendResult
+//!      ├─ SUCCESS / FLUSH_* / SLAVE_NOT_AVAILABLE ─► SendResult (never retried: it is stored,
+//!      │    even when the rest of the reply is unreadable; FLUSH_* / SLAVE_* are retried elsewhere
+//!      │    only with `retry_another_broker_when_not_store_ok`, and then kept as the result if
+//!      │    the later attempts fail)
 //!      ├─ retryable error (transport, timeout, codes 1 2 14 16 17 204 205 1500) ─► next attempt
 //!      └─ other error ─► returned at once
 //! ```
@@ -15,14 +18,14 @@ use std::time::{Duration, Instant};
 
 use super::connection::failure_to_error;
 use super::core::{attempt_timeout, shut_down, Core};
-use super::deadline::until;
+use super::deadline::{deadline_after, until};
 use super::inbox::{SendMode, SendReply};
 use super::order_gate::OrderTicket;
 use super::prepared::{unix_millis, Outgoing, Reply};
-use crate::error::{Error, Outcome};
+use crate::error::{bounded_remark, Error, Outcome};
 use crate::hooks::AttemptContext;
 use crate::protocol::send_request_header::SendMessageRequestHeaderV2;
-use crate::protocol::send_response_header::SendMessageResponseHeader;
+use crate::protocol::send_response_header::{SendMessageResponseHeader, DEFAULT_REGION};
 use crate::protocol::{RemotingCommand, RequestCode, ResponseCode};
 use crate::route::{PublishQueue, TopicRoute};
 use crate::send_result::{MessageQueue, SendResult, SendStatus};
@@ -52,8 +55,8 @@ pub(crate) async fn send_message(
         .map(|e| (&e.target, e.retry_targeted));
     let max_attempts = match (mode, target) {
         (SendMode::Oneway, _) | (_, Some((_, false))) => 1,
-        (SendMode::Sync, _) => 1 + config.retries_when_send_failed,
-        (SendMode::Async, _) => 1 + config.retries_when_send_async_failed,
+        (SendMode::Sync, _) => config.retries_when_send_failed.saturating_add(1),
+        (SendMode::Async, _) => config.retries_when_send_async_failed.saturating_add(1),
     };
     let topic = message.topic();
     let count = match message {
@@ -64,6 +67,9 @@ pub(crate) async fn send_message(
     let mut last_broker: Option<Rc<str>> = None;
     let mut last_error: Option<Error> = None;
     let mut any_unknown = false;
+    // The last answer that stored the message with a warning status, while another broker is
+    // tried (`retry_another_broker_when_not_store_ok`).
+    let mut stored: Option<Reply> = None;
     let mut attempts = 0;
     let result = loop {
         if core.aborting.get() {
@@ -92,7 +98,7 @@ pub(crate) async fn send_message(
             core.stats.retries.set(core.stats.retries.get() + 1);
             if last_error.as_ref().and_then(Error::response_code) == Some(ResponseCode::SystemBusy)
             {
-                let pause = BUSY_BACKOFF * attempts;
+                let pause = BUSY_BACKOFF.saturating_mul(attempts);
                 if Box::pin(until(deadline, glommio::timer::sleep(pause)))
                     .await
                     .is_none()
@@ -126,10 +132,14 @@ pub(crate) async fn send_message(
             match selected {
                 Some(q) => q.clone(),
                 None => {
-                    break Err(Error::NoRoute {
-                        topic: topic.to_owned(),
-                        reason: "the route has no writable queue".into(),
-                    })
+                    break Err(upgrade(
+                        Error::NoRoute {
+                            topic: topic.to_owned(),
+                            reason: "the route has no writable queue".into(),
+                            outcome: Outcome::NotStored,
+                        },
+                        any_unknown,
+                    ))
                 }
             }
         };
@@ -139,11 +149,13 @@ pub(crate) async fn send_message(
             last_error = Some(Error::NoRoute {
                 topic: topic.to_owned(),
                 reason: format!("broker {} has no master address", queue.broker_name),
+                outcome: Outcome::NotStored,
             });
             continue;
         };
         let attempt_started = if attempts == 1 { now } else { Instant::now() };
-        let attempt_deadline = deadline.min(attempt_started + config.attempt_timeout);
+        let attempt_deadline =
+            deadline.min(deadline_after(attempt_started, config.attempt_timeout));
         let born_millis = match message {
             Outgoing::One(m) if attempts == 1 => m.born_millis,
             _ => unix_millis(),
@@ -216,6 +228,7 @@ pub(crate) async fn send_message(
                 {
                     last_broker = Some(Rc::from(&*queue.broker_name));
                     last_error = None;
+                    stored = Some(reply);
                     continue;
                 }
                 break Ok(reply);
@@ -235,6 +248,14 @@ pub(crate) async fn send_message(
                 last_error = Some(e);
             }
         }
+    };
+    // A stored answer stands whatever the later attempts did: Java returns the last SendResult.
+    let result = match (result, stored) {
+        (Err(e), Some(stored)) => {
+            tracing::debug!(core = core.index, topic, error = %e, "a retry after a stored answer failed; returning the stored answer");
+            Ok(stored)
+        }
+        (result, _) => result,
     };
     core.stats.record(
         count,
@@ -394,6 +415,11 @@ fn is_timer_disabled(remark: &str) -> bool {
 /// Java `MQClientAPIImpl.processSendResponse`; a batch's comma-joined ids give one result per
 /// message, offsets counting up from the first. Builds the results without allocating: ids are
 /// inline [`crate::ShortString`]s and the names are shared with the route.
+///
+/// A stored status is a stored message whatever else the reply holds, so it is never an error
+/// here (an error would be retried and store it again): an unreadable header gives results
+/// with offset -1 and no offset id, and a batch answered with fewer offset ids than messages
+/// gets empty offset ids for the rest.
 fn to_reply(
     reply: RemotingCommand,
     addr: &str,
@@ -402,7 +428,8 @@ fn to_reply(
 ) -> Result<Reply, Error> {
     let code = ResponseCode::from_i32(reply.code);
     let Some(status) = SendStatus::from_response_code(code) else {
-        let remark = reply.remark.unwrap_or_default();
+        // Bounded once here, then shared by every caller of a batch and every log line.
+        let remark = bounded_remark(reply.remark.as_deref().unwrap_or_default());
         if code == ResponseCode::SystemError && is_timer_disabled(&remark) {
             return Err(Error::NotSupported {
                 broker: addr.to_owned(),
@@ -416,11 +443,19 @@ fn to_reply(
             outcome: Outcome::NotStored,
         });
     };
-    let header = SendMessageResponseHeader::from_command(&reply).map_err(|e| Error::Protocol {
-        peer: addr.to_owned(),
-        reason: format!("the broker stored the message but its reply header is unreadable: {e}"),
-        outcome: Outcome::Unknown,
-    })?;
+    let parsed = SendMessageResponseHeader::from_command(&reply);
+    let readable = parsed.is_ok();
+    let header = parsed.unwrap_or_else(|e| {
+        tracing::warn!(broker = %addr, error = %bounded_remark(&e.to_string()), "the broker stored the message but its reply header is unreadable; reporting it stored, without offsets");
+        SendMessageResponseHeader {
+            msg_id: "",
+            queue_id: queue.queue_id,
+            queue_offset: -1,
+            transaction_id: None,
+            region_id: DEFAULT_REGION,
+            trace_on: true,
+        }
+    });
     let queue = MessageQueue {
         topic: Arc::clone(topic),
         broker_name: Arc::clone(&queue.broker_name),
@@ -443,25 +478,22 @@ fn to_reply(
             header.queue_offset,
         ))),
         Outgoing::Batch(b) => {
-            let offset_ids = header.msg_id.split(',');
-            if offset_ids.clone().count() != b.uniq_keys.len() {
-                return Err(Error::Protocol {
-                    peer: addr.to_owned(),
-                    reason: format!(
-                        "the broker stored a batch of {} but returned {} message ids",
-                        b.uniq_keys.len(),
-                        offset_ids.count()
-                    ),
-                    outcome: Outcome::Unknown,
-                });
+            let mut offset_ids = header.msg_id.split(',');
+            let given = offset_ids.clone().count();
+            if given != b.uniq_keys.len() && readable {
+                tracing::warn!(broker = %addr, messages = b.uniq_keys.len(), offset_ids = given, "the broker stored a batch but its offset ids do not match its messages; the missing ones are left empty");
             }
             Ok(Reply::Batch(
                 b.uniq_keys
                     .iter()
-                    .zip(offset_ids)
                     .enumerate()
-                    .map(|(i, (key, offset_id))| {
-                        result(key, offset_id, header.queue_offset + i as i64)
+                    .map(|(i, key)| {
+                        // Offsets from the broker saturate instead of overflowing near i64::MAX.
+                        let offset = match readable {
+                            true => header.queue_offset.saturating_add(i as i64),
+                            false => -1,
+                        };
+                        result(key, offset_ids.next().unwrap_or_default(), offset)
                     })
                     .collect(),
             ))

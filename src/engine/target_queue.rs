@@ -50,6 +50,7 @@ pub(crate) fn pick(
         return Err(Error::NoRoute {
             topic: message.topic().to_owned(),
             reason: "the route has no writable queue".into(),
+            outcome: crate::error::Outcome::NotStored,
         });
     }
     let namespace = core.shared.config.namespace.as_deref();

@@ -24,7 +24,7 @@ pub(crate) async fn end_transaction(
     kind: EndKind,
 ) -> Result<(), Error> {
     let config = &core.shared.config;
-    let deadline = Instant::now() + config.send_timeout;
+    let deadline = super::deadline::deadline_after(Instant::now(), config.send_timeout);
     let topic = match &config.namespace {
         Some(ns) => crate::namespace::wrap(ns, &half.queue.topic),
         None => half.queue.topic.to_string(),
@@ -35,6 +35,7 @@ pub(crate) async fn end_transaction(
         .ok_or_else(|| Error::NoRoute {
             topic: topic.clone(),
             reason: format!("broker {} has no master address", half.queue.broker_name),
+            outcome: crate::error::Outcome::NotStored,
         })?
         .to_owned();
     let offset = decode_offset_message_id(&half.offset_msg_id).map_err(|e| Error::Protocol {

@@ -28,7 +28,25 @@ pub enum Action {
     Garbage(Vec<u8>),
     /// Stop reading this connection (its socket buffers fill up) for 20 s, then close it.
     StopReading,
+    /// Answer with `code`, this remark (instead of the usual "fake broker says ..."), and the
+    /// usual `msgId` / `queueId` / `queueOffset` fields overridden by `fields` (a field set to
+    /// `None` is left out).
+    ReplyWith {
+        code: i32,
+        remark: Option<String>,
+        fields: Vec<(&'static str, Option<String>)>,
+    },
 }
+
+/// A route of one broker named `fake` at `addr` with 4 queues (what [`FakeBroker::start`] serves).
+pub fn default_route(addr: &str) -> String {
+    format!(
+        r#"{{"queueDatas":[{{"brokerName":"fake","readQueueNums":4,"writeQueueNums":4,"perm":6,"topicSysFlag":0}}],"brokerDatas":[{{"cluster":"c","brokerName":"fake","brokerAddrs":{{0:"{addr}"}}}}]}}"#
+    )
+}
+
+/// Route JSON served for every topic, given the fake's address.
+pub type RouteFn = Arc<dyn Fn(&str) -> String + Send + Sync>;
 
 /// A running fake; it lives until the test process ends.
 pub struct FakeBroker {
@@ -43,6 +61,14 @@ pub struct FakeBroker {
 impl FakeBroker {
     /// Starts a fake whose send handling is `script(send_index) -> Action`.
     pub fn start(script: impl Fn(u64) -> Action + Send + Sync + 'static) -> FakeBroker {
+        Self::start_with_route(Arc::new(|addr: &str| default_route(addr)), script)
+    }
+
+    /// [`FakeBroker::start`] serving `route(addr)` as every topic's route.
+    pub fn start_with_route(
+        route: RouteFn,
+        script: impl Fn(u64) -> Action + Send + Sync + 'static,
+    ) -> FakeBroker {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let sends = Arc::new(AtomicU64::new(0));
@@ -54,6 +80,7 @@ impl FakeBroker {
             sends: sends.clone(),
             requests: requests.clone(),
             last_heartbeat: last_heartbeat.clone(),
+            route,
         };
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
@@ -96,6 +123,7 @@ struct Shared {
     sends: Arc<AtomicU64>,
     requests: Arc<std::sync::Mutex<std::collections::BTreeMap<i32, u64>>>,
     last_heartbeat: Arc<std::sync::Mutex<String>>,
+    route: RouteFn,
 }
 
 fn serve(mut stream: TcpStream, shared: &Shared, script: &(dyn Fn(u64) -> Action + Send + Sync)) {
@@ -126,26 +154,31 @@ fn serve(mut stream: TcpStream, shared: &Shared, script: &(dyn Fn(u64) -> Action
         }
         match request.code {
             105 => {
-                let route = format!(
-                    r#"{{"queueDatas":[{{"brokerName":"fake","readQueueNums":4,"writeQueueNums":4,"perm":6,"topicSysFlag":0}}],"brokerDatas":[{{"cluster":"c","brokerName":"fake","brokerAddrs":{{0:"{addr}"}}}}]}}"#
-                );
+                let route = (shared.route)(addr);
                 reply(&mut stream, &request, 0, &[], route.as_bytes());
             }
             310 | 320 => {
                 let n = sends.fetch_add(1, Ordering::SeqCst);
+                // One offset id per message, comma-joined for a batch (as brokers answer).
+                let records = match request.code {
+                    320 => rocketmq_tpc::protocol::batch::decode(request.body.clone())
+                        .map_or(1, |records| records.len().max(1)),
+                    _ => 1,
+                };
+                let msg_id = (0..records)
+                    .map(|i| format!("7F00000100002A9F{:016X}", n * 1000 + i as u64))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let offset = n.to_string();
+                let usual = [
+                    ("msgId", msg_id),
+                    ("queueId", request.ext("e").unwrap_or("0").to_owned()),
+                    ("queueOffset", offset),
+                ];
                 let ok = |stream: &mut TcpStream, code: i32| {
-                    let offset = n.to_string();
-                    reply(
-                        stream,
-                        &request,
-                        code,
-                        &[
-                            ("msgId", "7F00000100002A9F0000000000000000"),
-                            ("queueId", request.ext("e").unwrap_or("0")),
-                            ("queueOffset", &offset),
-                        ],
-                        &[],
-                    )
+                    let fields: Vec<(&str, &str)> =
+                        usual.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                    reply(stream, &request, code, &fields, &[])
                 };
                 match script(n) {
                     Action::Reply(code) => ok(&mut stream, code),
@@ -161,6 +194,33 @@ fn serve(mut stream: TcpStream, shared: &Shared, script: &(dyn Fn(u64) -> Action
                     Action::StopReading => {
                         thread::sleep(Duration::from_secs(20));
                         return;
+                    }
+                    Action::ReplyWith {
+                        code,
+                        remark,
+                        fields,
+                    } => {
+                        let mut cmd = RemotingCommand::response_to(&request, code, 407);
+                        for (k, v) in &usual {
+                            if !fields.iter().any(|(key, _)| key == k) {
+                                cmd.push_ext(*k, v.as_str());
+                            }
+                        }
+                        for (k, v) in &fields {
+                            if let Some(v) = v {
+                                cmd.push_ext(*k, v.as_str());
+                            }
+                        }
+                        cmd.remark = remark;
+                        let mut out = BytesMut::new();
+                        frame::encode_command(
+                            &mut out,
+                            HeaderEncoding::Json,
+                            &cmd,
+                            frame::MAX_FRAME_BYTES,
+                        )
+                        .unwrap();
+                        let _ = stream.write_all(&out);
                     }
                 }
             }

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod fake_broker;
+pub mod java_servers;
 pub mod ledger;
 pub mod parity;
 pub mod proxy;
@@ -15,7 +16,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use rocketmq_tpc::{Producer, ProducerConfig};
+use rocketmq_tpc::{Message, Producer, ProducerConfig};
 
 /// Addresses of a running NameServer and its brokers.
 #[derive(Debug, Clone)]
@@ -134,15 +135,32 @@ pub fn start_local_with(brokers: usize, broker_extra: &str) -> LocalRocketmq {
 
 /// A unique topic name for one test.
 pub fn topic(test: &str) -> String {
-    format!(
-        "tpc_{test}_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_micros()
-            % 1_000_000_000
-    )
+    parity::unique_topic(test)
+}
+
+/// Varied messages: tags on some, keys on some, user properties (one non-ASCII) on some,
+/// varied flags, bodies of `body_size` bytes.
+pub fn varied_messages(topic: &str, n: usize, body_size: usize) -> Vec<Message> {
+    (0..n)
+        .map(|i| {
+            let body: Vec<u8> = (0..body_size)
+                .map(|j| ((i * 31 + j * 7) % 251) as u8)
+                .collect();
+            let mut m = Message::new(topic, body).with_flag(i as i32 % 3);
+            if i % 2 == 0 {
+                m = m.with_tags(format!("tag{}", i % 5));
+            }
+            if i % 3 == 0 {
+                m = m.with_keys([format!("k{i}"), "shared".to_owned()]);
+            }
+            if i % 4 == 0 {
+                m = m
+                    .with_property("order", i.to_string())
+                    .with_property("ünï", "cödé");
+            }
+            m
+        })
+        .collect()
 }
 
 /// A configuration for the given NameServer with test-friendly limits.

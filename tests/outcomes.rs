@@ -1,0 +1,389 @@
+//! What a caller is told, against the in-process fake broker (issue #10, items 4, 5, 7 and 8):
+//! broker remarks are bounded, a stored message is never reported as not stored, an
+//! automatically batched message keeps its own budget and retry count, and extreme durations or
+//! offsets from the configuration or a peer never panic.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::fake_broker::{Action, FakeBroker};
+use rocketmq_tpc::protocol::ResponseCode;
+use rocketmq_tpc::{
+    AutoBatch, Error, Message, Outcome, Producer, ProducerConfig, SendOptions, SendStatus,
+};
+
+fn config_for(addr: &str, send_timeout: Duration, attempt: Duration) -> ProducerConfig {
+    let mut config = common::config(addr);
+    config.send_timeout = send_timeout;
+    config.attempt_timeout = attempt;
+    config
+}
+
+fn build(config: ProducerConfig) -> Producer {
+    Producer::builder().config(config).build().unwrap()
+}
+
+/// Runs `f` on a thread and fails the test if it panics or takes longer than `limit` (a hang
+/// shows up as a failure naming `what`, not as a stuck test run).
+fn within<T: Send + 'static>(
+    what: &str,
+    limit: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(value) => value,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what}: no outcome within {limit:?}")
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("{what}: panicked"),
+    }
+}
+
+// ---- item 4: broker remarks are bounded --------------------------------------------------
+
+#[test]
+fn a_huge_broker_remark_is_bounded_and_shared_in_every_auto_batched_error() {
+    const REMARK_BYTES: usize = 15 << 20;
+    let fake = FakeBroker::start(|_| {
+        let mut remark = String::with_capacity(REMARK_BYTES);
+        remark.push_str("line one\nline two\u{1b}[31m ");
+        remark.extend(std::iter::repeat_n('r', REMARK_BYTES - remark.len()));
+        Action::ReplyWith {
+            code: 13,
+            remark: Some(remark),
+            fields: vec![],
+        }
+    });
+    let mut config = config_for(&fake.addr, Duration::from_secs(10), Duration::from_secs(5));
+    config.max_message_size = 4 << 20;
+    config.core.auto_batch = Some(AutoBatch {
+        linger: Duration::from_millis(100),
+        max_messages: 256,
+        ..Default::default()
+    });
+    let p = build(config);
+    let futures: Vec<_> = (0..256)
+        .map(|i| p.send_async(Message::new("T", format!("m{i}"))))
+        .collect();
+    let mut remarks = Vec::new();
+    for f in futures {
+        let e = f.wait().unwrap_err();
+        assert_eq!(e.response_code(), Some(ResponseCode::MessageIllegal));
+        let Error::Broker { remark, .. } = &e else {
+            panic!("expected a broker error, got {}", e.kind());
+        };
+        assert!(remark.len() <= 600, "remark of {} bytes", remark.len());
+        assert!(!remark.contains('\n') && !remark.contains('\u{1b}'));
+        assert!(
+            remark.starts_with("line one\\nline two\\u{1b}[31m rrr"),
+            "{remark}"
+        );
+        assert!(remark.contains(&REMARK_BYTES.to_string()), "{remark}");
+        assert!(e.to_string().len() <= 700);
+        remarks.push(remark.as_ptr() as usize);
+    }
+    let sends = fake.sends.load(Ordering::SeqCst);
+    assert!(sends <= 2, "{sends} requests for 256 messages");
+    // One remark per batch, shared by its callers.
+    remarks.sort_unstable();
+    remarks.dedup();
+    assert!(
+        remarks.len() as u64 <= sends,
+        "{} distinct remarks",
+        remarks.len()
+    );
+}
+
+// ---- item 5: outcomes are never under-reported -------------------------------------------
+
+#[test]
+fn a_stored_answer_is_returned_when_later_attempts_fail() {
+    // First attempt: stored, flush not confirmed. Java then retries on another broker and, if
+    // that fails, returns the stored result, never "not stored".
+    for later in [14, 13] {
+        let fake = FakeBroker::start(move |n| {
+            if n == 0 {
+                Action::Reply(10)
+            } else {
+                Action::Reply(later)
+            }
+        });
+        let mut config = config_for(&fake.addr, Duration::from_secs(3), Duration::from_secs(1));
+        config.retry_another_broker_when_not_store_ok = true;
+        let p = build(config);
+        let r = p.send(Message::new("T", "b"));
+        let r = r.unwrap_or_else(|e| panic!("later code {later}: {e}"));
+        assert_eq!(r.status, SendStatus::FlushDiskTimeout);
+        let expected = if later == 14 { 3 } else { 2 };
+        assert_eq!(fake.sends.load(Ordering::SeqCst), expected, "code {later}");
+    }
+}
+
+#[test]
+fn a_stored_answer_is_returned_when_the_budget_runs_out_on_a_later_attempt() {
+    let fake = FakeBroker::start(|n| {
+        if n == 0 {
+            Action::Reply(11)
+        } else {
+            Action::Ignore
+        }
+    });
+    let mut config = config_for(
+        &fake.addr,
+        Duration::from_millis(600),
+        Duration::from_millis(200),
+    );
+    config.retry_another_broker_when_not_store_ok = true;
+    let p = build(config);
+    let r = p.send(Message::new("T", "b")).unwrap();
+    assert_eq!(r.status, SendStatus::SlaveNotAvailable);
+}
+
+#[test]
+fn no_route_after_an_unknown_attempt_reports_unknown() {
+    // An ordered topic whose second broker has no master: attempts alternate between the fake
+    // (which never answers: outcome unknown) and the broker without an address (NoRoute).
+    let route = Arc::new(|addr: &str| {
+        format!(
+            r#"{{"orderTopicConf":"fake:1;ghost:1","queueDatas":[{{"brokerName":"fake","readQueueNums":1,"writeQueueNums":1,"perm":6,"topicSysFlag":0}}],"brokerDatas":[{{"cluster":"c","brokerName":"fake","brokerAddrs":{{0:"{addr}"}}}}]}}"#
+        )
+    });
+    let fake = FakeBroker::start_with_route(route, |_| Action::Ignore);
+    let p = build(config_for(
+        &fake.addr,
+        Duration::from_secs(5),
+        Duration::from_millis(150),
+    ));
+    // Three attempts per send: consecutive sends start on different brokers, so one of them
+    // ends on the broker without an address after an unanswered attempt.
+    let mut kinds = Vec::new();
+    for i in 0..2 {
+        let e = p.send(Message::new("T", format!("m{i}"))).unwrap_err();
+        assert_eq!(e.outcome(), Outcome::Unknown, "send {i}: {e}");
+        kinds.push(e.kind());
+    }
+    assert!(kinds.contains(&"no_route"), "{kinds:?}");
+}
+
+#[test]
+fn a_batch_stored_with_fewer_offset_ids_is_a_success_sent_once() {
+    // A broker that answers one offset id for a whole batch (seen in the wild): the batch is
+    // stored, so it is a success, and it must not be sent again.
+    let fake = FakeBroker::start(|_| Action::ReplyWith {
+        code: 0,
+        remark: None,
+        fields: vec![("msgId", Some("7F00000100002A9F00000000000000AA".into()))],
+    });
+    let p = build(config_for(
+        &fake.addr,
+        Duration::from_secs(3),
+        Duration::from_secs(1),
+    ));
+    let results = p
+        .send_batch(vec![
+            Message::new("T", "a"),
+            Message::new("T", "b"),
+            Message::new("T", "c"),
+        ])
+        .wait()
+        .unwrap();
+    assert_eq!(results.len(), 3);
+    assert_eq!(results[0].offset_msg_id, "7F00000100002A9F00000000000000AA");
+    assert_eq!(results[1].offset_msg_id, "");
+    assert_eq!(results[2].offset_msg_id, "");
+    assert!(results.iter().all(|r| r.status == SendStatus::SendOk));
+    assert_eq!(results[2].queue_offset, results[0].queue_offset + 2);
+    assert_eq!(fake.sends.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_stored_answer_with_an_unreadable_header_is_a_success_sent_once() {
+    let fake = FakeBroker::start(|_| Action::ReplyWith {
+        code: 0,
+        remark: None,
+        fields: vec![("queueOffset", None), ("queueId", Some("many".into()))],
+    });
+    let p = build(config_for(
+        &fake.addr,
+        Duration::from_secs(3),
+        Duration::from_secs(1),
+    ));
+    let r = p.send(Message::new("T", "b")).unwrap();
+    assert_eq!(r.status, SendStatus::SendOk);
+    assert_eq!(r.msg_id.len(), 32);
+    assert_eq!(r.queue_offset, -1);
+    assert_eq!(fake.sends.load(Ordering::SeqCst), 1);
+}
+
+// ---- item 7: automatic batching keeps each message's own budget --------------------------
+
+#[test]
+fn an_auto_batched_message_keeps_its_own_budget() {
+    let fake = FakeBroker::start(|_| Action::ReplyAfter(Duration::from_millis(1000), 0));
+    let mut config = config_for(&fake.addr, Duration::from_secs(10), Duration::from_secs(5));
+    config.core.auto_batch = Some(AutoBatch {
+        linger: Duration::from_millis(30),
+        ..Default::default()
+    });
+    let p = build(config);
+    let started = Instant::now();
+    let long = p.send_async_with(
+        Message::new("T", "long"),
+        SendOptions::new().timeout(Duration::from_secs(10)),
+    );
+    let short = p.send_async_with(
+        Message::new("T", "short"),
+        SendOptions::new().timeout(Duration::from_millis(150)),
+    );
+    let e = short.wait().unwrap_err();
+    let short_took = started.elapsed();
+    assert!(matches!(e, Error::Timeout { .. }), "{e}");
+    // It went out in the batch with the long one: the broker may store it.
+    assert_eq!(e.outcome(), Outcome::Unknown, "{e}");
+    assert!(
+        short_took < Duration::from_millis(800),
+        "the short message waited {short_took:?} for the batch's answer"
+    );
+    let r = long.wait();
+    assert!(
+        r.is_ok(),
+        "the long message failed with its neighbour's budget: {r:?}"
+    );
+    assert_eq!(fake.sends.load(Ordering::SeqCst), 1, "one batch");
+}
+
+#[test]
+fn an_auto_batched_message_whose_budget_ran_out_before_sending_is_not_sent() {
+    let fake = FakeBroker::start(|_| Action::Reply(0));
+    let mut config = config_for(&fake.addr, Duration::from_secs(10), Duration::from_secs(5));
+    config.core.auto_batch = Some(AutoBatch {
+        linger: Duration::from_millis(200),
+        ..Default::default()
+    });
+    let p = build(config);
+    let long = p.send_async(Message::new("T", "long"));
+    let short = p.send_async_with(
+        Message::new("T", "short"),
+        SendOptions::new().timeout(Duration::from_millis(50)),
+    );
+    let e = short.wait().unwrap_err();
+    assert!(matches!(e, Error::Timeout { .. }), "{e}");
+    assert_eq!(e.outcome(), Outcome::NotStored, "{e}");
+    let r = long.wait().unwrap();
+    assert_eq!(r.status, SendStatus::SendOk);
+}
+
+#[test]
+fn auto_batched_sync_sends_get_the_sync_retry_count() {
+    let fake = FakeBroker::start(|_| Action::Reply(14));
+    let mut config = config_for(&fake.addr, Duration::from_secs(5), Duration::from_secs(1));
+    config.retries_when_send_failed = 4;
+    config.retries_when_send_async_failed = 0;
+    config.core.auto_batch = Some(AutoBatch::default());
+    let p = build(config);
+    let e = p.send(Message::new("T", "sync")).unwrap_err();
+    assert_eq!(e.response_code(), Some(ResponseCode::ServiceNotAvailable));
+    assert_eq!(fake.sends.load(Ordering::SeqCst), 5, "1 + 4 sync retries");
+    let e = p.send_async(Message::new("T", "async")).wait().unwrap_err();
+    assert_eq!(e.response_code(), Some(ResponseCode::ServiceNotAvailable));
+    assert_eq!(fake.sends.load(Ordering::SeqCst), 6, "1 + 0 async retries");
+}
+
+// ---- item 8: no panic from configuration or peer values ----------------------------------
+
+#[test]
+fn extreme_durations_and_counts_do_not_panic() {
+    let fake = FakeBroker::start(|_| Action::Reply(0));
+    let addr = fake.addr.clone();
+    let requests = Arc::clone(&fake.requests);
+    within(
+        "sends with extreme settings",
+        Duration::from_secs(30),
+        move || {
+            let mut config = config_for(&addr, Duration::MAX, Duration::MAX);
+            config.route_refresh_interval = Duration::MAX;
+            config.heartbeat_interval = Duration::MAX;
+            config.retries_when_send_failed = u32::MAX;
+            config.retries_when_send_async_failed = u32::MAX;
+            let p = build(config);
+            p.send(Message::new("T", "a")).unwrap();
+            p.send_with(
+                Message::new("T", "b"),
+                SendOptions::new().timeout(Duration::MAX),
+            )
+            .unwrap();
+            p.send_async_with(
+                Message::new("T", "c"),
+                SendOptions::new().timeout(Duration::MAX - Duration::from_nanos(1)),
+            )
+            .wait()
+            .unwrap();
+            p.send_batch_with(
+                vec![Message::new("T", "d"), Message::new("T", "e")],
+                SendOptions::new().timeout(Duration::MAX),
+            )
+            .wait()
+            .unwrap();
+            p.flush(Duration::MAX).unwrap();
+            // The control task heartbeats the broker within its attempt timeout (a panic there
+            // would mean no heartbeat).
+            let waited = Instant::now();
+            while requests.lock().unwrap().get(&34).is_none() {
+                assert!(waited.elapsed() < Duration::from_secs(5), "no heartbeat");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            p.send(Message::new("T", "after the heartbeat")).unwrap();
+            let report = p.shutdown(Duration::MAX);
+            assert!(report.joined, "{report:?}");
+        },
+    );
+    let addr = fake.addr.clone();
+    within(
+        "auto-batch with a huge linger",
+        Duration::from_secs(30),
+        move || {
+            let mut config = config_for(&addr, Duration::MAX, Duration::from_secs(1));
+            config.core.auto_batch = Some(AutoBatch {
+                linger: Duration::MAX - Duration::from_secs(1),
+                max_messages: 1,
+                ..Default::default()
+            });
+            let p = build(config);
+            p.send(Message::new("T", "full batch of one")).unwrap();
+            p.shutdown(Duration::from_secs(1));
+        },
+    );
+}
+
+#[test]
+fn a_queue_offset_near_i64_max_does_not_panic() {
+    let fake = FakeBroker::start(|_| Action::ReplyWith {
+        code: 0,
+        remark: None,
+        fields: vec![("queueOffset", Some((i64::MAX - 1).to_string()))],
+    });
+    let addr = fake.addr.clone();
+    let results = within("a batch at i64::MAX", Duration::from_secs(20), move || {
+        let p = build(config_for(
+            &addr,
+            Duration::from_secs(3),
+            Duration::from_secs(1),
+        ));
+        let results = p.send_batch(vec![
+            Message::new("T", "a"),
+            Message::new("T", "b"),
+            Message::new("T", "c"),
+        ]);
+        results.wait()
+    })
+    .unwrap();
+    let offsets: Vec<i64> = results.iter().map(|r| r.queue_offset).collect();
+    assert_eq!(offsets, [i64::MAX - 1, i64::MAX, i64::MAX]);
+}
