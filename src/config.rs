@@ -184,6 +184,10 @@ pub struct ProducerConfig {
     pub per_cpu: std::collections::BTreeMap<usize, CoreConfig>,
     /// What a full core queue does (default wait).
     pub queue_full: QueueFullPolicy,
+    /// Most topic routes kept (default 4096): when full, the least recently used quarter is
+    /// dropped (fetched again on their next send); topics unused for two route refresh
+    /// intervals are dropped too.
+    pub max_topics: usize,
     /// Namespace of topics and the producer group (Java `ClientConfig.namespace`; default none):
     /// topic `T` is sent as `namespace%T` with property `INSTANCE_ID`, and results name `T`.
     pub namespace: Option<String>,
@@ -219,6 +223,7 @@ impl Default for ProducerConfig {
             per_cpu: Default::default(),
             queue_full: QueueFullPolicy::Wait,
             namespace: None,
+            max_topics: crate::route::table::DEFAULT_MAX_TOPICS,
         }
     }
 }
@@ -359,6 +364,9 @@ impl ProducerConfig {
                 self.max_message_size,
                 self.send_timeout,
             )?;
+        }
+        if self.max_topics == 0 {
+            return bad("max_topics must be above zero".into());
         }
         if let Some(namespace) = &self.namespace {
             crate::namespace::validate(namespace)?;

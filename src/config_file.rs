@@ -53,6 +53,7 @@ struct FileConfig {
     client_ip: Option<String>,
     instance_name: Option<String>,
     namespace: Option<String>,
+    max_topics: Option<usize>,
     cores: Option<CoresValue>,
     queue_full: Option<String>,
     core_defaults: Option<FileCore>,
@@ -296,6 +297,9 @@ impl ProducerConfig {
         }
         c.instance_name = file.instance_name;
         c.namespace = file.namespace;
+        if let Some(v) = file.max_topics {
+            c.max_topics = v;
+        }
         if let Some(v) = &file.queue_full {
             c.queue_full = match v.as_str() {
                 "wait" => QueueFullPolicy::Wait,

@@ -208,6 +208,7 @@ impl ProducerBuilder {
         });
         let client_id = format!("{ip}@{instance}");
         let hooks = Arc::new(self.hooks);
+        let max_topics = config.max_topics;
         let broker_requests = Arc::new(BrokerRequests::new(
             config.producer_group.clone(),
             config.namespace.clone(),
@@ -232,7 +233,7 @@ impl ProducerBuilder {
         };
         let shared = Arc::new(Shared {
             config,
-            routes: RouteTable::new(),
+            routes: RouteTable::with_max_topics(max_topics),
             client_id,
             closing: Default::default(),
             shutdown_deadline: Mutex::new(None),

@@ -34,6 +34,8 @@ pub struct CoreStatsSnapshot {
     /// Bytes waiting in this core's connections to be written (bounded by
     /// `max_buffered_bytes` per connection).
     pub queued_write_bytes: u64,
+    /// Topic routes the producer holds (shared by all cores; at most `max_topics`).
+    pub routes: usize,
     /// Send latency (microseconds, retries included).
     pub latency_us: Histogram<u64>,
 }

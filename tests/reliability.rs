@@ -380,3 +380,163 @@ fn stats_answer_while_the_send_queue_is_full() {
         producer.shutdown(Duration::from_millis(200))
     });
 }
+
+/// A NameServer that knows no topic but `TBW102` (routed to `broker`): every other name is
+/// TOPIC_NOT_EXIST, so each new name falls back to the default topic's route.
+fn nameserver_knowing_only_tbw102(broker: &str) -> String {
+    nameserver_with_switch(broker, Arc::new(std::sync::atomic::AtomicBool::new(false)))
+}
+
+/// [`nameserver_knowing_only_tbw102`] that stops answering (reads and drops requests) while
+/// `silent` is set.
+fn nameserver_with_switch(broker: &str, silent: Arc<std::sync::atomic::AtomicBool>) -> String {
+    use rocketmq_tpc::protocol::{command::HeaderEncoding, frame, RemotingCommand};
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let route = common::fake_broker::default_route(broker);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let route = route.clone();
+            let silent = Arc::clone(&silent);
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut buf = bytes::BytesMut::new();
+                let mut chunk = vec![0u8; 65536];
+                loop {
+                    while let Ok(Some(request)) = frame::decode(&mut buf, frame::MAX_FRAME_BYTES) {
+                        if silent.load(std::sync::atomic::Ordering::SeqCst) {
+                            continue;
+                        }
+                        let known = request.ext("topic") == Some("TBW102");
+                        let mut reply =
+                            RemotingCommand::response_to(&request, if known { 0 } else { 17 }, 407);
+                        if known {
+                            reply.body = bytes::Bytes::from(route.clone().into_bytes());
+                        }
+                        let mut out = bytes::BytesMut::new();
+                        frame::encode_command(
+                            &mut out,
+                            HeaderEncoding::Json,
+                            &reply,
+                            frame::MAX_FRAME_BYTES,
+                        )
+                        .unwrap();
+                        if stream.write_all(&out).is_err() {
+                            return;
+                        }
+                    }
+                    match stream.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Memory does not grow with the number of topic names ever used: 5,000 distinct names (39
+/// times `max_topics`, lowered to 128 so the test is quick in a debug build), each unknown to
+/// the NameServer (so each installs the default topic's route), leave at most `max_topics`
+/// routes and a flat RSS. (Before the cap every name stayed in the table for good.)
+#[test]
+fn memory_does_not_grow_with_topics_ever_named() {
+    const TOPICS: usize = 5_000;
+    let broker = FakeBroker::start(|_| Action::Reply(0));
+    let namesrv = nameserver_knowing_only_tbw102(&broker.addr);
+    let mut config = config_for(&namesrv, Duration::from_secs(5), Duration::from_secs(2));
+    config.max_topics = 128;
+    let producer = Producer::builder().config(config).build().unwrap();
+    let max_topics = producer.config().max_topics;
+    // Warm up allocator pools with a first round of names, then measure a second one.
+    let run = |from: usize, to: usize| {
+        producer
+            .run_on_core(0, move |local| async move {
+                for i in from..to {
+                    local
+                        .fetch_publish_queues(&format!("many_{i}"))
+                        .await
+                        .unwrap_or_else(|e| panic!("topic {i}: {e}"));
+                }
+            })
+            .unwrap()
+    };
+    let started = Instant::now();
+    within(Duration::from_secs(120), "the first round of names", {
+        let h = run(0, TOPICS / 4);
+        move || h.wait()
+    })
+    .unwrap();
+    let rss_before = rss_bytes();
+    within(Duration::from_secs(240), "the other names", {
+        let h = run(TOPICS / 4, TOPICS);
+        move || h.wait()
+    })
+    .unwrap();
+    let rss_growth = rss_bytes().saturating_sub(rss_before);
+    let routes = producer.stats().unwrap().cores[0].routes;
+    eprintln!(
+        "{TOPICS} names in {:?}: {routes} routes kept, RSS growth {} KiB",
+        started.elapsed(),
+        rss_growth / 1024
+    );
+    assert!(
+        routes <= max_topics,
+        "{routes} routes kept, over max_topics {max_topics}"
+    );
+    assert!(
+        rss_growth < 8 << 20,
+        "RSS grew {} MiB over 3,750 names",
+        rss_growth >> 20
+    );
+}
+
+/// Route refreshes against a NameServer that stopped answering do not hold up heartbeats
+/// (brokers drop a producer they have not heard from for 120 s): each refresh is its own task.
+#[test]
+fn a_silent_nameserver_does_not_delay_heartbeats() {
+    let broker = FakeBroker::start(|_| Action::Reply(0));
+    let silent = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let namesrv = nameserver_with_switch(&broker.addr, Arc::clone(&silent));
+    let mut config = config_for(&namesrv, Duration::from_secs(2), Duration::from_secs(1));
+    config.route_refresh_interval = Duration::from_secs(1);
+    config.heartbeat_interval = Duration::from_secs(1);
+    let producer = Producer::builder().config(config).build().unwrap();
+    within(Duration::from_secs(60), "learning 40 routes", {
+        let h = producer
+            .run_on_core(0, |local| async move {
+                for i in 0..40 {
+                    local
+                        .fetch_publish_queues(&format!("refreshed_{i}"))
+                        .await
+                        .unwrap();
+                }
+            })
+            .unwrap();
+        move || h.wait()
+    })
+    .unwrap();
+    silent.store(true, std::sync::atomic::Ordering::SeqCst);
+    let heartbeats = || {
+        broker
+            .requests
+            .lock()
+            .unwrap()
+            .get(&34)
+            .copied()
+            .unwrap_or(0)
+    };
+    // Let a refresh round start against the silent NameServer, then count heartbeats.
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = heartbeats();
+    std::thread::sleep(Duration::from_secs(4));
+    let during = heartbeats() - before;
+    // One a second; 40 sequential 1 s refreshes would have stopped them for 40 s.
+    assert!(
+        during >= 2,
+        "{during} heartbeats in 4 s while the NameServer was silent"
+    );
+    producer.shutdown(Duration::from_secs(1));
+}

@@ -134,6 +134,14 @@ impl BrokerRequests {
         }
     }
 
+    /// Every broker that accepted a heartbeat of this producer.
+    pub(crate) fn announced(&self) -> std::collections::BTreeSet<String> {
+        self.announced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Whether `broker` accepted a heartbeat of this producer.
     pub(crate) fn is_announced(&self, broker: &str) -> bool {
         self.announced

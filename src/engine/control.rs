@@ -28,6 +28,7 @@ async fn control_loop(core: Rc<Core>) {
     loop {
         glommio::timer::sleep(TICK).await;
         core.shared.broker_requests.expire_replies(Instant::now());
+        core.shared.routes.advance_epoch();
         if core.aborting.get()
             || core
                 .shared
@@ -40,12 +41,22 @@ async fn control_loop(core: Rc<Core>) {
             last_refresh = Instant::now();
             // Each refresh is its own task: a silent NameServer delays none of the others, nor
             // the heartbeats below (brokers drop a producer not heard from for 120 s).
+            // Topics not used for two refresh intervals are dropped, not refreshed (Java forgets
+            // routes nobody asks for too); they are fetched again on their next send.
+            let idle = 2 * (config.route_refresh_interval.as_millis() / TICK.as_millis()).max(1);
+            let evicted = core.shared.routes.evict_idle(idle as u64);
+            if !evicted.is_empty() {
+                tracing::debug!(topics = evicted.len(), "routes of idle topics dropped");
+            }
             let topics: Vec<String> = core.shared.routes.load().topics.keys().cloned().collect();
             for topic in topics {
                 core.schedule_refresh(&topic);
             }
         }
-        let masters = core.shared.routes.load().master_addrs();
+        // Brokers that know this producer stay heartbeated after their topics' routes were
+        // dropped as idle: they route transaction check-backs and replies by the registration.
+        let mut masters = core.shared.routes.load().master_addrs();
+        masters.extend(core.shared.broker_requests.announced());
         let due = last_heartbeat.is_none_or(|t| t.elapsed() >= config.heartbeat_interval);
         if !masters.is_empty() && (due || masters != known_masters) {
             last_heartbeat = Some(Instant::now());

@@ -62,6 +62,13 @@ pub(crate) fn current_core() -> Option<Rc<Core>> {
 /// Connects in progress, keyed by (peer address, connection slot).
 type ConnectFlights = SingleFlight<(String, usize), Result<Rc<Connection>, Error>>;
 
+/// How many sends served from a core's cached route mark it used in the route table.
+const TOUCH_EVERY: u32 = 256;
+
+/// Most brokers one route may name: each costs a connection per core and its buffers, and a
+/// NameServer answer naming more is treated as garbage.
+pub(crate) const MAX_BROKERS_PER_ROUTE: usize = 256;
+
 /// A queue: broker name and queue id.
 type QueueKey = (Arc<str>, i32);
 
@@ -79,6 +86,8 @@ pub(crate) struct Core {
     /// The route of the topic sent to last, with the route table's change count when it was
     /// read: consecutive sends to one topic skip the table lookup.
     last_route: RefCell<Option<(u64, Arc<TopicRoute>)>>,
+    /// Sends served from `last_route` (the table is touched every [`TOUCH_EVERY`]).
+    route_hits: Cell<u32>,
     /// Where the automatic batcher hands local callers their outcomes.
     pub reply_slots: Rc<super::reply_slots::ReplySlots>,
     pub selector: RefCell<QueueSelector>,
@@ -115,6 +124,7 @@ impl Core {
             next_slot: Cell::new(0),
             route_fetches: Rc::new(SingleFlight::new()),
             last_route: RefCell::new(None),
+            route_hits: Cell::new(0),
             reply_slots: Rc::default(),
             selector: RefCell::new(QueueSelector::new(
                 super::prepared::random_u32() as usize + index,
@@ -303,11 +313,24 @@ impl Core {
         let changes = self.shared.routes.changes();
         if let Some((seen, route)) = &*self.last_route.borrow() {
             if *seen == changes && &*route.topic == topic {
+                // The table learns the topic is in use every few hundred sends, not per send.
+                let hits = self.route_hits.get().wrapping_add(1);
+                self.route_hits.set(hits);
+                if hits % TOUCH_EVERY == 0 {
+                    self.shared.routes.touch(topic);
+                }
                 return Ok(Arc::clone(route));
             }
         }
         if let Some(route) = self.shared.routes.get(topic) {
+            self.shared.routes.touch(topic);
             *self.last_route.borrow_mut() = Some((changes, Arc::clone(&route)));
+            let mut selector = self.selector.borrow_mut();
+            if selector.topics() > 2 * self.shared.routes.len() + 64 {
+                // Forget positions of topics the table evicted.
+                let routes = self.shared.routes.load();
+                selector.retain(|t| routes.topics.contains_key(t));
+            }
             return Ok(route);
         }
         // Fetching is rare: boxed, so its large future does not inflate every send's.
@@ -407,6 +430,12 @@ impl Core {
                 "the route has no writable queue on a master broker".into(),
             ));
         }
+        if route.master_addrs.len() > MAX_BROKERS_PER_ROUTE {
+            return Err(no_route(format!(
+                "the route names {} brokers, over the {MAX_BROKERS_PER_ROUTE} this producer connects to",
+                route.master_addrs.len()
+            )));
+        }
         let mut route = route;
         let config = self.config();
         route.send_header_constants = Some(send_request_header::constant_fields(
@@ -467,6 +496,7 @@ impl Core {
                 + sum(&|c| c.counters.bytes_written.get()),
             reads: self.closed_counters.reads.get() + sum(&|c| c.counters.reads.get()),
             queued_write_bytes: conns.iter().map(|c| c.queued_bytes() as u64).sum(),
+            routes: self.shared.routes.len(),
             latency_us: self.stats.latency_us.borrow().clone(),
         }
     }

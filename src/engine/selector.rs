@@ -21,6 +21,16 @@ impl QueueSelector {
         }
     }
 
+    /// Topics with a position.
+    pub fn topics(&self) -> usize {
+        self.positions.len()
+    }
+
+    /// Keeps the positions of the topics `keep` names.
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.positions.retain(|t, _| keep(t));
+    }
+
     /// The next queue of `route`, avoiding `avoid_broker` when another broker has queues.
     /// The next queue of `route` for `topic`, avoiding `avoid_broker` when possible.
     pub fn select<'r>(

@@ -3,9 +3,13 @@
 //! ```text
 //!  send (any core) ── load() ──► Arc<RouteSnapshot> ──► topic → Arc<TopicRoute>   (never blocks)
 //!  refresh (one core) ── build new snapshot ── rcu swap ──► readers see it on their next load
+//!  use: cores `touch` a topic (on a route-cache miss, and every few hundred sends) with the
+//!       table's coarse epoch; topics idle for long are evicted, and a full table drops its
+//!       least recently used quarter, so memory does not grow with the topics ever named
 //! ```
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::AtomicU64 as UseStamp;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -20,6 +24,8 @@ pub struct RouteSnapshot {
     pub generation: u64,
     /// Topic → route.
     pub topics: HashMap<String, Arc<TopicRoute>>,
+    /// Topic → the epoch it was last used in (shared by every snapshot holding the topic).
+    used: HashMap<String, Arc<UseStamp>>,
 }
 
 impl RouteSnapshot {
@@ -32,19 +38,97 @@ impl RouteSnapshot {
     }
 }
 
+/// Routes kept at most by default (see [`RouteTable::with_max_topics`]).
+pub const DEFAULT_MAX_TOPICS: usize = 4096;
+
 /// Routes shared by all cores.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RouteTable {
     current: ArcSwap<RouteSnapshot>,
     /// Bumped after every swap: a reader that cached a route can tell it may be stale with one
     /// atomic load.
     changes: AtomicU64,
+    /// Coarse clock of use: advanced by the control task, stamped on topics as they are used.
+    epoch: AtomicU64,
+    max_topics: usize,
+}
+
+impl Default for RouteTable {
+    fn default() -> Self {
+        Self::with_max_topics(DEFAULT_MAX_TOPICS)
+    }
 }
 
 impl RouteTable {
     /// An empty table.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty table that keeps at most `max_topics` routes (at least 1).
+    pub fn with_max_topics(max_topics: usize) -> Self {
+        RouteTable {
+            current: ArcSwap::default(),
+            changes: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
+            max_topics: max_topics.max(1),
+        }
+    }
+
+    /// Advances the coarse clock of use by one step.
+    pub fn advance_epoch(&self) {
+        self.epoch.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Notes that `topic` is in use now (one load, and a store at most once per epoch).
+    pub fn touch(&self, topic: &str) {
+        let epoch = self.epoch.load(Ordering::Relaxed);
+        if let Some(stamp) = self.current.load().used.get(topic) {
+            if stamp.load(Ordering::Relaxed) != epoch {
+                stamp.store(epoch, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Removes the topics not used for `idle` epochs; returns them.
+    pub fn evict_idle(&self, idle: u64) -> Vec<String> {
+        let now = self.epoch.load(Ordering::Relaxed);
+        let mut evicted = Vec::new();
+        self.current.rcu(|old| {
+            evicted = old
+                .used
+                .iter()
+                .filter(|(_, stamp)| stamp.load(Ordering::Relaxed).saturating_add(idle) < now)
+                .map(|(topic, _)| topic.clone())
+                .collect();
+            if evicted.is_empty() {
+                return Arc::clone(old);
+            }
+            let mut next = RouteSnapshot {
+                generation: old.generation + 1,
+                topics: old.topics.clone(),
+                used: old.used.clone(),
+            };
+            for topic in &evicted {
+                next.topics.remove(topic);
+                next.used.remove(topic);
+            }
+            Arc::new(next)
+        });
+        if !evicted.is_empty() {
+            self.changes.fetch_add(1, Ordering::AcqRel);
+        }
+        evicted
+    }
+
+    /// Topics known.
+    pub fn len(&self) -> usize {
+        self.current.load().topics.len()
+    }
+
+    /// Whether no topic is known.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// How many swaps have happened; read it before [`RouteTable::get`] and a route cached with
@@ -69,6 +153,7 @@ impl RouteTable {
         route.topic = Arc::from(topic);
         let route = Arc::new(route);
         let mut changed = false;
+        let epoch = self.epoch.load(Ordering::Relaxed);
         self.current.rcu(|old| {
             if old.topics.get(topic).is_some_and(|r| **r == *route) {
                 changed = false;
@@ -76,10 +161,28 @@ impl RouteTable {
             }
             changed = true;
             let mut topics = old.topics.clone();
+            let mut used = old.used.clone();
+            if !topics.contains_key(topic) && topics.len() >= self.max_topics {
+                // Full: the least recently used quarter makes room (amortised over the inserts
+                // that fill it again).
+                let mut by_use: Vec<(u64, &String)> = old
+                    .used
+                    .iter()
+                    .map(|(t, stamp)| (stamp.load(Ordering::Relaxed), t))
+                    .collect();
+                by_use.sort_unstable();
+                for (_, t) in by_use.iter().take((self.max_topics / 4).max(1)) {
+                    topics.remove(*t);
+                    used.remove(*t);
+                }
+            }
             topics.insert(topic.to_owned(), Arc::clone(&route));
+            used.entry(topic.to_owned())
+                .or_insert_with(|| Arc::new(UseStamp::new(epoch)));
             Arc::new(RouteSnapshot {
                 generation: old.generation + 1,
                 topics,
+                used,
             })
         });
         if changed {
@@ -111,5 +214,48 @@ mod tests {
         assert_eq!(table.changes(), changes + 1);
         assert!(table.get("T").unwrap().from_default_topic);
         assert!(table.get("U").is_none());
+    }
+
+    #[test]
+    fn a_full_table_drops_its_least_recently_used_quarter() {
+        let table = RouteTable::with_max_topics(8);
+        let route = from_route(Default::default());
+        for i in 0..8 {
+            table.advance_epoch();
+            assert!(table.update(&format!("t{i}"), route.clone()));
+        }
+        table.advance_epoch();
+        table.touch("t0");
+        table.touch("t1");
+        assert!(table.update("new", route.clone()));
+        let snapshot = table.load();
+        assert_eq!(snapshot.topics.len(), 7, "8 - 2 + 1");
+        for kept in ["t0", "t1", "t4", "t7", "new"] {
+            assert!(snapshot.topics.contains_key(kept), "{kept}");
+        }
+        for dropped in ["t2", "t3"] {
+            assert!(!snapshot.topics.contains_key(dropped), "{dropped}");
+        }
+        for _ in 0..2000 {
+            let name = format!("x{}", table.len());
+            table.update(&name, route.clone());
+            assert!(table.len() <= 8);
+        }
+    }
+
+    #[test]
+    fn idle_topics_are_evicted() {
+        let table = RouteTable::new();
+        let route = from_route(Default::default());
+        table.update("busy", route.clone());
+        table.update("idle", route);
+        for _ in 0..5 {
+            table.advance_epoch();
+            table.touch("busy");
+        }
+        assert_eq!(table.evict_idle(3), vec!["idle".to_owned()]);
+        assert!(table.get("busy").is_some());
+        assert!(table.get("idle").is_none());
+        assert!(table.evict_idle(3).is_empty());
     }
 }
