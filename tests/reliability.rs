@@ -250,6 +250,9 @@ fn a_panic_after_an_await_on_a_core_does_not_hang_later_sends() {
     });
 }
 
+/// Tests that measure this process's RSS take turns (the others in this file allocate little).
+static MEMORY_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     status
@@ -265,6 +268,7 @@ fn rss_bytes() -> u64 {
 /// past the cap fail at once), and memory stays flat while sends keep coming.
 #[test]
 fn write_buffers_stay_bounded_when_the_peer_stops_reading() {
+    let _turn = MEMORY_TESTS.lock().unwrap_or_else(|e| e.into_inner());
     let fake = FakeBroker::start(|n| {
         if n == 0 {
             Action::Reply(0)
@@ -443,6 +447,7 @@ fn nameserver_with_switch(broker: &str, silent: Arc<std::sync::atomic::AtomicBoo
 /// routes and a flat RSS. (Before the cap every name stayed in the table for good.)
 #[test]
 fn memory_does_not_grow_with_topics_ever_named() {
+    let _turn = MEMORY_TESTS.lock().unwrap_or_else(|e| e.into_inner());
     const TOPICS: usize = 5_000;
     let broker = FakeBroker::start(|_| Action::Reply(0));
     let namesrv = nameserver_knowing_only_tbw102(&broker.addr);
