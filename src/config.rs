@@ -168,7 +168,9 @@ pub struct ProducerConfig {
     pub route_refresh_interval: Duration,
     /// Heartbeat period (default 30 s).
     pub heartbeat_interval: Duration,
-    /// Address used in the client id and message ids (default 127.0.0.1).
+    /// Address used in the client id and message ids (default: this host's first non-loopback,
+    /// non-link-local address, IPv4 and public preferred, as Java's `UtilAll.getIP`; 127.0.0.1
+    /// on a host with loopback only). [`crate::Producer::config`] shows the one in use.
     pub client_ip: Option<IpAddr>,
     /// Instance name in the client id (default `<pid>#<nanos>`, like Java's `DEFAULT` rename).
     pub instance_name: Option<String>,
@@ -184,6 +186,9 @@ pub struct ProducerConfig {
     pub per_cpu: std::collections::BTreeMap<usize, CoreConfig>,
     /// What a full core queue does (default wait).
     pub queue_full: QueueFullPolicy,
+    /// Send to brokers' VIP channel, their listen port − 2 (Java
+    /// `sendMessageWithVIPChannel`, default false).
+    pub vip_channel: bool,
     /// Most topic routes kept (default 4096): when full, the least recently used quarter is
     /// dropped (fetched again on their next send); topics unused for two route refresh
     /// intervals are dropped too.
@@ -224,6 +229,7 @@ impl Default for ProducerConfig {
             queue_full: QueueFullPolicy::Wait,
             namespace: None,
             max_topics: crate::route::table::DEFAULT_MAX_TOPICS,
+            vip_channel: false,
         }
     }
 }

@@ -54,6 +54,7 @@ struct FileConfig {
     instance_name: Option<String>,
     namespace: Option<String>,
     max_topics: Option<usize>,
+    vip_channel: Option<bool>,
     cores: Option<CoresValue>,
     queue_full: Option<String>,
     core_defaults: Option<FileCore>,
@@ -299,6 +300,9 @@ impl ProducerConfig {
         c.namespace = file.namespace;
         if let Some(v) = file.max_topics {
             c.max_topics = v;
+        }
+        if let Some(v) = file.vip_channel {
+            c.vip_channel = v;
         }
         if let Some(v) = &file.queue_full {
             c.queue_full = match v.as_str() {

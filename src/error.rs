@@ -158,6 +158,19 @@ pub enum Error {
         /// The broker's remark, bounded (see [`MAX_REMARK_BYTES`]).
         remark: Arc<str>,
     },
+    /// The broker refused the request for its ACL: a bad or missing signature, an unknown
+    /// account, or no permission on the topic (Java 4.9.x answers SYSTEM_ERROR with an
+    /// `AclException` remark, rocketmq-rust NO_PERMISSION). Never retried: every broker of a
+    /// cluster shares the accounts.
+    #[error("broker {broker} refused access ({code}): {remark}")]
+    AccessDenied {
+        /// `ip:port` of the broker.
+        broker: String,
+        /// The response code.
+        code: ResponseCode,
+        /// The broker's remark, bounded (see [`MAX_REMARK_BYTES`]).
+        remark: Arc<str>,
+    },
     /// The message cannot be framed within the peer's frame limit.
     #[error("the request would be {size} bytes, over the {limit}-byte frame limit")]
     FrameTooLarge {
@@ -192,6 +205,7 @@ impl Error {
             | Error::FrameTooLarge { .. }
             | Error::CoreStopped { .. }
             | Error::NotSupported { .. }
+            | Error::AccessDenied { .. }
             | Error::Startup { .. } => false,
             Error::ReplyTimeout { .. } => true,
             Error::QueueFull { .. }
@@ -272,6 +286,7 @@ impl Error {
             Error::FrameTooLarge { .. } => "frame_too_large",
             Error::ReplyTimeout { .. } => "reply_timeout",
             Error::NotSupported { .. } => "not_supported",
+            Error::AccessDenied { .. } => "access_denied",
             Error::CoreStopped { .. } => "core_stopped",
             Error::Startup { .. } => "startup",
         }

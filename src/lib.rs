@@ -55,6 +55,8 @@
 #![warn(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+mod acl;
+mod client_address;
 pub mod config;
 pub mod config_file;
 mod engine;
@@ -84,6 +86,7 @@ pub mod internals {
     pub use crate::engine::selector::QueueSelector;
 }
 
+pub use acl::AclCredentials;
 pub use config::{AutoBatch, CoreConfig, CoreSelection, ProducerConfig, QueueFullPolicy};
 pub use engine::latency::FaultTable;
 pub use engine::resolve::Resolver;

@@ -164,6 +164,12 @@ impl ProducerBuilder {
         self
     }
 
+    /// Signs every request with ACL `credentials` (Java `AclClientRPCHook`).
+    pub fn acl(mut self, credentials: crate::acl::AclCredentials) -> Self {
+        self.hooks.request.push(Arc::new(credentials));
+        self
+    }
+
     /// Resolves host names of NameServers and brokers with `resolver` instead of the system's
     /// (`getaddrinfo`). It runs on a helper thread, never on a producer core; a connect gives
     /// up at its attempt deadline whether or not the resolver answered.
@@ -193,9 +199,10 @@ impl ProducerBuilder {
             config.producer_group = crate::namespace::wrap(namespace, &config.producer_group);
         }
         let cpus = resolve_cpus(&config.cores)?;
-        let ip = config
-            .client_ip
-            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        // Message ids and the client id carry this host's address (Java `UtilAll.getIP`), so ids
+        // from two hosts cannot collide and brokers can tell clients apart.
+        let ip = crate::client_address::client_ip(config.client_ip);
+        config.client_ip = Some(ip);
         let instance = config.instance_name.clone().unwrap_or_else(|| {
             format!(
                 "{}#{}",

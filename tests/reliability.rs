@@ -545,3 +545,93 @@ fn a_silent_nameserver_does_not_delay_heartbeats() {
     );
     producer.shutdown(Duration::from_secs(1));
 }
+
+/// The client's own address (Java `UtilAll.getIP`) is in its message ids and client id, not
+/// 127.0.0.1, unless the host has no other (then loopback is all there is).
+#[test]
+fn ids_carry_the_hosts_own_address() {
+    let fake = FakeBroker::start(|_| Action::Reply(0));
+    let producer = Producer::builder()
+        .config(config_for(
+            &fake.addr,
+            Duration::from_secs(3),
+            Duration::from_secs(1),
+        ))
+        .build()
+        .unwrap();
+    let ip = producer.config().client_ip.expect("the address in use");
+    let r = producer.send(Message::new("T", "whose id?")).unwrap();
+    let prefix: String = match ip {
+        std::net::IpAddr::V4(v4) => v4.octets().iter().map(|b| format!("{b:02X}")).collect(),
+        std::net::IpAddr::V6(v6) => v6.octets().iter().map(|b| format!("{b:02X}")).collect(),
+    };
+    assert!(
+        r.msg_id.starts_with(&prefix),
+        "{} does not start with {ip}'s {prefix}",
+        r.msg_id
+    );
+    let has_other = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ip -o addr 2>/dev/null | grep -v ' lo ' | grep -c inet")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<u32>()
+                .unwrap_or(0)
+                > 0
+        })
+        .unwrap_or(false);
+    if has_other {
+        assert!(
+            !ip.is_loopback(),
+            "the host has another address, but ids carry {ip}"
+        );
+    }
+    // Two producers in one process have distinct client ids (instance name pid#nanos).
+    let other = Producer::builder()
+        .config(config_for(
+            &fake.addr,
+            Duration::from_secs(3),
+            Duration::from_secs(1),
+        ))
+        .build()
+        .unwrap();
+    other.send(Message::new("T", "second producer")).unwrap();
+    producer.shutdown(Duration::from_secs(1));
+    other.shutdown(Duration::from_secs(1));
+    let heartbeat = fake.last_heartbeat.lock().unwrap().clone();
+    assert!(
+        heartbeat.is_empty() || heartbeat.contains(&format!("\"clientID\":\"{ip}@")),
+        "{heartbeat}"
+    );
+}
+
+/// The VIP channel option sends to the broker's port − 2: here the route names the fake's port
+/// + 2, so only the VIP rewrite reaches it.
+#[test]
+fn the_vip_channel_sends_to_port_minus_two() {
+    let fake = FakeBroker::start_with_route(
+        Arc::new(|addr: &str| {
+            let (host, port) = addr.rsplit_once(':').unwrap();
+            let shifted = format!("{host}:{}", port.parse::<u16>().unwrap() + 2);
+            common::fake_broker::default_route(&shifted)
+        }),
+        |_| Action::Reply(0),
+    );
+    let mut config = config_for(
+        &fake.addr,
+        Duration::from_secs(2),
+        Duration::from_millis(500),
+    );
+    config.vip_channel = true;
+    let vip = Producer::builder().config(config.clone()).build().unwrap();
+    vip.send(Message::new("T", "through the VIP port"))
+        .expect("sent to port - 2");
+    config.vip_channel = false;
+    let plain = Producer::builder().config(config).build().unwrap();
+    assert!(
+        plain.send(Message::new("T", "to port + 2")).is_err(),
+        "nothing listens there"
+    );
+}

@@ -438,6 +438,16 @@ impl Core {
         }
         let mut route = route;
         let config = self.config();
+        if config.vip_channel {
+            // Java `MixAll.brokerVIPChannel`: same host, port − 2.
+            for addr in route.master_addrs.values_mut() {
+                if let Some((host, port)) = addr.rsplit_once(':') {
+                    if let Some(vip) = port.parse::<u16>().ok().and_then(|p| p.checked_sub(2)) {
+                        *addr = format!("{host}:{vip}");
+                    }
+                }
+            }
+        }
         route.send_header_constants = Some(send_request_header::constant_fields(
             &config.producer_group,
             topic,

@@ -430,6 +430,15 @@ fn to_reply(
     let Some(status) = SendStatus::from_response_code(code) else {
         // Bounded once here, then shared by every caller of a batch and every log line.
         let remark = bounded_remark(reply.remark.as_deref().unwrap_or_default());
+        if matches!(code, ResponseCode::SystemError | ResponseCode::NoPermission)
+            && crate::acl::is_access_denied(&remark)
+        {
+            return Err(Error::AccessDenied {
+                broker: addr.to_owned(),
+                code,
+                remark,
+            });
+        }
         if code == ResponseCode::SystemError && is_timer_disabled(&remark) {
             return Err(Error::NotSupported {
                 broker: addr.to_owned(),
