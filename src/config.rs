@@ -150,8 +150,12 @@ pub struct ProducerConfig {
     pub retry_another_broker_when_not_store_ok: bool,
     /// Compress bodies of at least this many bytes (default 4096).
     pub compress_over: usize,
-    /// zlib level 0–9 (default 5).
+    /// Compression level (default 5): zlib 0–9, zstd 1–22; LZ4 has none.
     pub compress_level: u32,
+    /// How bodies of at least `compress_over` bytes are compressed (Java 4.9.4+
+    /// `compressType`; default zlib, which every server and consumer reads; LZ4 and ZSTD need
+    /// 4.9.4+ consumers).
+    pub compress_type: crate::protocol::compression::CompressionType,
     /// Largest body in bytes (default 4 MiB).
     pub max_message_size: usize,
     /// Header encoding of requests (default binary; replies are decoded in either).
@@ -210,6 +214,7 @@ impl Default for ProducerConfig {
             retry_another_broker_when_not_store_ok: false,
             compress_over: DEFAULT_COMPRESS_OVER,
             compress_level: DEFAULT_COMPRESS_LEVEL,
+            compress_type: Default::default(),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             header_encoding: HeaderEncoding::Binary,
             language: LanguageCode::JAVA,

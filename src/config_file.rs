@@ -55,6 +55,7 @@ struct FileConfig {
     namespace: Option<String>,
     max_topics: Option<usize>,
     vip_channel: Option<bool>,
+    compress_type: Option<String>,
     cores: Option<CoresValue>,
     queue_full: Option<String>,
     core_defaults: Option<FileCore>,
@@ -303,6 +304,14 @@ impl ProducerConfig {
         }
         if let Some(v) = file.vip_channel {
             c.vip_channel = v;
+        }
+        if let Some(v) = &file.compress_type {
+            c.compress_type = crate::protocol::compression::CompressionType::from_name(v)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "compress_type = {v:?}: use \"zlib\", \"lz4\" or \"zstd\""
+                    ))
+                })?;
         }
         if let Some(v) = &file.queue_full {
             c.queue_full = match v.as_str() {

@@ -323,7 +323,7 @@ impl BrokerRequests {
         let topic = field("topic").ok_or("no topic")?;
         let sys_flag = number("sysFlag").unwrap_or(0) as i32;
         let body = if sys_flag & sys_flag::COMPRESSED != 0 {
-            compression::decompress(&command.body, MAX_RECEIVED_BODY)
+            compression::decompress_by_flag(sys_flag, &command.body, MAX_RECEIVED_BODY)
                 .map(bytes::Bytes::from)
                 .map_err(|e| format!("undecompressable body: {e}"))?
         } else {

@@ -137,7 +137,11 @@ thread_local! {
 }
 
 /// Compresses with this thread's reused compressor.
-fn compress(body: &[u8], level: u32) -> Vec<u8> {
+fn compress(body: &[u8], config: &ProducerConfig) -> Vec<u8> {
+    let level = config.compress_level;
+    if config.compress_type != compression::CompressionType::Zlib {
+        return compression::compress_as(config.compress_type, body, level);
+    }
     THREAD_COMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         match slot.as_mut() {
@@ -248,8 +252,8 @@ pub(crate) fn prepare(
     };
     let mut flags = extras.as_ref().map_or(0, |e| e.sys_flag);
     let body = if message.body.len() >= config.compress_over {
-        flags |= ZLIB_SYS_FLAG;
-        Bytes::from(compress(&message.body, config.compress_level))
+        flags |= config.compress_type.sys_flag();
+        Bytes::from(compress(&message.body, config))
     } else {
         message.body.clone()
     };
@@ -341,7 +345,9 @@ pub(crate) fn prepare_batch(
         crate::message::validate_topic(wire)?;
     }
     let total: usize = messages.iter().map(|m| m.body.len()).sum();
-    let compressed = total >= config.compress_over;
+    // Inner bodies are compressed when their mean size reaches `compress_over` (decisions.md):
+    // small bodies one by one cost far more CPU than they save.
+    let compressed = total / messages.len() >= config.compress_over;
     let mut body = bytes::BytesMut::with_capacity(total + messages.len() * 96);
     let mut uniq_keys = Vec::with_capacity(messages.len());
     let mut props = String::with_capacity(128);
@@ -349,7 +355,7 @@ pub(crate) fn prepare_batch(
         let uniq_key = next_unique_id(config.client_ip, unix_millis());
         encode_properties(&mut props, m, &uniq_key, None)?;
         if compressed {
-            let packed = compress(&m.body, config.compress_level);
+            let packed = compress(&m.body, config);
             batch::encode_record(&mut body, m.flag, &packed, &props);
         } else {
             batch::encode_record(&mut body, m.flag, &m.body, &props);
@@ -376,7 +382,11 @@ pub(crate) fn prepare_batch(
             .and_then(|e| e.wire_topic.clone())
             .unwrap_or_else(|| first.topic.clone()),
         properties,
-        sys_flag: if compressed { ZLIB_SYS_FLAG } else { 0 },
+        sys_flag: if compressed {
+            config.compress_type.sys_flag()
+        } else {
+            0
+        },
         body: body.freeze(),
         uniq_keys,
         extras,
@@ -559,14 +569,33 @@ mod tests {
         );
         // 2 bytes < compress_over 10: plain.
         assert_eq!(b.sys_flag, 0);
-        let big = vec![Message::new("T", "aaaaaa"), Message::new("T", "bbbbbb")];
+        // Mean body 6 bytes < compress_over 10: plain, though the total (12) reaches it.
+        let small_mean = vec![Message::new("T", "aaaaaa"), Message::new("T", "bbbbbb")];
+        assert_eq!(prepare_batch(small_mean, &c, None).unwrap().sys_flag, 0);
+        let big = vec![
+            Message::new("T", "aaaaaaaaaaaa"),
+            Message::new("T", "bbbbbbbbbb"),
+        ];
         let b = prepare_batch(big, &c, None).unwrap();
         assert_eq!(b.sys_flag, ZLIB_SYS_FLAG);
         let records = batch::decode(b.body.clone()).unwrap();
         assert_eq!(
             compression::decompress(&records[0].body, 100).unwrap(),
-            b"aaaaaa"
+            b"aaaaaaaaaaaa"
         );
+        for kind in [
+            compression::CompressionType::Lz4,
+            compression::CompressionType::Zstd,
+        ] {
+            let mut typed = c.clone();
+            typed.compress_type = kind;
+            let m = prepare(Message::new("T", vec![b'z'; 100]), &typed, None).unwrap();
+            assert_eq!(m.sys_flag, kind.sys_flag());
+            assert_eq!(
+                compression::decompress_by_flag(m.sys_flag, &m.body, 100).unwrap(),
+                vec![b'z'; 100]
+            );
+        }
         for (bad, why) in [
             (vec![], "at least one"),
             (

@@ -1,4 +1,10 @@
-//! zlib body compression (Java `ZlibCompressor`: `Deflater(level)`, RFC 1950 stream) and sysFlag bits.
+//! Body compression (Java `ZlibCompressor`: `Deflater(level)`, RFC 1950 stream; 4.9.4+
+//! `Lz4Compressor`: LZ4 frame format; `ZstdCompressor`: zstd frame format) and sysFlag bits.
+//!
+//! ```text
+//!  sysFlag bit 0 = compressed; bits 8-10 = type: 0x100 LZ4, 0x200 ZSTD, 0x300 ZLIB (0 reads as
+//!  zlib: servers and consumers older than 4.9.4 know zlib only)
+//! ```
 
 use std::io::{Read, Write};
 
@@ -16,6 +22,10 @@ pub mod sys_flag {
     pub const COMPRESSION_TYPE_MASK: i32 = 0x700;
     /// Compression type zlib (since 4.9.4); older servers treat "compressed, type 0" as zlib.
     pub const COMPRESSION_ZLIB: i32 = 0x300;
+    /// Compression type LZ4 (since 4.9.4).
+    pub const COMPRESSION_LZ4: i32 = 0x100;
+    /// Compression type ZSTD (since 4.9.4).
+    pub const COMPRESSION_ZSTD: i32 = 0x200;
     /// Transaction type prepared.
     pub const TRANSACTION_PREPARED: i32 = 0x4;
 }
@@ -76,6 +86,130 @@ pub fn compress(body: &[u8], level: u32) -> Vec<u8> {
     encoder.finish().expect("writing into a Vec cannot fail")
 }
 
+/// A body compression algorithm (Java `CompressionType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum CompressionType {
+    /// zlib (RFC 1950), what every server and consumer reads (default).
+    #[default]
+    Zlib,
+    /// LZ4 frame format; consumers need 4.9.4+.
+    Lz4,
+    /// Zstandard frame format; consumers need 4.9.4+.
+    Zstd,
+}
+
+impl CompressionType {
+    /// The sysFlag bits of a body compressed this way (COMPRESSED + type).
+    pub fn sys_flag(self) -> i32 {
+        sys_flag::COMPRESSED
+            | match self {
+                CompressionType::Zlib => sys_flag::COMPRESSION_ZLIB,
+                CompressionType::Lz4 => sys_flag::COMPRESSION_LZ4,
+                CompressionType::Zstd => sys_flag::COMPRESSION_ZSTD,
+            }
+    }
+
+    /// The type a compressed body's sysFlag names (type 0 is zlib).
+    ///
+    /// # Errors
+    ///
+    /// [`DecodeError`] for a type this client does not know.
+    pub fn from_sys_flag(flag: i32) -> Result<Self, DecodeError> {
+        match flag & sys_flag::COMPRESSION_TYPE_MASK {
+            0 | sys_flag::COMPRESSION_ZLIB => Ok(CompressionType::Zlib),
+            sys_flag::COMPRESSION_LZ4 => Ok(CompressionType::Lz4),
+            sys_flag::COMPRESSION_ZSTD => Ok(CompressionType::Zstd),
+            other => Err(DecodeError::malformed(
+                "sysFlag",
+                format!("unknown compression type {other:#x}"),
+            )),
+        }
+    }
+
+    /// The name in configuration (`zlib`, `lz4`, `zstd`).
+    pub fn name(self) -> &'static str {
+        match self {
+            CompressionType::Zlib => "zlib",
+            CompressionType::Lz4 => "lz4",
+            CompressionType::Zstd => "zstd",
+        }
+    }
+
+    /// The type named `name` (`zlib`, `lz4`, `zstd`, any case).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "zlib" => Some(CompressionType::Zlib),
+            "lz4" => Some(CompressionType::Lz4),
+            "zstd" => Some(CompressionType::Zstd),
+            _ => None,
+        }
+    }
+}
+
+/// Compresses `body` as `kind` at `level` (zlib 0–9, zstd 1–22 clamped; LZ4 has no level).
+pub fn compress_as(kind: CompressionType, body: &[u8], level: u32) -> Vec<u8> {
+    match kind {
+        CompressionType::Zlib => compress(body, level),
+        CompressionType::Lz4 => {
+            let mut encoder =
+                lz4_flex::frame::FrameEncoder::new(Vec::with_capacity(body.len() / 2 + 64));
+            encoder
+                .write_all(body)
+                .expect("writing into a Vec cannot fail");
+            encoder.finish().expect("writing into a Vec cannot fail")
+        }
+        CompressionType::Zstd => {
+            let level = level.clamp(1, 22) as i32;
+            zstd::bulk::compress(body, level).expect("zstd into a Vec cannot fail")
+        }
+    }
+}
+
+/// Decompresses a body whose sysFlag says it is compressed, by the type the sysFlag names,
+/// refusing output larger than `max_output`.
+///
+/// # Errors
+///
+/// [`DecodeError`] for an unknown type, a corrupt body or one that inflates beyond the limit.
+pub fn decompress_by_flag(
+    flag: i32,
+    data: &[u8],
+    max_output: usize,
+) -> Result<Vec<u8>, DecodeError> {
+    match CompressionType::from_sys_flag(flag)? {
+        CompressionType::Zlib => decompress(data, max_output),
+        CompressionType::Lz4 => bounded_read(
+            lz4_flex::frame::FrameDecoder::new(data),
+            "lz4 body",
+            max_output,
+        ),
+        CompressionType::Zstd => {
+            let decoder = zstd::stream::read::Decoder::with_buffer(data)
+                .map_err(|e| DecodeError::malformed("zstd body", e.to_string()))?;
+            bounded_read(decoder, "zstd body", max_output)
+        }
+    }
+}
+
+fn bounded_read(
+    reader: impl Read,
+    what: &'static str,
+    max_output: usize,
+) -> Result<Vec<u8>, DecodeError> {
+    let mut out = Vec::new();
+    reader
+        .take(max_output as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| DecodeError::malformed(what, e.to_string()))?;
+    if out.len() > max_output {
+        return Err(DecodeError::malformed(
+            what,
+            format!("inflates beyond {max_output} bytes"),
+        ));
+    }
+    Ok(out)
+}
+
 /// Decompresses a zlib stream, refusing output larger than `max_output` (a bomb guard).
 pub fn decompress(data: &[u8], max_output: usize) -> Result<Vec<u8>, DecodeError> {
     let mut out = Vec::new();
@@ -107,6 +241,51 @@ mod tests {
         assert_eq!(decompress(&packed, 10_000).unwrap(), body);
         assert!(decompress(&packed, 9_999).is_err());
         assert!(decompress(b"not zlib", 100).is_err());
+    }
+
+    #[test]
+    fn every_type_round_trips_by_its_sys_flag() {
+        let text: Vec<u8> = (0..5000)
+            .flat_map(|i| format!("{{\"id\":{i},\"ok\":true}}").into_bytes())
+            .collect();
+        for kind in [
+            CompressionType::Zlib,
+            CompressionType::Lz4,
+            CompressionType::Zstd,
+        ] {
+            let packed = compress_as(kind, &text, DEFAULT_LEVEL);
+            assert!(
+                packed.len() < text.len() / 3,
+                "{kind:?}: {} of {}",
+                packed.len(),
+                text.len()
+            );
+            let flag = kind.sys_flag();
+            assert_eq!(flag & sys_flag::COMPRESSED, 1);
+            assert_eq!(CompressionType::from_sys_flag(flag).unwrap(), kind);
+            assert_eq!(decompress_by_flag(flag, &packed, text.len()).unwrap(), text);
+            assert!(
+                decompress_by_flag(flag, &packed, text.len() - 1).is_err(),
+                "{kind:?} bomb guard"
+            );
+            assert!(decompress_by_flag(flag, b"garbage, not compressed", 1000).is_err());
+            assert_eq!(CompressionType::from_name(kind.name()), Some(kind));
+        }
+        // LZ4 frame magic 04 22 4D 18; zstd frame magic 28 B5 2F FD (what the Java codecs write).
+        assert_eq!(
+            &compress_as(CompressionType::Lz4, b"x", 5)[..4],
+            &[0x04, 0x22, 0x4D, 0x18]
+        );
+        assert_eq!(
+            &compress_as(CompressionType::Zstd, b"x", 5)[..4],
+            &[0x28, 0xB5, 0x2F, 0xFD]
+        );
+        assert_eq!(
+            CompressionType::from_sys_flag(1).unwrap(),
+            CompressionType::Zlib,
+            "type 0"
+        );
+        assert!(CompressionType::from_sys_flag(0x401).is_err());
     }
 
     #[test]

@@ -106,7 +106,11 @@ pub fn decode_all(mut data: Bytes, max_body: usize) -> Result<Vec<StoredMessage>
         let props = String::from_utf8(rec.split_to(props_len as usize).to_vec())
             .map_err(|_| bad("properties are not UTF-8".into()))?;
         let body = if sys_flag_value & sys_flag::COMPRESSED != 0 {
-            Bytes::from(compression::decompress(&raw_body, max_body)?)
+            Bytes::from(compression::decompress_by_flag(
+                sys_flag_value,
+                &raw_body,
+                max_body,
+            )?)
         } else {
             raw_body
         };
