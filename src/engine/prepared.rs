@@ -14,7 +14,7 @@ use crate::config::ProducerConfig;
 use crate::error::Error;
 use crate::message::Message;
 use crate::protocol::batch;
-use crate::protocol::compression::{self, sys_flag};
+use crate::protocol::compression;
 use crate::protocol::message_id::UniqueIdGenerator;
 use crate::protocol::properties::{self, keys, MAX_PROPERTIES_BYTES};
 use crate::short_string::ShortString;
@@ -220,9 +220,6 @@ fn encode_properties(
     }
     Ok(())
 }
-
-/// sysFlag of a zlib-compressed body (COMPRESSED + type ZLIB, as the Java 4.9.4+ producer sets).
-pub(crate) const ZLIB_SYS_FLAG: i32 = sys_flag::COMPRESSED | sys_flag::COMPRESSION_ZLIB;
 
 /// Validates and prepares `message`; on failure the message comes back with the error.
 pub(crate) fn prepare(
@@ -577,7 +574,7 @@ mod tests {
             Message::new("T", "bbbbbbbbbb"),
         ];
         let b = prepare_batch(big, &c, None).unwrap();
-        assert_eq!(b.sys_flag, ZLIB_SYS_FLAG);
+        assert_eq!(b.sys_flag, compression::CompressionType::Zlib.sys_flag());
         let records = batch::decode(b.body.clone()).unwrap();
         assert_eq!(
             compression::decompress(&records[0].body, 100).unwrap(),
