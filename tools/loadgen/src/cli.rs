@@ -17,6 +17,14 @@ pub enum Mode {
     Batch,
     /// Single async sends joined by the producer's automatic batching (`--batch` = max per batch).
     AutoBatch,
+    /// Async sends in key order (Java SelectMessageQueueByHash): message n goes with key
+    /// `n % --keys-count`. The producer keeps one request in flight per queue (per core) for
+    /// ordered sends, which is what keeps each key's order, so throughput is bounded by
+    /// queues × 1 / round trip however large --inflight is.
+    Ordered,
+    /// send_in_transaction from application threads (`--threads`): half message, a local
+    /// transaction that commits, END_TRANSACTION (two requests per message, blocking).
+    Transaction,
 }
 
 impl Mode {
@@ -27,6 +35,8 @@ impl Mode {
             Mode::Oneway => "oneway",
             Mode::Batch => "batch",
             Mode::AutoBatch => "auto-batch",
+            Mode::Ordered => "ordered",
+            Mode::Transaction => "transaction",
         }
     }
 }
@@ -71,11 +81,14 @@ pub struct Args {
     /// Auto-batch linger in microseconds (0 = batch only what is already waiting).
     #[arg(long, default_value_t = 0)]
     pub linger_us: u64,
-    /// Outstanding sends per worker (async/oneway).
+    /// Sharding keys of --mode ordered: message n is sent with key `n % keys-count` [default: 16].
+    #[arg(long)]
+    pub keys_count: Option<u64>,
+    /// Outstanding sends per worker (async/oneway/ordered).
     #[arg(long, default_value_t = 256)]
     pub inflight: usize,
-    /// Application threads submitting from outside the cores (sync default 16; async/oneway
-    /// default 0 = submit from the cores themselves with no hop).
+    /// Application threads submitting from outside the cores (sync and transaction default 16;
+    /// the others default 0 = submit from the cores themselves with no hop).
     #[arg(long)]
     pub threads: Option<usize>,
     /// Open-loop rate in messages/s over all workers (latency from the intended send time).
@@ -207,6 +220,11 @@ mod tests {
         .unwrap();
         assert!(a.sink && a.json);
         assert_eq!(a.mode, Mode::Oneway);
+        let a =
+            Args::try_parse_from(["loadgen", "--mode", "ordered", "--keys-count", "4"]).unwrap();
+        assert_eq!((a.mode, a.keys_count), (Mode::Ordered, Some(4)));
+        let a = Args::try_parse_from(["loadgen", "--mode", "transaction"]).unwrap();
+        assert_eq!(a.mode, Mode::Transaction);
         assert!(Args::try_parse_from(["loadgen", "--sink", "--namesrv", "x:1"]).is_err());
         assert!(Args::try_parse_from(["loadgen", "--bogus"]).is_err());
     }

@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use rocketmq_tpc::{CoreSelection, LocalProducer, Producer, ProducerConfig};
+use rocketmq_tpc::{CoreSelection, LocalProducer, Producer, ProducerConfig, TransactionProducer};
 
 use cli::{Args, Mode};
 use target::Target;
-use workers::{Live, Outcome, Plan};
+use workers::{Live, Numbers, Outcome, Plan};
 
 fn main() {
     let args = match Args::try_parse() {
@@ -71,6 +71,19 @@ fn run(args: Args) -> Result<i32, String> {
     if args.inflight == 0 {
         return Err("--inflight must be at least 1".into());
     }
+    if args.keys_count.is_some() && args.mode != Mode::Ordered {
+        return Err("--keys-count applies to --mode ordered only".into());
+    }
+    let keys_count = args.keys_count.unwrap_or(16);
+    if keys_count == 0 {
+        return Err("--keys-count must be at least 1".into());
+    }
+    if args.mode == Mode::Transaction && args.threads == Some(0) {
+        return Err(
+            "--mode transaction blocks in send_in_transaction, which cannot run on a producer core: give it --threads 1 or more"
+                .into(),
+        );
+    }
     let mut cores = cli::parse_cores(&args.cores)?;
     let cpus = available_cpus();
     let target = if args.sink {
@@ -97,9 +110,10 @@ fn run(args: Args) -> Result<i32, String> {
         CoreSelection::List(l) => l.len(),
         CoreSelection::All => cpus.len(),
     };
-    let threads = args
-        .threads
-        .unwrap_or(if args.mode == Mode::Sync { 16 } else { 0 });
+    let threads = args.threads.unwrap_or(match args.mode {
+        Mode::Sync | Mode::Transaction => 16,
+        _ => 0,
+    });
     let mut config = match &args.config {
         Some(path) => ProducerConfig::from_file(path).map_err(|e| e.to_string())?,
         None => ProducerConfig {
@@ -141,16 +155,22 @@ fn run(args: Args) -> Result<i32, String> {
         .clone()
         .unwrap_or_else(|| format!("loadgen_{}", std::process::id()));
     rocketmq_tpc::message::validate_topic(&topic).map_err(|e| e.to_string())?;
-    // Warm-up: fetch the route (and create the topic) before the clock starts.
-    producer
-        .send(rocketmq_tpc::Message::new(topic.clone(), "warm-up"))
-        .map_err(|e| {
-            format!(
-                "cannot send to {} ({}): {e}",
-                target.namesrv(),
-                target.name()
-            )
-        })?;
+    // Warm-up: fetch the route before the clock starts. Nothing is written: the topic holds the
+    // run's messages only (a new topic is created by the first of them, through TBW102).
+    let queues = producer.fetch_publish_queues(&topic).map_err(|e| {
+        format!(
+            "cannot get the route of {topic} from {} ({}): {e}",
+            target.namesrv(),
+            target.name()
+        )
+    })?;
+    let transactions = if args.mode == Mode::Transaction {
+        let tx = TransactionProducer::new(producer.clone(), workers::CommitAll::default())
+            .map_err(|e| e.to_string())?;
+        Some(Arc::new(tx))
+    } else {
+        None
+    };
 
     let duration = args.duration.unwrap_or(if args.messages.is_some() {
         Duration::from_secs(3600)
@@ -166,7 +186,9 @@ fn run(args: Args) -> Result<i32, String> {
         size_range: args.size_range,
         tags: args.tags.clone(),
         keys: args.keys.clone(),
-        messages: None,
+        keys_count,
+        numbers: Arc::new(Numbers::Shared(Arc::default())),
+        messages: args.messages,
         until: started + duration,
         inflight: args.inflight,
         batch: if args.mode == Mode::Batch {
@@ -174,31 +196,39 @@ fn run(args: Args) -> Result<i32, String> {
         } else {
             1
         },
-        rate: args.rate.map(|r| r as f64 / workers as f64),
+        rate: args.rate.map(|r| r as f64),
         started,
     };
     let cpu_before = cpu::self_cpu_s();
     let producer_cpu_before = cpu::threads_cpu_s("rmq-tpc-");
     let broker_cpu_before = target.broker_cpu_s();
     let lives: Vec<Arc<Live>> = (0..workers).map(|_| Arc::new(Live::default())).collect();
-    let share = |i: usize| {
-        args.messages
-            .map(|m| m / workers as u64 + u64::from((i as u64) < m % workers as u64))
+    // Every worker draws from the run's one numbering; in ordered mode each draws the numbers
+    // of its own keys, so one key's messages are sent by one worker, in order.
+    let plan_of = |i: usize| {
+        let mut plan = plan.clone();
+        if args.mode == Mode::Ordered {
+            plan.numbers = Arc::new(Numbers::own_keys(i as u64, workers as u64, keys_count));
+        }
+        plan
     };
     let mut handles: Vec<Box<dyn FnOnce() -> Result<Outcome, String>>> = Vec::new();
     if threads > 0 {
         for (i, live) in lives.iter().enumerate() {
-            let (p, mut plan, live) = (producer.clone(), plan.clone(), live.clone());
-            plan.messages = share(i);
-            let h = std::thread::spawn(move || workers::thread_worker(p, plan, live));
+            let (p, tx, plan, live) = (
+                producer.clone(),
+                transactions.clone(),
+                plan_of(i),
+                live.clone(),
+            );
+            let h = std::thread::spawn(move || workers::thread_worker(p, tx, plan, live));
             handles.push(Box::new(move || {
                 h.join().map_err(|_| "a worker thread panicked".to_string())
             }));
         }
     } else {
         for (i, live) in lives.iter().enumerate() {
-            let (mut plan, live) = (plan.clone(), live.clone());
-            plan.messages = share(i);
+            let (plan, live) = (plan_of(i), live.clone());
             let h = producer
                 .run_on_core(i, move |local: LocalProducer| {
                     workers::core_worker(local, plan, live)
@@ -224,6 +254,22 @@ fn run(args: Args) -> Result<i32, String> {
         .zip(broker_cpu_before)
         .map(|(a, b)| a - b);
     let stats = producer.stats().ok();
+    let mut extra = serde_json::Map::new();
+    if args.mode == Mode::Ordered {
+        extra.insert("keys_count".into(), keys_count.into());
+        extra.insert("queues".into(), queues.len().into());
+        let (used, busiest) = key_spread(keys_count, queues.len());
+        extra.insert("queues_used".into(), used.into());
+        extra.insert("keys_on_busiest_queue".into(), busiest.into());
+    }
+    if let Some(tx) = &transactions {
+        let checks = tx
+            .listener()
+            .checks
+            .load(std::sync::atomic::Ordering::Relaxed);
+        extra.insert("transaction_checks".into(), checks.into());
+    }
+    drop(transactions);
     producer.shutdown(Duration::from_secs(5));
     let report = Report::new(
         &args,
@@ -236,6 +282,7 @@ fn run(args: Args) -> Result<i32, String> {
         producer_cpu_s,
         broker_cpu_s,
         stats,
+        extra,
     );
     report.print(args.json);
     if let Some(path) = &args.histogram {
@@ -266,6 +313,24 @@ fn run(args: Args) -> Result<i32, String> {
         return Ok(3);
     }
     Ok(0)
+}
+
+/// How the keys `0..keys` spread over `queues` publish queues (Java SelectMessageQueueByHash:
+/// `abs(hashCode % queues)`): how many queues they use, and how many keys the busiest one
+/// takes. With one request in flight per queue, the busiest queue bounds ordered throughput
+/// at `keys / busiest` round trips' worth of messages per round trip.
+fn key_spread(keys: u64, queues: usize) -> (usize, u64) {
+    if queues == 0 {
+        return (0, 0);
+    }
+    let n = i32::try_from(queues).unwrap_or(i32::MAX);
+    let mut per_queue: BTreeMap<u32, u64> = BTreeMap::new();
+    for k in 0..keys {
+        let q = (rocketmq_tpc::java_string_hash(&k.to_string()) % n).unsigned_abs();
+        *per_queue.entry(q).or_default() += 1;
+    }
+    let busiest = per_queue.values().copied().max().unwrap_or(0);
+    (per_queue.len(), busiest)
 }
 
 /// What ends the run, for the progress bar.
@@ -364,6 +429,7 @@ impl Report {
         producer_cpu_s: f64,
         broker_cpu_s: Option<f64>,
         stats: Option<rocketmq_tpc::ProducerStats>,
+        extra: serde_json::Map<String, serde_json::Value>,
     ) -> Report {
         let mut latency = workers::new_histogram();
         let mut errors: BTreeMap<String, u64> = BTreeMap::new();
@@ -400,6 +466,9 @@ impl Report {
         put("inflight", args.inflight.into());
         if matches!(args.mode, Mode::Batch | Mode::AutoBatch) {
             put("batch", args.batch.into());
+        }
+        for (k, v) in extra {
+            put(&k, v);
         }
         put("sent", sent.into());
         put("acked", acked.into());
@@ -439,12 +508,16 @@ impl Report {
         );
         put(
             "latency_note",
-            (if args.mode == Mode::Oneway {
-                "oneway: acked = written to the socket; latency = until written"
-            } else if args.mode == Mode::Batch {
-                "batch: latency is per batch request, from submission to outcome"
-            } else {
-                "per message, from submission (or intended send time with --rate) to outcome"
+            (match args.mode {
+                Mode::Oneway => "oneway: acked = written to the socket; latency = until written",
+                Mode::Batch => "batch: latency is per batch request, from submission to outcome",
+                Mode::Ordered => {
+                    "per message, from submission (or intended send time with --rate) to outcome; includes the wait for the previous request to the same queue (one in flight per queue)"
+                }
+                Mode::Transaction => {
+                    "per transaction: half message stored, local transaction (commit), END_TRANSACTION written (oneway)"
+                }
+                _ => "per message, from submission (or intended send time with --rate) to outcome",
             })
             .into(),
         );
@@ -482,6 +555,16 @@ fn round(v: f64, digits: i32) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::bar;
+
+    #[test]
+    fn keys_spread_over_queues_like_select_message_queue_by_hash() {
+        // "0".."9" hash to 48..57 and "10".."15" to 1567..1572: over four queues, queue 0
+        // takes "0", "4", "8", "11" and "15".
+        assert_eq!(super::key_spread(10, 4), (4, 3));
+        assert_eq!(super::key_spread(16, 4), (4, 5));
+        assert_eq!(super::key_spread(1, 8), (1, 1));
+        assert_eq!(super::key_spread(16, 0), (0, 0));
+    }
 
     #[test]
     fn progress_bar() {

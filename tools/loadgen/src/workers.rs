@@ -8,9 +8,102 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use rocketmq_tpc::{Error, LocalProducer, Message, Producer, SendFuture, SendResult};
+use rocketmq_tpc::{
+    Error, LocalProducer, LocalTransactionState, Message, Producer, ReceivedMessage, SendFuture,
+    SendOptions, SendResult, SendStatus, SendTarget, TransactionListener, TransactionProducer,
+    TransactionSendResult,
+};
 
 use crate::cli::Mode;
+
+/// Hands out message numbers. Numbering is global: message n of the run is number n, whichever
+/// worker sends it (it names the `--keys` suffix, the ordered mode's key and the `--messages`
+/// bound).
+pub enum Numbers {
+    /// One sequence shared by every worker.
+    Shared(Arc<AtomicU64>),
+    /// Ordered mode: the numbers whose key (`n % keys`) belongs to this worker (key k belongs
+    /// to worker `k % workers`), in increasing order. Each key is sent by one worker only, so
+    /// its messages reach the engine in number order.
+    OwnKeys {
+        first_key: u64,
+        workers: u64,
+        keys: u64,
+        /// How many keys this worker owns (0 when there are more workers than keys).
+        own: u64,
+        next: AtomicU64,
+    },
+}
+
+impl Numbers {
+    /// The numbers of worker `worker` of `workers` in ordered mode with `keys` keys.
+    pub fn own_keys(worker: u64, workers: u64, keys: u64) -> Numbers {
+        Numbers::OwnKeys {
+            first_key: worker,
+            workers,
+            keys,
+            own: keys.saturating_sub(worker).div_ceil(workers),
+            next: AtomicU64::new(0),
+        }
+    }
+
+    /// The first of `count` consecutive numbers (`OwnKeys`: always one number), or `None` when
+    /// this worker has none.
+    fn take(&self, count: u64) -> Option<u64> {
+        match self {
+            Numbers::Shared(next) => Some(next.fetch_add(count, Ordering::Relaxed)),
+            Numbers::OwnKeys {
+                first_key,
+                workers,
+                keys,
+                own,
+                next,
+            } => {
+                if *own == 0 {
+                    return None;
+                }
+                let j = next.fetch_add(1, Ordering::Relaxed);
+                Some(j / own * keys + first_key + j % own * workers)
+            }
+        }
+    }
+}
+
+/// The transaction listener of `--mode transaction`: every local transaction commits, and so
+/// does every check-back (they are counted: the broker should not need any).
+#[derive(Default)]
+pub struct CommitAll {
+    pub checks: AtomicU64,
+}
+
+impl TransactionListener for CommitAll {
+    type Arg = ();
+
+    fn execute_local_transaction(&self, _: &Message, _: &str, _: ()) -> LocalTransactionState {
+        LocalTransactionState::Commit
+    }
+
+    fn check_local_transaction(&self, _: &ReceivedMessage) -> LocalTransactionState {
+        self.checks.fetch_add(1, Ordering::Relaxed);
+        LocalTransactionState::Commit
+    }
+}
+
+/// The producer of `--mode transaction`.
+pub type Transactions = TransactionProducer<CommitAll>;
+
+/// A transaction counts as acked when its half message was stored (`SEND_OK`), the local
+/// transaction committed and END_TRANSACTION was written.
+fn transaction_outcome(result: Result<TransactionSendResult, Error>) -> Result<(), String> {
+    let r = result.map_err(|e| e.kind().to_owned())?;
+    if r.send_result.status != SendStatus::SendOk || r.state != LocalTransactionState::Commit {
+        return Err(format!("rolled_back_half_{:?}", r.send_result.status));
+    }
+    match r.end_error {
+        Some(e) => Err(format!("end_transaction_{}", e.kind())),
+        None => Ok(()),
+    }
+}
 
 /// What every worker must do.
 #[derive(Clone)]
@@ -23,12 +116,17 @@ pub struct Plan {
     pub size_range: Option<(usize, usize)>,
     pub tags: Option<String>,
     pub keys: Option<String>,
+    /// Ordered mode: message n goes with key `n % keys_count`.
+    pub keys_count: u64,
+    /// This worker's message numbers.
+    pub numbers: Arc<Numbers>,
+    /// Messages of the whole run (all workers).
     pub messages: Option<u64>,
     pub until: Instant,
     pub inflight: usize,
     /// Messages per request (explicit batch mode), else 1.
     pub batch: usize,
-    /// Requests per second for this worker (open loop), if any.
+    /// Messages per second of the whole run (open loop), if any.
     pub rate: Option<f64>,
     pub started: Instant,
 }
@@ -55,18 +153,34 @@ impl Plan {
         m
     }
 
+    /// Per-call options of message `n`: ordered mode sends it with its key's target.
+    fn options(&self, n: u64) -> SendOptions {
+        let options = SendOptions::new();
+        if self.mode == Mode::Ordered {
+            options.target(SendTarget::by_key(format!("{}", n % self.keys_count)))
+        } else {
+            options
+        }
+    }
+
     /// When the request starting at message `n` should start (open loop).
     fn intended(&self, n: u64) -> Option<Instant> {
         self.rate
             .map(|r| self.started + Duration::from_secs_f64(n as f64 / r))
     }
 
-    /// Messages in the request starting at `n` at time `now`, or `None` when the worker is done.
-    fn next_count(&self, n: u64, now: Instant) -> Option<u64> {
-        if self.messages.is_some_and(|m| n >= m) || now >= self.until {
+    /// The next request at time `now`: its first message number and how many messages it
+    /// holds, or `None` when the worker is done.
+    fn claim(&self, now: Instant) -> Option<(u64, u64)> {
+        if now >= self.until {
             return None;
         }
-        Some((self.batch as u64).min(self.messages.map_or(u64::MAX, |m| m - n)))
+        let n = self.numbers.take(self.batch as u64)?;
+        let limit = self.messages.unwrap_or(u64::MAX);
+        if n >= limit {
+            return None;
+        }
+        Some((n, (self.batch as u64).min(limit - n)))
     }
 }
 
@@ -115,7 +229,8 @@ impl Tally {
         live.sent.fetch_add(messages, Ordering::Relaxed);
     }
 
-    fn done(&self, live: &Live, result: Result<(), Error>, from: Instant, messages: u64) {
+    /// Records the outcome of a request; an error is counted under its kind.
+    fn done(&self, live: &Live, result: Result<(), String>, from: Instant, messages: u64) {
         let micros = from.elapsed().as_micros().max(1) as u64;
         let _ = self.latency.borrow_mut().record(micros);
         match result {
@@ -123,11 +238,10 @@ impl Tally {
                 self.acked.set(self.acked.get() + messages);
                 live.acked.fetch_add(messages, Ordering::Relaxed);
             }
-            Err(e) => {
+            Err(kind) => {
                 self.failed.set(self.failed.get() + messages);
                 live.failed.fetch_add(messages, Ordering::Relaxed);
-                let mut errors = self.errors.borrow_mut();
-                *errors.entry(e.kind().to_owned()).or_insert(0) += messages;
+                *self.errors.borrow_mut().entry(kind).or_insert(0) += messages;
             }
         }
     }
@@ -143,28 +257,24 @@ impl Tally {
     }
 }
 
+/// Kind of an error, for the report.
+fn kind<T>(result: Result<T, Error>) -> Result<(), String> {
+    result.map(|_| ()).map_err(|e| e.kind().to_owned())
+}
+
 /// Runs `plan` on a producer core with `plan.inflight` concurrent tasks.
 pub async fn core_worker(local: LocalProducer, plan: Plan, live: Arc<Live>) -> Outcome {
     let tally = Rc::new(Tally::new());
-    let next = Rc::new(Cell::new(0u64));
     let mut tasks = Vec::new();
     for _ in 0..plan.inflight.max(1) {
-        let (local, plan, live, tally, next) = (
-            local.clone(),
-            plan.clone(),
-            live.clone(),
-            tally.clone(),
-            next.clone(),
-        );
+        let (local, plan, live, tally) = (local.clone(), plan.clone(), live.clone(), tally.clone());
         tasks.push(glommio::spawn_local(async move {
             loop {
-                let n = next.get();
                 // One clock read serves the end check and the latency start.
                 let now = Instant::now();
-                let Some(count) = plan.next_count(n, now) else {
+                let Some((n, count)) = plan.claim(now) else {
                     return;
                 };
-                next.set(n + count);
                 let from = match plan.intended(n) {
                     Some(at) if at > plan.until => return,
                     Some(at) => {
@@ -177,13 +287,15 @@ pub async fn core_worker(local: LocalProducer, plan: Plan, live: Arc<Live>) -> O
                 };
                 tally.start(&live, count);
                 let result = match plan.mode {
-                    Mode::Oneway => local.send_oneway(plan.message(n)).await,
+                    Mode::Oneway => kind(local.send_oneway(plan.message(n)).await),
                     Mode::Batch => {
                         let batch = (n..n + count).map(|i| plan.message(i)).collect();
-                        local.send_batch(batch).await.map(|_| ())
+                        kind(local.send_batch(batch).await)
                     }
-                    Mode::Sync | Mode::Async | Mode::AutoBatch => {
-                        local.send(plan.message(n)).await.map(|_| ())
+                    Mode::Ordered => kind(local.send_with(plan.message(n), plan.options(n)).await),
+                    // Transactions block: `run` gives them application threads.
+                    Mode::Sync | Mode::Async | Mode::AutoBatch | Mode::Transaction => {
+                        kind(local.send(plan.message(n)).await)
                     }
                 };
                 tally.done(&live, result, from, count);
@@ -203,31 +315,36 @@ enum Pending {
 }
 
 impl Pending {
-    fn wait(self) -> Result<(), Error> {
+    fn wait(self) -> Result<(), String> {
         match self {
-            Pending::One(f) => f.wait().map(|_| ()),
-            Pending::Oneway(f) => f.wait(),
-            Pending::Batch(f) => f.wait().map(|_| ()),
+            Pending::One(f) => kind(f.wait()),
+            Pending::Oneway(f) => kind(f.wait()),
+            Pending::Batch(f) => kind(f.wait()),
         }
     }
 }
 
-/// Runs `plan` on an application thread (sync: one at a time; others: a window of futures).
-pub fn thread_worker(producer: Producer, plan: Plan, live: Arc<Live>) -> Outcome {
+/// Runs `plan` on an application thread (sync and transaction: one at a time; others: a window
+/// of futures). `transactions` is set in transaction mode.
+pub fn thread_worker(
+    producer: Producer,
+    transactions: Option<Arc<Transactions>>,
+    plan: Plan,
+    live: Arc<Live>,
+) -> Outcome {
     let tally = Tally::new();
-    let window_size = if plan.mode == Mode::Sync {
+    let window_size = if matches!(plan.mode, Mode::Sync | Mode::Transaction) {
         1
     } else {
         plan.inflight.max(1)
     };
     let mut window: VecDeque<(Pending, Instant, u64)> = VecDeque::new();
-    let mut n = 0u64;
     let mut done = false;
     loop {
         if !done && window.len() < window_size {
             let now = Instant::now();
-            if let Some(count) = plan.next_count(n, now) {
-                let from = match plan.intended(n) {
+            if let Some((first, count)) = plan.claim(now) {
+                let from = match plan.intended(first) {
                     Some(at) if at > plan.until => {
                         done = true;
                         continue;
@@ -240,18 +357,24 @@ pub fn thread_worker(producer: Producer, plan: Plan, live: Arc<Live>) -> Outcome
                     }
                     None => now,
                 };
-                let first = n;
-                n += count;
                 tally.start(&live, count);
                 let pending = match plan.mode {
-                    Mode::Sync => {
-                        let result = producer.send(plan.message(first)).map(|_| ());
+                    Mode::Sync | Mode::Transaction => {
+                        let result = match &transactions {
+                            Some(tx) => {
+                                transaction_outcome(tx.send_in_transaction(plan.message(first), ()))
+                            }
+                            None => kind(producer.send(plan.message(first))),
+                        };
                         tally.done(&live, result, from, count);
                         continue;
                     }
                     Mode::Async | Mode::AutoBatch => {
                         Pending::One(producer.send_async(plan.message(first)))
                     }
+                    Mode::Ordered => Pending::One(
+                        producer.send_async_with(plan.message(first), plan.options(first)),
+                    ),
                     Mode::Oneway => Pending::Oneway(producer.send_oneway(plan.message(first))),
                     Mode::Batch => {
                         let batch = (first..first + count).map(|i| plan.message(i)).collect();
@@ -270,4 +393,43 @@ pub fn thread_worker(producer: Producer, plan: Plan, live: Arc<Live>) -> Outcome
         }
     }
     tally.outcome()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_keys_cover_every_number_once_in_order() {
+        for (workers, keys) in [(1, 16), (2, 16), (3, 16), (4, 3), (2, 1)] {
+            let mut all = Vec::new();
+            for w in 0..workers {
+                let numbers = Numbers::own_keys(w, workers, keys);
+                let mine: Vec<u64> = std::iter::from_fn(|| numbers.take(1))
+                    .take_while(|n| *n < 100)
+                    .collect();
+                assert!(mine.windows(2).all(|p| p[0] < p[1]), "{mine:?}");
+                assert!(mine.iter().all(|n| n % keys % workers == w));
+                all.extend(mine);
+            }
+            all.sort_unstable();
+            assert_eq!(
+                all,
+                (0..100).collect::<Vec<_>>(),
+                "{workers} workers, {keys} keys"
+            );
+        }
+    }
+
+    #[test]
+    fn shared_numbers_are_global() {
+        let shared = Arc::new(AtomicU64::new(0));
+        let (a, b) = (
+            Numbers::Shared(shared.clone()),
+            Numbers::Shared(shared.clone()),
+        );
+        assert_eq!(a.take(1), Some(0));
+        assert_eq!(b.take(4), Some(1));
+        assert_eq!(a.take(1), Some(5));
+    }
 }

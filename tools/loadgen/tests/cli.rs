@@ -1,13 +1,54 @@
-//! loadgen end to end: every mode against the sink, a short run against the local real broker,
+//! loadgen end to end: every mode against the sink, short runs against the local real broker,
 //! the JSON shape, the output files, and one-line errors.
 
-use std::process::{Command, Output};
+use std::io::Read;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 fn loadgen(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args(args)
         .output()
         .expect("run loadgen")
+}
+
+/// Runs loadgen; kills it and fails the test when it is not done within `deadline`.
+fn loadgen_within(args: &[&str], deadline: Duration) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run loadgen");
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for loadgen") {
+            break status;
+        }
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "loadgen {args:?} still running after {deadline:?}; stderr: {}",
+                String::from_utf8_lossy(&stderr.join().unwrap())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
 }
 
 fn json(out: &Output) -> serde_json::Value {
@@ -66,6 +107,99 @@ fn every_mode_against_the_sink() {
         assert_eq!(v["acked"], 3000, "{mode}: {v}");
         assert_eq!(v["failed"], 0);
     }
+}
+
+/// Ordered sends (by key, pipelined on the core or from threads) and transactions against the
+/// null broker, which acks half messages and takes END_TRANSACTION (oneway) without an answer.
+#[test]
+fn ordered_and_transaction_against_the_sink() {
+    let deadline = Duration::from_secs(60);
+    for threads in ["0", "3"] {
+        let v = json(&loadgen_within(
+            &[
+                "--sink",
+                "--mode",
+                "ordered",
+                "--keys-count",
+                "5",
+                "--threads",
+                threads,
+                "--messages",
+                "3000",
+                "--json",
+            ],
+            deadline,
+        ));
+        for key in KEYS {
+            assert!(v.get(key).is_some(), "ordered: missing {key} in {v}");
+        }
+        assert_eq!(v["mode"], "ordered");
+        assert_eq!(
+            (v["sent"].as_u64(), v["acked"].as_u64()),
+            (Some(3000), Some(3000)),
+            "{v}"
+        );
+        assert_eq!(v["failed"], 0, "{v}");
+        assert_eq!(v["keys_count"], 5);
+        // The null broker's route has eight queues; keys "0".."4" hash to five of them.
+        assert_eq!(
+            (v["queues"].as_u64(), v["queues_used"].as_u64()),
+            (Some(8), Some(5))
+        );
+        assert_eq!(v["keys_on_busiest_queue"], 1);
+    }
+    let v = json(&loadgen_within(
+        &["--sink", "--mode", "ordered", "--messages", "500", "--json"],
+        deadline,
+    ));
+    assert_eq!(v["keys_count"], 16, "the default: {v}");
+    assert_eq!(v["acked"], 500);
+
+    let v = json(&loadgen_within(
+        &[
+            "--sink",
+            "--mode",
+            "transaction",
+            "--threads",
+            "4",
+            "--messages",
+            "2000",
+            "--keys",
+            "tx",
+            "--json",
+        ],
+        deadline,
+    ));
+    for key in KEYS {
+        assert!(v.get(key).is_some(), "transaction: missing {key} in {v}");
+    }
+    assert_eq!(v["mode"], "transaction");
+    assert_eq!(v["threads"], 4);
+    assert_eq!(
+        (v["sent"].as_u64(), v["acked"].as_u64()),
+        (Some(2000), Some(2000)),
+        "{v}"
+    );
+    assert_eq!(v["failed"], 0, "{v}");
+    assert_eq!(v["transaction_checks"], 0);
+    assert!(v["latency_note"]
+        .as_str()
+        .unwrap()
+        .contains("END_TRANSACTION"));
+    // Sync's default of 16 threads applies to transactions too.
+    let v = json(&loadgen_within(
+        &[
+            "--sink",
+            "--mode",
+            "transaction",
+            "--duration",
+            "0.5",
+            "--json",
+        ],
+        deadline,
+    ));
+    assert_eq!(v["threads"], 16);
+    assert!(v["acked"].as_u64().unwrap() > 0 && v["failed"] == 0, "{v}");
 }
 
 #[test]
@@ -167,6 +301,12 @@ fn bad_input_is_one_line_and_non_zero() {
         (&["--namesrv", "no-port"][..], 1),
         (&["--sink", "--cores", "0"][..], 1),
         (
+            &["--sink", "--mode", "transaction", "--threads", "0"][..],
+            1,
+        ),
+        (&["--sink", "--mode", "async", "--keys-count", "4"][..], 1),
+        (&["--sink", "--mode", "ordered", "--keys-count", "0"][..], 1),
+        (
             &[
                 "--namesrv",
                 "127.0.0.1:1",
@@ -200,6 +340,42 @@ fn default_run_brings_up_the_local_real_broker() {
     assert_eq!(v["target"], "local-broker");
     assert_eq!(v["acked"], 2000, "{v}");
     assert!(v.get("broker_cpu_s").is_some());
+}
+
+/// One short run of each of the ordered and transaction modes against the local real broker.
+#[test]
+fn ordered_and_transaction_against_the_local_real_broker() {
+    // Installs the servers when the cache lacks them (long, once); no deadline on that.
+    let install = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../rocketmq-local"))
+        .arg("install")
+        .status()
+        .expect("run tools/rocketmq-local install");
+    assert!(install.success(), "tools/rocketmq-local install failed");
+    let deadline = Duration::from_secs(120);
+    let v = json(&loadgen_within(
+        &["--mode", "ordered", "--messages", "2000", "--json"],
+        deadline,
+    ));
+    assert_eq!(v["target"], "local-broker");
+    assert_eq!(v["acked"], 2000, "{v}");
+    assert_eq!(v["failed"], 0, "{v}");
+    assert!(v["queues_used"].as_u64().unwrap() >= 1, "{v}");
+    let v = json(&loadgen_within(
+        &[
+            "--mode",
+            "transaction",
+            "--threads",
+            "4",
+            "--messages",
+            "500",
+            "--json",
+        ],
+        deadline,
+    ));
+    assert_eq!(v["target"], "local-broker");
+    assert_eq!(v["acked"], 500, "{v}");
+    assert_eq!(v["failed"], 0, "{v}");
 }
 
 #[test]
