@@ -103,6 +103,11 @@ pub struct Args {
     /// Compress bodies of at least this many bytes.
     #[arg(long, value_parser = parse_size)]
     pub compress_over: Option<usize>,
+    /// Body content: `random` (seeded random bytes: incompressible, honest compression
+    /// figures), `text` (JSON-like records: compresses like real payloads) or `x` (one byte
+    /// repeated: compresses to almost nothing).
+    #[arg(long, value_enum, default_value_t = BodyKind::Random)]
+    pub body: BodyKind,
     /// Print exactly one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -227,5 +232,53 @@ mod tests {
         assert_eq!(a.mode, Mode::Transaction);
         assert!(Args::try_parse_from(["loadgen", "--sink", "--namesrv", "x:1"]).is_err());
         assert!(Args::try_parse_from(["loadgen", "--bogus"]).is_err());
+    }
+}
+
+/// What message bodies contain (`--body`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BodyKind {
+    /// Seeded random bytes.
+    Random,
+    /// JSON-like text records.
+    Text,
+    /// The byte `x` repeated.
+    X,
+}
+
+impl BodyKind {
+    /// A body of `len` bytes of this kind (the same for every run: seeded).
+    pub fn make(self, len: usize) -> Vec<u8> {
+        match self {
+            BodyKind::X => vec![b'x'; len],
+            BodyKind::Random => {
+                let mut state = 0x2545_F491_4F6C_DD1Du64;
+                (0..len)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        (state >> 24) as u8
+                    })
+                    .collect()
+            }
+            BodyKind::Text => {
+                let mut out = Vec::with_capacity(len + 96);
+                let mut i = 0u64;
+                while out.len() < len {
+                    let record = format!(
+                        "{{\"order\":{i},\"customer\":\"c-{}\",\"amount\":{}.{:02},\"status\":\"{}\"}}\n",
+                        i * 7919 % 10_007,
+                        i * 31 % 1000,
+                        i % 100,
+                        ["created", "paid", "shipped", "delivered"][(i % 4) as usize]
+                    );
+                    out.extend_from_slice(record.as_bytes());
+                    i += 1;
+                }
+                out.truncate(len);
+                out
+            }
+        }
     }
 }

@@ -182,7 +182,7 @@ fn run(args: Args) -> Result<i32, String> {
     let plan = Plan {
         mode: args.mode,
         topic,
-        body: bytes::Bytes::from(vec![b'x'; max_size]),
+        body: bytes::Bytes::from(args.body.make(max_size)),
         size_range: args.size_range,
         tags: args.tags.clone(),
         keys: args.keys.clone(),
@@ -461,6 +461,7 @@ impl Report {
         put("mode", args.mode.name().into());
         put("target", target.name().into());
         put("size", args.size.into());
+        put("body", format!("{:?}", args.body).to_lowercase().into());
         put("cores", cores.into());
         put("threads", threads.into());
         put("inflight", args.inflight.into());
@@ -494,6 +495,11 @@ impl Report {
         }
         if let Some(s) = &stats {
             put("frames_per_write", round(s.frames_per_write(), 2).into());
+            // What went on the wire (after compression), for comparing `--body` kinds.
+            put(
+                "wire_bytes",
+                s.cores.iter().map(|c| c.bytes_written).sum::<u64>().into(),
+            );
             put(
                 "retries",
                 s.cores.iter().map(|c| c.retries).sum::<u64>().into(),

@@ -109,6 +109,45 @@ fn every_mode_against_the_sink() {
     }
 }
 
+/// `--body` picks what bodies hold: random bytes (the default) do not compress, text does.
+#[test]
+fn body_kinds_change_what_compression_saves() {
+    let mut written = Vec::new();
+    for body in ["random", "text", "x"] {
+        let out = loadgen(&[
+            "--sink",
+            "--mode",
+            "async",
+            "--messages",
+            "2000",
+            "--size",
+            "8192",
+            "--body",
+            body,
+            "--json",
+            "--threads",
+            "0",
+        ]);
+        let v = json(&out);
+        assert_eq!(v["body"], body, "{v}");
+        assert_eq!(v["acked"], 2000, "{body}: {v}");
+        written.push(v["wire_bytes"].as_f64().unwrap());
+    }
+    // Bytes on the wire: random bodies stay about their size, text shrinks, `x` vanishes.
+    assert!(
+        written[0] > written[1] * 2.0,
+        "random {} vs text {}",
+        written[0],
+        written[1]
+    );
+    assert!(
+        written[1] > written[2],
+        "text {} vs x {}",
+        written[1],
+        written[2]
+    );
+}
+
 /// Ordered sends (by key, pipelined on the core or from threads) and transactions against the
 /// null broker, which acks half messages and takes END_TRANSACTION (oneway) without an answer.
 #[test]
