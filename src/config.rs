@@ -190,6 +190,9 @@ pub struct ProducerConfig {
     pub per_cpu: std::collections::BTreeMap<usize, CoreConfig>,
     /// What a full core queue does (default wait).
     pub queue_full: QueueFullPolicy,
+    /// Message trace (Java `enableMsgTrace`): the topic trace records go to, or `None` for no
+    /// trace (default). [`crate::ProducerBuilder::trace`] sets Java's `RMQ_SYS_TRACE_TOPIC`.
+    pub trace_topic: Option<String>,
     /// Send to brokers' VIP channel, their listen port − 2 (Java
     /// `sendMessageWithVIPChannel`, default false).
     pub vip_channel: bool,
@@ -235,6 +238,7 @@ impl Default for ProducerConfig {
             namespace: None,
             max_topics: crate::route::table::DEFAULT_MAX_TOPICS,
             vip_channel: false,
+            trace_topic: None,
         }
     }
 }

@@ -56,6 +56,7 @@ struct FileConfig {
     max_topics: Option<usize>,
     vip_channel: Option<bool>,
     compress_type: Option<String>,
+    trace_topic: Option<String>,
     cores: Option<CoresValue>,
     queue_full: Option<String>,
     core_defaults: Option<FileCore>,
@@ -304,6 +305,9 @@ impl ProducerConfig {
         }
         if let Some(v) = file.vip_channel {
             c.vip_channel = v;
+        }
+        if file.trace_topic.is_some() {
+            c.trace_topic = file.trace_topic;
         }
         if let Some(v) = &file.compress_type {
             c.compress_type = crate::protocol::compression::CompressionType::from_name(v)

@@ -35,6 +35,14 @@ pub struct AttemptContext<'a> {
     pub queue_id: i32,
     /// 1 for the first attempt.
     pub attempt: u32,
+    /// The message's unique id (`UNIQ_KEY`), for single sends.
+    pub unique_id: Option<&'a str>,
+    /// The body's size as sent (compressed, for a compressed body).
+    pub body_len: usize,
+    /// When the attempt started.
+    pub started: std::time::Instant,
+    /// Wall-clock time the attempt started (Unix ms).
+    pub started_unix_ms: i64,
 }
 
 /// Called before and after every attempt of a send (Java `SendMessageHook`).

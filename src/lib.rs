@@ -77,6 +77,7 @@ mod short_string;
 pub mod sink;
 pub mod stats;
 mod target;
+mod trace;
 mod transaction;
 
 /// Engine internals for benches and fuzz targets only (feature `fuzzing`). Not a stable API.

@@ -164,6 +164,13 @@ impl ProducerBuilder {
         self
     }
 
+    /// Traces every send to Java's trace topic `RMQ_SYS_TRACE_TOPIC` (`true`), or not (the
+    /// default). See `ProducerConfig::trace_topic` for another topic.
+    pub fn trace(mut self, on: bool) -> Self {
+        self.config.trace_topic = on.then(|| crate::trace::DEFAULT_TRACE_TOPIC.to_owned());
+        self
+    }
+
     /// Signs every request with ACL `credentials` (Java `AclClientRPCHook`).
     pub fn acl(mut self, credentials: crate::acl::AclCredentials) -> Self {
         self.hooks.request.push(Arc::new(credentials));
@@ -193,6 +200,14 @@ impl ProducerBuilder {
     pub fn build(self) -> Result<Producer, Error> {
         let mut config = self.config;
         config.validate()?;
+        let mut hooks = self.hooks;
+        if let Some(topic) = &config.trace_topic {
+            crate::message::validate_topic(topic)?;
+            hooks.send.push(Arc::new(crate::trace::TraceHook::new(
+                topic.clone(),
+                config.producer_group.clone(),
+            )));
+        }
         if let Some(namespace) = &config.namespace {
             // The group is registered, sent and checked back in its namespace (Java
             // `ClientConfig.withNamespace(producerGroup)`).
@@ -214,7 +229,7 @@ impl ProducerBuilder {
             )
         });
         let client_id = format!("{ip}@{instance}");
-        let hooks = Arc::new(self.hooks);
+        let hooks = Arc::new(hooks);
         let max_topics = config.max_topics;
         let broker_requests = Arc::new(BrokerRequests::new(
             config.producer_group.clone(),

@@ -172,6 +172,16 @@ pub(crate) async fn send_message(
             broker_name: &queue.broker_name,
             queue_id: queue.queue_id,
             attempt: attempts,
+            unique_id: match message {
+                Outgoing::One(m) => Some(&m.uniq_key),
+                Outgoing::Batch(_) => None,
+            },
+            body_len: match message {
+                Outgoing::One(m) => m.body.len(),
+                Outgoing::Batch(b) => b.body.len(),
+            },
+            started: attempt_started,
+            started_unix_ms: born_millis,
         });
         if let Some(context) = &context {
             if let Err(e) = hooks.before(context) {
