@@ -114,9 +114,12 @@ fn frames_still_queued_at_the_deadline_time_out_with_unknown_outcome() {
         .collect();
     std::thread::sleep(Duration::from_millis(100));
     pending.extend((0..16).map(|_| p.send_async(Message::new("T", body.clone()))));
+    let pending: Vec<_> = pending.into_iter().enumerate().collect();
+    let outcomes = common::wait_all("frames queued", Duration::from_secs(10), pending);
+    let took = started.elapsed();
     let mut unknown = 0;
-    for f in pending {
-        let e = f.wait().unwrap_err();
+    for (_, outcome) in outcomes {
+        let e = outcome.unwrap_err();
         match (&e, e.outcome()) {
             (Error::Timeout { .. } | Error::Connection { .. }, Outcome::Unknown) => unknown += 1,
             (Error::Connection { reason, .. }, Outcome::NotStored) => assert!(
@@ -130,7 +133,8 @@ fn frames_still_queued_at_the_deadline_time_out_with_unknown_outcome() {
         unknown >= 16,
         "the frames handed to the socket are unknown ({unknown} of 32)"
     );
-    assert!(started.elapsed() < Duration::from_secs(5), "no hang");
+    // Generous: this checks "no hang" (a 700 ms budget), not speed.
+    assert!(took < Duration::from_secs(5), "the outcomes took {took:?}");
     let stats = p.stats().unwrap();
     let written: u64 = stats.cores.iter().map(|c| c.bytes_written).sum();
     assert!(
@@ -192,17 +196,37 @@ fn async_sends_all_get_one_outcome() {
     });
     let p = producer_for(&fake.addr, Duration::from_secs(3), Duration::from_secs(1));
     let futures: Vec<_> = (0..200)
-        .map(|i| p.send_async(Message::new("T", format!("m{i}"))))
+        .map(|i| (i, p.send_async(Message::new("T", format!("m{i}")))))
         .collect();
-    let (mut ok, mut failed) = (0, 0);
-    for f in futures {
-        match f.wait() {
-            Ok(_) => ok += 1,
-            Err(_) => failed += 1,
+    let outcomes = common::wait_all("200 async sends", Duration::from_secs(15), futures);
+    let mut ids = std::collections::BTreeSet::new();
+    let mut failed = 0;
+    for (i, outcome) in &outcomes {
+        match outcome {
+            Ok(r) => assert!(ids.insert(r.msg_id.clone()), "{} acked twice", r.msg_id),
+            Err(e) => {
+                failed += 1;
+                assert!(
+                    matches!(
+                        e.response_code(),
+                        Some(ResponseCode::MessageIllegal | ResponseCode::NoPermission)
+                    ),
+                    "send {i}: the broker's refusal, typed: {e}"
+                );
+                assert_eq!(e.outcome(), Outcome::NotStored, "send {i}: {e}");
+            }
         }
     }
-    assert_eq!(ok + failed, 200);
-    assert!(ok > 0 && failed > 0);
+    // Every "stored" answer the fake gave reached exactly one caller as a success: none lost,
+    // none retried (a retry would store the message twice), none counted twice.
+    let requests = fake.sends.load(std::sync::atomic::Ordering::SeqCst);
+    let stored_answers = (0..requests).filter(|n| n % 4 == 0 || n % 4 == 2).count();
+    assert_eq!(
+        ids.len(),
+        stored_answers,
+        "{requests} requests, {failed} failures"
+    );
+    assert!(!ids.is_empty() && failed > 0);
 }
 
 #[test]
@@ -212,13 +236,15 @@ fn dead_nameserver_fails_within_budget() {
         .local_addr()
         .unwrap()
         .port();
+    let budget = Duration::from_millis(800);
     let p = producer_for(
         &format!("127.0.0.1:{port}"),
-        Duration::from_millis(800),
+        budget,
         Duration::from_millis(300),
     );
     let started = Instant::now();
-    let e = p.send(Message::new("T", "b")).unwrap_err();
+    let e = common::send_within(&p, Message::new("T", "b"), Duration::from_secs(10)).unwrap_err();
+    let took = started.elapsed();
     assert!(
         matches!(
             e,
@@ -227,7 +253,12 @@ fn dead_nameserver_fails_within_budget() {
         "{e}"
     );
     assert!(e.is_retryable());
-    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(e.outcome(), Outcome::NotStored, "{e}");
+    // Generous: this checks "within its budget, no hang", not speed.
+    assert!(
+        took < budget + Duration::from_secs(2),
+        "took {took:?} for a {budget:?} budget"
+    );
 }
 
 #[test]
@@ -271,11 +302,11 @@ fn full_queue_hands_the_message_back_when_told_to_fail() {
     config.send_timeout = Duration::from_millis(500);
     let p = Producer::builder().config(config).build().unwrap();
     let futures: Vec<_> = (0..64)
-        .map(|i| p.send_async(Message::new("T", format!("m{i}"))))
+        .map(|i| (i, p.send_async(Message::new("T", format!("m{i}")))))
         .collect();
     let mut full = 0;
-    for f in futures {
-        if let Err(e) = f.wait() {
+    for (_, outcome) in common::wait_all("64 sends", Duration::from_secs(10), futures) {
+        if let Err(e) = outcome {
             if let Error::QueueFull { .. } = e {
                 full += 1;
                 assert!(e.into_message().is_some());
@@ -290,16 +321,23 @@ fn shutdown_fails_what_cannot_finish_and_refuses_new_sends() {
     let fake = FakeBroker::start(|_| Action::Ignore);
     let p = producer_for(&fake.addr, Duration::from_secs(30), Duration::from_secs(30));
     let futures: Vec<_> = (0..10)
-        .map(|i| p.send_async(Message::new("T", format!("m{i}"))))
+        .map(|i| (i, p.send_async(Message::new("T", format!("m{i}")))))
         .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
     while fake.sends.load(std::sync::atomic::Ordering::SeqCst) < 10 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of 10 sends reached the broker",
+            fake.sends.load(std::sync::atomic::Ordering::SeqCst)
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     let report = p.shutdown(Duration::from_millis(200));
     assert_eq!(report.cut_at_deadline, 10);
     assert!(report.joined);
-    for f in futures {
-        let e = f.wait().unwrap_err();
+    for (_, outcome) in common::wait_all("sends cut by shutdown", Duration::from_secs(10), futures)
+    {
+        let e = outcome.unwrap_err();
         assert!(matches!(e, Error::ShutDown { .. }), "{e}");
         assert_eq!(e.outcome(), Outcome::Unknown);
     }
@@ -311,7 +349,28 @@ fn shutdown_fails_what_cannot_finish_and_refuses_new_sends() {
 fn oneway_resolves_once_written() {
     let fake = FakeBroker::start(|_| Action::Ignore);
     let p = producer_for(&fake.addr, Duration::from_secs(3), Duration::from_secs(1));
-    p.send_oneway(Message::new("T", "b")).wait().unwrap();
+    let written = common::wait_all(
+        "a oneway send",
+        Duration::from_secs(10),
+        vec![((), p.send_oneway(Message::new("T", "b")))],
+    );
+    assert!(written[0].1.is_ok(), "{:?}", written[0].1);
+    // The frame arrived, once, flagged oneway (the broker does not answer it).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while fake.oneway_sends.load(std::sync::atomic::Ordering::SeqCst) < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the oneway frame never reached the broker: {:?}",
+            fake.requests.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(fake.sends.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        fake.oneway_sends.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
 }
 
 #[test]
@@ -335,12 +394,14 @@ fn auto_batched_messages_share_the_batch_error_each_once() {
     });
     let p = Producer::builder().config(config).build().unwrap();
     let futures: Vec<_> = (0..100)
-        .map(|i| p.send_async(Message::new("T", format!("m{i}"))))
+        .map(|i| (i, p.send_async(Message::new("T", format!("m{i}")))))
         .collect();
-    for f in futures {
+    for (i, outcome) in common::wait_all("100 auto-batched sends", Duration::from_secs(10), futures)
+    {
         assert_eq!(
-            f.wait().unwrap_err().response_code(),
-            Some(ResponseCode::MessageIllegal)
+            outcome.unwrap_err().response_code(),
+            Some(ResponseCode::MessageIllegal),
+            "send {i}"
         );
     }
     assert!(fake.sends.load(std::sync::atomic::Ordering::SeqCst) < 100);
@@ -360,10 +421,13 @@ fn a_linger_already_over_when_its_task_first_runs_still_sends_the_batch() {
     });
     let p = Producer::builder().config(config).build().unwrap();
     let futures: Vec<_> = (0..200)
-        .map(|i| p.send_async(Message::new("T", format!("m{i}"))))
+        .map(|i| (i, p.send_async(Message::new("T", format!("m{i}")))))
         .collect();
-    for f in futures {
-        f.wait().unwrap();
+    for (i, outcome) in common::wait_all("200 auto-batched sends", Duration::from_secs(10), futures)
+    {
+        if let Err(e) = outcome {
+            panic!("send {i}: {e}");
+        }
     }
 }
 
@@ -410,7 +474,9 @@ fn heartbeats_reach_the_master_and_shutdown_unregisters() {
         body.contains(r#""producerDataSet":[{"groupName":"hb_group"}]"#),
         "{body}"
     );
-    assert!(body.contains(r#""clientID":"127.0.0.1@"#), "{body}");
+    // The client id carries this host's address (Java `UtilAll.getIP`), as the message ids do.
+    let ip = p.config().client_ip.expect("the address in use");
+    assert!(body.contains(&format!(r#""clientID":"{ip}@"#)), "{body}");
     p.shutdown(Duration::from_secs(1));
     assert_eq!(
         fake.requests.lock().unwrap().get(&35).copied(),
@@ -481,8 +547,9 @@ fn memory_stays_bounded_under_a_stalled_broker() {
         accepted.len() as u64,
         "{report:?}"
     );
-    for f in accepted {
-        let e = f.wait().unwrap_err();
+    let accepted: Vec<_> = accepted.into_iter().enumerate().collect();
+    for (_, outcome) in common::wait_all("accepted sends", Duration::from_secs(10), accepted) {
+        let e = outcome.unwrap_err();
         assert!(matches!(e, Error::ShutDown { .. }), "{e}");
     }
 }
@@ -513,7 +580,166 @@ fn buffered_bytes_cap_bounds_large_messages() {
     assert!(in_flight <= 4, "{in_flight} in flight");
     assert!(accepted.len() <= 4 + 2 + 1, "{} accepted", accepted.len());
     p.shutdown(Duration::from_millis(200));
-    for f in accepted {
-        assert!(f.wait().is_err());
+    let accepted: Vec<_> = accepted.into_iter().enumerate().collect();
+    for (i, outcome) in common::wait_all("accepted sends", Duration::from_secs(10), accepted) {
+        assert!(outcome.is_err(), "send {i}: {outcome:?}");
     }
+}
+
+/// A NameServer that accepts connections and reads what it is sent but never answers; returns
+/// its address and the bytes it received.
+fn silent_nameserver() -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = received.clone();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let counter = counter.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = stream.read(&mut buf) {
+                    counter.fetch_add(n as u64, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    (addr, received)
+}
+
+#[test]
+fn a_nameserver_that_never_answers_fails_sends_within_the_budget() {
+    let (addr, received) = silent_nameserver();
+    let budget = Duration::from_millis(800);
+    let p = producer_for(&addr, budget, Duration::from_millis(300));
+    let started = Instant::now();
+    let futures: Vec<_> = (0..10)
+        .map(|i| (i, p.send_async(Message::new("T", format!("m{i}")))))
+        .collect();
+    let outcomes = common::wait_all(
+        "sends behind a silent NameServer",
+        Duration::from_secs(10),
+        futures,
+    );
+    let took = started.elapsed();
+    for (i, outcome) in outcomes {
+        let e = outcome.expect_err("no route, no send");
+        assert!(
+            matches!(
+                e,
+                Error::NameServerUnavailable { .. } | Error::NoRoute { .. }
+            ),
+            "send {i}: {e}"
+        );
+        assert!(e.is_retryable(), "send {i}: {e}");
+        assert_eq!(e.outcome(), Outcome::NotStored, "send {i}: {e}");
+    }
+    assert!(
+        received.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "the route request never reached the NameServer: the scenario did not happen"
+    );
+    // Generous: this checks "within the budget, no hang", not speed.
+    assert!(
+        took < budget + Duration::from_secs(2),
+        "the outcomes took {took:?} for a {budget:?} budget"
+    );
+    // The core goes on: a later send fails the same way, and stats answer.
+    let started = Instant::now();
+    let e =
+        common::send_within(&p, Message::new("T", "later"), Duration::from_secs(10)).unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        matches!(
+            e,
+            Error::NameServerUnavailable { .. } | Error::NoRoute { .. }
+        ),
+        "{e}"
+    );
+    assert!(
+        took < budget + Duration::from_secs(2),
+        "took {took:?} for a {budget:?} budget"
+    );
+    common::within(Duration::from_secs(5), "stats()", move || p.stats()).expect("stats");
+}
+
+#[test]
+fn a_nameserver_that_never_answers_is_skipped_for_the_next_one() {
+    let (silent, received) = silent_nameserver();
+    let fake = FakeBroker::start(|_| Action::Reply(0));
+    let (budget, attempt) = (Duration::from_secs(3), Duration::from_millis(300));
+    let p = producer_for(&format!("{silent};{}", fake.addr), budget, attempt);
+    let started = Instant::now();
+    let r = common::send_within(&p, Message::new("T", "b"), Duration::from_secs(10));
+    let took = started.elapsed();
+    assert!(r.is_ok(), "{r:?}");
+    assert!(
+        received.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "the silent NameServer was never asked: the scenario did not happen"
+    );
+    // One attempt's wait on the silent one, then the next answers; waiting out the whole
+    // budget on the silent one would leave nothing for the send.
+    assert!(
+        took < attempt + Duration::from_secs(2),
+        "took {took:?}: the silent NameServer should cost one {attempt:?} attempt"
+    );
+}
+
+/// A listening socket whose accept queue is full (backlog 1, never accepted, filled by raw
+/// connects): the kernel drops further SYNs, so a connect to it hangs. Returns the address and
+/// what must stay open for the hole to stay full.
+fn black_hole() -> (
+    std::net::SocketAddr,
+    socket2::Socket,
+    Vec<std::net::TcpStream>,
+) {
+    use socket2::{Domain, Socket, Type};
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    listener.bind(&any.into()).unwrap();
+    listener.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    while fillers.len() < 16 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(stream) => fillers.push(stream),
+            Err(_) => break,
+        }
+    }
+    let probe = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300));
+    assert!(
+        matches!(&probe, Err(e) if e.kind() == std::io::ErrorKind::TimedOut),
+        "the backlog never filled ({} connects, then {probe:?}): no black hole",
+        fillers.len()
+    );
+    (addr, listener, fillers)
+}
+
+#[test]
+fn a_connect_that_hangs_fails_within_the_attempt_timeout() {
+    let (hole, _listener, _fillers) = black_hole();
+    // The NameServer routes the topic to the black hole.
+    let fake = FakeBroker::start_with_route(
+        std::sync::Arc::new(move |_: &str| common::fake_broker::default_route(&hole.to_string())),
+        |_| Action::Reply(0),
+    );
+    let (budget, attempt) = (Duration::from_secs(6), Duration::from_millis(300));
+    let p = producer_for(&fake.addr, budget, attempt);
+    let started = Instant::now();
+    let e = common::send_within(
+        &p,
+        Message::new("T", "into the hole"),
+        Duration::from_secs(15),
+    )
+    .unwrap_err();
+    let took = started.elapsed();
+    // Three attempts (two retries) of 300 ms each: well inside the 6 s budget. A connect bounded
+    // by the send budget alone (or by the kernel's SYN retries, about two minutes) takes 6 s.
+    assert!(
+        took < Duration::from_secs(3),
+        "took {took:?} ({e}): each connect must end with its {attempt:?} attempt, not the {budget:?} budget"
+    );
+    assert!(e.is_retryable(), "{e}");
+    assert_eq!(e.outcome(), Outcome::NotStored, "nothing was written: {e}");
+    assert_eq!(fake.sends.load(std::sync::atomic::Ordering::SeqCst), 0);
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use common::java_servers::java_rocketmq;
 use common::parity::Cluster;
-use common::read_back::{assert_same, stored_when_visible};
+use common::read_back::{assert_same, stored_when_visible, Layout};
 use common::{parity, topic, varied_messages};
 use rocketmq_tpc::{Message, Producer, SendStatus, ShortString};
 
@@ -39,9 +39,14 @@ fn producer(namesrv: &str) -> Producer {
 }
 
 /// Every sent message is stored on the Java broker exactly once and equals what was sent.
-fn assert_all_stored(brokers: &[String], topic: &str, sent: &[(Message, ShortString)]) {
+fn assert_all_stored(
+    namesrv: &str,
+    brokers: &[String],
+    topic: &str,
+    sent: &[(Message, ShortString)],
+) {
     let expected: Vec<&str> = sent.iter().map(|(_, key)| key.as_str()).collect();
-    let stored = stored_when_visible(brokers, topic, &expected);
+    let stored = stored_when_visible(&Layout::of(namesrv, brokers, topic), topic, &expected);
     let missing: Vec<&str> = expected
         .iter()
         .copied()
@@ -84,7 +89,7 @@ fn sync_sends_are_stored_as_sent_on_the_java_broker() {
             (m, r.msg_id)
         })
         .collect();
-    assert_all_stored(&servers.brokers, &topic, &sent);
+    assert_all_stored(&servers.namesrv, &servers.brokers, &topic, &sent);
 }
 
 /// The Java servers as a parity cluster.
@@ -138,6 +143,21 @@ fn flush_on_the_java_broker() {
     parity::flush(&cluster());
 }
 
+#[test]
+fn vip_channel_on_the_java_broker() {
+    parity::vip_channel(&cluster());
+}
+
+#[test]
+fn lz4_and_zstd_on_the_java_broker() {
+    parity::compression_types(&cluster());
+}
+
+#[test]
+fn trace_on_the_java_broker() {
+    parity::trace(&cluster());
+}
+
 /// Apache RocketMQ 4.9.7 has no timer messages (they are 5.x): it ignores the TIMER_* property
 /// and delivers at once. The test says so instead of passing silently.
 #[test]
@@ -150,4 +170,132 @@ fn timer_message_on_the_java_broker_is_delivered_at_once() {
             "Apache RocketMQ 4.9.7: expected the timer property to be ignored, got {other:?}"
         ),
     }
+}
+
+/// Accounts of the ACL test broker (Apache RocketMQ 4.9.7 `plain_acl.yml`).
+const PLAIN_ACL: &str = "globalWhiteRemoteAddresses:
+accounts:
+- accessKey: tpcadmin
+  secretKey: tpcadmin-secret
+  whiteRemoteAddress:
+  admin: true
+- accessKey: tpclimited
+  secretKey: tpclimited-secret
+  whiteRemoteAddress:
+  admin: false
+  defaultTopicPerm: DENY
+  defaultGroupPerm: PUB|SUB
+  topicPerms:
+  - TBW102=PUB|SUB
+";
+
+/// A signed GET_MAX_OFFSET: messages stored in `topic` queue `queue` of an ACL broker.
+fn signed_max_offset(
+    broker: &str,
+    creds: &rocketmq_tpc::AclCredentials,
+    topic: &str,
+    queue: i32,
+) -> i64 {
+    use rocketmq_tpc::protocol::{command::HeaderEncoding, frame, LanguageCode, RemotingCommand};
+    use rocketmq_tpc::RequestHook;
+    use std::io::{Read, Write};
+    let queue = queue.to_string();
+    let fields = [("topic", topic), ("queueId", queue.as_str())];
+    let mut cmd = RemotingCommand::request(30, 7, LanguageCode::JAVA, 407);
+    for (k, v) in fields {
+        cmd.push_ext(k, v);
+    }
+    for (k, v) in creds.before_request(30, &fields, &[]) {
+        cmd.push_ext(k, v);
+    }
+    let mut out = bytes::BytesMut::new();
+    frame::encode_command(&mut out, HeaderEncoding::Json, &cmd, frame::MAX_FRAME_BYTES).unwrap();
+    let mut stream = std::net::TcpStream::connect(broker).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(&out).unwrap();
+    let mut buf = bytes::BytesMut::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(reply) = frame::decode(&mut buf, frame::MAX_FRAME_BYTES).unwrap() {
+            assert_eq!(reply.code, 0, "signed GET_MAX_OFFSET: {:?}", reply.remark);
+            return reply.ext("offset").unwrap().parse().unwrap();
+        }
+        let n = stream
+            .read(&mut chunk)
+            .expect("GET_MAX_OFFSET reply within 10 s");
+        assert!(n > 0, "the broker closed the connection");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// ACL signing (Java `AclClientRPCHook`) on a 4.9.7 broker with `aclEnable=true`: a signed
+/// send is stored; a wrong secret and a topic without PUB permission are refused at once with
+/// `AccessDenied` (one attempt each, no retry storm).
+#[test]
+fn acl_signed_sends_are_stored_and_refusals_are_typed_on_the_java_broker() {
+    let servers = common::java_servers::start_extra_broker_cluster_with_files(
+        "aclEnable=true",
+        &[("home/conf/plain_acl.yml", PLAIN_ACL)],
+    );
+    let admin = rocketmq_tpc::AclCredentials::new("tpcadmin", "tpcadmin-secret");
+    let producer_with = |creds: rocketmq_tpc::AclCredentials| {
+        let mut builder = Producer::builder()
+            .namesrv(&servers.namesrv)
+            .producer_group("tpc_acl")
+            .cores(1)
+            .send_timeout(Duration::from_secs(10))
+            .acl(creds);
+        builder.config_mut().core.spin_before_park = Duration::ZERO;
+        builder.build().unwrap()
+    };
+    let topic = topic("acl");
+    let signed = producer_with(admin.clone());
+    let mut stored = std::collections::BTreeMap::<i32, i64>::new();
+    for i in 0..5 {
+        let r = signed
+            .send(Message::new(&topic, format!("signed {i}")))
+            .unwrap_or_else(|e| panic!("a signed send: {e}"));
+        *stored.entry(r.queue.queue_id).or_default() += 1;
+    }
+    for (queue, sent) in &stored {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let offset = signed_max_offset(&servers.brokers[0], &admin, &topic, *queue);
+            if offset >= *sent || std::time::Instant::now() > deadline {
+                assert_eq!(offset, *sent, "queue {queue}: stored vs acked");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let wrong = producer_with(rocketmq_tpc::AclCredentials::new(
+        "tpcadmin",
+        "not-the-secret",
+    ));
+    let started = std::time::Instant::now();
+    match wrong.send(Message::new(&topic, "wrong secret")) {
+        Err(rocketmq_tpc::Error::AccessDenied { remark, .. }) => {
+            assert!(
+                remark.contains("signature") || remark.contains("Acl"),
+                "{remark}"
+            )
+        }
+        other => panic!("a wrong secret: expected AccessDenied, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "refused at once, not retried until the budget ran out"
+    );
+    let limited = producer_with(rocketmq_tpc::AclCredentials::new(
+        "tpclimited",
+        "tpclimited-secret",
+    ));
+    match limited.send(Message::new(&topic, "no PUB permission")) {
+        Err(rocketmq_tpc::Error::AccessDenied { .. }) => {}
+        other => panic!("a topic without PUB permission: expected AccessDenied, got {other:?}"),
+    }
+    let stats = wrong.stats().unwrap();
+    assert_eq!(stats.cores[0].retries, 0, "AccessDenied is never retried");
 }

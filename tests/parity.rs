@@ -83,3 +83,18 @@ fn timer_message_on_rocketmq_rust() {
         Err(e) => panic!("rocketmq-rust 1.0.0: unexpected timer outcome: {e:?}"),
     }
 }
+
+#[test]
+fn vip_channel_sends_are_stored() {
+    parity::vip_channel(cluster());
+}
+
+#[test]
+fn lz4_and_zstd_bodies_are_stored_and_read_back() {
+    parity::compression_types(cluster());
+}
+
+#[test]
+fn trace_records_reach_the_trace_topic() {
+    parity::trace(cluster());
+}

@@ -14,6 +14,9 @@ use crate::protocol::RequestCode;
 
 const TICK: Duration = Duration::from_millis(500);
 
+/// How long a topic may go unused before its route is dropped.
+const IDLE_TOPIC: Duration = Duration::from_secs(600);
+
 /// Starts the control task on this core; it starts again if it panics.
 pub(crate) fn spawn(core: Rc<Core>) {
     let again = Rc::clone(&core);
@@ -41,9 +44,11 @@ async fn control_loop(core: Rc<Core>) {
             last_refresh = Instant::now();
             // Each refresh is its own task: a silent NameServer delays none of the others, nor
             // the heartbeats below (brokers drop a producer not heard from for 120 s).
-            // Topics not used for two refresh intervals are dropped, not refreshed (Java forgets
-            // routes nobody asks for too); they are fetched again on their next send.
-            let idle = 2 * (config.route_refresh_interval.as_millis() / TICK.as_millis()).max(1);
+            // Topics not used for ten minutes (or two refresh intervals, if longer) are dropped,
+            // not refreshed; they are fetched again on their next send. (The `max_topics` cap
+            // bounds memory in between.)
+            let idle_for = (2 * config.route_refresh_interval).max(IDLE_TOPIC);
+            let idle = (idle_for.as_millis() / TICK.as_millis()).max(1);
             let evicted = core.shared.routes.evict_idle(idle as u64);
             if !evicted.is_empty() {
                 tracing::debug!(topics = evicted.len(), "routes of idle topics dropped");

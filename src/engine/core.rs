@@ -62,9 +62,6 @@ pub(crate) fn current_core() -> Option<Rc<Core>> {
 /// Connects in progress, keyed by (peer address, connection slot).
 type ConnectFlights = SingleFlight<(String, usize), Result<Rc<Connection>, Error>>;
 
-/// How many sends served from a core's cached route mark it used in the route table.
-const TOUCH_EVERY: u32 = 256;
-
 /// Most brokers one route may name: each costs a connection per core and its buffers, and a
 /// NameServer answer naming more is treated as garbage.
 pub(crate) const MAX_BROKERS_PER_ROUTE: usize = 256;
@@ -86,8 +83,8 @@ pub(crate) struct Core {
     /// The route of the topic sent to last, with the route table's change count when it was
     /// read: consecutive sends to one topic skip the table lookup.
     last_route: RefCell<Option<(u64, Arc<TopicRoute>)>>,
-    /// Sends served from `last_route` (the table is touched every [`TOUCH_EVERY`]).
-    route_hits: Cell<u32>,
+    /// The route table's use epoch when this core last marked `last_route` used.
+    touched_epoch: Cell<u64>,
     /// Where the automatic batcher hands local callers their outcomes.
     pub reply_slots: Rc<super::reply_slots::ReplySlots>,
     pub selector: RefCell<QueueSelector>,
@@ -124,7 +121,7 @@ impl Core {
             next_slot: Cell::new(0),
             route_fetches: Rc::new(SingleFlight::new()),
             last_route: RefCell::new(None),
-            route_hits: Cell::new(0),
+            touched_epoch: Cell::new(u64::MAX),
             reply_slots: Rc::default(),
             selector: RefCell::new(QueueSelector::new(
                 super::prepared::random_u32() as usize + index,
@@ -313,10 +310,11 @@ impl Core {
         let changes = self.shared.routes.changes();
         if let Some((seen, route)) = &*self.last_route.borrow() {
             if *seen == changes && &*route.topic == topic {
-                // The table learns the topic is in use every few hundred sends, not per send.
-                let hits = self.route_hits.get().wrapping_add(1);
-                self.route_hits.set(hits);
-                if hits % TOUCH_EVERY == 0 {
+                // The table learns the topic is in use once per use epoch (500 ms), not per
+                // send: one relaxed load of a rarely written counter per send.
+                let epoch = self.shared.routes.epoch();
+                if epoch != self.touched_epoch.get() {
+                    self.touched_epoch.set(epoch);
                     self.shared.routes.touch(topic);
                 }
                 return Ok(Arc::clone(route));
@@ -324,6 +322,7 @@ impl Core {
         }
         if let Some(route) = self.shared.routes.get(topic) {
             self.shared.routes.touch(topic);
+            self.touched_epoch.set(self.shared.routes.epoch());
             *self.last_route.borrow_mut() = Some((changes, Arc::clone(&route)));
             let mut selector = self.selector.borrow_mut();
             if selector.topics() > 2 * self.shared.routes.len() + 64 {

@@ -3,8 +3,8 @@
 //! ```text
 //!  send (any core) ── load() ──► Arc<RouteSnapshot> ──► topic → Arc<TopicRoute>   (never blocks)
 //!  refresh (one core) ── build new snapshot ── rcu swap ──► readers see it on their next load
-//!  use: cores `touch` a topic (on a route-cache miss, and every few hundred sends) with the
-//!       table's coarse epoch; topics idle for long are evicted, and a full table drops its
+//!  use: cores `touch` a topic (on a route-cache miss, and once per epoch while they keep
+//!       sending to it) with the table's coarse epoch; topics idle for long are evicted, and a full table drops its
 //!       least recently used quarter, so memory does not grow with the topics ever named
 //! ```
 
@@ -73,6 +73,11 @@ impl RouteTable {
             epoch: AtomicU64::new(0),
             max_topics: max_topics.max(1),
         }
+    }
+
+    /// The coarse clock of use.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Relaxed)
     }
 
     /// Advances the coarse clock of use by one step.

@@ -51,7 +51,10 @@ pub type RouteFn = Arc<dyn Fn(&str) -> String + Send + Sync>;
 /// A running fake; it lives until the test process ends.
 pub struct FakeBroker {
     pub addr: String,
+    /// Send requests (codes 310 and 320) received.
     pub sends: Arc<AtomicU64>,
+    /// Of those, the ones flagged oneway (never answered).
+    pub oneway_sends: Arc<AtomicU64>,
     /// Requests by code (heartbeats are 34, unregisters 35, routes 105).
     pub requests: Arc<std::sync::Mutex<std::collections::BTreeMap<i32, u64>>>,
     /// Last heartbeat body.
@@ -72,12 +75,14 @@ impl FakeBroker {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let sends = Arc::new(AtomicU64::new(0));
+        let oneway_sends = Arc::new(AtomicU64::new(0));
         let requests = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
         let last_heartbeat = Arc::new(std::sync::Mutex::new(String::new()));
         let script = Arc::new(script);
         let shared = Shared {
             addr: addr.clone(),
             sends: sends.clone(),
+            oneway_sends: oneway_sends.clone(),
             requests: requests.clone(),
             last_heartbeat: last_heartbeat.clone(),
             route,
@@ -91,6 +96,7 @@ impl FakeBroker {
         FakeBroker {
             addr,
             sends,
+            oneway_sends,
             requests,
             last_heartbeat,
         }
@@ -121,6 +127,7 @@ fn reply(
 struct Shared {
     addr: String,
     sends: Arc<AtomicU64>,
+    oneway_sends: Arc<AtomicU64>,
     requests: Arc<std::sync::Mutex<std::collections::BTreeMap<i32, u64>>>,
     last_heartbeat: Arc<std::sync::Mutex<String>>,
     route: RouteFn,
@@ -158,6 +165,9 @@ fn serve(mut stream: TcpStream, shared: &Shared, script: &(dyn Fn(u64) -> Action
                 reply(&mut stream, &request, 0, &[], route.as_bytes());
             }
             310 | 320 => {
+                if request.is_oneway() {
+                    shared.oneway_sends.fetch_add(1, Ordering::SeqCst);
+                }
                 let n = sends.fetch_add(1, Ordering::SeqCst);
                 // One offset id per message, comma-joined for a batch (as brokers answer).
                 let records = match request.code {

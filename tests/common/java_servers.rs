@@ -81,7 +81,7 @@ pub fn java_rocketmq() -> &'static JavaServers {
                 run_dir: None,
             });
         }
-        start_cluster("")
+        start_cluster("", &[])
     });
     match servers {
         Ok(servers) => servers,
@@ -94,7 +94,16 @@ pub fn java_rocketmq() -> &'static JavaServers {
 /// [`TEST_BROKER_PROPERTIES`], so they override it. Always starts its own servers (needs the
 /// shared folder even when `JAVA_NAMESRV_ADDR` is set).
 pub fn start_extra_broker_cluster(extra_properties: &str) -> JavaServers {
-    start_cluster(extra_properties).unwrap_or_else(|e| panic!("{e}"))
+    start_cluster(extra_properties, &[]).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`start_extra_broker_cluster`] with `files` (path relative to the instance dir, content)
+/// written before the servers start, e.g. `("home/conf/plain_acl.yml", accounts)`.
+pub fn start_extra_broker_cluster_with_files(
+    extra_properties: &str,
+    files: &[(&str, &str)],
+) -> JavaServers {
+    start_cluster(extra_properties, files).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// `$ROCKETMQ_SHARED/java-rocketmq` or `../shared/java-rocketmq`, checked.
@@ -151,7 +160,7 @@ exec bash "$0""#,
         .clone()
 }
 
-fn start_cluster(extra_properties: &str) -> Result<JavaServers, String> {
+fn start_cluster(extra_properties: &str, files: &[(&str, &str)]) -> Result<JavaServers, String> {
     let scripts = scripts_dir()?;
     build(&scripts)?;
     // One start at a time in this process: the ports picked below stay free until the JVMs bind
@@ -162,6 +171,39 @@ fn start_cluster(extra_properties: &str) -> Result<JavaServers, String> {
     for _attempt in 0..3 {
         let run = new_run_dir()?;
         spawn_watchdog(&scripts, &run)?;
+        if files.iter().any(|(path, _)| path.starts_with("home/conf/")) {
+            // start.sh copies the stock conf (logback, ACL) only into an instance without one:
+            // copy it first, then overwrite the given files.
+            let java_dir = std::env::var_os("RMQ_JAVA")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    let cache = std::env::var_os("XDG_CACHE_HOME")
+                        .map(PathBuf::from)
+                        .unwrap_or_else(|| {
+                            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                                .join(".cache")
+                        });
+                    cache.join("rocketmq-java-4.9.7")
+                });
+            std::fs::create_dir_all(run.join("home"))
+                .map_err(|e| format!("{}: {e}", run.display()))?;
+            let copied = Command::new("cp")
+                .arg("-r")
+                .arg(java_dir.join("home/conf"))
+                .arg(run.join("home/conf"))
+                .status()
+                .map_err(|e| format!("copy the stock conf: {e}"))?;
+            if !copied.success() {
+                return Err(format!("copy {}/home/conf failed", java_dir.display()));
+            }
+        }
+        for (path, content) in files {
+            let path = run.join(path);
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            }
+            std::fs::write(&path, content).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
         let (ns_port, broker_port) = free_ports()?;
         match start_instance(&scripts, &run, ns_port, broker_port, extra_properties) {
             Ok(servers) => return Ok(servers),

@@ -196,3 +196,169 @@ pub fn init_tracing() {
             .try_init();
     });
 }
+
+/// Runs `f` on a helper thread and fails the test if it has not returned within `limit`
+/// (a panic in `f` is the test's panic).
+pub fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let helper = std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(value) => value,
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => match helper.join() {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(()) => unreachable!("the helper ended without sending"),
+        },
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what} did not return within {limit:?}")
+        }
+    }
+}
+
+/// Waits for all `futures` at once (polled together on this thread, each woken on its own) and
+/// returns their outcomes in order, each with its label. Fails the test, naming the labels, if
+/// some have no outcome after `limit`, or if one ends with `CoreStopped` (the core lost its
+/// outcome: no scenario using this makes a core stop).
+pub fn wait_all<L: std::fmt::Debug, T>(
+    what: &str,
+    limit: Duration,
+    futures: Vec<(L, rocketmq_tpc::SendFuture<T>)>,
+) -> Vec<(L, Result<T, rocketmq_tpc::Error>)> {
+    use std::future::Future;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll, Wake, Waker};
+
+    struct Woken {
+        index: usize,
+        ready: Arc<Mutex<Vec<usize>>>,
+        thread: std::thread::Thread,
+    }
+    impl Wake for Woken {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref()
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.ready.lock().unwrap().push(self.index);
+            self.thread.unpark();
+        }
+    }
+
+    let deadline = std::time::Instant::now() + limit;
+    let ready = Arc::new(Mutex::new((0..futures.len()).rev().collect::<Vec<_>>()));
+    let (labels, mut pending): (Vec<L>, Vec<Option<rocketmq_tpc::SendFuture<T>>>) =
+        futures.into_iter().map(|(l, f)| (l, Some(f))).unzip();
+    let wakers: Vec<Waker> = (0..pending.len())
+        .map(|index| {
+            Waker::from(Arc::new(Woken {
+                index,
+                ready: ready.clone(),
+                thread: std::thread::current(),
+            }))
+        })
+        .collect();
+    let mut outcomes: Vec<Option<Result<T, rocketmq_tpc::Error>>> =
+        pending.iter().map(|_| None).collect();
+    let mut left = pending.len();
+    while left > 0 {
+        let woken = std::mem::take(&mut *ready.lock().unwrap());
+        for index in woken {
+            let Some(future) = pending[index].as_mut() else {
+                continue;
+            };
+            let mut cx = Context::from_waker(&wakers[index]);
+            if let Poll::Ready(outcome) = std::pin::Pin::new(future).poll(&mut cx) {
+                pending[index] = None;
+                outcomes[index] = Some(outcome);
+                left -= 1;
+            }
+        }
+        if left == 0 {
+            break;
+        }
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            let missing: Vec<&L> = labels
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| o.is_none())
+                .map(|(l, _)| l)
+                .collect();
+            panic!(
+                "{what}: {} of {} sends have no outcome after {limit:?}: {:?}",
+                missing.len(),
+                labels.len(),
+                &missing[..missing.len().min(20)]
+            );
+        }
+        if ready.lock().unwrap().is_empty() {
+            std::thread::park_timeout((deadline - now).min(Duration::from_millis(100)));
+        }
+    }
+    let out: Vec<(L, Result<T, rocketmq_tpc::Error>)> = labels
+        .into_iter()
+        .zip(outcomes)
+        .map(|(l, o)| (l, o.expect("every outcome is in")))
+        .collect();
+    let lost: Vec<String> = out
+        .iter()
+        .filter_map(|(l, o)| match o {
+            Err(e @ rocketmq_tpc::Error::CoreStopped { .. }) => Some(format!("{l:?}: {e}")),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{what}: {} sends lost their outcome: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(20)]
+    );
+    out
+}
+
+/// `producer.send(message)` on a helper thread; fails the test if it has not returned within
+/// `limit`.
+pub fn send_within(
+    producer: &Producer,
+    message: Message,
+    limit: Duration,
+) -> Result<rocketmq_tpc::SendResult, rocketmq_tpc::Error> {
+    let producer = producer.clone();
+    let what = format!("send({:?})", String::from_utf8_lossy(&message.body));
+    within(limit, &what, move || producer.send(message))
+}
+
+/// The retries counted by every core of `producer`.
+pub fn retries(producer: &Producer) -> u64 {
+    producer
+        .stats()
+        .unwrap()
+        .cores
+        .iter()
+        .map(|c| c.retries)
+        .sum()
+}
+
+/// [`wait_all`] for sends of messages: each labelled by its body (as text) when missing;
+/// returns every message with its outcome, in order.
+pub fn wait_all_sent(
+    what: &str,
+    limit: Duration,
+    futures: Vec<(Message, rocketmq_tpc::SendFuture<rocketmq_tpc::SendResult>)>,
+) -> Vec<ledger::Sent> {
+    let (messages, futures): (Vec<Message>, Vec<_>) = futures.into_iter().unzip();
+    let labelled = messages
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.body).into_owned())
+        .zip(futures)
+        .collect();
+    let outcomes = wait_all(what, limit, labelled);
+    messages
+        .into_iter()
+        .zip(outcomes.into_iter().map(|(_, outcome)| outcome))
+        .collect()
+}

@@ -15,7 +15,7 @@ use rocketmq_tpc::{
     TransactionListener, TransactionProducer,
 };
 
-use super::read_back::{stored_by_key, stored_when_visible};
+use super::read_back::{stored_when_visible, Layout};
 
 /// The servers a scenario runs against.
 #[derive(Debug, Clone)]
@@ -51,19 +51,19 @@ impl Cluster {
             .expect("producer starts")
     }
 
-    /// Every message of `topic` with its UNIQ_KEY, once `expected` are visible (15 s at most).
+    /// Where `topic` lives: this cluster's brokers and its route's, over every queue of its route.
+    fn layout(&self, topic: &str) -> Layout {
+        Layout::of(&self.namesrv, &self.brokers, topic)
+    }
+
+    /// Every message of `topic` with its UNIQ_KEY, once `expected` are visible and the stored
+    /// count is stable (15 s at most).
     fn stored(&self, topic: &str, expected: &[&str]) -> BTreeMap<String, Vec<StoredMessage>> {
-        stored_when_visible(&self.brokers, topic, expected)
+        stored_when_visible(&self.layout(topic), topic, expected)
     }
 
     fn stored_now(&self, topic: &str) -> BTreeMap<String, Vec<StoredMessage>> {
-        let mut all = BTreeMap::new();
-        for broker in &self.brokers {
-            for (k, v) in stored_by_key(broker, topic) {
-                all.entry(k).or_insert_with(Vec::new).extend(v);
-            }
-        }
-        all
+        self.layout(topic).stored_now(topic)
     }
 }
 
@@ -278,8 +278,10 @@ struct Ledger {
     checked: Mutex<Vec<String>>,
     checks: mpsc::SyncSender<String>,
     on_check: LocalTransactionState,
-    /// What to answer for a transaction END_TRANSACTION already ended.
+    /// What to answer for a transaction END_TRANSACTION (or an earlier check) already ended.
     ended_answer: Option<LocalTransactionState>,
+    /// Transactions a check already decided.
+    decided: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl TransactionListener for Ledger {
@@ -312,11 +314,23 @@ impl TransactionListener for Ledger {
             .filter(|b| **b == body)
             .count()
             == 1;
+        if body == "panic-check" && first_check {
+            // Its first check panics (answered Unknown); nothing is locked here.
+            panic!("the check failed (test)");
+        }
+        let mut decided = self.decided.lock().unwrap();
         match (body.as_str(), self.ended_answer) {
-            ("decide-later" | "panic-execute", _) => self.on_check,
-            // Its first check panics (answered Unknown), the next one commits.
-            ("panic-check", _) if first_check => panic!("the check failed (test)"),
-            ("panic-check", _) => LocalTransactionState::Commit,
+            // Decided by an earlier check: ended, as far as the application knows.
+            (_, Some(answer)) if decided.contains(&body) => answer,
+            ("decide-later" | "panic-execute", _) => {
+                decided.insert(body);
+                self.on_check
+            }
+            // After its first check panicked, the next one commits.
+            ("panic-check", _) => {
+                decided.insert(body);
+                LocalTransactionState::Commit
+            }
             (_, Some(answer)) => answer,
             // Answer as the application's records say.
             ("roll-me-back", None) => LocalTransactionState::Rollback,
@@ -348,6 +362,7 @@ pub fn transactions(cluster: &Cluster) {
             ended_answer: cluster
                 .checks_back_ended_transactions
                 .then_some(LocalTransactionState::Unknown),
+            decided: Mutex::default(),
         },
     )
     .unwrap();
@@ -755,4 +770,157 @@ fn futures_task_noop() -> std::task::Waker {
         fn wake(self: Arc<Self>) {}
     }
     std::task::Waker::from(Arc::new(Noop))
+}
+
+/// The VIP channel (broker port − 2): sends through it are stored.
+pub fn vip_channel(cluster: &Cluster) {
+    let topic = unique_topic("vip");
+    let mut config = cluster.config("tpc_parity_vip");
+    config.vip_channel = true;
+    let producer = Producer::builder().config(config).build().unwrap();
+    let ids: Vec<String> = (0..3)
+        .map(|i| {
+            producer
+                .send(Message::new(&topic, format!("vip {i}")))
+                .unwrap_or_else(|e| panic!("{}: send through the VIP port: {e}", cluster.server))
+                .msg_id
+                .to_string()
+        })
+        .collect();
+    let expected: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let stored = cluster.stored(&topic, &expected);
+    for id in &expected {
+        assert_eq!(
+            stored.get(*id).map(Vec::len),
+            Some(1),
+            "{}: {id}",
+            cluster.server
+        );
+    }
+    producer.shutdown(Duration::from_secs(5));
+}
+
+/// LZ4 and ZSTD beside zlib: singles and batches are stored with the type's sysFlag bits and
+/// read back (decompressed by type) equal to what was sent.
+pub fn compression_types(cluster: &Cluster) {
+    use rocketmq_tpc::protocol::compression::CompressionType;
+    for kind in [
+        CompressionType::Zlib,
+        CompressionType::Lz4,
+        CompressionType::Zstd,
+    ] {
+        let topic = unique_topic(&format!("z{}", kind.name()));
+        let mut config = cluster.config("tpc_parity_compression");
+        config.compress_type = kind;
+        config.compress_over = 256;
+        let producer = Producer::builder().config(config).build().unwrap();
+        let text = |i: usize| -> String {
+            (0..40)
+                .map(|j| format!("{{\"order\":{i},\"line\":{j},\"ok\":true}}"))
+                .collect()
+        };
+        let single = producer
+            .send(Message::new(&topic, text(0)))
+            .unwrap_or_else(|e| panic!("{}: {kind:?} single: {e}", cluster.server));
+        let batch = producer
+            .send_batch((1..4).map(|i| Message::new(&topic, text(i))).collect())
+            .wait()
+            .unwrap_or_else(|e| panic!("{}: {kind:?} batch: {e}", cluster.server));
+        let mut sent = vec![(single.msg_id.to_string(), text(0))];
+        sent.extend(
+            batch
+                .iter()
+                .zip(1..)
+                .map(|(r, i)| (r.msg_id.to_string(), text(i))),
+        );
+        let expected: Vec<&str> = sent.iter().map(|(id, _)| id.as_str()).collect();
+        let stored = cluster.stored(&topic, &expected);
+        for (id, body) in &sent {
+            let copies = stored
+                .get(id.as_str())
+                .unwrap_or_else(|| panic!("{}: {kind:?} message {id} not stored", cluster.server));
+            assert_eq!(
+                copies[0].body,
+                body.as_bytes(),
+                "{}: {kind:?} body",
+                cluster.server
+            );
+            assert_eq!(
+                copies[0].sys_flag & 0x701,
+                kind.sys_flag(),
+                "{}: {kind:?} stored sysFlag {:#x}",
+                cluster.server,
+                copies[0].sys_flag
+            );
+        }
+        producer.shutdown(Duration::from_secs(5));
+    }
+}
+
+/// Message trace: each send leaves a `Pub` record in the trace topic naming its msgId,
+/// offsetMsgId, tags, keys and cost; the trace message's keys include the msgId.
+pub fn trace(cluster: &Cluster) {
+    let topic = unique_topic("traced");
+    let trace_topic = unique_topic("trace_topic");
+    let mut config = cluster.config("tpc_parity_trace");
+    config.trace_topic = Some(trace_topic.clone());
+    let producer = Producer::builder().config(config).build().unwrap();
+    // Create the trace topic first (the test brokers auto-create topics from TBW102).
+    producer
+        .send(Message::new(&trace_topic, "create"))
+        .unwrap_or_else(|e| panic!("{}: create the trace topic: {e}", cluster.server));
+    let results: Vec<SendResult> = (0..5)
+        .map(|i| {
+            producer
+                .send(
+                    Message::new(&topic, format!("traced {i}"))
+                        .with_tags("t")
+                        .with_keys([format!("k{i}")]),
+                )
+                .unwrap()
+        })
+        .collect();
+    producer.flush(Duration::from_secs(10)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let records: Vec<String> = cluster
+            .stored_now(&trace_topic)
+            .into_values()
+            .flatten()
+            .map(|m| String::from_utf8_lossy(&m.body).into_owned())
+            .collect();
+        let missing: Vec<&SendResult> = results
+            .iter()
+            .filter(|r| !records.iter().any(|b| b.contains(r.msg_id.as_str())))
+            .collect();
+        if missing.is_empty() {
+            for r in &results {
+                let record = records
+                    .iter()
+                    .flat_map(|b| b.split('\u{2}'))
+                    .find(|rec| rec.contains(r.msg_id.as_str()))
+                    .unwrap();
+                let fields: Vec<&str> = record.split('\u{1}').collect();
+                assert_eq!(fields.len(), 14, "{record:?}");
+                assert_eq!(fields[0], "Pub");
+                assert_eq!(fields[3], "tpc_parity_trace");
+                assert_eq!(fields[4], topic);
+                assert_eq!(fields[5], r.msg_id.as_str());
+                assert_eq!(fields[6], "t");
+                assert!(fields[7].starts_with('k'), "keys {}", fields[7]);
+                assert!(fields[10].parse::<u64>().is_ok(), "cost {}", fields[10]);
+                assert_eq!(fields[12], r.offset_msg_id.as_str());
+                assert_eq!(fields[13], "true");
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: no trace record for {} message(s) after 20 s",
+            cluster.server,
+            missing.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    producer.shutdown(Duration::from_secs(5));
 }

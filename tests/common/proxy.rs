@@ -16,7 +16,7 @@ use rocketmq_tpc::protocol::frame;
 pub enum Fault {
     /// Forward it.
     Pass,
-    /// Forward it after a pause.
+    /// Forward it after a pause (the responses after it go on meanwhile).
     Delay(Duration),
     /// Forward it twice.
     Duplicate,
@@ -151,8 +151,13 @@ fn pump_responses(
         let ok = match fault.clone() {
             Fault::Pass => write(&frame_bytes),
             Fault::Delay(pause) => {
-                thread::sleep(pause);
-                write(&frame_bytes)
+                // Late on its own: the responses after it are not held up behind it.
+                let client = client.clone();
+                thread::spawn(move || {
+                    thread::sleep(pause);
+                    let _ = client.lock().unwrap().write_all(&frame_bytes);
+                });
+                true
             }
             Fault::Duplicate => write(&frame_bytes) && write(&frame_bytes),
             Fault::HoldForNext => {

@@ -15,25 +15,68 @@ use rocketmq_tpc::Message;
 
 /// A blocking RemotingCommand client for test read-back.
 pub struct Remote {
+    addr: String,
     stream: TcpStream,
     buf: BytesMut,
     opaque: i32,
 }
 
+/// How long read-back waits for one answer before it asks again on a fresh connection.
+const CALL_WAIT: Duration = Duration::from_secs(5);
+/// How many times read-back asks.
+const CALL_TRIES: usize = 3;
+
 impl Remote {
     pub fn connect(addr: &str) -> Remote {
-        let stream = TcpStream::connect(addr).expect("connect for read-back");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
         Remote {
-            stream,
+            addr: addr.to_owned(),
+            stream: Self::open(addr),
             buf: BytesMut::new(),
             opaque: 1000,
         }
     }
 
+    fn open(addr: &str) -> TcpStream {
+        let stream = TcpStream::connect(addr).expect("connect for read-back");
+        stream.set_read_timeout(Some(CALL_WAIT)).unwrap();
+        stream
+    }
+
+    /// One request and its answer. Read-back only reads (routes, offsets, messages), so a
+    /// request left unanswered (a flooded broker drops some) is asked again on a fresh
+    /// connection, [`CALL_TRIES`] times at most.
     pub fn call(&mut self, code: i32, fields: &[(&str, String)]) -> RemotingCommand {
+        let mut failures = Vec::new();
+        // A broker flooded by another test answers SYSTEM_BUSY (2, "transport admission
+        // rejected"): ask again shortly, for up to 10 s.
+        let busy_until = std::time::Instant::now() + Duration::from_secs(10);
+        let mut tries = 0;
+        while tries < CALL_TRIES {
+            tries += 1;
+            match self.try_call(code, fields) {
+                Ok(reply) if reply.code == 2 && std::time::Instant::now() < busy_until => {
+                    tries -= 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Ok(reply) => return reply,
+                Err(e) => {
+                    failures.push(e);
+                    self.stream = Self::open(&self.addr);
+                    self.buf.clear();
+                }
+            }
+        }
+        panic!(
+            "read-back request {code} to {}: no answer in {CALL_TRIES} tries: {failures:?}",
+            self.addr
+        );
+    }
+
+    fn try_call(
+        &mut self,
+        code: i32,
+        fields: &[(&str, String)],
+    ) -> Result<RemotingCommand, String> {
         self.opaque += 1;
         let mut cmd = RemotingCommand::request(code, self.opaque, LanguageCode::JAVA, 407);
         for (k, v) in fields {
@@ -42,18 +85,22 @@ impl Remote {
         let mut out = BytesMut::new();
         frame::encode_command(&mut out, HeaderEncoding::Json, &cmd, frame::MAX_FRAME_BYTES)
             .unwrap();
-        self.stream.write_all(&out).unwrap();
+        self.stream
+            .write_all(&out)
+            .map_err(|e| format!("write: {e}"))?;
         loop {
             if let Some(reply) = frame::decode(&mut self.buf, frame::MAX_FRAME_BYTES).unwrap() {
                 if reply.opaque == self.opaque {
-                    return reply;
+                    return Ok(reply);
                 }
                 continue;
             }
             let mut chunk = [0u8; 65536];
-            let n = self.stream.read(&mut chunk).expect("read-back reply");
-            assert!(n > 0, "broker closed the read-back connection");
-            self.buf.extend_from_slice(&chunk[..n]);
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Err("the peer closed the connection".into()),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) => return Err(format!("read: {e}")),
+            }
         }
     }
 
@@ -126,44 +173,104 @@ pub fn route_brokers(namesrv: &str, topic: &str) -> std::collections::BTreeSet<S
         .collect()
 }
 
-/// Every message stored in `topic` on `broker` (queues 0..16), keyed by UNIQ_KEY.
-pub fn stored_by_key(broker: &str, topic: &str) -> BTreeMap<String, Vec<StoredMessage>> {
-    let mut remote = Remote::connect(broker);
-    let mut map: BTreeMap<String, Vec<StoredMessage>> = BTreeMap::new();
-    for queue in 0..16 {
-        for m in remote.all(topic, queue) {
-            let key = m.properties.get("UNIQ_KEY").cloned().unwrap_or_default();
-            map.entry(key).or_default().push(m);
-        }
-    }
-    map
+/// Where read-back looks for a topic's messages: broker addresses, each with the number of
+/// queues to scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub queues: BTreeMap<String, i32>,
 }
 
-/// Every message stored in `topic` over `brokers`, keyed by UNIQ_KEY, once every key in `expected`
-/// is visible or 15 s have passed.
+/// Queues scanned on a broker when the NameServer has no route for the topic (yet).
+const QUEUES_WITHOUT_ROUTE: i32 = 16;
+
+impl Layout {
+    /// Every master of `topic`'s route at `namesrv`, scanned over every queue the route gives it
+    /// there (the larger of `readQueueNums` and `writeQueueNums`), and `brokers` the route does
+    /// not name, over the most queues any broker of the route has (queues 0..16 while the
+    /// NameServer has no route for the topic). Take it while the NameServer runs and lists every
+    /// broker the topic lives on.
+    pub fn of(namesrv: &str, brokers: &[String], topic: &str) -> Layout {
+        let mut remote = Remote::connect(namesrv);
+        let reply = remote.call(105, &[("topic", topic.into())]);
+        let mut queues = BTreeMap::new();
+        let mut most = QUEUES_WITHOUT_ROUTE;
+        if reply.code == 0 {
+            let route = rocketmq_tpc::protocol::route_data::parse(&reply.body).expect("route JSON");
+            let by_name: BTreeMap<&str, i32> = route
+                .queue_datas
+                .iter()
+                .map(|q| {
+                    (
+                        q.broker_name.as_str(),
+                        q.read_queue_nums.max(q.write_queue_nums),
+                    )
+                })
+                .collect();
+            most = by_name
+                .values()
+                .copied()
+                .max()
+                .unwrap_or(QUEUES_WITHOUT_ROUTE);
+            for broker in &route.broker_datas {
+                if let (Some(addr), Some(n)) = (
+                    broker.master_addr(),
+                    by_name.get(broker.broker_name.as_str()),
+                ) {
+                    queues.insert(addr.to_owned(), *n);
+                }
+            }
+        }
+        for broker in brokers {
+            queues.entry(broker.clone()).or_insert(most);
+        }
+        Layout { queues }
+    }
+
+    /// Every message stored in `topic` now, over every broker and queue of the layout, keyed by
+    /// UNIQ_KEY.
+    pub fn stored_now(&self, topic: &str) -> BTreeMap<String, Vec<StoredMessage>> {
+        let mut map: BTreeMap<String, Vec<StoredMessage>> = BTreeMap::new();
+        for (broker, queues) in &self.queues {
+            let mut remote = Remote::connect(broker);
+            for queue in 0..*queues {
+                for m in remote.all(topic, queue) {
+                    let key = m.properties.get("UNIQ_KEY").cloned().unwrap_or_default();
+                    map.entry(key).or_default().push(m);
+                }
+            }
+        }
+        map
+    }
+}
+
+/// How long [`stored_when_visible`] waits at most.
+pub const VISIBLE_WITHIN: Duration = Duration::from_secs(15);
+
+/// Every message stored in `topic` over `layout`, keyed by UNIQ_KEY, once every key in
+/// `expected` is visible and the number of stored messages has not changed over two reads
+/// 500 ms apart; or what is stored after [`VISIBLE_WITHIN`].
 ///
 /// A broker acks a message once it is in the commit log; its consume queue (what GET_MAX_OFFSET
 /// and PULL_MESSAGE read) is built asynchronously a moment later, so a read straight after the
-/// ack can miss the newest messages. Waiting for the acked keys hides no loss: a key that never
-/// shows up still fails the caller's check after the deadline.
+/// ack can miss the newest messages, and an attempt the producer gave up on may still be stored
+/// later (a late duplicate, a failed-but-stored message). Waiting hides no loss: a key that
+/// never shows up still fails the caller's check after the deadline.
 pub fn stored_when_visible(
-    brokers: &[String],
+    layout: &Layout,
     topic: &str,
     expected: &[&str],
 ) -> BTreeMap<String, Vec<StoredMessage>> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let deadline = std::time::Instant::now() + VISIBLE_WITHIN;
+    let mut previous: Option<usize> = None;
     loop {
-        let mut stored: BTreeMap<String, Vec<StoredMessage>> = BTreeMap::new();
-        for broker in brokers {
-            for (key, copies) in stored_by_key(broker, topic) {
-                stored.entry(key).or_default().extend(copies);
-            }
-        }
+        let stored = layout.stored_now(topic);
+        let count: usize = stored.values().map(Vec::len).sum();
         let visible = expected.iter().all(|k| stored.contains_key(*k));
-        if visible || std::time::Instant::now() > deadline {
+        if (visible && previous == Some(count)) || std::time::Instant::now() > deadline {
             return stored;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        previous = Some(count);
+        std::thread::sleep(Duration::from_millis(500));
     }
 }
 
