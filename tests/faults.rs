@@ -6,6 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::fake_broker::{Action, FakeBroker};
+use common::rss_bytes;
 use rocketmq_tpc::protocol::ResponseCode;
 use rocketmq_tpc::{Error, Message, Outcome, Producer, QueueFullPolicy, SendStatus};
 
@@ -483,16 +484,6 @@ fn heartbeats_reach_the_master_and_shutdown_unregisters() {
         Some(1),
         "UNREGISTER_CLIENT at shutdown"
     );
-}
-
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap()
-        * 1024
 }
 
 #[test]

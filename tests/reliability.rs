@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::fake_broker::{Action, FakeBroker};
+use common::{rss_bytes, within};
 use rocketmq_tpc::{Message, Producer, ProducerConfig, Resolver};
 
 fn config_for(namesrv: &str, send_timeout: Duration, attempt: Duration) -> ProducerConfig {
@@ -16,6 +17,14 @@ fn config_for(namesrv: &str, send_timeout: Duration, attempt: Duration) -> Produ
     config.send_timeout = send_timeout;
     config.attempt_timeout = attempt;
     config
+}
+
+/// A producer for `namesrv` with these budgets.
+fn producer_for(namesrv: &str, send_timeout: Duration, attempt: Duration) -> Producer {
+    Producer::builder()
+        .config(config_for(namesrv, send_timeout, attempt))
+        .build()
+        .unwrap()
 }
 
 /// A resolver that answers `name` with `addrs` and sleeps `hang` for `slow`.
@@ -134,20 +143,6 @@ fn a_future_dropped_while_queueing_still_sends_its_message() {
     );
 }
 
-/// Runs `f` on a helper thread and fails the test if it has not returned within `within`.
-fn within<T: Send + 'static>(
-    within: Duration,
-    what: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(within)
-        .unwrap_or_else(|_| panic!("{what} did not return within {within:?}"))
-}
-
 /// A panic on a core while sends are in flight to a silent broker strands nobody: every send
 /// gets its outcome within its budget, later sends and stats() answer, shutdown returns.
 #[test]
@@ -159,14 +154,11 @@ fn a_panic_on_a_core_with_sends_in_flight_strands_nobody() {
             Action::Ignore
         }
     });
-    let producer = Producer::builder()
-        .config(config_for(
-            &fake.addr,
-            Duration::from_secs(2),
-            Duration::from_millis(500),
-        ))
-        .build()
-        .unwrap();
+    let producer = producer_for(
+        &fake.addr,
+        Duration::from_secs(2),
+        Duration::from_millis(500),
+    );
     producer
         .send(Message::new("T", "route and connection"))
         .unwrap();
@@ -216,14 +208,7 @@ fn a_panic_on_a_core_with_sends_in_flight_strands_nobody() {
 #[test]
 fn a_panic_after_an_await_on_a_core_does_not_hang_later_sends() {
     let fake = FakeBroker::start(|_| Action::Reply(0));
-    let producer = Producer::builder()
-        .config(config_for(
-            &fake.addr,
-            Duration::from_secs(3),
-            Duration::from_secs(1),
-        ))
-        .build()
-        .unwrap();
+    let producer = producer_for(&fake.addr, Duration::from_secs(3), Duration::from_secs(1));
     producer.send(Message::new("T", "before")).unwrap();
     let crash = producer
         .run_on_core(0, |_| async {
@@ -252,16 +237,6 @@ fn a_panic_after_an_await_on_a_core_does_not_hang_later_sends() {
 
 /// Tests that measure this process's RSS take turns (the others in this file allocate little).
 static MEMORY_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap()
-        * 1024
-}
 
 /// A peer that accepts and never reads: what waits to be written stays under the cap (the
 /// connection is closed once its writes make no progress for an attempt timeout, and requests
@@ -551,14 +526,7 @@ fn a_silent_nameserver_does_not_delay_heartbeats() {
 #[test]
 fn ids_carry_the_hosts_own_address() {
     let fake = FakeBroker::start(|_| Action::Reply(0));
-    let producer = Producer::builder()
-        .config(config_for(
-            &fake.addr,
-            Duration::from_secs(3),
-            Duration::from_secs(1),
-        ))
-        .build()
-        .unwrap();
+    let producer = producer_for(&fake.addr, Duration::from_secs(3), Duration::from_secs(1));
     let ip = producer.config().client_ip.expect("the address in use");
     let r = producer.send(Message::new("T", "whose id?")).unwrap();
     let prefix: String = match ip {
@@ -589,14 +557,7 @@ fn ids_carry_the_hosts_own_address() {
         );
     }
     // Two producers in one process have distinct client ids (instance name pid#nanos).
-    let other = Producer::builder()
-        .config(config_for(
-            &fake.addr,
-            Duration::from_secs(3),
-            Duration::from_secs(1),
-        ))
-        .build()
-        .unwrap();
+    let other = producer_for(&fake.addr, Duration::from_secs(3), Duration::from_secs(1));
     other.send(Message::new("T", "second producer")).unwrap();
     producer.shutdown(Duration::from_secs(1));
     other.shutdown(Duration::from_secs(1));

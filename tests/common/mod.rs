@@ -362,3 +362,14 @@ pub fn wait_all_sent(
         .zip(outcomes.into_iter().map(|(_, outcome)| outcome))
         .collect()
 }
+
+/// This process's resident memory in bytes (`VmRSS`).
+pub fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap()
+        * 1024
+}
