@@ -189,47 +189,6 @@ accounts:
   - TBW102=PUB|SUB
 ";
 
-/// A signed GET_MAX_OFFSET: messages stored in `topic` queue `queue` of an ACL broker.
-fn signed_max_offset(
-    broker: &str,
-    creds: &rocketmq_tpc::AclCredentials,
-    topic: &str,
-    queue: i32,
-) -> i64 {
-    use rocketmq_tpc::protocol::{command::HeaderEncoding, frame, LanguageCode, RemotingCommand};
-    use rocketmq_tpc::RequestHook;
-    use std::io::{Read, Write};
-    let queue = queue.to_string();
-    let fields = [("topic", topic), ("queueId", queue.as_str())];
-    let mut cmd = RemotingCommand::request(30, 7, LanguageCode::JAVA, 407);
-    for (k, v) in fields {
-        cmd.push_ext(k, v);
-    }
-    for (k, v) in creds.before_request(30, &fields, &[]) {
-        cmd.push_ext(k, v);
-    }
-    let mut out = bytes::BytesMut::new();
-    frame::encode_command(&mut out, HeaderEncoding::Json, &cmd, frame::MAX_FRAME_BYTES).unwrap();
-    let mut stream = std::net::TcpStream::connect(broker).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream.write_all(&out).unwrap();
-    let mut buf = bytes::BytesMut::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some(reply) = frame::decode(&mut buf, frame::MAX_FRAME_BYTES).unwrap() {
-            assert_eq!(reply.code, 0, "signed GET_MAX_OFFSET: {:?}", reply.remark);
-            return reply.ext("offset").unwrap().parse().unwrap();
-        }
-        let n = stream
-            .read(&mut chunk)
-            .expect("GET_MAX_OFFSET reply within 10 s");
-        assert!(n > 0, "the broker closed the connection");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
 /// ACL signing (Java `AclClientRPCHook`) on a 4.9.7 broker with `aclEnable=true`: a signed
 /// send is stored; a wrong secret and a topic without PUB permission are refused at once with
 /// `AccessDenied` (one attempt each, no retry storm).
@@ -262,7 +221,7 @@ fn acl_signed_sends_are_stored_and_refusals_are_typed_on_the_java_broker() {
     for (queue, sent) in &stored {
         let deadline = std::time::Instant::now() + Duration::from_secs(15);
         loop {
-            let offset = signed_max_offset(&servers.brokers[0], &admin, &topic, *queue);
+            let offset = parity::signed_max_offset(&servers.brokers[0], &admin, &topic, *queue);
             if offset >= *sent || std::time::Instant::now() > deadline {
                 assert_eq!(offset, *sent, "queue {queue}: stored vs acked");
                 break;

@@ -98,3 +98,24 @@ fn lz4_and_zstd_bodies_are_stored_and_read_back() {
 fn trace_records_reach_the_trace_topic() {
     parity::trace(cluster());
 }
+
+/// rocketmq-rust 1.0.0 with `authenticationEnabled=true` and an initial user: signed sends are
+/// stored, a wrong secret is `AccessDenied` (it answers NO_PERMISSION, "Authentication
+/// credentials are invalid").
+#[test]
+fn acl_signing_on_rocketmq_rust() {
+    let local = common::start_local_with(
+        1,
+        "authenticationEnabled=true\ninitAuthenticationUser=tpcadmin:tpcadmin-secret",
+    );
+    let cluster = Cluster {
+        server: "rocketmq-rust 1.0.0 (authentication on)",
+        namesrv: local.namesrv,
+        brokers: local.brokers,
+        checks_back_ended_transactions: true,
+    };
+    parity::acl_signed_and_refused(
+        &cluster,
+        rocketmq_tpc::AclCredentials::new("tpcadmin", "tpcadmin-secret"),
+    );
+}

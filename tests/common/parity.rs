@@ -924,3 +924,96 @@ pub fn trace(cluster: &Cluster) {
     }
     producer.shutdown(Duration::from_secs(5));
 }
+
+/// A signed GET_MAX_OFFSET: messages stored in `topic` queue `queue` of an ACL broker.
+pub fn signed_max_offset(
+    broker: &str,
+    creds: &rocketmq_tpc::AclCredentials,
+    topic: &str,
+    queue: i32,
+) -> i64 {
+    use rocketmq_tpc::protocol::{command::HeaderEncoding, frame, LanguageCode, RemotingCommand};
+    use rocketmq_tpc::RequestHook;
+    use std::io::{Read, Write};
+    let queue = queue.to_string();
+    let fields = [("topic", topic), ("queueId", queue.as_str())];
+    let mut cmd = RemotingCommand::request(30, 7, LanguageCode::JAVA, 407);
+    for (k, v) in fields {
+        cmd.push_ext(k, v);
+    }
+    for (k, v) in creds.before_request(30, &fields, &[]) {
+        cmd.push_ext(k, v);
+    }
+    let mut out = bytes::BytesMut::new();
+    frame::encode_command(&mut out, HeaderEncoding::Json, &cmd, frame::MAX_FRAME_BYTES).unwrap();
+    let mut stream = std::net::TcpStream::connect(broker).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(&out).unwrap();
+    let mut buf = bytes::BytesMut::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(reply) = frame::decode(&mut buf, frame::MAX_FRAME_BYTES).unwrap() {
+            assert_eq!(reply.code, 0, "signed GET_MAX_OFFSET: {:?}", reply.remark);
+            return reply.ext("offset").unwrap().parse().unwrap();
+        }
+        let n = stream
+            .read(&mut chunk)
+            .expect("GET_MAX_OFFSET reply within 10 s");
+        assert!(n > 0, "the broker closed the connection");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// ACL on a cluster whose brokers require signatures: a signed send is stored; a wrong secret is
+/// refused at once with `AccessDenied`, never retried.
+pub fn acl_signed_and_refused(cluster: &Cluster, good: rocketmq_tpc::AclCredentials) {
+    let producer_with = |creds: rocketmq_tpc::AclCredentials| {
+        Producer::builder()
+            .config(cluster.config("tpc_parity_acl"))
+            .acl(creds)
+            .build()
+            .unwrap()
+    };
+    let topic = unique_topic("acl");
+    let signed = producer_with(good.clone());
+    let r = signed
+        .send(Message::new(&topic, "signed"))
+        .unwrap_or_else(|e| panic!("{}: a signed send: {e}", cluster.server));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let offset = signed_max_offset(&cluster.brokers[0], &good, &topic, r.queue.queue_id);
+        if offset >= 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: the signed send is not stored",
+            cluster.server
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut wrong_creds = good;
+    wrong_creds.secret_key.push_str("-wrong");
+    let wrong = producer_with(wrong_creds);
+    let started = Instant::now();
+    match wrong.send(Message::new(&topic, "wrong secret")) {
+        Err(Error::AccessDenied { .. }) => {}
+        other => panic!(
+            "{}: a wrong secret: expected AccessDenied, got {other:?}",
+            cluster.server
+        ),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "refused at once"
+    );
+    assert_eq!(
+        wrong.stats().unwrap().cores[0].retries,
+        0,
+        "AccessDenied is never retried"
+    );
+    signed.shutdown(Duration::from_secs(5));
+    wrong.shutdown(Duration::from_secs(5));
+}
