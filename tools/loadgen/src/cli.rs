@@ -108,6 +108,24 @@ pub struct Args {
     /// repeated: compresses to almost nothing).
     #[arg(long, value_enum, default_value_t = BodyKind::Random)]
     pub body: BodyKind,
+    /// Compression of bodies of at least `--compress-over` bytes: zlib (default), lz4, zstd.
+    #[arg(long, value_enum)]
+    pub compress_type: Option<CompressKind>,
+    /// ACL access key (with `--secret-key`): every request is signed.
+    #[arg(long, requires = "secret_key")]
+    pub access_key: Option<String>,
+    /// ACL secret key.
+    #[arg(long, requires = "access_key")]
+    pub secret_key: Option<String>,
+    /// ACL security token, for accounts that use one.
+    #[arg(long, requires = "access_key")]
+    pub security_token: Option<String>,
+    /// Send to the brokers' VIP channel (port − 2).
+    #[arg(long)]
+    pub vip: bool,
+    /// Trace every send to RMQ_SYS_TRACE_TOPIC.
+    #[arg(long)]
+    pub trace: bool,
     /// Print exactly one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -281,4 +299,15 @@ impl BodyKind {
             }
         }
     }
+}
+
+/// `--compress-type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompressKind {
+    /// zlib (every consumer reads it).
+    Zlib,
+    /// LZ4 (consumers need 4.9.4+).
+    Lz4,
+    /// ZSTD (consumers need 4.9.4+).
+    Zstd,
 }

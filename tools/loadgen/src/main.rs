@@ -132,6 +132,20 @@ fn run(args: Args) -> Result<i32, String> {
     if let Some(c) = args.compress_over {
         config.compress_over = c;
     }
+    if let Some(kind) = args.compress_type {
+        use rocketmq_tpc::protocol::compression::CompressionType;
+        config.compress_type = match kind {
+            cli::CompressKind::Zlib => CompressionType::Zlib,
+            cli::CompressKind::Lz4 => CompressionType::Lz4,
+            cli::CompressKind::Zstd => CompressionType::Zstd,
+        };
+    }
+    if args.vip {
+        config.vip_channel = true;
+    }
+    if args.trace {
+        config.trace_topic = Some("RMQ_SYS_TRACE_TOPIC".into());
+    }
     if args.batch == 0 {
         return Err("--batch must be at least 1".into());
     }
@@ -146,10 +160,13 @@ fn run(args: Args) -> Result<i32, String> {
         .core
         .max_inflight
         .max(args.inflight * (threads.max(1)));
-    let producer = Producer::builder()
-        .config(config)
-        .build()
-        .map_err(|e| e.to_string())?;
+    let mut builder = Producer::builder().config(config);
+    if let (Some(access), Some(secret)) = (&args.access_key, &args.secret_key) {
+        let mut creds = rocketmq_tpc::AclCredentials::new(access.clone(), secret.clone());
+        creds.security_token = args.security_token.clone();
+        builder = builder.acl(creds);
+    }
+    let producer = builder.build().map_err(|e| e.to_string())?;
     let topic = args
         .topic
         .clone()
@@ -304,6 +321,22 @@ fn run(args: Args) -> Result<i32, String> {
                 report.msgs_per_s
             );
         }
+    }
+    if report.acked == 0 && report.failed > 0 {
+        // Nothing got through (a wrong ACL secret, a missing permission...): say why in one line.
+        let reasons = report
+            .fields
+            .get("errors")
+            .and_then(|e| e.as_object())
+            .map(|e| {
+                e.iter()
+                    .map(|(k, v)| format!("{k} x{v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        eprintln!("loadgen: every message failed: {reasons}");
+        return Ok(4);
     }
     if report.sent != report.acked + report.failed {
         eprintln!(
