@@ -190,6 +190,8 @@ pub struct ProducerConfig {
     pub per_cpu: std::collections::BTreeMap<usize, CoreConfig>,
     /// What a full core queue does (default wait).
     pub queue_full: QueueFullPolicy,
+    /// TLS to NameServers and brokers (Java `useTLS`; default off).
+    pub tls: Option<crate::tls::TlsOptions>,
     /// Message trace (Java `enableMsgTrace`): the topic trace records go to, or `None` for no
     /// trace (default). [`crate::ProducerBuilder::trace`] sets Java's `RMQ_SYS_TRACE_TOPIC`.
     pub trace_topic: Option<String>,
@@ -239,6 +241,7 @@ impl Default for ProducerConfig {
             max_topics: crate::route::table::DEFAULT_MAX_TOPICS,
             vip_channel: false,
             trace_topic: None,
+            tls: None,
         }
     }
 }

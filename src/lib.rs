@@ -77,6 +77,7 @@ mod short_string;
 pub mod sink;
 pub mod stats;
 mod target;
+mod tls;
 mod trace;
 mod transaction;
 
@@ -103,6 +104,7 @@ pub use send_result::{MessageQueue, SendResult, SendStatus};
 pub use short_string::ShortString;
 pub use stats::{CoreStatsSnapshot, ProducerStats};
 pub use target::{java_string_hash, MessageQueueSelector, SendTarget};
+pub use tls::TlsOptions;
 pub use transaction::{
     LocalTransactionState, TransactionListener, TransactionProducer, TransactionSendResult,
 };

@@ -171,6 +171,12 @@ impl ProducerBuilder {
         self
     }
 
+    /// Talks TLS to every NameServer and broker (see [`crate::TlsOptions`]).
+    pub fn tls(mut self, options: crate::tls::TlsOptions) -> Self {
+        self.config.tls = Some(options);
+        self
+    }
+
     /// Signs every request with ACL `credentials` (Java `AclClientRPCHook`).
     pub fn acl(mut self, credentials: crate::acl::AclCredentials) -> Self {
         self.hooks.request.push(Arc::new(credentials));
@@ -247,6 +253,11 @@ impl ProducerBuilder {
                 .resolver
                 .map(|r| r.0)
                 .unwrap_or_else(crate::engine::resolve::system_resolver),
+            tls: config
+                .tls
+                .as_ref()
+                .map(crate::tls::TlsSetup::new)
+                .transpose()?,
             max_queued_bytes: config.core.max_buffered_bytes,
             // Capped like every deadline (see `deadline_after`): the writer adds it to now.
             stall_timeout: config

@@ -258,3 +258,160 @@ fn acl_signed_sends_are_stored_and_refusals_are_typed_on_the_java_broker() {
     let stats = wrong.stats().unwrap();
     assert_eq!(stats.cores[0].retries, 0, "AccessDenied is never retried");
 }
+
+/// TLS (rustls on the producer's own sockets) to a 4.9.7 broker that refuses plaintext
+/// (`tls.server.mode=enforcing`; the NameServer is permissive): TLS sends are stored, a
+/// plaintext producer is refused, and a producer that does not trust the certificate fails the
+/// handshake with a clear error. The certificate is made by the test (openssl).
+#[test]
+fn tls_sends_are_stored_on_a_broker_that_enforces_tls() {
+    let dir = std::env::temp_dir().join(format!("tpc-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let openssl = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl (apt-get install openssl)");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    // A test CA, and a server certificate for 127.0.0.1 signed by it (rustls refuses a CA
+    // certificate used as the server's own).
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "30",
+        "-subj",
+        "/CN=tpc-test-ca",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "30",
+        "-extfile",
+        "server.ext",
+    ]);
+    openssl(&[
+        "pkcs8", "-topk8", "-nocrypt", "-in", "key.pem", "-out", "key8.pem",
+    ]);
+    let tls = format!(
+        "-Dtls.test.mode.enable=false -Dtls.server.certPath={0}/cert.pem -Dtls.server.keyPath={0}/key8.pem",
+        dir.display()
+    );
+    let servers = common::java_servers::start_extra_broker_cluster_with_env(
+        "",
+        &[
+            (
+                "NAMESRV_JAVA_OPTS",
+                &format!("{tls} -Dtls.server.mode=permissive"),
+            ),
+            (
+                "BROKER_JAVA_OPTS",
+                &format!("{tls} -Dtls.server.mode=enforcing -Dtls.enable=false"),
+            ),
+        ],
+    );
+    let producer_with = |tls: Option<rocketmq_tpc::TlsOptions>| {
+        let mut builder = Producer::builder()
+            .namesrv(&servers.namesrv)
+            .producer_group("tpc_tls")
+            .cores(1)
+            .send_timeout(Duration::from_secs(10));
+        if let Some(tls) = tls {
+            builder = builder.tls(tls);
+        }
+        builder.config_mut().core.spin_before_park = Duration::ZERO;
+        builder.config_mut().attempt_timeout = Duration::from_secs(3);
+        builder.build().unwrap()
+    };
+    let topic = topic("tls");
+    let secured = producer_with(Some(rocketmq_tpc::TlsOptions::trusting(dir.join("ca.pem"))));
+    let sent: Vec<(Message, ShortString)> = (0..5)
+        .map(|i| {
+            let m = Message::new(&topic, format!("over TLS {i}"));
+            let r = secured
+                .send(m.clone())
+                .unwrap_or_else(|e| panic!("a TLS send: {e}"));
+            assert_eq!(r.status, SendStatus::SendOk);
+            assert!(r.queue_offset >= 0);
+            (m, r.msg_id)
+        })
+        .collect();
+    // The read-back helpers speak plaintext, which this broker refuses; the proof of storage
+    // is each SEND_OK with its own queue offset, answered over TLS by the enforcing broker.
+    assert_eq!(sent.len(), 5);
+    let plain = producer_with(None);
+    assert!(
+        plain.send(Message::new(&topic, "plaintext")).is_err(),
+        "the enforcing broker refused plaintext"
+    );
+    let other_dir = dir.join("other");
+    std::fs::create_dir_all(&other_dir).unwrap();
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "k.pem",
+            "-out",
+            "c.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=other",
+        ])
+        .current_dir(&other_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let untrusting = producer_with(Some(rocketmq_tpc::TlsOptions::trusting(
+        other_dir.join("c.pem"),
+    )));
+    match untrusting.send(Message::new(&topic, "untrusted")) {
+        Err(e) => assert!(e.to_string().contains("TLS"), "{e}"),
+        Ok(r) => panic!("a certificate nobody trusts was accepted: {r:?}"),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -60,6 +60,8 @@ pub(crate) struct ConnSettings {
     /// Most bytes queued for writing (queued + the write in progress); a request that would
     /// go past it fails at once, not stored.
     pub max_queued_bytes: usize,
+    /// TLS to every peer, when configured.
+    pub tls: Option<crate::tls::TlsSetup>,
     /// A connection whose writes make no progress for this long is closed (its peer stopped
     /// reading), which fails its requests and frees what was queued.
     pub stall_timeout: std::time::Duration,
@@ -85,10 +87,16 @@ impl ConnCounters {
     }
 }
 
+/// The socket: plaintext or TLS over it.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<futures_rustls::client::TlsStream<TcpStream>>),
+}
+
 pub(crate) struct Connection {
     peer: String,
     settings: ConnSettings,
-    stream: RefCell<TcpStream>,
+    stream: RefCell<Stream>,
     write_buf: RefCell<BytesMut>,
     /// Bytes of the write in progress not yet accepted by the socket.
     writing: Cell<usize>,
@@ -146,6 +154,18 @@ impl Connection {
         let stream =
             connected.ok_or_else(|| fail(format!("connect failed: {}", failures.join("; "))))?;
         let _ = stream.set_nodelay(true);
+        let stream = match &settings.tls {
+            None => Stream::Plain(stream),
+            Some(tls) => {
+                let name = tls.name_for(host).map_err(fail)?;
+                let handshake = tls.connector.connect(name, stream);
+                match super::deadline::until(deadline, handshake).await {
+                    Some(Ok(tls_stream)) => Stream::Tls(Box::new(tls_stream)),
+                    Some(Err(e)) => return Err(fail(format!("TLS handshake failed: {e}"))),
+                    None => return Err(fail("the TLS handshake did not finish in time".into())),
+                }
+            }
+        };
         let conn = Rc::new(Connection {
             peer: peer.to_owned(),
             settings,
@@ -342,14 +362,31 @@ impl Connection {
             return Poll::Ready(Err(io::Error::other(reason.clone())));
         }
         self.reader_waker.set(Some(cx.waker().clone()));
-        Pin::new(&mut *self.stream.borrow_mut()).poll_read(cx, buf)
+        match &mut *self.stream.borrow_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+        }
     }
 
     fn poll_write_some(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         if let Some(reason) = self.closed.borrow().as_ref() {
             return Poll::Ready(Err(io::Error::other(reason.clone())));
         }
-        Pin::new(&mut *self.stream.borrow_mut()).poll_write(cx, buf)
+        match &mut *self.stream.borrow_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+        }
+    }
+
+    /// Pushes what TLS buffered to the socket (nothing to do in plaintext).
+    fn poll_flush_some(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Some(reason) = self.closed.borrow().as_ref() {
+            return Poll::Ready(Err(io::Error::other(reason.clone())));
+        }
+        match &mut *self.stream.borrow_mut() {
+            Stream::Plain(_) => Poll::Ready(Ok(())),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
+        }
     }
 
     fn dispatch(self: &Rc<Self>, command: RemotingCommand) {
@@ -465,6 +502,10 @@ async fn write_loop(conn: Rc<Connection>) {
                     return;
                 }
             }
+        }
+        if let Err(e) = futures_lite::future::poll_fn(|cx| conn.poll_flush_some(cx)).await {
+            conn.close(&format!("write failed: {e}"), false);
+            return;
         }
         conn.counters
             .frames_written

@@ -81,7 +81,7 @@ pub fn java_rocketmq() -> &'static JavaServers {
                 run_dir: None,
             });
         }
-        start_cluster("", &[])
+        start_cluster("", &[], &[])
     });
     match servers {
         Ok(servers) => servers,
@@ -94,7 +94,7 @@ pub fn java_rocketmq() -> &'static JavaServers {
 /// [`TEST_BROKER_PROPERTIES`], so they override it. Always starts its own servers (needs the
 /// shared folder even when `JAVA_NAMESRV_ADDR` is set).
 pub fn start_extra_broker_cluster(extra_properties: &str) -> JavaServers {
-    start_cluster(extra_properties, &[]).unwrap_or_else(|e| panic!("{e}"))
+    start_cluster(extra_properties, &[], &[]).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// [`start_extra_broker_cluster`] with `files` (path relative to the instance dir, content)
@@ -103,7 +103,16 @@ pub fn start_extra_broker_cluster_with_files(
     extra_properties: &str,
     files: &[(&str, &str)],
 ) -> JavaServers {
-    start_cluster(extra_properties, files).unwrap_or_else(|e| panic!("{e}"))
+    start_cluster(extra_properties, files, &[]).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`start_extra_broker_cluster`] with environment variables for start.sh (e.g.
+/// `BROKER_JAVA_OPTS` and `NAMESRV_JAVA_OPTS` with TLS settings).
+pub fn start_extra_broker_cluster_with_env(
+    extra_properties: &str,
+    env: &[(&str, &str)],
+) -> JavaServers {
+    start_cluster(extra_properties, &[], env).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// `$ROCKETMQ_SHARED/java-rocketmq` or `../shared/java-rocketmq`, checked.
@@ -160,7 +169,11 @@ exec bash "$0""#,
         .clone()
 }
 
-fn start_cluster(extra_properties: &str, files: &[(&str, &str)]) -> Result<JavaServers, String> {
+fn start_cluster(
+    extra_properties: &str,
+    files: &[(&str, &str)],
+    env: &[(&str, &str)],
+) -> Result<JavaServers, String> {
     let scripts = scripts_dir()?;
     build(&scripts)?;
     // One start at a time in this process: the ports picked below stay free until the JVMs bind
@@ -205,7 +218,13 @@ fn start_cluster(extra_properties: &str, files: &[(&str, &str)]) -> Result<JavaS
             std::fs::write(&path, content).map_err(|e| format!("{}: {e}", path.display()))?;
         }
         let (ns_port, broker_port) = free_ports()?;
-        match start_instance(&scripts, &run, ns_port, broker_port, extra_properties) {
+        match start_instance(
+            &scripts,
+            &run,
+            (ns_port, broker_port),
+            extra_properties,
+            env,
+        ) {
             Ok(servers) => return Ok(servers),
             Err(e) => {
                 stop_now(&scripts, &run);
@@ -319,12 +338,15 @@ fn free_ports() -> Result<(u16, u16), String> {
 fn start_instance(
     scripts: &Path,
     run: &Path,
-    ns_port: u16,
-    broker_port: u16,
+    (ns_port, broker_port): (u16, u16),
     extra_properties: &str,
+    env: &[(&str, &str)],
 ) -> Result<JavaServers, String> {
     let started = Instant::now();
     let mut cmd = Command::new("bash");
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
     // start.sh's PID goes to start.pid first, for the watchdog (see spawn_watchdog).
     cmd.arg("-c")
         .arg(r#"echo $$ > "$RMQ_RUN/start.pid"; exec bash "$0""#)

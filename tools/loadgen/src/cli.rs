@@ -126,6 +126,12 @@ pub struct Args {
     /// Trace every send to RMQ_SYS_TRACE_TOPIC.
     #[arg(long)]
     pub trace: bool,
+    /// TLS to the NameServers and brokers, trusting the CA certificates of this PEM file.
+    #[arg(long)]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// The name the servers' TLS certificates must carry (default: each address's host).
+    #[arg(long, requires = "tls_ca")]
+    pub tls_server_name: Option<String>,
     /// Print exactly one JSON object on stdout.
     #[arg(long)]
     pub json: bool,

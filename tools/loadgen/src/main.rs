@@ -146,6 +146,11 @@ fn run(args: Args) -> Result<i32, String> {
     if args.trace {
         config.trace_topic = Some("RMQ_SYS_TRACE_TOPIC".into());
     }
+    if let Some(ca) = &args.tls_ca {
+        let mut tls = rocketmq_tpc::TlsOptions::trusting(ca.clone());
+        tls.server_name = args.tls_server_name.clone();
+        config.tls = Some(tls);
+    }
     if args.batch == 0 {
         return Err("--batch must be at least 1".into());
     }

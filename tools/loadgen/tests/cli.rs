@@ -165,6 +165,10 @@ fn ordered_and_transaction_against_the_sink() {
                 threads,
                 "--messages",
                 "3000",
+                // One request in flight per queue: the last of 600 per queue waits for the 599
+                // before it, which on a loaded 2-core machine can take longer than 3 s.
+                "--timeout-ms",
+                "30000",
                 "--json",
             ],
             deadline,
