@@ -382,32 +382,24 @@ fn tls_sends_are_stored_on_a_broker_that_enforces_tls() {
         plain.send(Message::new(&topic, "plaintext")).is_err(),
         "the enforcing broker refused plaintext"
     );
-    let other_dir = dir.join("other");
-    std::fs::create_dir_all(&other_dir).unwrap();
-    let status = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "k.pem",
-            "-out",
-            "c.pem",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=other",
-        ])
-        .current_dir(&other_dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    // A CA nobody asked the producer to trust (made with the same helper as the real one).
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "other.key",
+        "-out",
+        "other.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=other",
+    ]);
     let untrusting = producer_with(Some(rocketmq_tpc::TlsOptions::trusting(
-        other_dir.join("c.pem"),
+        dir.join("other.pem"),
     )));
     match untrusting.send(Message::new(&topic, "untrusted")) {
         Err(e) => assert!(e.to_string().contains("TLS"), "{e}"),
