@@ -64,6 +64,8 @@ pub mod error;
 mod hooks;
 mod local_producer;
 pub mod message;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod namespace;
 mod producer;
 pub mod protocol;
@@ -76,6 +78,7 @@ pub mod send_result;
 mod short_string;
 pub mod sink;
 pub mod stats;
+mod stats_reporter;
 mod target;
 mod tls;
 mod trace;

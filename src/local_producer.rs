@@ -8,7 +8,8 @@ use crate::engine::core::{current_core, Core, InFlightPermit};
 use crate::engine::deadline::deadline_after;
 use crate::engine::inbox::SendMode;
 use crate::engine::order_gate::OrderTicket;
-use crate::engine::prepared::{prepare, prepare_batch, Outgoing, Reply, SendExtras};
+use crate::engine::prepared::{prepare, prepare_at, prepare_batch, Outgoing, Reply, SendExtras};
+use crate::engine::records::{try_start, Delivery, ReplyTarget};
 use crate::engine::reply_slots::{reply_pair, ReplyReceiver};
 use crate::engine::send::send_message;
 use crate::error::Error;
@@ -60,6 +61,13 @@ impl LocalProducer {
         self.core.index
     }
 
+    /// A recent clock reading: inside a delivery handler, the time the answers being reported
+    /// were read (one clock read shared by all of them), else the clock itself. Cheap enough to
+    /// stamp every message with.
+    pub fn now(&self) -> Instant {
+        self.core.records.now()
+    }
+
     /// This core's counters.
     pub fn snapshot(&self) -> crate::stats::CoreStatsSnapshot {
         self.core.snapshot()
@@ -97,6 +105,83 @@ impl LocalProducer {
         options: SendOptions,
     ) -> impl Future<Output = Result<SendResult, Error>> + 'static {
         self.single(message, SendMode::Async, &options, Reply::into_one)
+    }
+
+    /// Sends `message` and reports its outcome to this core's delivery handler with `token`
+    /// (the fastest way to send: no future, channel or task per message). The handler is the
+    /// one set with [`crate::ProducerBuilder::on_delivery`], or the one set on this core with
+    /// [`LocalProducer::set_delivery_handler`]; it is called exactly once per message accepted
+    /// here, on this core.
+    ///
+    /// Does not wait: when this core already has `max_inflight` sends in progress the message
+    /// is refused with [`Error::QueueFull`] (send again after some outcomes come in). The body
+    /// is compressed here, on the core, when it reaches `compress_over`.
+    ///
+    /// # Errors
+    ///
+    /// Refusals, each with the message handed back where it has one: [`Error::InvalidConfig`]
+    /// without a delivery handler, [`Error::InvalidMessage`], [`Error::QueueFull`],
+    /// [`Error::ShutDown`].
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # use rocketmq_tpc::{Message, Producer};
+    /// # fn demo(producer: &Producer) -> Result<(), rocketmq_tpc::Error> {
+    /// producer.run_on_core(0, |local| async move {
+    ///     local.set_delivery_handler(|token, result| {
+    ///         if let Err(e) = result {
+    ///             eprintln!("message {token}: {e}");
+    ///         }
+    ///     });
+    ///     for n in 0..100 {
+    ///         local.send_reported(Message::new("TopicTest", "payload"), n)?;
+    ///     }
+    ///     local.flush(std::time::Duration::from_secs(5)).await
+    /// })?
+    /// .wait()??;
+    /// # Ok(()) }
+    /// ```
+    pub fn send_reported(&self, message: Message, token: u64) -> Result<(), Error> {
+        let core = &self.core;
+        let Some(handler) = core.delivery.borrow().clone() else {
+            return Err(Error::InvalidConfig {
+                reason: "send_reported needs a delivery handler (ProducerBuilder::on_delivery or LocalProducer::set_delivery_handler)".into(),
+            });
+        };
+        if is_closing(core) {
+            return Err(Error::ShutDown {
+                message: Some(Box::new(message)),
+                outcome: crate::Outcome::NotStored,
+            });
+        }
+        let config = &core.shared.config;
+        let started = core.records.now();
+        let deadline = deadline_after(started, config.send_timeout);
+        let born = core.records.unix_millis();
+        let prepared = prepare_at(message, config, None, born).map_err(|refused| refused.0)?;
+        let Some(permit) = core.try_permit(prepared.body.len() + prepared.properties.len()) else {
+            core.stats.refused.set(core.stats.refused.get() + 1);
+            return Err(Error::QueueFull {
+                message: Some(Box::new(prepared.original)),
+            });
+        };
+        crate::engine::core::start_send_at(
+            core,
+            Outgoing::One(prepared),
+            SendMode::Async,
+            (started, deadline),
+            permit,
+            ReplyTarget::Report(Delivery::new(handler, token)),
+        );
+        Ok(())
+    }
+
+    /// Sets the delivery handler of reported sends on this core
+    /// ([`LocalProducer::send_reported`], and [`crate::Producer::send_reported`] calls this core
+    /// takes), replacing the producer's. It runs on this core and need not be `Send`.
+    pub fn set_delivery_handler(&self, handler: impl Fn(u64, Result<SendResult, Error>) + 'static) {
+        *self.core.delivery.borrow_mut() = Some(Rc::new(handler));
     }
 
     /// Sends `messages` as one batch; see [`crate::Producer::send_batch`] for the rules.
@@ -338,7 +423,7 @@ fn with_permit(
             let (reply, answer) = reply_pair(&core.reply_slots);
             let item = crate::engine::batcher::BatchItem {
                 message,
-                reply: crate::engine::batcher::ReplyTo::Local(reply),
+                reply: ReplyTarget::Slot(reply),
                 deadline,
                 mode,
                 permit,
@@ -364,8 +449,31 @@ async fn drive<T>(
     loop {
         step = match step {
             Step::Done(result) => return result.map(finish),
+            Step::Send(outgoing, permit, None) => {
+                let mut answer = None;
+                let open_slot = || {
+                    let (reply, receiver) = reply_pair(&core.reply_slots);
+                    answer = Some(receiver);
+                    ReplyTarget::Slot(reply)
+                };
+                let times = (started, deadline);
+                match try_start(&core, outgoing, mode, times, permit, open_slot) {
+                    Ok(()) => match answer {
+                        Some(answer) => return answer.await.map(finish),
+                        None => unreachable!("a started record opened its reply slot"),
+                    },
+                    Err((outgoing, permit, _)) => {
+                        // The slow path is rare: boxed, so every send's future stays small.
+                        let send = send_message(&core, outgoing, mode, times, None, None);
+                        let result = Box::pin(send).await;
+                        drop(permit);
+                        return result.map(finish);
+                    }
+                }
+            }
             Step::Send(outgoing, permit, ticket) => {
-                let result = send_message(&core, outgoing, mode, (started, deadline), ticket).await;
+                let send = send_message(&core, outgoing, mode, (started, deadline), ticket, None);
+                let result = Box::pin(send).await;
                 drop(permit);
                 return result.map(finish);
             }
@@ -378,9 +486,10 @@ async fn drive<T>(
                 match permit {
                     Some(permit) => with_permit(&core, outgoing, permit, mode, deadline),
                     None => {
+                        core.stats.refused.set(core.stats.refused.get() + 1);
                         return Err(Error::QueueFull {
                             message: outgoing.into_message().map(Box::new),
-                        })
+                        });
                     }
                 }
             }

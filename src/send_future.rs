@@ -183,6 +183,7 @@ impl<T> Future for SendFuture<T> {
                         Err(back) => {
                             if *policy == QueueFullPolicy::Fail || Instant::now() >= *deadline {
                                 let Job::Send { message, .. } = back;
+                                inbox.note_refused();
                                 let message = message.into_message().map(Box::new);
                                 self.state = State::Done;
                                 return Poll::Ready(Err(Error::QueueFull { message }));

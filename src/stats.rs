@@ -17,8 +17,14 @@ pub struct CoreStatsSnapshot {
     pub failed: u64,
     /// Failures by [`crate::Error::kind`].
     pub failed_by_kind: BTreeMap<&'static str, u64>,
+    /// Failed attempts (each try of a send that got an error, retried or not) by broker name;
+    /// past 256 brokers the rest count under `"(other)"`.
+    pub attempt_errors_by_broker: BTreeMap<String, u64>,
     /// Attempts after the first.
     pub retries: u64,
+    /// Sends refused with [`crate::Error::QueueFull`] (no room on the core or in its inbox);
+    /// they never started, so they are in neither `acked` nor `failed`.
+    pub refused: u64,
     /// Sends in progress.
     pub in_flight: u64,
     /// Open connections.
@@ -43,6 +49,8 @@ pub struct CoreStatsSnapshot {
 /// Counters of the whole producer.
 #[derive(Debug, Clone)]
 pub struct ProducerStats {
+    /// The producer's client id (`ip@instance`), unique per producer in a process.
+    pub client_id: String,
     /// Per core.
     pub cores: Vec<CoreStatsSnapshot>,
 }
@@ -56,6 +64,21 @@ impl ProducerStats {
     /// Sum of `failed` over all cores.
     pub fn failed(&self) -> u64 {
         self.cores.iter().map(|c| c.failed).sum()
+    }
+
+    /// Sum of `retries` over all cores.
+    pub fn retries(&self) -> u64 {
+        self.cores.iter().map(|c| c.retries).sum()
+    }
+
+    /// Sum of `refused` over all cores.
+    pub fn refused(&self) -> u64 {
+        self.cores.iter().map(|c| c.refused).sum()
+    }
+
+    /// Sum of `started` over all cores.
+    pub fn started(&self) -> u64 {
+        self.cores.iter().map(|c| c.started).sum()
     }
 
     /// Sum of `in_flight` over all cores.

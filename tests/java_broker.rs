@@ -153,6 +153,70 @@ fn lz4_and_zstd_on_the_java_broker() {
     parity::compression_types(&cluster());
 }
 
+/// What a Java 4.9.7 consumer (`DefaultLitePullConsumer`) reads of bodies this producer
+/// compressed with zlib, LZ4 and ZSTD, singles and batches: each equal to what was sent (the Java
+/// client decompresses by the sysFlag's type bits, 4.9.4+).
+#[test]
+fn a_java_consumer_reads_zlib_lz4_and_zstd_bodies_back() {
+    use rocketmq_tpc::protocol::compression::CompressionType;
+    let servers = java_rocketmq();
+    for kind in [
+        CompressionType::Zlib,
+        CompressionType::Lz4,
+        CompressionType::Zstd,
+    ] {
+        let topic = topic(&format!("javaread_{}", kind.name()));
+        let mut config = Producer::builder()
+            .namesrv(&servers.namesrv)
+            .producer_group("tpc_java_read")
+            .cores(1);
+        config.config_mut().compress_type = kind;
+        config.config_mut().compress_over = 256;
+        let producer = config.build().unwrap();
+        let text = |i: usize| -> String {
+            (0..40)
+                .map(|j| {
+                    format!(
+                        "{{\"order\":{i},\"line\":{j},\"kind\":\"{}\"}}",
+                        kind.name()
+                    )
+                })
+                .collect()
+        };
+        let single = producer
+            .send(Message::new(&topic, text(0)))
+            .unwrap_or_else(|e| panic!("{kind:?} single: {e}"));
+        let batch = producer
+            .send_batch((1..4).map(|i| Message::new(&topic, text(i))).collect())
+            .wait()
+            .unwrap_or_else(|e| panic!("{kind:?} batch: {e}"));
+        let mut sent = vec![(single.msg_id.to_string(), text(0))];
+        sent.extend(
+            batch
+                .iter()
+                .zip(1..)
+                .map(|(r, i)| (r.msg_id.to_string(), text(i))),
+        );
+        let read = common::java_consumer::read_bodies(
+            &servers.namesrv,
+            &topic,
+            sent.len(),
+            Duration::from_secs(60),
+        );
+        for (id, body) in &sent {
+            let got = read.get(id).unwrap_or_else(|| {
+                panic!("{kind:?}: {id} not read by the Java consumer: {read:?}")
+            });
+            assert_eq!(
+                String::from_utf8_lossy(got),
+                body.as_str(),
+                "{kind:?}: the Java consumer's body of {id}"
+            );
+        }
+        producer.shutdown(Duration::from_secs(5));
+    }
+}
+
 #[test]
 fn trace_on_the_java_broker() {
     parity::trace(&cluster());
@@ -259,151 +323,246 @@ fn acl_signed_sends_are_stored_and_refusals_are_typed_on_the_java_broker() {
     assert_eq!(stats.cores[0].retries, 0, "AccessDenied is never retried");
 }
 
-/// TLS (rustls on the producer's own sockets) to a 4.9.7 broker that refuses plaintext
-/// (`tls.server.mode=enforcing`; the NameServer is permissive): TLS sends are stored, a
-/// plaintext producer is refused, and a producer that does not trust the certificate fails the
-/// handshake with a clear error. The certificate is made by the test (openssl).
-#[test]
-fn tls_sends_are_stored_on_a_broker_that_enforces_tls() {
-    let dir = std::env::temp_dir().join(format!("tpc-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let openssl = |args: &[&str]| {
+/// A throw-away PKI made with openssl: a test CA and certificates it signs.
+struct TestPki {
+    dir: std::path::PathBuf,
+}
+
+impl TestPki {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("tpc-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pki = TestPki { dir };
+        pki.self_signed("ca", "tpc-test-ca");
+        pki
+    }
+
+    fn path(&self, file: &str) -> std::path::PathBuf {
+        self.dir.join(file)
+    }
+
+    fn openssl(&self, args: &[&str]) {
         let status = std::process::Command::new("openssl")
             .args(args)
-            .current_dir(&dir)
+            .current_dir(&self.dir)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .status()
             .expect("openssl (apt-get install openssl)");
         assert!(status.success(), "openssl {args:?}");
-    };
-    // A test CA, and a server certificate for 127.0.0.1 signed by it (rustls refuses a CA
-    // certificate used as the server's own).
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "30",
-        "-subj",
-        "/CN=tpc-test-ca",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "key.pem",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "cert.pem",
-        "-days",
-        "30",
-        "-extfile",
-        "server.ext",
-    ]);
-    openssl(&[
-        "pkcs8", "-topk8", "-nocrypt", "-in", "key.pem", "-out", "key8.pem",
-    ]);
-    let tls = format!(
-        "-Dtls.test.mode.enable=false -Dtls.server.certPath={0}/cert.pem -Dtls.server.keyPath={0}/key8.pem",
-        dir.display()
+    }
+
+    /// `NAME.pem` + `NAME.key`: a self-signed CA certificate with common name `cn`.
+    fn self_signed(&self, name: &str, cn: &str) {
+        let (pem, key, subj) = (
+            format!("{name}.pem"),
+            format!("{name}.key"),
+            format!("/CN={cn}"),
+        );
+        self.openssl(&[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &pem,
+            "-days", "30", "-subj", &subj,
+        ]);
+    }
+
+    /// `NAME.pem` + `NAME.key` (+ `NAME.pk8`, the key as PKCS#8 for the Java servers): a leaf
+    /// certificate signed by the test CA with extensions `ext` (e.g. `subjectAltName=IP:…`).
+    fn issue(&self, name: &str, cn: &str, ext: &str) {
+        let (pem, key, csr, extfile) = (
+            format!("{name}.pem"),
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.ext"),
+        );
+        let subj = format!("/CN={cn}");
+        self.openssl(&[
+            "req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", &subj,
+        ]);
+        std::fs::write(
+            self.path(&extfile),
+            format!("{ext}\nbasicConstraints=CA:FALSE\n"),
+        )
+        .unwrap();
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "30",
+            "-extfile",
+            &extfile,
+        ]);
+        let pk8 = format!("{name}.pk8");
+        self.openssl(&["pkcs8", "-topk8", "-nocrypt", "-in", &key, "-out", &pk8]);
+    }
+
+    /// A 4.9.7 NameServer (permissive) and broker (enforcing TLS, plus `broker_opts`) serving
+    /// the `server` certificate.
+    fn servers(&self, broker_opts: &str) -> common::java_servers::JavaServers {
+        let tls = format!(
+            "-Dtls.test.mode.enable=false -Dtls.server.certPath={0}/server.pem -Dtls.server.keyPath={0}/server.pk8",
+            self.dir.display()
+        );
+        common::java_servers::start_extra_broker_cluster_with_env(
+            "",
+            &[
+                (
+                    "NAMESRV_JAVA_OPTS",
+                    &format!("{tls} -Dtls.server.mode=permissive"),
+                ),
+                (
+                    "BROKER_JAVA_OPTS",
+                    &format!("{tls} -Dtls.server.mode=enforcing -Dtls.enable=false {broker_opts}"),
+                ),
+            ],
+        )
+    }
+}
+
+impl Drop for TestPki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A producer of one core on `namesrv`, over TLS when `tls` is given.
+fn tls_producer(namesrv: &str, tls: Option<rocketmq_tpc::TlsOptions>) -> Producer {
+    let mut builder = Producer::builder()
+        .namesrv(namesrv)
+        .producer_group("tpc_tls")
+        .cores(1)
+        .send_timeout(Duration::from_secs(10));
+    if let Some(tls) = tls {
+        builder = builder.tls(tls);
+    }
+    builder.config_mut().core.spin_before_park = Duration::ZERO;
+    builder.config_mut().attempt_timeout = Duration::from_secs(3);
+    builder.build().unwrap()
+}
+
+/// Sends `n` messages; each must be answered SEND_OK with its own queue offset. The read-back
+/// helpers speak plaintext, which an enforcing broker refuses: the proof of storage is each
+/// SEND_OK with a queue offset, answered over TLS by the broker.
+fn assert_tls_sends_stored(producer: &Producer, topic: &str, n: usize) {
+    let mut offsets = std::collections::BTreeSet::new();
+    for i in 0..n {
+        let r = producer
+            .send(Message::new(topic, format!("over TLS {i}")))
+            .unwrap_or_else(|e| panic!("TLS send {i}: {e}"));
+        assert_eq!(r.status, SendStatus::SendOk);
+        assert!(r.queue_offset >= 0, "{r:?}");
+        offsets.insert((r.queue.queue_id, r.queue_offset));
+    }
+    assert_eq!(offsets.len(), n, "each send stored at its own offset");
+}
+
+/// Fails with an error that names TLS, within the send budget (no hang, no retry storm).
+fn assert_tls_refused(producer: &Producer, topic: &str, what: &str) {
+    let started = std::time::Instant::now();
+    match producer.send(Message::new(topic, what.to_owned())) {
+        Err(e) => assert!(
+            e.to_string().contains("TLS") || e.to_string().contains("closed"),
+            "{what}: {e}"
+        ),
+        Ok(r) => panic!("{what}: accepted: {r:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{what}: took {:?}",
+        started.elapsed()
     );
-    let servers = common::java_servers::start_extra_broker_cluster_with_env(
-        "",
-        &[
-            (
-                "NAMESRV_JAVA_OPTS",
-                &format!("{tls} -Dtls.server.mode=permissive"),
-            ),
-            (
-                "BROKER_JAVA_OPTS",
-                &format!("{tls} -Dtls.server.mode=enforcing -Dtls.enable=false"),
-            ),
-        ],
-    );
-    let producer_with = |tls: Option<rocketmq_tpc::TlsOptions>| {
-        let mut builder = Producer::builder()
-            .namesrv(&servers.namesrv)
-            .producer_group("tpc_tls")
-            .cores(1)
-            .send_timeout(Duration::from_secs(10));
-        if let Some(tls) = tls {
-            builder = builder.tls(tls);
-        }
-        builder.config_mut().core.spin_before_park = Duration::ZERO;
-        builder.config_mut().attempt_timeout = Duration::from_secs(3);
-        builder.build().unwrap()
-    };
+}
+
+/// TLS (rustls on the producer's own sockets) to a 4.9.7 broker that refuses plaintext
+/// (`tls.server.mode=enforcing`; the NameServer is permissive): TLS sends are stored, a
+/// plaintext producer is refused, and a producer that does not trust the certificate, or
+/// expects another name, fails the handshake with a clear error. Certificates are made by the
+/// test (openssl).
+#[test]
+fn tls_sends_are_stored_on_a_broker_that_enforces_tls() {
+    let pki = TestPki::new("tls");
+    // rustls refuses a CA certificate used as the server's own: a leaf signed by the test CA.
+    pki.issue("server", "127.0.0.1", "subjectAltName=IP:127.0.0.1");
+    pki.self_signed("other", "other");
+    let servers = pki.servers("");
     let topic = topic("tls");
-    let secured = producer_with(Some(rocketmq_tpc::TlsOptions::trusting(dir.join("ca.pem"))));
-    let sent: Vec<(Message, ShortString)> = (0..5)
-        .map(|i| {
-            let m = Message::new(&topic, format!("over TLS {i}"));
-            let r = secured
-                .send(m.clone())
-                .unwrap_or_else(|e| panic!("a TLS send: {e}"));
-            assert_eq!(r.status, SendStatus::SendOk);
-            assert!(r.queue_offset >= 0);
-            (m, r.msg_id)
-        })
-        .collect();
-    // The read-back helpers speak plaintext, which this broker refuses; the proof of storage
-    // is each SEND_OK with its own queue offset, answered over TLS by the enforcing broker.
-    assert_eq!(sent.len(), 5);
-    let plain = producer_with(None);
+    let trusting = rocketmq_tpc::TlsOptions::trusting(pki.path("ca.pem"));
+    let secured = tls_producer(&servers.namesrv, Some(trusting.clone()));
+    assert_tls_sends_stored(&secured, &topic, 5);
+    let plain = tls_producer(&servers.namesrv, None);
     assert!(
         plain.send(Message::new(&topic, "plaintext")).is_err(),
         "the enforcing broker refused plaintext"
     );
-    // A CA nobody asked the producer to trust (made with the same helper as the real one).
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "other.key",
-        "-out",
-        "other.pem",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=other",
-    ]);
-    let untrusting = producer_with(Some(rocketmq_tpc::TlsOptions::trusting(
-        dir.join("other.pem"),
-    )));
-    match untrusting.send(Message::new(&topic, "untrusted")) {
-        Err(e) => assert!(e.to_string().contains("TLS"), "{e}"),
-        Ok(r) => panic!("a certificate nobody trusts was accepted: {r:?}"),
+    // A CA nobody asked the producer to trust.
+    let untrusting = tls_producer(
+        &servers.namesrv,
+        Some(rocketmq_tpc::TlsOptions::trusting(pki.path("other.pem"))),
+    );
+    assert_tls_refused(&untrusting, &topic, "untrusted certificate");
+    // The right CA, the wrong name.
+    let mut misnamed = trusting;
+    misnamed.server_name = Some("broker.example".into());
+    assert_tls_refused(
+        &tls_producer(&servers.namesrv, Some(misnamed)),
+        &topic,
+        "server name mismatch",
+    );
+}
+
+/// Mutual TLS: a 4.9.7 broker that requires client certificates signed by the test CA
+/// (`tls.server.need.client.auth=require`, `tls.server.authClient=true`) stores the sends of a
+/// producer that presents one, and refuses one that presents none or one from another CA.
+/// Half a client identity is refused at build.
+#[test]
+fn mutual_tls_sends_are_stored_and_clients_without_a_certificate_are_refused() {
+    let pki = TestPki::new("mtls");
+    pki.issue("server", "127.0.0.1", "subjectAltName=IP:127.0.0.1");
+    pki.issue("client", "tpc-client", "extendedKeyUsage=clientAuth");
+    pki.self_signed("rogue", "rogue-client");
+    let servers = pki.servers(&format!(
+        "-Dtls.server.need.client.auth=require -Dtls.server.authClient=true -Dtls.server.trustCertPath={}",
+        pki.path("ca.pem").display()
+    ));
+    let topic = topic("mtls");
+    let trusting = rocketmq_tpc::TlsOptions::trusting(pki.path("ca.pem"));
+    let identified = trusting
+        .clone()
+        .with_client_cert(pki.path("client.pem"), pki.path("client.key"));
+    assert_tls_sends_stored(&tls_producer(&servers.namesrv, Some(identified)), &topic, 5);
+    assert_tls_refused(
+        &tls_producer(&servers.namesrv, Some(trusting.clone())),
+        &topic,
+        "no client certificate",
+    );
+    let rogue = trusting
+        .clone()
+        .with_client_cert(pki.path("rogue.pem"), pki.path("rogue.key"));
+    assert_tls_refused(
+        &tls_producer(&servers.namesrv, Some(rogue)),
+        &topic,
+        "client certificate from another CA",
+    );
+    let mut half = trusting;
+    half.client_cert_file = Some(pki.path("client.pem"));
+    let half = Producer::builder()
+        .namesrv(&servers.namesrv)
+        .producer_group("tpc_tls")
+        .tls(half)
+        .build();
+    match half {
+        Err(rocketmq_tpc::Error::InvalidConfig { reason }) => {
+            assert!(reason.contains("client_key_file"), "{reason}")
+        }
+        Err(other) => panic!("a client certificate without its key: {other}"),
+        Ok(_) => panic!("a client certificate without its key was accepted"),
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

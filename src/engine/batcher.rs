@@ -24,13 +24,11 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Instant;
 
-use futures_channel::oneshot;
-
 use super::core::Core;
 use super::deadline::until;
-use super::inbox::{SendMode, SendReply};
+use super::inbox::SendMode;
 use super::prepared::{join_prepared, Outgoing, PreparedMessage, Reply};
-use super::reply_slots::ReplySender;
+use super::records::ReplyTarget;
 use super::send::send_message;
 use crate::config::AutoBatch;
 use crate::error::{Error, Outcome};
@@ -39,31 +37,11 @@ use crate::protocol::batch::RECORD_OVERHEAD;
 /// One message waiting in an open batch.
 pub(crate) struct BatchItem {
     pub message: PreparedMessage,
-    pub reply: ReplyTo,
+    pub reply: ReplyTarget,
     pub deadline: Instant,
     /// Sync or async: decides the retry count of the batch it joins.
     pub mode: SendMode,
     pub permit: super::core::InFlightPermit,
-}
-
-/// Where a batched message's own outcome goes.
-pub(crate) enum ReplyTo {
-    /// An application thread's channel (sends that came through the inbox).
-    Remote(oneshot::Sender<SendReply>),
-    /// A caller on this core, through a reusable reply slot (no allocation per message).
-    Local(ReplySender),
-}
-
-impl ReplyTo {
-    fn send(self, reply: SendReply) {
-        match self {
-            // A caller that gave up (dropped its future) simply does not read it.
-            ReplyTo::Remote(tx) => {
-                let _ = tx.send(reply);
-            }
-            ReplyTo::Local(tx) => tx.send(reply),
-        }
-    }
 }
 
 /// What messages must share to go in one batch besides their topic.
@@ -259,7 +237,7 @@ async fn send_items(core: &Rc<Core>, mode: SendMode, items: Vec<BatchItem>) {
     } else {
         Outgoing::Batch(join_prepared(messages))
     };
-    let send = send_message(core, outgoing, mode, (started, latest), None);
+    let send = send_message(core, outgoing, mode, (started, latest), None, None);
     let mut send = std::pin::pin!(send);
     let result = loop {
         // The next member deadline before the batch's own (none: just wait for the batch).

@@ -25,7 +25,8 @@ use bytes::BytesMut;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 
-use super::in_flight::{Answer, ConnFailure, InFlight, EXPIRY_GRANULARITY};
+use super::in_flight::{Answer, ConnFailure, DoneRecords, InFlight, EXPIRY_GRANULARITY};
+use super::records::RecordBook;
 use crate::config::split_host_port;
 use crate::error::{Error, Outcome};
 use crate::protocol::ext_fields::CustomHeader;
@@ -115,6 +116,10 @@ pub(crate) struct Connection {
     attempted_seq: Cell<u64>,
     closed: RefCell<Option<String>>,
     pub(crate) counters: ConnCounters,
+    /// The core's send records, which record slots of `in_flight` name.
+    records: Option<Rc<RecordBook>>,
+    /// Reused list of record slots a table operation finished.
+    done_records: Cell<DoneRecords>,
 }
 
 impl Connection {
@@ -122,6 +127,7 @@ impl Connection {
     pub(crate) async fn connect(
         peer: &str,
         settings: ConnSettings,
+        records: Option<Rc<RecordBook>>,
         deadline: Instant,
     ) -> Result<Rc<Connection>, Error> {
         let fail = |reason: String| Error::Connection {
@@ -154,6 +160,7 @@ impl Connection {
         let stream =
             connected.ok_or_else(|| fail(format!("connect failed: {}", failures.join("; "))))?;
         let _ = stream.set_nodelay(true);
+        let settings_tls = settings.tls.is_some();
         let stream = match &settings.tls {
             None => Stream::Plain(stream),
             Some(tls) => {
@@ -184,6 +191,8 @@ impl Connection {
             attempted_seq: Cell::new(0),
             closed: RefCell::new(None),
             counters: ConnCounters::default(),
+            records,
+            done_records: Cell::new(DoneRecords::new()),
         });
         // A panic in one of them closes the connection: every request on it fails at once.
         for (what, task) in [
@@ -202,7 +211,7 @@ impl Connection {
                 )
             });
         }
-        tracing::debug!(peer, "connected");
+        tracing::info!(peer, tls = settings_tls, "connected");
         Ok(conn)
     }
 
@@ -240,6 +249,60 @@ impl Connection {
         oneway: bool,
         deadline: Instant,
     ) -> Result<ResponseFuture, Error> {
+        let (opaque, seq) = self.enqueue(code, header, body, oneway)?;
+        self.in_flight
+            .borrow_mut()
+            .insert(opaque, seq, oneway, deadline);
+        self.after_enqueue(deadline);
+        Ok(ResponseFuture {
+            conn: Rc::clone(self),
+            opaque,
+            done: false,
+        })
+    }
+
+    /// Like [`Connection::request`], for send record `record` of the core's [`RecordBook`]: its
+    /// answer (or failure) goes to [`RecordBook::complete`].
+    pub(crate) fn request_record(
+        &self,
+        code: i32,
+        header: &dyn CustomHeader,
+        body: &[u8],
+        oneway: bool,
+        deadline: Instant,
+        record: u32,
+    ) -> Result<(), Error> {
+        let (opaque, seq) = self.enqueue(code, header, body, oneway)?;
+        self.in_flight
+            .borrow_mut()
+            .insert_record(opaque, seq, oneway, deadline, record);
+        self.after_enqueue(deadline);
+        Ok(())
+    }
+
+    /// Wakes the writer, and the expiry task when `deadline` is earlier than the one it waits for.
+    fn after_enqueue(&self, deadline: Instant) {
+        if let Some(w) = self.writer_waker.take() {
+            w.wake();
+        }
+        if self.expiry_armed.get().is_none_or(|armed| deadline < armed) {
+            self.expiry_armed.set(Some(deadline));
+            self.expiry_kicked.set(true);
+            if let Some(w) = self.expiry_waker.take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// Checks the connection can take a request and encodes its frame into the write buffer;
+    /// returns its opaque and sequence number.
+    fn enqueue(
+        &self,
+        code: i32,
+        header: &dyn CustomHeader,
+        body: &[u8],
+        oneway: bool,
+    ) -> Result<(i32, u64), Error> {
         if let Some(reason) = self.closed.borrow().as_ref() {
             return Err(Error::Connection {
                 peer: self.peer.clone(),
@@ -300,24 +363,22 @@ impl Connection {
         )?;
         let seq = self.queued_seq.get() + 1;
         self.queued_seq.set(seq);
-        self.in_flight
-            .borrow_mut()
-            .insert(opaque, seq, oneway, deadline);
-        if let Some(w) = self.writer_waker.take() {
-            w.wake();
-        }
-        if self.expiry_armed.get().is_none_or(|armed| deadline < armed) {
-            self.expiry_armed.set(Some(deadline));
-            self.expiry_kicked.set(true);
-            if let Some(w) = self.expiry_waker.take() {
-                w.wake();
+        Ok((opaque, seq))
+    }
+
+    /// Runs `finish` on the in-flight table with the reused done list, then completes the record
+    /// slots it finished, after the table's borrow ends (a completion may queue new requests).
+    fn finish_records<R>(&self, finish: impl FnOnce(&mut InFlight, &mut DoneRecords) -> R) -> R {
+        let mut done = self.done_records.take();
+        let result = finish(&mut self.in_flight.borrow_mut(), &mut done);
+        if let Some(book) = &self.records {
+            for (record, answer) in done.drain(..) {
+                book.complete(record, answer, &self.peer);
             }
         }
-        Ok(ResponseFuture {
-            conn: Rc::clone(self),
-            opaque,
-            done: false,
-        })
+        done.clear();
+        self.done_records.set(done);
+        result
     }
 
     fn next_free_opaque(&self) -> i32 {
@@ -341,11 +402,10 @@ impl Connection {
         if waiting > 0 {
             tracing::error!(peer = %self.peer, waiting, reason, "connection lost with requests in flight");
         } else {
-            tracing::debug!(peer = %self.peer, reason, "connection closed");
+            tracing::info!(peer = %self.peer, reason, "connection closed");
         }
-        self.in_flight
-            .borrow_mut()
-            .fail_all(reason, protocol, self.attempted_seq.get());
+        let attempted = self.attempted_seq.get();
+        self.finish_records(|table, done| table.fail_all(reason, protocol, attempted, done));
         if let Some(w) = self.writer_waker.take() {
             w.wake();
         }
@@ -391,12 +451,21 @@ impl Connection {
 
     fn dispatch(self: &Rc<Self>, command: RemotingCommand) {
         if command.is_response() {
-            if !self
-                .in_flight
-                .borrow_mut()
-                .complete(command.opaque, command)
-            {
-                tracing::trace!(peer = %self.peer, "dropping a response with an unknown opaque");
+            let record = self.in_flight.borrow_mut().take_record(command.opaque);
+            match (record, &self.records) {
+                (Some(record), Some(book)) => book.complete(record, Ok(Some(command)), &self.peer),
+                (Some(_), None) => {
+                    tracing::error!(peer = %self.peer, "a record slot on a connection without records")
+                }
+                (None, _) => {
+                    let taken = self
+                        .in_flight
+                        .borrow_mut()
+                        .complete(command.opaque, command);
+                    if !taken {
+                        tracing::trace!(peer = %self.peer, "dropping a response with an unknown opaque");
+                    }
+                }
             }
             return;
         }
@@ -520,7 +589,7 @@ async fn write_loop(conn: Rc<Connection>) {
         } else {
             conn.write_progress_at.set(Some(Instant::now()));
         }
-        conn.in_flight.borrow_mut().complete_written_oneways(upto);
+        conn.finish_records(|table, done| table.complete_written_oneways(upto, done));
     }
 }
 
@@ -542,7 +611,7 @@ async fn expiry_loop(conn: Rc<Connection>) {
             );
             return;
         }
-        let next = conn.in_flight.borrow_mut().expire(now);
+        let next = conn.finish_records(|table, done| table.expire(now, done));
         // While bytes wait to be written, also wake when they would count as stalled.
         let stall_check = conn
             .write_progress_at
@@ -595,6 +664,7 @@ async fn read_loop(conn: Rc<Connection>) {
         };
         conn.counters.reads.set(conn.counters.reads.get() + 1);
         buf.extend_from_slice(&scratch[..n]);
+        let mut clock = conn.records.as_deref().map(RecordBook::hold_clock);
         let mut burst = 0;
         loop {
             match frame::decode(&mut buf, conn.settings.max_frame_bytes) {
@@ -605,12 +675,15 @@ async fn read_loop(conn: Rc<Connection>) {
                         // Twice: the senders woken above run first (queueing their next
                         // requests and waking the writer), then the writer, then this task.
                         burst = 0;
+                        drop(clock.take());
                         futures_lite::future::yield_now().await;
                         futures_lite::future::yield_now().await;
+                        clock = conn.records.as_deref().map(RecordBook::hold_clock);
                     }
                 }
                 Ok(None) => break,
                 Err(e) => {
+                    drop(clock.take());
                     conn.close(&format!("undecodable frame: {e}"), true);
                     return;
                 }

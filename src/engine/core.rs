@@ -2,9 +2,11 @@
 //! queue-selector shard and in-flight sends.
 //!
 //! ```text
-//!  inbox ──► drain task ── permit (max_inflight) ──► send task ─┬─► route (shared snapshot / NameServer)
-//!                                                              ├─► queue selector shard
-//!                                                              └─► connection (writer + reader tasks)
+//!  inbox ──► drain task ── permit (max_inflight) ──► start_send ─┬─► automatic batcher
+//!                                                               ├─► send record (fast path: cached
+//!                                                               │   route, open connection)
+//!                                                               └─► send task (everything else:
+//!                                                                   route fetch, connect, retries)
 //!  core 0 only: control task ── route refresh + heartbeats every 30 s
 //! ```
 
@@ -21,8 +23,9 @@ use glommio::{LocalExecutorBuilder, Placement};
 use super::batcher::BatchItem;
 use super::connection::{failure_to_error, ConnSettings, Connection};
 use super::deadline::{deadline_after, until};
-use super::inbox::{Inbox, Job, SendMode};
+use super::inbox::{Inbox, Job, RemoteReply, SendMode};
 use super::prepared::Outgoing;
+use super::records::{Delivery, ReplyTarget};
 use super::selector::QueueSelector;
 use super::send::send_message;
 use super::single_flight::SingleFlight;
@@ -48,6 +51,8 @@ pub(crate) struct Shared {
     pub broker_requests: Arc<super::broker_requests::BrokerRequests>,
     /// Send, check-forbidden and request hooks.
     pub hooks: Arc<crate::hooks::Hooks>,
+    /// Where reported sends deliver their outcomes (`ProducerBuilder::on_delivery`).
+    pub delivery: Option<Arc<super::records::SharedDeliveryHandler>>,
 }
 
 thread_local! {
@@ -80,6 +85,10 @@ pub(crate) struct Core {
     /// Round-robin position over the connection slots of a broker.
     next_slot: Cell<usize>,
     route_fetches: Rc<SingleFlight<String, Result<Arc<TopicRoute>, Error>>>,
+    /// When each topic's last background refresh was scheduled ([`Core::schedule_refresh`]):
+    /// the failures of one lost connection schedule one refresh per topic per
+    /// [`REFRESH_COOLDOWN`], not one per message.
+    refreshes_scheduled: RefCell<HashMap<String, Instant>>,
     /// The route of the topic sent to last, with the route table's change count when it was
     /// read: consecutive sends to one topic skip the table lookup.
     last_route: RefCell<Option<(u64, Arc<TopicRoute>)>>,
@@ -106,10 +115,14 @@ pub(crate) struct Core {
     pub batcher: Option<super::batcher::Batcher>,
     /// Counters of connections that closed (so totals survive reconnects).
     closed_counters: super::connection::ConnCounters,
+    /// Plain sends in flight on the fast path (see [`super::records`]).
+    pub records: Rc<super::records::RecordBook>,
+    /// Where reported sends (`send_reported`) deliver their outcomes on this core.
+    pub delivery: RefCell<Option<Rc<super::records::DeliveryHandler>>>,
 }
 
 impl Core {
-    fn new(index: usize, cpu: usize, shared: Arc<Shared>) -> Self {
+    fn new(index: usize, cpu: usize, shared: Arc<Shared>, this: std::rc::Weak<Core>) -> Self {
         let core_config = shared.config.core_for(cpu).clone();
         let batcher = core_config.auto_batch.map(super::batcher::Batcher::new);
         Core {
@@ -138,6 +151,13 @@ impl Core {
             stats: CoreStats::default(),
             batcher,
             closed_counters: Default::default(),
+            refreshes_scheduled: RefCell::default(),
+            records: Rc::new(super::records::RecordBook::new(this)),
+            delivery: RefCell::new(shared.delivery.as_ref().map(|handler| {
+                let handler = Arc::clone(handler);
+                Rc::new(move |token, result| handler(token, result))
+                    as Rc<super::records::DeliveryHandler>
+            })),
             shared,
         }
     }
@@ -179,6 +199,15 @@ impl Core {
         Box::pin(self.connection_slot(addr, slot, deadline)).await
     }
 
+    /// An open connection to `addr` for a plain send (round robin over its slots), if one is
+    /// open now.
+    pub(crate) fn open_send_connection(&self, addr: &str) -> Option<Rc<Connection>> {
+        let slots = self.core_config.connections_per_broker.max(1);
+        let next = self.next_slot.get();
+        self.next_slot.set(next.wrapping_add(1));
+        self.open_connection(addr, next % slots)
+    }
+
     /// The open connection in `addr`'s `slot`, if there is one.
     fn open_connection(&self, addr: &str, slot: usize) -> Option<Rc<Connection>> {
         let connections = self.connections.borrow();
@@ -216,7 +245,8 @@ impl Core {
             let mut settings = this.shared.conn_settings.clone();
             settings.max_in_flight = this.core_config.max_inflight_per_connection;
             settings.max_queued_bytes = this.core_config.max_buffered_bytes;
-            let result = Connection::connect(&key, settings, connect_deadline).await;
+            let records = Some(Rc::clone(&this.records));
+            let result = Connection::connect(&key, settings, records, connect_deadline).await;
             if let Ok(conn) = &result {
                 let mut connections = this.connections.borrow_mut();
                 let slots = connections.entry(key).or_default();
@@ -307,6 +337,15 @@ impl Core {
         topic: &str,
         deadline: Instant,
     ) -> Result<Arc<TopicRoute>, Error> {
+        if let Some(route) = self.cached_route(topic) {
+            return Ok(route);
+        }
+        // Fetching is rare: boxed, so its large future does not inflate every send's.
+        Box::pin(self.refresh_route(topic, deadline)).await
+    }
+
+    /// The route of `topic` if the shared snapshot has it (no NameServer request).
+    pub(crate) fn cached_route(&self, topic: &str) -> Option<Arc<TopicRoute>> {
         let changes = self.shared.routes.changes();
         if let Some((seen, route)) = &*self.last_route.borrow() {
             if *seen == changes && &*route.topic == topic {
@@ -317,7 +356,7 @@ impl Core {
                     self.touched_epoch.set(epoch);
                     self.shared.routes.touch(topic);
                 }
-                return Ok(Arc::clone(route));
+                return Some(Arc::clone(route));
             }
         }
         if let Some(route) = self.shared.routes.get(topic) {
@@ -330,10 +369,9 @@ impl Core {
                 let routes = self.shared.routes.load();
                 selector.retain(|t| routes.topics.contains_key(t));
             }
-            return Ok(route);
+            return Some(route);
         }
-        // Fetching is rare: boxed, so its large future does not inflate every send's.
-        Box::pin(self.refresh_route(topic, deadline)).await
+        None
     }
 
     /// Fetches `topic`'s route from the NameServer and installs it; waits at most until `deadline`.
@@ -363,9 +401,23 @@ impl Core {
 
     /// Starts a background refresh of `topic` (after TOPIC_NOT_EXIST or a lost connection).
     pub(crate) fn schedule_refresh(self: &Rc<Self>, topic: &str) {
+        let now = Instant::now();
+        {
+            let mut scheduled = self.refreshes_scheduled.borrow_mut();
+            if scheduled
+                .get(topic)
+                .is_some_and(|at| now.saturating_duration_since(*at) < REFRESH_COOLDOWN)
+            {
+                return;
+            }
+            if scheduled.len() >= 1024 {
+                scheduled.retain(|_, at| now.saturating_duration_since(*at) < REFRESH_COOLDOWN);
+            }
+            scheduled.insert(topic.to_owned(), now);
+        }
         let this = Rc::clone(self);
         let topic = topic.to_owned();
-        let deadline = deadline_after(Instant::now(), self.config().send_timeout);
+        let deadline = deadline_after(now, self.config().send_timeout);
         super::guarded::spawn_guarded(
             "route refresh",
             async move {
@@ -453,8 +505,17 @@ impl Core {
             &config.create_topic_key,
             config.default_topic_queue_nums,
         ));
+        let before = self.shared.routes.get(topic).map(|r| r.queues.len());
+        let (brokers, queues) = (route.master_addrs.len(), route.queues.len());
         if self.shared.routes.update(topic, route) {
-            tracing::debug!(core = self.index, topic, "route updated");
+            tracing::debug!(
+                core = self.index,
+                topic,
+                brokers,
+                queues,
+                queues_before = before,
+                "route updated"
+            );
         }
         self.shared
             .routes
@@ -495,7 +556,15 @@ impl Core {
             acked: self.stats.acked.get(),
             failed: self.stats.failed.get(),
             failed_by_kind: self.stats.failed_by_kind.borrow().clone(),
+            attempt_errors_by_broker: self
+                .stats
+                .attempt_errors_by_broker
+                .borrow()
+                .iter()
+                .map(|(broker, n)| (broker.to_string(), *n))
+                .collect(),
             retries: self.stats.retries.get(),
+            refused: self.stats.refused.get(),
             in_flight: self.core_config.max_inflight as u64 - self.permits.available(),
             connections: conns.len(),
             writes: self.closed_counters.writes.get() + sum(&|c| c.counters.writes.get()),
@@ -521,6 +590,10 @@ impl Core {
             .collect()
     }
 }
+
+/// The least time between two background refreshes of one topic on one core (a broker that is
+/// down fails every send to it; each failure asks for a refresh).
+const REFRESH_COOLDOWN: Duration = Duration::from_secs(1);
 
 /// A message's share of its core's caps: one of `max_inflight` and its bytes of
 /// `max_buffered_bytes`. Released when dropped.
@@ -660,7 +733,7 @@ impl Drop for MarkDeadOnDrop {
 }
 
 async fn run_core(index: usize, cpu: usize, shared: Arc<Shared>, inbox: Arc<Inbox>) -> CoreReport {
-    let core = Rc::new(Core::new(index, cpu, shared));
+    let core = Rc::new_cyclic(|this| Core::new(index, cpu, shared, this.clone()));
     CURRENT_CORE.with(|c| *c.borrow_mut() = Some(Rc::clone(&core)));
     let span = tracing::debug_span!("core", core = index);
     let _enter = span.enter();
@@ -692,52 +765,110 @@ async fn run_core(index: usize, cpu: usize, shared: Arc<Shared>, inbox: Arc<Inbo
                                 .refused_at_shutdown
                                 .set(core.stats.refused_at_shutdown.get() + 1);
                         }
-                        let _ = reply.send(Err(error));
+                        inbox.fail(reply, error);
                         continue;
                     }
                 };
-                match (message, core.batcher.as_ref()) {
-                    (Outgoing::One(message), Some(batcher))
-                        if mode != SendMode::Oneway && message.batchable() =>
-                    {
-                        let item = BatchItem {
-                            message,
-                            reply: super::batcher::ReplyTo::Remote(reply),
-                            deadline,
-                            mode,
-                            permit,
-                        };
-                        super::batcher::add(&core, batcher, item);
-                    }
-                    (message, _) => {
-                        // Sends to chosen queues keep the order they reach the core in.
-                        let ticket = message.keeps_order().then(|| core.order_gate.ticket());
-                        let core = Rc::clone(&core);
-                        // A panic drops `reply`: the caller gets CoreStopped, not silence.
-                        super::guarded::spawn_guarded(
-                            "send",
-                            async move {
-                                let result = send_message(
-                                    &core,
-                                    message,
-                                    mode,
-                                    (Instant::now(), deadline),
-                                    ticket,
-                                )
-                                .await;
-                                drop(permit);
-                                let _ = reply.send(result);
-                            },
-                            |_| {},
-                        );
-                    }
-                }
+                let Some(reply) = core.reply_target(reply) else {
+                    continue;
+                };
+                start_send(&core, message, mode, deadline, permit, reply);
             }
         }
     }
     let report = stop_core(&core).await;
     CURRENT_CORE.with(|c| c.borrow_mut().take());
     report
+}
+
+/// Starts a permitted send: into the automatic batcher, as a send record (the fast path), or
+/// as a task running the full send loop.
+pub(crate) fn start_send(
+    core: &Rc<Core>,
+    message: Outgoing,
+    mode: SendMode,
+    deadline: Instant,
+    permit: InFlightPermit,
+    reply: ReplyTarget,
+) {
+    start_send_at(
+        core,
+        message,
+        mode,
+        (Instant::now(), deadline),
+        permit,
+        reply,
+    );
+}
+
+/// [`start_send`] for a send that started at `started` (a recent clock reading).
+pub(crate) fn start_send_at(
+    core: &Rc<Core>,
+    message: Outgoing,
+    mode: SendMode,
+    (started, deadline): (Instant, Instant),
+    permit: InFlightPermit,
+    reply: ReplyTarget,
+) {
+    let (message, permit, reply) = match (message, core.batcher.as_ref()) {
+        (Outgoing::One(message), Some(batcher))
+            if mode != SendMode::Oneway && message.batchable() =>
+        {
+            let item = BatchItem {
+                message,
+                reply,
+                deadline,
+                mode,
+                permit,
+            };
+            super::batcher::add(core, batcher, item);
+            return;
+        }
+        (message, _) => {
+            let times = (started, deadline);
+            match super::records::try_start(core, message, mode, times, permit, move || reply) {
+                Ok(()) => return,
+                Err((message, permit, reply)) => (message, permit, reply()),
+            }
+        }
+    };
+    // Sends to chosen queues keep the order they reach the core in.
+    let ticket = message.keeps_order().then(|| core.order_gate.ticket());
+    let core = Rc::clone(core);
+    // A panic drops `reply`: the caller gets CoreStopped, not silence.
+    super::guarded::spawn_guarded(
+        "send",
+        async move {
+            let result =
+                send_message(&core, message, mode, (started, deadline), ticket, None).await;
+            drop(permit);
+            reply.send(result);
+        },
+        |_| {},
+    );
+}
+
+impl Core {
+    /// The reply target of an application thread's send on this core (`None`, logged, for a
+    /// reported send on a producer without a delivery handler, which `send_reported` refuses).
+    fn reply_target(&self, reply: RemoteReply) -> Option<ReplyTarget> {
+        match reply {
+            RemoteReply::Channel(tx) => Some(ReplyTarget::Channel(tx)),
+            RemoteReply::Report(token) => match self.delivery.borrow().as_ref() {
+                Some(handler) => Some(ReplyTarget::Report(Delivery::new(
+                    Rc::clone(handler),
+                    token,
+                ))),
+                None => {
+                    tracing::error!(
+                        token,
+                        "a reported send on a core without a delivery handler"
+                    );
+                    None
+                }
+            },
+        }
+    }
 }
 
 /// Runs control jobs (`run_on_core`, `stats()`, flush) as they come, apart from sends.

@@ -4,6 +4,11 @@
 //! answer is taken or its waiter gives up (a dropped `ResponseFuture` removes it, so a late reply
 //! is dropped as "unknown opaque", like Java does).
 //!
+//! A slot's waiter is either a future (`ResponseFuture`, woken through its waker) or a send record
+//! of the core's [`super::records::RecordBook`] (completed by the connection once the table's borrow
+//! ends: the record's completion may queue more requests on the same connection). The methods
+//! that finish record slots push `(record, answer)` into the caller's `done` list.
+//!
 //! Each slot carries its attempt's deadline. The connection's expiry task calls
 //! [`InFlight::expire`] when the earliest one comes due, so a request needs no timer of its own:
 //! under load that task wakes about once per attempt timeout, not once per request.
@@ -31,13 +36,17 @@ pub(crate) struct ConnFailure {
 /// Answer of a request: the response, or `None` for a written oneway.
 pub(crate) type Answer = Result<Option<RemotingCommand>, ConnFailure>;
 
-// A slot holds an answer only from its arrival to the sender's next poll; boxing the answer to
-// shrink the waiting state would cost an allocation per response.
-#[allow(clippy::large_enum_variant)]
+// A slot holds an answer only from its arrival to the sender's next poll. Boxed, so slots stay
+// small (the table moves them): one allocation per answer of a future, none for records.
 enum SlotState {
     Waiting(Option<Waker>),
-    Done(Answer),
+    Done(Box<Answer>),
+    /// A send record waiting for its answer (completed outside the table).
+    Record(u32),
 }
+
+/// Record slots finished by a table operation, to complete once its borrow ends.
+pub(crate) type DoneRecords = Vec<(u32, Answer)>;
 
 struct Slot {
     seq: u64,
@@ -64,6 +73,16 @@ impl Hasher for OpaqueHasher {
 
     fn write_i32(&mut self, n: i32) {
         self.0 = u64::from(n as u32).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// The failure of a request whose attempt deadline passed.
+fn timed_out() -> ConnFailure {
+    ConnFailure {
+        reason: "no answer before the attempt's deadline".into(),
+        written: true,
+        protocol: false,
+        timed_out: true,
     }
 }
 
@@ -97,26 +116,55 @@ impl InFlight {
         );
     }
 
+    /// Registers a send record's request (see [`super::records`]).
+    pub(crate) fn insert_record(
+        &mut self,
+        opaque: i32,
+        seq: u64,
+        oneway: bool,
+        deadline: Instant,
+        record: u32,
+    ) {
+        self.slots.insert(
+            opaque,
+            Slot {
+                seq,
+                oneway,
+                deadline,
+                state: SlotState::Record(record),
+            },
+        );
+    }
+
     /// Fails every waiting slot whose deadline is at or before `now` (its waiter sees a
     /// `timed_out` failure) and returns the earliest deadline still waiting.
     ///
     /// A frame that timed out before the writer took it is still written later (it sits in the
     /// connection's write buffer), so a timed-out request always counts as written: its outcome
     /// is unknown, never "not stored".
-    pub(crate) fn expire(&mut self, now: Instant) -> Option<Instant> {
+    pub(crate) fn expire(&mut self, now: Instant, done: &mut DoneRecords) -> Option<Instant> {
         let mut earliest: Option<Instant> = None;
+        self.slots.retain(|_, slot| match slot.state {
+            SlotState::Record(record) if slot.deadline <= now => {
+                done.push((record, Err(timed_out())));
+                false
+            }
+            _ => true,
+        });
         for slot in self.slots.values_mut() {
-            let SlotState::Waiting(waker) = &mut slot.state else {
-                continue;
+            let waker = match &mut slot.state {
+                SlotState::Waiting(waker) => waker,
+                SlotState::Record(_) => {
+                    if earliest.is_none_or(|e| slot.deadline < e) {
+                        earliest = Some(slot.deadline);
+                    }
+                    continue;
+                }
+                SlotState::Done(_) => continue,
             };
             if slot.deadline <= now {
                 let waker = waker.take();
-                slot.state = SlotState::Done(Err(ConnFailure {
-                    reason: "no answer before the attempt's deadline".into(),
-                    written: true,
-                    protocol: false,
-                    timed_out: true,
-                }));
+                slot.state = SlotState::Done(Box::new(Err(timed_out())));
                 if let Some(w) = waker {
                     w.wake();
                 }
@@ -131,10 +179,9 @@ impl InFlight {
     /// oneway slot (a peer must not answer those; the stray reply is ignored).
     pub(crate) fn complete(&mut self, opaque: i32, response: RemotingCommand) -> bool {
         match self.slots.get_mut(&opaque) {
-            Some(slot) if !slot.oneway => {
-                if let SlotState::Waiting(Some(waker)) =
-                    std::mem::replace(&mut slot.state, SlotState::Done(Ok(Some(response))))
-                {
+            Some(slot) if !slot.oneway && matches!(slot.state, SlotState::Waiting(_)) => {
+                let done = SlotState::Done(Box::new(Ok(Some(response))));
+                if let SlotState::Waiting(Some(waker)) = std::mem::replace(&mut slot.state, done) {
                     waker.wake();
                 }
                 true
@@ -143,13 +190,37 @@ impl InFlight {
         }
     }
 
+    /// Takes the record slot of `opaque` out of the table (a response arrived for it), if it is
+    /// one: the caller completes record `n` with the response.
+    pub(crate) fn take_record(&mut self, opaque: i32) -> Option<u32> {
+        match self.slots.get(&opaque) {
+            Some(Slot {
+                oneway: false,
+                state: SlotState::Record(record),
+                ..
+            }) => {
+                let record = *record;
+                self.slots.remove(&opaque);
+                Some(record)
+            }
+            _ => None,
+        }
+    }
+
     /// Resolves every oneway slot whose frame is now written (`seq <= written`).
-    pub(crate) fn complete_written_oneways(&mut self, written: u64) {
+    pub(crate) fn complete_written_oneways(&mut self, written: u64, done: &mut DoneRecords) {
+        self.slots.retain(|_, slot| match slot.state {
+            SlotState::Record(record) if slot.oneway && slot.seq <= written => {
+                done.push((record, Ok(None)));
+                false
+            }
+            _ => true,
+        });
         for slot in self.slots.values_mut() {
             if slot.oneway && slot.seq <= written {
                 if let SlotState::Waiting(waker) = &mut slot.state {
                     let waker = waker.take();
-                    slot.state = SlotState::Done(Ok(None));
+                    slot.state = SlotState::Done(Box::new(Ok(None)));
                     if let Some(w) = waker {
                         w.wake();
                     }
@@ -159,16 +230,37 @@ impl InFlight {
     }
 
     /// Fails every waiting slot; `attempted` is the last sequence handed to the socket.
-    pub(crate) fn fail_all(&mut self, reason: &str, protocol: bool, attempted: u64) {
+    pub(crate) fn fail_all(
+        &mut self,
+        reason: &str,
+        protocol: bool,
+        attempted: u64,
+        done: &mut DoneRecords,
+    ) {
+        self.slots.retain(|_, slot| match slot.state {
+            SlotState::Record(record) => {
+                done.push((
+                    record,
+                    Err(ConnFailure {
+                        reason: reason.to_owned(),
+                        written: slot.seq <= attempted,
+                        protocol,
+                        timed_out: false,
+                    }),
+                ));
+                false
+            }
+            _ => true,
+        });
         for slot in self.slots.values_mut() {
             if let SlotState::Waiting(waker) = &mut slot.state {
                 let waker = waker.take();
-                slot.state = SlotState::Done(Err(ConnFailure {
+                slot.state = SlotState::Done(Box::new(Err(ConnFailure {
                     reason: reason.to_owned(),
                     written: slot.seq <= attempted,
                     protocol,
                     timed_out: false,
-                }));
+                })));
                 if let Some(w) = waker {
                     w.wake();
                 }
@@ -195,9 +287,15 @@ impl InFlight {
                 Poll::Pending
             }
             SlotState::Done(_) => match self.slots.remove(&opaque).map(|s| s.state) {
-                Some(SlotState::Done(answer)) => Poll::Ready(answer),
+                Some(SlotState::Done(answer)) => Poll::Ready(*answer),
                 _ => unreachable!("state checked above"),
             },
+            SlotState::Record(_) => Poll::Ready(Err(ConnFailure {
+                reason: "a future polled a send record's slot".into(),
+                written: true,
+                protocol: false,
+                timed_out: false,
+            })),
         }
     }
 
@@ -216,6 +314,10 @@ mod tests {
         Instant::now() + Duration::from_secs(60)
     }
 
+    fn response(opaque: i32) -> RemotingCommand {
+        RemotingCommand::request(0, opaque, LanguageCode::JAVA, 1)
+    }
+
     fn cx_poll(table: &mut InFlight, opaque: i32) -> Poll<Answer> {
         let mut cx = Context::from_waker(Waker::noop());
         table.poll(opaque, &mut cx)
@@ -226,10 +328,10 @@ mod tests {
         let mut t = InFlight::default();
         t.insert(1, 1, false, later());
         assert!(cx_poll(&mut t, 1).is_pending());
-        assert!(t.complete(1, RemotingCommand::request(0, 1, LanguageCode::JAVA, 1)));
+        assert!(t.complete(1, response(1)));
         assert!(matches!(cx_poll(&mut t, 1), Poll::Ready(Ok(Some(_)))));
         assert_eq!(t.len(), 0);
-        assert!(!t.complete(1, RemotingCommand::request(0, 1, LanguageCode::JAVA, 1)));
+        assert!(!t.complete(1, response(1)));
     }
 
     #[test]
@@ -238,9 +340,11 @@ mod tests {
         t.insert(1, 1, false, later());
         t.insert(2, 2, false, later());
         t.insert(3, 3, true, later());
-        t.complete_written_oneways(2);
+        let mut done = DoneRecords::new();
+        t.complete_written_oneways(2, &mut done);
         assert!(cx_poll(&mut t, 3).is_pending());
-        t.fail_all("gone", false, 1);
+        t.fail_all("gone", false, 1, &mut done);
+        assert!(done.is_empty(), "no record slots here");
         match cx_poll(&mut t, 1) {
             Poll::Ready(Err(f)) => assert!(f.written),
             _ => panic!(),
@@ -260,8 +364,13 @@ mod tests {
         t.insert(2, 2, false, soon);
         t.insert(3, 3, true, now - Duration::from_millis(1));
         t.insert(4, 4, false, later());
-        assert!(t.complete(4, RemotingCommand::request(0, 4, LanguageCode::JAVA, 1)));
-        assert_eq!(t.expire(now), Some(soon), "answered slots do not count");
+        assert!(t.complete(4, response(4)));
+        let mut done = DoneRecords::new();
+        assert_eq!(
+            t.expire(now, &mut done),
+            Some(soon),
+            "answered slots do not count"
+        );
         for opaque in [1, 3] {
             match cx_poll(&mut t, opaque) {
                 Poll::Ready(Err(f)) => assert!(f.timed_out && f.written && !f.protocol),
@@ -270,9 +379,39 @@ mod tests {
         }
         assert!(cx_poll(&mut t, 2).is_pending());
         assert!(matches!(cx_poll(&mut t, 4), Poll::Ready(Ok(Some(_)))));
-        assert_eq!(t.expire(soon), None);
+        assert_eq!(t.expire(soon, &mut done), None);
+        assert!(done.is_empty());
         assert!(matches!(cx_poll(&mut t, 2), Poll::Ready(Err(f)) if f.timed_out));
         assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn record_slots_are_handed_back_for_completion_outside_the_table() {
+        let mut t = InFlight::default();
+        let now = Instant::now();
+        t.insert_record(1, 1, false, later(), 10);
+        t.insert_record(2, 2, false, now, 20);
+        t.insert_record(3, 3, true, later(), 30);
+        t.insert_record(4, 4, false, later(), 40);
+        t.insert(5, 5, false, later());
+        assert!(
+            !t.complete(1, response(1)),
+            "a record slot is not a future's"
+        );
+        assert_eq!(t.take_record(1), Some(10));
+        assert_eq!(t.take_record(1), None);
+        assert_eq!(t.take_record(5), None, "a future's slot is not a record");
+        let mut done = DoneRecords::new();
+        assert!(t.expire(now, &mut done).is_some());
+        assert!(matches!(&done[..], [(20, Err(f))] if f.timed_out && f.written));
+        done.clear();
+        t.complete_written_oneways(3, &mut done);
+        assert!(matches!(&done[..], [(30, Ok(None))]));
+        done.clear();
+        t.fail_all("gone", true, 3, &mut done);
+        assert!(matches!(&done[..], [(40, Err(f))] if !f.written && f.protocol));
+        assert_eq!(t.len(), 1, "the future's slot stays until polled");
+        assert!(matches!(cx_poll(&mut t, 5), Poll::Ready(Err(_))));
     }
 
     #[test]

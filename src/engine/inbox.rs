@@ -9,15 +9,18 @@
 //! queue hands the job back to the caller, who waits on `space_waiters` (async) or parks briefly
 //! (blocking).
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
+
+use std::sync::Arc;
 
 use atomic_waker::AtomicWaker;
 use crossbeam_queue::ArrayQueue;
 use futures_channel::oneshot;
 
 use super::prepared::{Outgoing, Reply};
+use super::records::SharedDeliveryHandler;
 use crate::error::Error;
 use crate::local_producer::LocalProducer;
 
@@ -45,8 +48,22 @@ pub(crate) enum Job {
         message: Outgoing,
         mode: SendMode,
         deadline: Instant,
-        reply: oneshot::Sender<SendReply>,
+        reply: RemoteReply,
     },
+}
+
+/// Where the outcome of an application thread's send goes.
+pub(crate) enum RemoteReply {
+    /// The caller's future or blocking call.
+    Channel(oneshot::Sender<SendReply>),
+    /// The producer's delivery handler, with the caller's token (`send_reported`).
+    Report(u64),
+}
+
+fn core_gone() -> Error {
+    Error::CoreStopped {
+        reason: "the producer core stopped before taking the send".into(),
+    }
 }
 
 /// A closure to run on the core with its local producer (`run_on_core`, `stats()`, flush).
@@ -69,10 +86,14 @@ pub(crate) struct Inbox {
     /// Set when the core's thread is gone (stopped, or a panic unwound it).
     dead: AtomicBool,
     submitters: AtomicUsize,
+    /// The producer's delivery handler, for reported sends that never reach the core.
+    delivery: Option<Arc<SharedDeliveryHandler>>,
+    /// Sends from application threads refused because this inbox stayed full.
+    refused: AtomicU64,
 }
 
 impl Inbox {
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize, delivery: Option<Arc<SharedDeliveryHandler>>) -> Self {
         Inbox {
             queue: ArrayQueue::new(capacity),
             waker: AtomicWaker::new(),
@@ -82,7 +103,19 @@ impl Inbox {
             stop: AtomicBool::new(false),
             dead: AtomicBool::new(false),
             submitters: AtomicUsize::new(0),
+            delivery,
+            refused: AtomicU64::new(0),
         }
+    }
+
+    /// Counts a send refused because this inbox stayed full ([`Error::QueueFull`]).
+    pub(crate) fn note_refused(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sends refused because this inbox stayed full.
+    pub(crate) fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     /// Pushes a job and wakes the core; a full queue hands the job back.
@@ -92,7 +125,8 @@ impl Inbox {
     #[allow(clippy::result_large_err)]
     pub(crate) fn push(&self, job: Job) -> Result<(), Job> {
         if self.dead.load(Ordering::Acquire) {
-            drop(job);
+            let Job::Send { reply, .. } = job;
+            self.fail(reply, core_gone());
             return Ok(());
         }
         self.queue.push(job)?;
@@ -114,9 +148,22 @@ impl Inbox {
         }
     }
 
+    /// Gives a send that will not be made its outcome: `error`.
+    pub(crate) fn fail(&self, reply: RemoteReply, error: Error) {
+        match reply {
+            RemoteReply::Channel(tx) => {
+                let _ = tx.send(Err(error));
+            }
+            RemoteReply::Report(token) => match &self.delivery {
+                Some(handler) => handler(token, Err(error)),
+                None => tracing::error!(token, "a reported send without a delivery handler"),
+            },
+        }
+    }
+
     fn drop_all(&self) {
-        while let Some(job) = self.queue.pop() {
-            drop(job);
+        while let Some(Job::Send { reply, .. }) = self.queue.pop() {
+            self.fail(reply, core_gone());
         }
         while let Some(job) = self.control.pop() {
             drop(job);

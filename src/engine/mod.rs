@@ -15,6 +15,7 @@ pub(crate) mod inbox;
 pub(crate) mod latency;
 pub(crate) mod order_gate;
 pub(crate) mod prepared;
+pub(crate) mod records;
 pub(crate) mod reply_slots;
 pub(crate) mod resolve;
 pub(crate) mod selector;

@@ -227,6 +227,16 @@ pub(crate) fn prepare(
     config: &ProducerConfig,
     extras: Option<Box<SendExtras>>,
 ) -> Result<PreparedMessage, Box<(Error, Message)>> {
+    prepare_at(message, config, extras, unix_millis())
+}
+
+/// [`prepare`] with the born time (Unix milliseconds) given: a recent clock reading.
+pub(crate) fn prepare_at(
+    message: Message,
+    config: &ProducerConfig,
+    extras: Option<Box<SendExtras>>,
+    born_millis: i64,
+) -> Result<PreparedMessage, Box<(Error, Message)>> {
     if let Err(e) = message.validate(config.max_message_size) {
         return Err(Box::new((e, message)));
     }
@@ -236,7 +246,6 @@ pub(crate) fn prepare(
             return Err(Box::new((e, message)));
         }
     }
-    let born_millis = unix_millis();
     let uniq_key = next_unique_id(config.client_ip, born_millis);
     let encoded = THREAD_PROPERTIES.with(|scratch| {
         let mut scratch = scratch.borrow_mut();

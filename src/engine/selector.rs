@@ -31,7 +31,19 @@ impl QueueSelector {
         self.positions.retain(|t, _| keep(t));
     }
 
-    /// The next queue of `route`, avoiding `avoid_broker` when another broker has queues.
+    /// Where `topic`'s round robin stands, to [`QueueSelector::rewind`] to when a selected
+    /// queue goes unused (the fast path handing a send to the slow path, which selects again).
+    pub fn position(&self, topic: &str) -> usize {
+        self.positions.get(topic).copied().unwrap_or(self.seed)
+    }
+
+    /// Puts `topic`'s round robin back to `position` (from [`QueueSelector::position`]).
+    pub fn rewind(&mut self, topic: &str, position: usize) {
+        if let Some(p) = self.positions.get_mut(topic) {
+            *p = position;
+        }
+    }
+
     /// The next queue of `route` for `topic`, avoiding `avoid_broker` when possible.
     pub fn select<'r>(
         &mut self,
@@ -99,6 +111,21 @@ mod tests {
             source: Default::default(),
             send_header_constants: None,
         }
+    }
+
+    #[test]
+    fn rewind_gives_the_same_queue_again() {
+        let r = route();
+        let mut s = QueueSelector::new(3);
+        let mark = s.position("T");
+        let first = s.select("T", &r, None).unwrap().clone();
+        s.rewind("T", mark);
+        assert_eq!(s.select("T", &r, None).unwrap(), &first);
+        let mark = s.position("T");
+        let second = s.select("T", &r, None).unwrap().clone();
+        assert_ne!(second, first);
+        s.rewind("T", mark);
+        assert_eq!(s.select("T", &r, None).unwrap(), &second);
     }
 
     #[test]

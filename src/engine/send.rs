@@ -31,6 +31,15 @@ use crate::route::{PublishQueue, TopicRoute};
 use crate::send_result::{MessageQueue, SendResult, SendStatus};
 use crate::short_string::ShortString;
 
+/// Where a send stands when a send record hands it to this loop after its first attempt
+/// failed with a retryable error (see [`super::records`]).
+pub(crate) struct Resume {
+    pub attempts: u32,
+    pub last_broker: Rc<str>,
+    pub last_error: Error,
+    pub any_unknown: bool,
+}
+
 /// Pause before retrying after SYSTEM_BUSY (back-pressure), so a busy broker is not hammered.
 const BUSY_BACKOFF: Duration = Duration::from_millis(5);
 
@@ -45,6 +54,7 @@ pub(crate) async fn send_message(
     mode: SendMode,
     (started, deadline): (Instant, Instant),
     ticket: Option<OrderTicket>,
+    resume: Option<Resume>,
 ) -> SendReply {
     let message = &message;
     let config = &core.shared.config;
@@ -63,14 +73,22 @@ pub(crate) async fn send_message(
         Outgoing::One(_) => 1,
         Outgoing::Batch(b) => b.uniq_keys.len() as u64,
     };
-    core.stats.started.set(core.stats.started.get() + count);
-    let mut last_broker: Option<Rc<str>> = None;
-    let mut last_error: Option<Error> = None;
-    let mut any_unknown = false;
+    let (mut attempts, mut last_broker, mut last_error, mut any_unknown) = match resume {
+        // A resumed send was counted when its record started.
+        Some(r) => (
+            r.attempts,
+            Some(r.last_broker),
+            Some(r.last_error),
+            r.any_unknown,
+        ),
+        None => {
+            core.stats.started.set(core.stats.started.get() + count);
+            (0, None, None, false)
+        }
+    };
     // The last answer that stored the message with a warning status, while another broker is
     // tried (`retry_another_broker_when_not_store_ok`).
     let mut stored: Option<Reply> = None;
-    let mut attempts = 0;
     let result = loop {
         if core.aborting.get() {
             break Err(shut_down(if any_unknown {
@@ -195,7 +213,7 @@ pub(crate) async fn send_message(
             (message, ticket.as_ref().filter(|_| attempts == 1)),
             mode,
             (attempt_started, born_millis),
-            attempt_deadline,
+            (attempt_deadline, deadline),
         )
         .await;
         if let Some(ticket) = &ticket {
@@ -244,6 +262,7 @@ pub(crate) async fn send_message(
                 break Ok(reply);
             }
             Err(e) => {
+                core.stats.note_attempt_error(&queue.broker_name);
                 any_unknown |= e.outcome() == Outcome::Unknown;
                 let refresh = matches!(e, Error::Connection { .. } | Error::Protocol { .. })
                     || e.response_code() == Some(ResponseCode::TopicNotExist);
@@ -253,7 +272,8 @@ pub(crate) async fn send_message(
                 if !e.is_retryable() {
                     break Err(upgrade(e, any_unknown));
                 }
-                tracing::warn!(core = core.index, topic, broker = %addr, attempt = attempts, error = %e, "send attempt failed; retrying");
+                // Per message, so trace: the connection's own loss is logged once, at error.
+                tracing::trace!(core = core.index, topic, broker = %addr, attempt = attempts, code = ?e.response_code(), error = %e, "send attempt failed; retrying");
                 last_broker = Some(Rc::from(&*queue.broker_name));
                 last_error = Some(e);
             }
@@ -315,7 +335,7 @@ async fn send_attempt(
     (message, ticket): (&Outgoing, Option<&OrderTicket>),
     mode: SendMode,
     (started, born_millis): (Instant, i64),
-    deadline: Instant,
+    (deadline, budget): (Instant, Instant),
 ) -> Result<Reply, Error> {
     let config = &core.shared.config;
     let extras = message.extras();
@@ -324,9 +344,71 @@ async fn send_attempt(
         .filter(|e| !e.target.is_auto())
         .map(|_| queue.queue_id as usize);
     let conn = core.send_connection(addr, slot, deadline).await?;
+    let (code, header, body) = send_header(core, route, queue, message, born_millis);
+    let oneway = mode == SendMode::Oneway;
+    // A send to a chosen queue waits for the sends that reached the core before it (they may
+    // still be waking from a shared connect), then for the previous request to the same queue
+    // to be answered: brokers store pipelined requests of one connection concurrently (seen on
+    // rocketmq-rust; Java brokers use a thread pool), so one in flight per queue is what keeps
+    // a key's messages in order.
+    // The wait for the turn counts against the send's budget, not the attempt's own limit,
+    // which starts when the request is queued (a key's 600th message waits for 599 round trips).
+    let mut queue_turn = None;
+    let mut deadline = deadline;
+    if let Some(ticket) = ticket {
+        let waited = until(budget, ticket.turn()).await;
+        if waited.is_some() {
+            let link = core
+                .queue_order(&queue.broker_name, queue.queue_id)
+                .ticket();
+            ticket.pass();
+            if until(budget, link.turn()).await.is_some() {
+                queue_turn = Some(link);
+            }
+        }
+        if queue_turn.is_none() {
+            ticket.pass();
+            return Err(Error::Timeout {
+                elapsed: started.elapsed(),
+                budget: budget.saturating_duration_since(started),
+                attempts: 1,
+                outcome: Outcome::NotStored,
+                last_error: None,
+            });
+        }
+        deadline = budget.min(deadline_after(Instant::now(), config.attempt_timeout));
+    }
+    let response = conn.request(code.as_i32(), &header, body, oneway, deadline);
+    let response = response?;
+    // The connection fails the request at `deadline`: no timer per attempt.
+    let answer = response.await;
+    drop(queue_turn);
+    match answer {
+        Err(failure) if failure.timed_out => Err(attempt_timeout(started, deadline)),
+        Err(failure) => Err(failure_to_error(addr, failure)),
+        Ok(None) => Ok(Reply::Written),
+        Ok(Some(reply)) => {
+            let topic = match &config.namespace {
+                Some(namespace) => Arc::from(crate::namespace::strip(namespace, &route.topic)),
+                None => Arc::clone(&route.topic),
+            };
+            to_reply(reply, addr, (&topic, queue), message)
+        }
+    }
+}
+
+/// The request code, header and body of one attempt of `message` to `queue`.
+pub(crate) fn send_header<'a>(
+    core: &'a Core,
+    route: &'a TopicRoute,
+    queue: &'a PublishQueue,
+    message: &'a Outgoing,
+    born_millis: i64,
+) -> (RequestCode, SendMessageRequestHeaderV2<'a>, &'a [u8]) {
+    let config = &core.shared.config;
     let (code, sys_flag, flag, properties, body, batch) = match message {
         Outgoing::One(m) => (
-            if extras.is_some_and(|e| e.reply_message) {
+            if message.extras().is_some_and(|e| e.reply_message) {
                 RequestCode::SendReplyMessageV2
             } else {
                 RequestCode::SendMessageV2
@@ -367,52 +449,7 @@ async fn send_attempt(
             .as_ref()
             .filter(|_| core.shared.hooks.request.is_empty()),
     };
-    let oneway = mode == SendMode::Oneway;
-    // A send to a chosen queue waits for the sends that reached the core before it (they may
-    // still be waking from a shared connect), then for the previous request to the same queue
-    // to be answered: brokers store pipelined requests of one connection concurrently (seen on
-    // rocketmq-rust; Java brokers use a thread pool), so one in flight per queue is what keeps
-    // a key's messages in order.
-    let mut queue_turn = None;
-    if let Some(ticket) = ticket {
-        let waited = until(deadline, ticket.turn()).await;
-        if waited.is_some() {
-            let link = core
-                .queue_order(&queue.broker_name, queue.queue_id)
-                .ticket();
-            ticket.pass();
-            if until(deadline, link.turn()).await.is_some() {
-                queue_turn = Some(link);
-            }
-        }
-        if queue_turn.is_none() {
-            ticket.pass();
-            return Err(Error::Timeout {
-                elapsed: started.elapsed(),
-                budget: deadline.saturating_duration_since(started),
-                attempts: 1,
-                outcome: Outcome::NotStored,
-                last_error: None,
-            });
-        }
-    }
-    let response = conn.request(code.as_i32(), &header, body, oneway, deadline);
-    let response = response?;
-    // The connection fails the request at `deadline`: no timer per attempt.
-    let answer = response.await;
-    drop(queue_turn);
-    match answer {
-        Err(failure) if failure.timed_out => Err(attempt_timeout(started, deadline)),
-        Err(failure) => Err(failure_to_error(addr, failure)),
-        Ok(None) => Ok(Reply::Written),
-        Ok(Some(reply)) => {
-            let topic = match &config.namespace {
-                Some(namespace) => Arc::from(crate::namespace::strip(namespace, &route.topic)),
-                None => Arc::clone(&route.topic),
-            };
-            to_reply(reply, addr, (&topic, queue), message)
-        }
-    }
+    (code, header, body)
 }
 
 /// Whether a SYSTEM_ERROR remark says the broker's timer store is off (5.x `WHEEL_TIMER_NOT_ENABLE`,
@@ -430,7 +467,7 @@ fn is_timer_disabled(remark: &str) -> bool {
 /// here (an error would be retried and store it again): an unreadable header gives results
 /// with offset -1 and no offset id, and a batch answered with fewer offset ids than messages
 /// gets empty offset ids for the rest.
-fn to_reply(
+pub(crate) fn to_reply(
     reply: RemotingCommand,
     addr: &str,
     (topic, queue): (&Arc<str>, &PublishQueue),

@@ -115,6 +115,21 @@ pub fn start_extra_broker_cluster_with_env(
     start_cluster(extra_properties, &[], env).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Where build.sh puts the built servers and client (`$RMQ_JAVA`, default
+/// `${XDG_CACHE_HOME:-$HOME/.cache}/rocketmq-java-4.9.7`).
+pub fn java_dir() -> PathBuf {
+    std::env::var_os("RMQ_JAVA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
+                });
+            cache.join("rocketmq-java-4.9.7")
+        })
+}
+
 /// `$ROCKETMQ_SHARED/java-rocketmq` or `../shared/java-rocketmq`, checked.
 fn scripts_dir() -> Result<PathBuf, String> {
     let shared = std::env::var_os("ROCKETMQ_SHARED")
@@ -187,17 +202,7 @@ fn start_cluster(
         if files.iter().any(|(path, _)| path.starts_with("home/conf/")) {
             // start.sh copies the stock conf (logback, ACL) only into an instance without one:
             // copy it first, then overwrite the given files.
-            let java_dir = std::env::var_os("RMQ_JAVA")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    let cache = std::env::var_os("XDG_CACHE_HOME")
-                        .map(PathBuf::from)
-                        .unwrap_or_else(|| {
-                            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                                .join(".cache")
-                        });
-                    cache.join("rocketmq-java-4.9.7")
-                });
+            let java_dir = java_dir();
             std::fs::create_dir_all(run.join("home"))
                 .map_err(|e| format!("{}: {e}", run.display()))?;
             let copied = Command::new("cp")

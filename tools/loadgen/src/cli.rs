@@ -87,6 +87,10 @@ pub struct Args {
     /// Outstanding sends per worker (async/oneway/ordered).
     #[arg(long, default_value_t = 256)]
     pub inflight: usize,
+    /// On the cores, send through the future API (`LocalProducer::send`, one task per
+    /// outstanding send) instead of delivery reports (`send_reported`, the fast path).
+    #[arg(long)]
+    pub futures: bool,
     /// Application threads submitting from outside the cores (sync and transaction default 16;
     /// the others default 0 = submit from the cores themselves with no hop).
     #[arg(long)]
@@ -132,9 +136,22 @@ pub struct Args {
     /// The name the servers' TLS certificates must carry (default: each address's host).
     #[arg(long, requires = "tls_ca")]
     pub tls_server_name: Option<String>,
+    /// Client certificate chain (PEM) for servers that require one (mutual TLS); with --tls-key.
+    #[arg(long, requires_all = ["tls_ca", "tls_key"])]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// Print exactly one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Serve the producer's metrics and loadgen's own counters in Prometheus text format on
+    /// HOST:PORT (`GET /metrics`) while the run lasts.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub prometheus: Option<String>,
+    /// Print the producer's stats as one JSON line on stderr every this many seconds.
+    #[arg(long, value_parser = parse_secs, value_name = "SECONDS")]
+    pub stats_interval: Option<Duration>,
     /// Producer configuration file (TOML, see `ProducerConfig::from_file`); flags override it.
     #[arg(long)]
     pub config: Option<std::path::PathBuf>,

@@ -3,6 +3,7 @@
 
 mod cli;
 mod cpu;
+mod exporter;
 mod report_svg;
 mod target;
 mod workers;
@@ -149,6 +150,8 @@ fn run(args: Args) -> Result<i32, String> {
     if let Some(ca) = &args.tls_ca {
         let mut tls = rocketmq_tpc::TlsOptions::trusting(ca.clone());
         tls.server_name = args.tls_server_name.clone();
+        tls.client_cert_file = args.tls_cert.clone();
+        tls.client_key_file = args.tls_key.clone();
         config.tls = Some(tls);
     }
     if args.batch == 0 {
@@ -166,6 +169,21 @@ fn run(args: Args) -> Result<i32, String> {
         .max_inflight
         .max(args.inflight * (threads.max(1)));
     let mut builder = Producer::builder().config(config);
+    // The recorder goes in before the producer publishes to it.
+    let prometheus = match &args.prometheus {
+        Some(addr) => {
+            let exporter = exporter::install(addr)?;
+            builder = builder.publish_metrics(Duration::from_secs(1));
+            Some(exporter)
+        }
+        None => None,
+    };
+    if let Some(every) = args.stats_interval {
+        let started = Instant::now();
+        builder = builder.on_stats(every, move |stats| {
+            eprintln!("{}", stats_line(started.elapsed(), stats));
+        });
+    }
     if let (Some(access), Some(secret)) = (&args.access_key, &args.secret_key) {
         let mut creds = rocketmq_tpc::AclCredentials::new(access.clone(), secret.clone());
         creds.security_token = args.security_token.clone();
@@ -225,6 +243,9 @@ fn run(args: Args) -> Result<i32, String> {
     let producer_cpu_before = cpu::threads_cpu_s("rmq-tpc-");
     let broker_cpu_before = target.broker_cpu_s();
     let lives: Vec<Arc<Live>> = (0..workers).map(|_| Arc::new(Live::default())).collect();
+    if let Some((handle, listener)) = prometheus {
+        exporter::serve(handle, listener, lives.clone());
+    }
     // Every worker draws from the run's one numbering; in ordered mode each draws the numbers
     // of its own keys, so one key's messages are sent by one worker, in order.
     let plan_of = |i: usize| {
@@ -251,9 +272,14 @@ fn run(args: Args) -> Result<i32, String> {
     } else {
         for (i, live) in lives.iter().enumerate() {
             let (plan, live) = (plan_of(i), live.clone());
+            let reports = workers::uses_reports(&plan, args.futures);
             let h = producer
-                .run_on_core(i, move |local: LocalProducer| {
-                    workers::core_worker(local, plan, live)
+                .run_on_core(i, move |local: LocalProducer| async move {
+                    if reports {
+                        workers::reported_worker(local, plan, live).await
+                    } else {
+                        workers::core_worker(local, plan, live).await
+                    }
                 })
                 .map_err(|e| e.to_string())?;
             handles.push(Box::new(move || h.wait().map_err(|e| e.to_string())));
@@ -594,6 +620,38 @@ impl Report {
 fn round(v: f64, digits: i32) -> f64 {
     let m = 10f64.powi(digits);
     (v * m).round() / m
+}
+
+/// One `--stats-interval` line: the producer's totals and latency as JSON.
+fn stats_line(elapsed: Duration, stats: &rocketmq_tpc::ProducerStats) -> String {
+    let latency = stats.latency_us();
+    let per_core: Vec<serde_json::Value> = stats
+        .cores
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "core": c.core,
+                "acked": c.acked,
+                "failed": c.failed,
+                "in_flight": c.in_flight,
+                "connections": c.connections,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "elapsed_s": elapsed.as_secs_f64(),
+        "client_id": stats.client_id,
+        "started": stats.started(),
+        "acked": stats.acked(),
+        "failed": stats.failed(),
+        "retries": stats.retries(),
+        "refused": stats.refused(),
+        "in_flight": stats.in_flight(),
+        "p50_us": latency.value_at_quantile(0.5),
+        "p99_us": latency.value_at_quantile(0.99),
+        "cores": per_core,
+    })
+    .to_string()
 }
 
 #[cfg(test)]

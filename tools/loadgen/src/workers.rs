@@ -231,7 +231,19 @@ impl Tally {
 
     /// Records the outcome of a request; an error is counted under its kind.
     fn done(&self, live: &Live, result: Result<(), String>, from: Instant, messages: u64) {
-        let micros = from.elapsed().as_micros().max(1) as u64;
+        self.done_at(live, result, from, Instant::now(), messages)
+    }
+
+    /// [`Tally::done`] for an outcome that came at `now`.
+    fn done_at(
+        &self,
+        live: &Live,
+        result: Result<(), String>,
+        from: Instant,
+        now: Instant,
+        messages: u64,
+    ) {
+        let micros = now.saturating_duration_since(from).as_micros().max(1) as u64;
         let _ = self.latency.borrow_mut().record(micros);
         match result {
             Ok(()) => {
@@ -260,6 +272,109 @@ impl Tally {
 /// Kind of an error, for the report.
 fn kind<T>(result: Result<T, Error>) -> Result<(), String> {
     result.map(|_| ()).map_err(|e| e.kind().to_owned())
+}
+
+/// Whether `plan` runs through delivery reports on the cores (closed-loop async, sync and
+/// automatic batching, unless `--futures`).
+pub fn uses_reports(plan: &Plan, futures: bool) -> bool {
+    !futures
+        && plan.rate.is_none()
+        && matches!(plan.mode, Mode::Async | Mode::Sync | Mode::AutoBatch)
+}
+
+/// Runs `plan` on a producer core through [`LocalProducer::send_reported`], the crate's fast
+/// path: `plan.inflight` sends outstanding, and each outcome, reported on the core, records its
+/// latency and sends the next message from inside the delivery handler (no task, future or
+/// wake-up per message).
+pub async fn reported_worker(local: LocalProducer, plan: Plan, live: Arc<Live>) -> Outcome {
+    let pump = Rc::new(Pump {
+        local: local.clone(),
+        base: Instant::now(),
+        plan,
+        live,
+        tally: Tally::new(),
+        outstanding: Cell::new(0),
+        refused: RefCell::new(None),
+        exhausted: Cell::new(false),
+        waker: Cell::new(None),
+    });
+    let handler_pump = Rc::clone(&pump);
+    local.set_delivery_handler(move |token, result| {
+        let pump = &handler_pump;
+        pump.outstanding.set(pump.outstanding.get() - 1);
+        let from = pump.base + Duration::from_nanos(token);
+        pump.tally
+            .done_at(&pump.live, kind(result), from, pump.local.now(), 1);
+        pump.fill();
+    });
+    pump.fill();
+    futures_lite::future::poll_fn(|cx| {
+        if pump.finished() {
+            return std::task::Poll::Ready(());
+        }
+        pump.waker.set(Some(cx.waker().clone()));
+        std::task::Poll::Pending
+    })
+    .await;
+    // Drops the handler, and with it its hold on the pump.
+    local.set_delivery_handler(|_, _| {});
+    pump.tally.outcome()
+}
+
+struct Pump {
+    local: LocalProducer,
+    base: Instant,
+    plan: Plan,
+    live: Arc<Live>,
+    tally: Tally,
+    outstanding: Cell<usize>,
+    /// A message the core refused for lack of room, sent again after the next outcome.
+    refused: RefCell<Option<(Message, u64)>>,
+    exhausted: Cell<bool>,
+    waker: Cell<Option<std::task::Waker>>,
+}
+
+impl Pump {
+    fn finished(&self) -> bool {
+        self.exhausted.get() && self.outstanding.get() == 0 && self.refused.borrow().is_none()
+    }
+
+    /// Sends until `inflight` are outstanding or the plan is done.
+    fn fill(&self) {
+        while self.outstanding.get() < self.plan.inflight.max(1) {
+            let next = self.refused.borrow_mut().take();
+            let (message, token) = match next {
+                Some(next) => next,
+                None => {
+                    let now = self.local.now();
+                    let Some((n, _)) = self.plan.claim(now) else {
+                        self.exhausted.set(true);
+                        break;
+                    };
+                    self.tally.start(&self.live, 1);
+                    (self.plan.message(n), (now - self.base).as_nanos() as u64)
+                }
+            };
+            match self.local.send_reported(message, token) {
+                Ok(()) => self.outstanding.set(self.outstanding.get() + 1),
+                Err(Error::QueueFull {
+                    message: Some(message),
+                }) if self.outstanding.get() > 0 => {
+                    *self.refused.borrow_mut() = Some((*message, token));
+                    break;
+                }
+                Err(e) => {
+                    let from = self.base + Duration::from_nanos(token);
+                    self.tally.done(&self.live, kind::<()>(Err(e)), from, 1);
+                }
+            }
+        }
+        if self.finished() {
+            if let Some(waker) = self.waker.take() {
+                waker.wake();
+            }
+        }
+    }
 }
 
 /// Runs `plan` on a producer core with `plan.inflight` concurrent tasks.

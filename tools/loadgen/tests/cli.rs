@@ -533,3 +533,104 @@ fn acl_flags_against_a_broker_with_authentication() {
     assert_eq!(v["retries"], 0, "access denied is never retried: {v}");
     assert!(took < Duration::from_secs(30), "took {took:?}");
 }
+
+/// One scrape of `GET /metrics` at `addr` (None while nothing answers yet).
+fn scrape(addr: &str) -> Option<String> {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: loadgen\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    text.starts_with("HTTP/1.1 200").then_some(text)
+}
+
+/// The sum of every sample of `name` (any labels) in a Prometheus text page.
+fn sample_sum(page: &str, name: &str) -> f64 {
+    page.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// `--prometheus` during a run against the local real broker: a scrape finds non-zero sent and
+/// acked counters (the producer's and loadgen's own) and a latency histogram with samples;
+/// `--stats-interval` prints JSON lines with the producer's totals on stderr.
+#[test]
+fn prometheus_endpoint_and_stats_lines_during_a_real_broker_run() {
+    let install = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../rocketmq-local"))
+        .arg("install")
+        .status()
+        .expect("run tools/rocketmq-local install");
+    assert!(install.success(), "tools/rocketmq-local install failed");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let run_addr = addr.clone();
+    let run = std::thread::spawn(move || {
+        loadgen_within(
+            &[
+                "--duration",
+                "10",
+                "--rate",
+                "3000",
+                "--prometheus",
+                &run_addr,
+                "--stats-interval",
+                "1",
+                "--json",
+            ],
+            Duration::from_secs(120),
+        )
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut last = None;
+    let page = loop {
+        if let Some(page) = scrape(&addr) {
+            let ready = sample_sum(&page, "rocketmq_tpc_messages_acked_total") > 0.0
+                && sample_sum(&page, "rocketmq_tpc_send_latency_seconds_count") > 0.0
+                && sample_sum(&page, "loadgen_messages_acked_total") > 0.0;
+            if ready {
+                break page;
+            }
+            last = Some(page);
+        }
+        assert!(
+            Instant::now() < deadline && !run.is_finished(),
+            "no scrape with acked counters and latency samples; last page: {last:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    for name in [
+        "rocketmq_tpc_messages_started_total",
+        "loadgen_messages_sent_total",
+    ] {
+        assert!(sample_sum(&page, name) > 0.0, "{name} in {page}");
+    }
+    assert!(
+        page.contains("rocketmq_tpc_send_latency_seconds_bucket{"),
+        "a latency histogram: {page}"
+    );
+    assert!(page.contains("core=\"0\""), "labelled by core: {page}");
+    let out = run.join().expect("the loadgen thread");
+    let v = json(&out);
+    assert!(v["acked"].as_u64().unwrap() > 0, "{v}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v.get("client_id").is_some())
+        .collect();
+    assert!(lines.len() >= 3, "stats lines on stderr: {stderr}");
+    assert!(
+        lines.iter().any(|l| l["acked"].as_u64() > Some(0)),
+        "a stats line with acked messages: {stderr}"
+    );
+}

@@ -1,0 +1,406 @@
+//! Send records: the state of a plain send in flight, kept in a per-core slab instead of a future
+//! per message (the fast path).
+//!
+//! ```text
+//!  try_start: cached route ─► queue ─► open connection ─► frame encoded into its write buffer,
+//!             the request's in-flight slot names record i of the slab (no task, no future)
+//!  answer / deadline / connection lost ─► the connection hands (i, answer) to complete():
+//!      stored or a final error ─► the record's reply target (delivery handler, reply slot, or
+//!                                 an application thread's channel), permit released
+//!      retryable error ─────────► the slow path resumes it (`send::send_message`, attempt 2..)
+//! ```
+//!
+//! Anything the fast path does not cover (no route or connection yet, hooks, chosen queues,
+//! namespaces, ordered sends, shutdown) goes to the slow path from the start, with the same
+//! reply target: every send still ends in exactly one outcome.
+
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_channel::oneshot;
+
+use super::connection::failure_to_error;
+use super::core::{attempt_timeout, Core, InFlightPermit};
+use super::deadline::deadline_after;
+use super::in_flight::Answer;
+use super::inbox::{SendMode, SendReply};
+use super::prepared::{Outgoing, Reply};
+use super::reply_slots::ReplySender;
+use super::send::{send_header, send_message, to_reply, Resume};
+use crate::error::Error;
+use crate::route::PublishQueue;
+use crate::send_result::SendResult;
+
+/// A delivery handler: called on the producer core with the caller's token and the outcome.
+pub type DeliveryHandler = dyn Fn(u64, Result<SendResult, Error>);
+
+/// A delivery handler shared by every core (set on the builder).
+pub type SharedDeliveryHandler = dyn Fn(u64, Result<SendResult, Error>) + Send + Sync;
+
+/// One outcome owed to a delivery handler; dropped undelivered, it reports `CoreStopped`.
+pub(crate) struct Delivery {
+    handler: Option<Rc<DeliveryHandler>>,
+    token: u64,
+}
+
+impl Delivery {
+    pub(crate) fn new(handler: Rc<DeliveryHandler>, token: u64) -> Self {
+        Delivery {
+            handler: Some(handler),
+            token,
+        }
+    }
+
+    fn deliver(mut self, result: Result<SendResult, Error>) {
+        if let Some(handler) = self.handler.take() {
+            handler(self.token, result);
+        }
+    }
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        if let Some(handler) = self.handler.take() {
+            handler(
+                self.token,
+                Err(Error::CoreStopped {
+                    reason: "the send was dropped on its core before it finished".into(),
+                }),
+            );
+        }
+    }
+}
+
+/// Where a send's outcome goes.
+pub(crate) enum ReplyTarget {
+    /// An application thread's future or blocking call.
+    Channel(oneshot::Sender<SendReply>),
+    /// A caller on this core, through a reusable reply slot.
+    Slot(ReplySender),
+    /// The core's delivery handler, with the caller's token (single messages only).
+    Report(Delivery),
+}
+
+impl ReplyTarget {
+    /// Hands the outcome over (a caller that gave up simply does not read it).
+    pub(crate) fn send(self, reply: SendReply) {
+        match self {
+            ReplyTarget::Channel(tx) => {
+                let _ = tx.send(reply);
+            }
+            ReplyTarget::Slot(tx) => tx.send(reply),
+            ReplyTarget::Report(delivery) => delivery.deliver(reply.and_then(|r| match r {
+                Reply::One(result) => Ok(result),
+                Reply::Batch(mut results) if results.len() == 1 => Ok(results.remove(0)),
+                other => Err(Error::CoreStopped {
+                    reason: format!("a reported send got {other:?}"),
+                }),
+            })),
+        }
+    }
+}
+
+/// A plain send whose request is on a connection, waiting for its answer.
+struct SendRecord {
+    message: Outgoing,
+    mode: SendMode,
+    started: Instant,
+    deadline: Instant,
+    attempt_deadline: Instant,
+    /// The topic as results name it (without the namespace).
+    topic: Arc<str>,
+    queue: PublishQueue,
+    permit: InFlightPermit,
+    reply: ReplyTarget,
+}
+
+/// One core's send records, indexed by the number their request's in-flight slot carries.
+pub(crate) struct RecordBook {
+    core: Weak<Core>,
+    slab: RefCell<Slab>,
+    /// The coarse clock: the time of the read whose answers are being dispatched (monotonic,
+    /// and Unix milliseconds), so the sends and outcomes of one read share two clock reads.
+    clock: Cell<Option<(Instant, i64)>>,
+}
+
+/// Keeps the coarse clock valid; dropping it (also by unwinding) ends it.
+pub(crate) struct ClockHold<'a>(&'a RecordBook);
+
+impl Drop for ClockHold<'_> {
+    fn drop(&mut self) {
+        self.0.clock.set(None);
+    }
+}
+
+#[derive(Default)]
+struct Slab {
+    records: Vec<Option<SendRecord>>,
+    free: Vec<u32>,
+}
+
+impl RecordBook {
+    pub(crate) fn new(core: Weak<Core>) -> Self {
+        RecordBook {
+            core,
+            slab: RefCell::default(),
+            clock: Cell::new(None),
+        }
+    }
+
+    /// Reads the clock once and makes it the coarse clock until the returned hold is dropped: a
+    /// connection's reader holds it while it dispatches one read's answers (not across awaits).
+    pub(crate) fn hold_clock(&self) -> ClockHold<'_> {
+        self.clock
+            .set(Some((Instant::now(), super::prepared::unix_millis())));
+        ClockHold(self)
+    }
+
+    /// Now: the coarse clock while a read is dispatched, else the clock.
+    pub(crate) fn now(&self) -> Instant {
+        match self.clock.get() {
+            Some((now, _)) => now,
+            None => Instant::now(),
+        }
+    }
+
+    /// Now in Unix milliseconds: the coarse clock while a read is dispatched, else the clock.
+    pub(crate) fn unix_millis(&self) -> i64 {
+        match self.clock.get() {
+            Some((_, millis)) => millis,
+            None => super::prepared::unix_millis(),
+        }
+    }
+
+    fn reserve(&self) -> u32 {
+        let mut slab = self.slab.borrow_mut();
+        match slab.free.pop() {
+            Some(index) => index,
+            None => {
+                slab.records.push(None);
+                (slab.records.len() - 1) as u32
+            }
+        }
+    }
+
+    fn fill(&self, index: u32, record: SendRecord) {
+        self.slab.borrow_mut().records[index as usize] = Some(record);
+    }
+
+    fn take(&self, index: u32) -> Option<SendRecord> {
+        let mut slab = self.slab.borrow_mut();
+        let record = slab.records.get_mut(index as usize)?.take()?;
+        slab.free.push(index);
+        Some(record)
+    }
+
+    fn release(&self, index: u32) {
+        let mut slab = self.slab.borrow_mut();
+        if let Some(slot) = slab.records.get_mut(index as usize) {
+            *slot = None;
+            slab.free.push(index);
+        }
+    }
+
+    /// Completes record `index` with the answer its connection (`peer`) got.
+    pub(crate) fn complete(&self, index: u32, answer: Answer, peer: &str) {
+        let Some(record) = self.take(index) else {
+            tracing::trace!(index, "no send record for an answer");
+            return;
+        };
+        let Some(core) = self.core.upgrade() else {
+            // Dropping the record's reply target answers CoreStopped.
+            return;
+        };
+        complete(&core, record, answer, peer);
+    }
+}
+
+fn complete(core: &Rc<Core>, record: SendRecord, answer: Answer, peer: &str) {
+    let SendRecord {
+        message,
+        mode,
+        started,
+        deadline,
+        attempt_deadline,
+        topic,
+        queue,
+        permit,
+        reply: target,
+    } = record;
+    let result = match answer {
+        Err(failure) if failure.timed_out => Err(attempt_timeout(started, attempt_deadline)),
+        Err(failure) => Err(failure_to_error(peer, failure)),
+        Ok(None) => Ok(Reply::Written),
+        Ok(Some(response)) => to_reply(response, peer, (&topic, &queue), &message),
+    };
+    let config = &core.shared.config;
+    let now = core.records.now();
+    let micros = now.saturating_duration_since(started).as_micros() as u64;
+    if config.send_latency_fault_enable {
+        let failed = matches!(
+            result,
+            Err(Error::Connection { .. } | Error::Protocol { .. } | Error::Timeout { .. })
+        );
+        core.faults
+            .borrow_mut()
+            .record(&queue.broker_name, now - started, failed, now);
+    }
+    let count = message_count(&message);
+    let error = match result {
+        Ok(reply) => {
+            core.stats.record(count, true, None, micros);
+            drop(permit);
+            target.send(Ok(reply));
+            return;
+        }
+        Err(e) => e,
+    };
+    core.stats.note_attempt_error(&queue.broker_name);
+    if matches!(error, Error::Connection { .. } | Error::Protocol { .. })
+        || error.response_code() == Some(crate::protocol::ResponseCode::TopicNotExist)
+    {
+        core.schedule_refresh(message.topic());
+    }
+    if !error.is_retryable() {
+        core.stats.record(count, false, Some(error.kind()), micros);
+        drop(permit);
+        target.send(Err(error));
+        return;
+    }
+    // Retries are rare: the slow path takes over from attempt 2, with the same budget.
+    // Per message, so trace: the connection's own loss is logged once, at error.
+    tracing::trace!(core = core.index, topic = message.topic(), broker = %peer, attempt = 1, code = ?error.response_code(), error = %error, "send attempt failed; retrying");
+    let resume = Resume {
+        attempts: 1,
+        last_broker: Rc::from(&*queue.broker_name),
+        any_unknown: error.outcome() == crate::Outcome::Unknown,
+        last_error: error,
+    };
+    let core = Rc::clone(core);
+    super::guarded::spawn_guarded(
+        "send retry",
+        async move {
+            let result = send_message(
+                &core,
+                message,
+                mode,
+                (started, deadline),
+                None,
+                Some(resume),
+            )
+            .await;
+            drop(permit);
+            target.send(result);
+        },
+        |_| {},
+    );
+}
+
+fn message_count(message: &Outgoing) -> u64 {
+    match message {
+        Outgoing::One(_) => 1,
+        Outgoing::Batch(b) => b.uniq_keys.len() as u64,
+    }
+}
+
+/// Starts `message` as a send record when all it needs is at hand: a plain send (no chosen
+/// queue, namespace or hooks), its topic's route cached on this core, and an open connection to
+/// the chosen queue's broker. Otherwise hands everything back for the slow path.
+///
+/// `reply` makes the reply target once the record is certain (so a caller that would open a
+/// reply slot opens none when the send takes the slow path).
+#[allow(clippy::result_large_err)]
+pub(crate) fn try_start<F: FnOnce() -> ReplyTarget>(
+    core: &Rc<Core>,
+    message: Outgoing,
+    mode: SendMode,
+    (started, deadline): (Instant, Instant),
+    permit: InFlightPermit,
+    reply: F,
+) -> Result<(), (Outgoing, InFlightPermit, F)> {
+    let config = &core.shared.config;
+    let hooks = &core.shared.hooks;
+    if message.extras().is_some()
+        || core.aborting.get()
+        || hooks.any_attempt_hook()
+        || config.retry_another_broker_when_not_store_ok
+    {
+        return Err((message, permit, reply));
+    }
+    let topic = message.topic();
+    let Some(route) = core.cached_route(topic) else {
+        return Err((message, permit, reply));
+    };
+    // Where the round robin stands: a send handed to the slow path selects again from there,
+    // so falling back does not skip a queue.
+    let mark = core.selector.borrow().position(topic);
+    let rewind = || core.selector.borrow_mut().rewind(topic, mark);
+    let queue = {
+        let mut selector = core.selector.borrow_mut();
+        let selected = if config.send_latency_fault_enable {
+            let faults = core.faults.borrow();
+            selector.select_available(topic, &route, None, &|b| faults.is_available(b, started))
+        } else {
+            selector.select(topic, &route, None)
+        };
+        match selected {
+            Some(queue) => queue.clone(),
+            None => return Err((message, permit, reply)),
+        }
+    };
+    let Some(conn) = route
+        .master_addr(&queue.broker_name)
+        .and_then(|addr| core.open_send_connection(addr))
+    else {
+        rewind();
+        return Err((message, permit, reply));
+    };
+    let attempt_deadline = deadline.min(deadline_after(started, config.attempt_timeout));
+    let born_millis = match &message {
+        Outgoing::One(m) => m.born_millis,
+        Outgoing::Batch(_) => super::prepared::unix_millis(),
+    };
+    let book = &core.records;
+    let index = book.reserve();
+    let (code, header, body) = send_header(core, &route, &queue, &message, born_millis);
+    let oneway = mode == SendMode::Oneway;
+    if conn
+        .request_record(
+            code.as_i32(),
+            &header,
+            body,
+            oneway,
+            attempt_deadline,
+            index,
+        )
+        .is_err()
+    {
+        // The slow path makes this attempt again and reports its error properly.
+        book.release(index);
+        rewind();
+        return Err((message, permit, reply));
+    }
+    let count = message_count(&message);
+    core.stats.started.set(core.stats.started.get() + count);
+    let topic = match &config.namespace {
+        Some(namespace) => Arc::from(crate::namespace::strip(namespace, &route.topic)),
+        None => Arc::clone(&route.topic),
+    };
+    book.fill(
+        index,
+        SendRecord {
+            message,
+            mode,
+            started,
+            deadline,
+            attempt_deadline,
+            topic,
+            queue,
+            permit,
+            reply: reply(),
+        },
+    );
+    Ok(())
+}

@@ -1,0 +1,208 @@
+//! Reported sends (`send_reported` + a delivery handler, the fast path): one delivery per message
+//! handed over, stored when reported stored, refusals returned at the call with the message.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::read_back::{stored_when_visible, Layout};
+use rocketmq_tpc::{Error, LocalProducer, Message, Producer, ProducerConfig, SendResult};
+
+type Deliveries = Arc<Mutex<BTreeMap<u64, Vec<Result<SendResult, Error>>>>>;
+
+/// A producer on `namesrv` whose delivery handler records every outcome by token.
+fn reporting_producer(
+    namesrv: &str,
+    adjust: impl FnOnce(&mut ProducerConfig),
+) -> (Producer, Deliveries) {
+    let deliveries: Deliveries = Arc::default();
+    let sink = Arc::clone(&deliveries);
+    let mut config = common::config(namesrv);
+    adjust(&mut config);
+    let producer = Producer::builder()
+        .config(config)
+        .on_delivery(move |token, result| {
+            sink.lock().unwrap().entry(token).or_default().push(result);
+        })
+        .build()
+        .expect("producer starts");
+    (producer, deliveries)
+}
+
+/// Waits until every token in `tokens` has an outcome; fails naming the missing ones.
+fn wait_delivered(deliveries: &Deliveries, tokens: std::ops::Range<u64>, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let missing: Vec<u64> = {
+            let d = deliveries.lock().unwrap();
+            tokens.clone().filter(|t| !d.contains_key(t)).collect()
+        };
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} reported sends have no outcome after {limit:?} (first: {:?})",
+            missing.len(),
+            tokens.end - tokens.start,
+            &missing[..missing.len().min(10)]
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn reported_sends_from_threads_and_cores_get_one_outcome_each_and_are_stored() {
+    common::init_tracing();
+    let rmq = common::rocketmq();
+    let topic = common::topic("reported");
+    let (producer, deliveries) = reporting_producer(&rmq.namesrv, |_| {});
+    // The first send fetches the route and connects (the slow path); the rest take records.
+    for n in 0..300u64 {
+        producer
+            .send_reported(Message::new(topic.clone(), format!("thread {n}")), n)
+            .expect("handed over");
+    }
+    let local_topic = topic.clone();
+    producer
+        .run_on_core(0, move |local: LocalProducer| async move {
+            for n in 300..600u64 {
+                let message = Message::new(local_topic.clone(), format!("core {n}"));
+                local.send_reported(message, n).expect("handed over");
+            }
+        })
+        .expect("runs on core 0")
+        .wait()
+        .expect("core job done");
+    wait_delivered(&deliveries, 0..600, Duration::from_secs(30));
+    let d = deliveries.lock().unwrap();
+    assert_eq!(d.len(), 600, "no outcome for a token never sent");
+    let mut ids = Vec::new();
+    for (token, outcomes) in d.iter() {
+        assert_eq!(outcomes.len(), 1, "token {token}: {outcomes:?}");
+        match &outcomes[0] {
+            Ok(result) => ids.push(result.msg_id.to_string()),
+            Err(e) => panic!("token {token} failed: {e}"),
+        }
+    }
+    let expected: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let layout = Layout::of(&rmq.namesrv, &rmq.brokers[..1], &topic);
+    let stored = stored_when_visible(&layout, &topic, &expected);
+    for id in &expected {
+        assert_eq!(
+            stored.get(*id).map(Vec::len),
+            Some(1),
+            "{id} reported stored"
+        );
+    }
+    producer.shutdown(Duration::from_secs(5));
+}
+
+#[test]
+fn send_reported_without_a_delivery_handler_is_refused_at_the_call() {
+    let producer = common::producer("127.0.0.1:1");
+    match producer.send_reported(Message::new("no_handler", "x"), 1) {
+        Err(Error::InvalidConfig { .. }) => {}
+        other => panic!("expected InvalidConfig, got {other:?}"),
+    }
+    let local = producer
+        .run_on_core(0, |local: LocalProducer| async move {
+            local.send_reported(Message::new("no_handler", "x"), 1)
+        })
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert!(
+        matches!(local, Err(Error::InvalidConfig { .. })),
+        "{local:?}"
+    );
+    // Invalid messages come back at the call, not through the handler.
+    let (producer, deliveries) = reporting_producer("127.0.0.1:1", |_| {});
+    let refused = producer.send_reported(Message::new("bad topic!", "x"), 7);
+    assert!(
+        matches!(refused, Err(Error::InvalidMessage { .. })),
+        "{refused:?}"
+    );
+    producer.shutdown(Duration::from_secs(2));
+    assert!(deliveries.lock().unwrap().is_empty());
+}
+
+#[test]
+fn reported_sends_without_a_nameserver_fail_through_the_handler_within_their_budget() {
+    let (producer, deliveries) = reporting_producer("127.0.0.1:1", |c| {
+        c.send_timeout = Duration::from_millis(500);
+    });
+    let started = Instant::now();
+    for n in 0..20 {
+        producer
+            .send_reported(Message::new("reported_dead", "x"), n)
+            .expect("handed over");
+    }
+    wait_delivered(&deliveries, 0..20, Duration::from_secs(10));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    for (token, outcomes) in deliveries.lock().unwrap().iter() {
+        assert_eq!(outcomes.len(), 1, "token {token}");
+        let e = outcomes[0].as_ref().expect_err("no NameServer");
+        assert_eq!(e.outcome(), rocketmq_tpc::Outcome::NotStored, "{e}");
+    }
+    producer.shutdown(Duration::from_secs(2));
+}
+
+#[test]
+fn a_core_without_room_refuses_reported_sends_at_once_with_the_message() {
+    let (producer, deliveries) = reporting_producer("127.0.0.1:1", |c| {
+        c.core.max_inflight = 4;
+        c.send_timeout = Duration::from_millis(300);
+    });
+    let refused = producer
+        .run_on_core(0, |local: LocalProducer| async move {
+            let mut refused = Vec::new();
+            for n in 0..10u64 {
+                let message = Message::new("reported_full", format!("m{n}"));
+                if let Err(e) = local.send_reported(message, n) {
+                    refused.push((n, e));
+                }
+            }
+            refused
+        })
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(refused.len(), 6, "{refused:?}");
+    for (n, e) in refused {
+        match e {
+            Error::QueueFull { message: Some(m) } => {
+                assert_eq!(&m.body[..], format!("m{n}").as_bytes())
+            }
+            other => panic!("message {n}: expected QueueFull with the message, got {other:?}"),
+        }
+    }
+    wait_delivered(&deliveries, 0..4, Duration::from_secs(10));
+    producer.shutdown(Duration::from_secs(2));
+    assert_eq!(deliveries.lock().unwrap().len(), 4);
+}
+
+#[test]
+fn shutdown_gives_every_reported_send_in_flight_its_outcome() {
+    let rmq = common::rocketmq();
+    let topic = common::topic("reported_shutdown");
+    let (producer, deliveries) = reporting_producer(&rmq.namesrv, |_| {});
+    let mut handed = 0u64;
+    for n in 0..2000u64 {
+        if producer
+            .send_reported(Message::new(topic.clone(), format!("m{n}")), n)
+            .is_ok()
+        {
+            handed += 1;
+        }
+    }
+    let report = producer.shutdown(Duration::from_secs(10));
+    assert!(report.joined, "{report:?}");
+    wait_delivered(&deliveries, 0..handed, Duration::from_secs(5));
+    let d = deliveries.lock().unwrap();
+    assert!(d.values().all(|o| o.len() == 1), "one outcome per message");
+    let ok = d.values().filter(|o| o[0].is_ok()).count();
+    assert!(ok > 0, "some sends completed before the shutdown");
+}
