@@ -37,6 +37,8 @@ pub struct AttemptContext<'a> {
     pub attempt: u32,
     /// The message's unique id (`UNIQ_KEY`), for single sends.
     pub unique_id: Option<&'a str>,
+    /// Every member's unique id, in order, for batches (`None` for single sends).
+    pub batch_unique_ids: Option<&'a [crate::ShortString]>,
     /// The body's size as sent (compressed, for a compressed body).
     pub body_len: usize,
     /// When the attempt started.
@@ -60,6 +62,16 @@ pub trait SendHook: Send + Sync + 'static {
         outcome: Result<Option<&SendResult>, &Error>,
     ) {
         let _ = (context, outcome);
+    }
+
+    /// After an attempt of a batch ended: every member's result, or the error. By default it
+    /// calls [`SendHook::after_attempt`] with the first result.
+    fn after_batch_attempt(
+        &self,
+        context: &AttemptContext<'_>,
+        outcome: Result<&[SendResult], &Error>,
+    ) {
+        self.after_attempt(context, outcome.map(|results| results.first()));
     }
 }
 
@@ -125,6 +137,16 @@ impl Hooks {
     ) {
         for hook in &self.send {
             hook.after_attempt(context, outcome);
+        }
+    }
+
+    pub(crate) fn after_batch(
+        &self,
+        context: &AttemptContext<'_>,
+        outcome: Result<&[SendResult], &Error>,
+    ) {
+        for hook in &self.send {
+            hook.after_batch_attempt(context, outcome);
         }
     }
 }

@@ -10,7 +10,8 @@
 //! ```
 //!
 //! A failed attempt is traced too, with `success` false (the Java client traces stored ones
-//! only). Batches are not traced yet.
+//! only). A batch (explicit or automatic) is one record, as Java traces a `MessageBatch`: its
+//! members' unique ids and offset ids comma-joined, no tags or keys.
 
 use std::cell::RefCell;
 use std::time::Duration;
@@ -68,40 +69,97 @@ fn msg_type(message: &Message, sys_flag_half: bool) -> u8 {
     }
 }
 
+/// What a `Pub` record says of the message (or batch) an attempt carried.
+struct Subject<'a> {
+    topic: &'a str,
+    /// The unique id; a batch's, comma-joined (Java `MessageBatch` results).
+    msg_id: String,
+    tags: Option<&'a str>,
+    keys: &'a [String],
+    msg_type: u8,
+}
+
+impl<'a> Subject<'a> {
+    fn of_message(message: &'a Message, unique_id: Option<&str>) -> Self {
+        let half = message.properties.iter().any(|(k, _)| k == "TRAN_MSG");
+        Subject {
+            topic: &message.topic,
+            msg_id: unique_id.unwrap_or("null").to_owned(),
+            tags: message.tags.as_deref(),
+            keys: &message.keys,
+            msg_type: msg_type(message, half),
+        }
+    }
+
+    /// A batch, as Java traces a `MessageBatch`: one record, ids comma-joined, no tags or keys.
+    fn of_batch(topic: &'a str, ids: &[crate::ShortString]) -> Self {
+        let ids: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
+        Subject {
+            topic,
+            msg_id: ids.join(","),
+            tags: None,
+            keys: &[],
+            msg_type: 0,
+        }
+    }
+}
+
+/// What the attempt's answer says: region, offset ids (a batch's comma-joined), stored or not.
+struct Stored {
+    region: String,
+    offset_msg_id: String,
+    success: bool,
+}
+
+impl Stored {
+    fn of(results: Result<&[SendResult], &crate::Error>) -> Self {
+        match results {
+            Ok(results) if !results.is_empty() => {
+                let offsets: Vec<&str> = results.iter().map(|r| r.offset_msg_id.as_str()).collect();
+                Stored {
+                    region: results[0].region_id.to_string(),
+                    offset_msg_id: offsets.join(","),
+                    success: results[0].status == crate::SendStatus::SendOk,
+                }
+            }
+            _ => Stored {
+                region: "DefaultRegion".into(),
+                offset_msg_id: "null".into(),
+                success: false,
+            },
+        }
+    }
+}
+
 /// One `Pub` record (Java `TraceDataEncoder.encoderFromContextBean`; absent values are
 /// `null`, as Java's `StringBuilder.append(null)` writes them).
-pub(crate) fn pub_record(
+fn pub_record(
     group: &str,
     context: &AttemptContext<'_>,
-    message: &Message,
-    outcome: Result<Option<&SendResult>, &crate::Error>,
+    subject: &Subject<'_>,
+    stored: &Stored,
     cost_ms: u128,
 ) -> String {
-    let result = outcome.ok().flatten();
-    let keys = if message.keys.is_empty() {
+    let keys = if subject.keys.is_empty() {
         "null".to_owned()
     } else {
-        message.keys.join(" ")
+        subject.keys.join(" ")
     };
-    let half = message.properties.iter().any(|(k, _)| k == "TRAN_MSG");
     let fields: [String; 14] = [
         "Pub".into(),
         context.started_unix_ms.to_string(),
-        result.map_or("DefaultRegion".into(), |r| r.region_id.to_string()),
+        stored.region.clone(),
         group.into(),
-        message.topic.clone(),
-        context.unique_id.unwrap_or("null").into(),
-        message.tags.clone().unwrap_or_else(|| "null".into()),
+        subject.topic.into(),
+        subject.msg_id.clone(),
+        subject.tags.unwrap_or("null").into(),
         keys,
         context.broker_addr.into(),
         context.body_len.to_string(),
         cost_ms.to_string(),
-        msg_type(message, half).to_string(),
-        result.map_or("null".into(), |r| r.offset_msg_id.to_string()),
-        result
-            .map(|r| r.status == crate::SendStatus::SendOk)
-            .unwrap_or(false)
-            .to_string(),
+        subject.msg_type.to_string(),
+        stored.offset_msg_id.clone(),
+        stored.success.to_string(),
     ];
     let mut out = fields.join(&CONTENT.to_string());
     out.push(FIELD);
@@ -117,27 +175,56 @@ impl SendHook for TraceHook {
         let Some(message) = context.message else {
             return;
         };
-        if context.topic == self.topic || message.topic == self.topic {
+        let result = match outcome {
+            Ok(None) => return, // oneway: nothing is known of the store
+            Ok(Some(r)) => Ok(std::slice::from_ref(r)),
+            Err(e) => Err(e),
+        };
+        let subject = Subject::of_message(message, context.unique_id);
+        let ids: Vec<String> = context.unique_id.iter().map(|id| id.to_string()).collect();
+        self.trace(context, &subject, Stored::of(result), ids);
+    }
+
+    fn after_batch_attempt(
+        &self,
+        context: &AttemptContext<'_>,
+        outcome: Result<&[SendResult], &crate::Error>,
+    ) {
+        let Some(ids) = context.batch_unique_ids else {
+            return;
+        };
+        // Results name the topic without the namespace, as Java's trace does.
+        let topic = match outcome {
+            Ok([first, ..]) => &*first.queue.topic,
+            _ => context.topic,
+        };
+        let subject = Subject::of_batch(topic, ids);
+        let ids = ids.iter().map(|id| id.to_string()).collect();
+        self.trace(context, &subject, Stored::of(outcome), ids);
+    }
+}
+
+impl TraceHook {
+    /// Appends the record of one attempt to this core's buffer (with `ids`, the unique ids it
+    /// names, as keys of the trace message) and flushes or schedules a flush.
+    fn trace(
+        &self,
+        context: &AttemptContext<'_>,
+        subject: &Subject<'_>,
+        stored: Stored,
+        ids: Vec<String>,
+    ) {
+        if context.topic == self.topic || subject.topic == self.topic {
             return;
         }
-        if matches!(outcome, Ok(None)) {
-            return; // oneway: nothing is known of the store
-        }
-        let record = pub_record(
-            &self.group,
-            context,
-            message,
-            outcome,
-            context.started.elapsed().as_millis(),
-        );
+        let cost = context.started.elapsed().as_millis();
+        let record = pub_record(&self.group, context, subject, &stored, cost);
         let (full, schedule) = PENDING.with(|p| {
             let mut p = p.borrow_mut();
             p.body.push_str(&record);
             p.records += 1;
-            if let Some(id) = context.unique_id {
-                p.keys.push(id.to_owned());
-            }
-            p.keys.extend(message.keys.iter().cloned());
+            p.keys.extend(ids);
+            p.keys.extend(subject.keys.iter().cloned());
             let full = p.records >= MAX_RECORDS || p.body.len() >= MAX_BYTES;
             let schedule = !full && !p.flush_scheduled;
             if schedule {
@@ -204,15 +291,49 @@ mod tests {
             queue_id: 1,
             attempt: 1,
             unique_id: Some("UNIQ"),
+            batch_unique_ids: None,
             body_len: 10,
             started: Instant::now(),
             started_unix_ms: 1_700_000_000_123,
         };
         let err = crate::Error::Forbidden { reason: "x".into() };
-        let record = pub_record("pg", &context, &message, Err(&err), 7);
+        let subject = Subject::of_message(&message, context.unique_id);
+        let record = pub_record("pg", &context, &subject, &Stored::of(Err(&err)), 7);
         assert_eq!(
             record,
             "Pub\u{1}1700000000123\u{1}DefaultRegion\u{1}pg\u{1}Orders\u{1}UNIQ\u{1}paid\u{1}null\u{1}10.0.0.1:10911\u{1}10\u{1}7\u{1}0\u{1}null\u{1}false\u{2}"
+        );
+    }
+
+    #[test]
+    fn a_batch_is_one_record_with_comma_joined_ids() {
+        let ids = [
+            crate::ShortString::from("ID1"),
+            crate::ShortString::from("ID2"),
+        ];
+        let context = AttemptContext {
+            producer_group: "pg",
+            topic: "Orders",
+            message: None,
+            broker_addr: "10.0.0.1:10911",
+            broker_name: "b",
+            queue_id: 0,
+            attempt: 1,
+            unique_id: None,
+            batch_unique_ids: Some(&ids),
+            body_len: 64,
+            started: Instant::now(),
+            started_unix_ms: 1_700_000_000_123,
+        };
+        let subject = Subject::of_batch("Orders", &ids);
+        let stored = Stored {
+            region: "DefaultRegion".into(),
+            offset_msg_id: "OFF1,OFF2".into(),
+            success: true,
+        };
+        assert_eq!(
+            pub_record("pg", &context, &subject, &stored, 3),
+            "Pub\u{1}1700000000123\u{1}DefaultRegion\u{1}pg\u{1}Orders\u{1}ID1,ID2\u{1}null\u{1}null\u{1}10.0.0.1:10911\u{1}64\u{1}3\u{1}0\u{1}OFF1,OFF2\u{1}true\u{2}"
         );
     }
 }

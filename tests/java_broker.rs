@@ -508,6 +508,20 @@ fn tls_sends_are_stored_on_a_broker_that_enforces_tls() {
         Some(rocketmq_tpc::TlsOptions::trusting(pki.path("other.pem"))),
     );
     assert_tls_refused(&untrusting, &topic, "untrusted certificate");
+    // A server that closes every connection during the handshake: a clear error within the
+    // budget (no hang, no retry storm).
+    let closer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closer_addr = closer.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in closer.incoming() {
+            drop(stream);
+        }
+    });
+    assert_tls_refused(
+        &tls_producer(&closer_addr, Some(trusting.clone())),
+        &topic,
+        "a server that closes during the handshake",
+    );
     // The right CA, the wrong name.
     let mut misnamed = trusting;
     misnamed.server_name = Some("broker.example".into());

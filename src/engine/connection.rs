@@ -24,6 +24,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
+use tracing::Instrument;
 
 use super::in_flight::{Answer, ConnFailure, DoneRecords, InFlight, EXPIRY_GRANULARITY};
 use super::records::RecordBook;
@@ -194,14 +195,23 @@ impl Connection {
             records,
             done_records: Cell::new(DoneRecords::new()),
         });
+        // Events of the connection's tasks carry its peer (a debug span: free at info).
+        let span = tracing::debug_span!("connection", peer, tls = settings_tls);
         // A panic in one of them closes the connection: every request on it fails at once.
         for (what, task) in [
             (
                 "writer",
-                Box::pin(write_loop(Rc::clone(&conn))) as Pin<Box<dyn Future<Output = ()>>>,
+                Box::pin(write_loop(Rc::clone(&conn)).instrument(span.clone()))
+                    as Pin<Box<dyn Future<Output = ()>>>,
             ),
-            ("reader", Box::pin(read_loop(Rc::clone(&conn)))),
-            ("expiry", Box::pin(expiry_loop(Rc::clone(&conn)))),
+            (
+                "reader",
+                Box::pin(read_loop(Rc::clone(&conn)).instrument(span.clone())),
+            ),
+            (
+                "expiry",
+                Box::pin(expiry_loop(Rc::clone(&conn)).instrument(span.clone())),
+            ),
         ] {
             let closing = Rc::clone(&conn);
             super::guarded::spawn_guarded(what, task, move |panic| {

@@ -194,6 +194,10 @@ pub(crate) async fn send_message(
                 Outgoing::One(m) => Some(&m.uniq_key),
                 Outgoing::Batch(_) => None,
             },
+            batch_unique_ids: match message {
+                Outgoing::One(_) => None,
+                Outgoing::Batch(b) => Some(&b.uniq_keys),
+            },
             body_len: match message {
                 Outgoing::One(m) => m.body.len(),
                 Outgoing::Batch(b) => b.body.len(),
@@ -220,13 +224,13 @@ pub(crate) async fn send_message(
             ticket.pass();
         }
         if let Some(context) = &context {
-            let outcome = match &attempt {
-                Ok(Reply::One(r)) => Ok(Some(r)),
-                Ok(Reply::Batch(rs)) => Ok(rs.first()),
-                Ok(Reply::Written) => Ok(None),
-                Err(e) => Err(e),
-            };
-            hooks.after(context, outcome);
+            match &attempt {
+                Ok(Reply::One(r)) => hooks.after(context, Ok(Some(r))),
+                Ok(Reply::Batch(rs)) => hooks.after_batch(context, Ok(rs)),
+                Ok(Reply::Written) => hooks.after(context, Ok(None)),
+                Err(e) if context.batch_unique_ids.is_some() => hooks.after_batch(context, Err(e)),
+                Err(e) => hooks.after(context, Err(e)),
+            }
         }
         if config.send_latency_fault_enable {
             // Java isolates a broker on transport failures; broker error codes count their latency.

@@ -880,6 +880,19 @@ pub fn trace(cluster: &Cluster) {
                 .unwrap()
         })
         .collect();
+    // A batch is one record: its members' ids and offset ids comma-joined (Java MessageBatch).
+    let batch = producer
+        .send_batch(
+            (0..3)
+                .map(|i| Message::new(&topic, format!("batched {i}")))
+                .collect(),
+        )
+        .wait()
+        .unwrap_or_else(|e| panic!("{}: a traced batch: {e}", cluster.server));
+    let batch_ids: Vec<&str> = batch.iter().map(|r| r.msg_id.as_str()).collect();
+    let batch_ids = batch_ids.join(",");
+    let batch_offsets: Vec<&str> = batch.iter().map(|r| r.offset_msg_id.as_str()).collect();
+    let batch_offsets = batch_offsets.join(",");
     producer.flush(Duration::from_secs(10)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -893,7 +906,16 @@ pub fn trace(cluster: &Cluster) {
             .iter()
             .filter(|r| !records.iter().any(|b| b.contains(r.msg_id.as_str())))
             .collect();
-        if missing.is_empty() {
+        let batch_record = records
+            .iter()
+            .flat_map(|b| b.split('\u{2}'))
+            .find(|rec| rec.split('\u{1}').nth(5) == Some(batch_ids.as_str()));
+        if let (true, Some(batch_record)) = (missing.is_empty(), batch_record) {
+            let fields: Vec<&str> = batch_record.split('\u{1}').collect();
+            assert_eq!(fields.len(), 14, "{fields:?}");
+            assert_eq!(fields[4], topic, "the batch's topic");
+            assert_eq!(fields[12], batch_offsets, "the batch's offset ids");
+            assert_eq!(fields[13], "true");
             for r in &results {
                 let record = records
                     .iter()
@@ -916,9 +938,10 @@ pub fn trace(cluster: &Cluster) {
         }
         assert!(
             Instant::now() < deadline,
-            "{}: no trace record for {} message(s) after 20 s",
+            "{}: no trace record for {} message(s) (batch traced: {}) after 20 s",
             cluster.server,
-            missing.len()
+            missing.len(),
+            batch_record.is_some()
         );
         std::thread::sleep(Duration::from_millis(200));
     }
