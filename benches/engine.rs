@@ -4,9 +4,9 @@
 use std::time::{Duration, Instant};
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use null_broker::NullBroker;
 use rocketmq_tpc::internals::QueueSelector;
 use rocketmq_tpc::protocol::route_data;
-use rocketmq_tpc::sink::NullBroker;
 use rocketmq_tpc::{AutoBatch, CoreSelection, LocalProducer, Message, Producer, ProducerConfig};
 
 fn selection(c: &mut Criterion) {

@@ -76,7 +76,6 @@ mod send_future;
 mod send_options;
 pub mod send_result;
 mod short_string;
-pub mod sink;
 pub mod stats;
 mod stats_reporter;
 mod target;

@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use rocketmq_tpc::sink::NullBroker;
+use null_broker::NullBroker;
 use rocketmq_tpc::{AutoBatch, CoreSelection, LocalProducer, Message, Producer, ProducerConfig};
 
 struct Counting;

@@ -95,7 +95,7 @@ fn run(args: Args) -> Result<i32, String> {
                 cores = CoreSelection::List(others[..n].to_vec());
             }
         }
-        Target::Sink(rocketmq_tpc::sink::NullBroker::start(sink_cpu, 8).map_err(|e| e.to_string())?)
+        Target::Sink(null_broker::NullBroker::start(sink_cpu, 8).map_err(|e| e.to_string())?)
     } else if let Some(addrs) = &args.namesrv {
         for a in addrs.split(';') {
             if rocketmq_tpc::config::split_host_port(a).is_none() {

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use rocketmq_tpc::sink::NullBroker;
+use null_broker::NullBroker;
 
 /// A running target; stops what it started when dropped.
 pub enum Target {

@@ -1,11 +1,14 @@
-//! An in-process null broker for measuring the producer's own ceiling (`loadgen --sink`).
+//! A null broker for measuring producers (`loadgen --sink`, the engine benches, and the
+//! `null-broker` binary for other clients, e.g. the Java benchmark Producer).
 //!
 //! One loopback port answers as NameServer (a route with one broker, itself) and as broker (acks
 //! every send at once, stores nothing). It runs on its own pinned glommio executor. It is a
-//! measuring aid only: correctness is proven against the real broker.
+//! measuring aid only: correctness is proven against the real broker. It lives outside the
+//! `rocketmq-tpc` library (it is no part of a producer's API) and speaks through its public
+//! protocol module.
 //!
 //! ```no_run
-//! let sink = rocketmq_tpc::sink::NullBroker::start(1, 8).unwrap();
+//! let sink = null_broker::NullBroker::start(1, 8).unwrap();
 //! println!("namesrv = {}", sink.addr());
 //! ```
 
@@ -20,13 +23,13 @@ use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};
 
-use crate::error::Error;
-use crate::protocol::command::{HeaderEncoding, FLAG_RESPONSE};
-use crate::protocol::ext_fields::NoHeader;
-use crate::protocol::frame::{self, MAX_FRAME_BYTES};
-use crate::protocol::header_json::CommandHead;
-use crate::protocol::send_response_header::{SendMessageResponseHeader, DEFAULT_REGION};
-use crate::protocol::{LanguageCode, RemotingCommand};
+use rocketmq_tpc::protocol::command::{HeaderEncoding, FLAG_RESPONSE};
+use rocketmq_tpc::protocol::ext_fields::NoHeader;
+use rocketmq_tpc::protocol::frame::{self, MAX_FRAME_BYTES};
+use rocketmq_tpc::protocol::header_json::CommandHead;
+use rocketmq_tpc::protocol::send_response_header::{SendMessageResponseHeader, DEFAULT_REGION};
+use rocketmq_tpc::protocol::{LanguageCode, RemotingCommand};
+use rocketmq_tpc::Error;
 
 /// A running null broker; stops when dropped.
 pub struct NullBroker {
@@ -37,21 +40,31 @@ pub struct NullBroker {
 }
 
 impl NullBroker {
-    /// Starts the sink on `cpu` with `queues` write queues.
+    /// Starts the sink on `cpu` with `queues` write queues, on a free loopback port.
     ///
     /// # Errors
     ///
     /// [`Error::Startup`] when the executor or the listener cannot start.
     pub fn start(cpu: usize, queues: u32) -> Result<NullBroker, Error> {
+        Self::start_on(cpu, queues, "127.0.0.1:0")
+    }
+
+    /// Like [`NullBroker::start`], listening on `listen` (`host:port`; port 0 for a free one).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Startup`] when the executor or the listener cannot start.
+    pub fn start_on(cpu: usize, queues: u32, listen: &str) -> Result<NullBroker, Error> {
+        let listen = listen.to_owned();
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(AtomicU64::new(0));
         let (tx, rx) = std::sync::mpsc::channel();
         let (stop2, acked2) = (stop.clone(), acked.clone());
         let join = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name("rmq-sink")
-            .io_memory(crate::config::DEFAULT_IO_MEMORY)
+            .io_memory(rocketmq_tpc::config::DEFAULT_IO_MEMORY)
             .spawn(move || async move {
-                let listener = match TcpListener::bind("127.0.0.1:0") {
+                let listener = match TcpListener::bind(listen.as_str()) {
                     Ok(l) => l,
                     Err(e) => {
                         let _ = tx.send(Err(e.to_string()));
@@ -158,7 +171,9 @@ async fn serve(
             }
             output.clear();
         }
-        if local_acked >= 1024 {
+        // Once per read (hundreds of answers under load): the count is exact whenever the
+        // connection is quiet.
+        if local_acked > 0 {
             acked.fetch_add(local_acked, Ordering::Relaxed);
             local_acked = 0;
         }
@@ -180,7 +195,7 @@ fn answer(
     let head = |code: i32| CommandHead {
         code,
         language: LanguageCode::JAVA,
-        version: crate::config::DEFAULT_VERSION,
+        version: rocketmq_tpc::config::DEFAULT_VERSION,
         opaque: request.opaque,
         flag: FLAG_RESPONSE,
         remark: None,

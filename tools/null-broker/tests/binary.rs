@@ -1,0 +1,72 @@
+//! The `null-broker` binary: a producer's sends to it are acked, and it reports them when its
+//! standard input closes.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rocketmq_tpc::{Message, Producer};
+
+#[test]
+fn sends_to_the_binary_are_acked_and_counted() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_null-broker"))
+        .args(["--cpu", "0", "--queues", "4"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start null-broker");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("a first line").expect("readable");
+    let addr = first
+        .strip_prefix("NAMESRV_ADDR=")
+        .unwrap_or_else(|| panic!("expected NAMESRV_ADDR=…, got {first:?}"))
+        .to_owned();
+    let producer = Producer::builder()
+        .namesrv(&addr)
+        .producer_group("null_broker_test")
+        .cores(1)
+        .send_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    for i in 0..10 {
+        let r = producer
+            .send(Message::new("NullTopic", format!("m{i}")))
+            .unwrap_or_else(|e| panic!("send {i}: {e}"));
+        assert!(r.queue.queue_id < 4, "{r:?}");
+    }
+    producer.shutdown(Duration::from_secs(5));
+    drop(child.stdin.take());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "null-broker did not stop when stdin closed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert_eq!(rest, ["ACKED=10"], "what it reported");
+}
+
+#[test]
+fn bad_arguments_are_one_line_and_non_zero() {
+    for args in [
+        &["--queues", "0"][..],
+        &["--cpu", "x"],
+        &["--bogus"],
+        &["--listen"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_null-broker"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+    }
+}
