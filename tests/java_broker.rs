@@ -173,30 +173,7 @@ fn a_java_consumer_reads_zlib_lz4_and_zstd_bodies_back() {
         config.config_mut().compress_type = kind;
         config.config_mut().compress_over = 256;
         let producer = config.build().unwrap();
-        let text = |i: usize| -> String {
-            (0..40)
-                .map(|j| {
-                    format!(
-                        "{{\"order\":{i},\"line\":{j},\"kind\":\"{}\"}}",
-                        kind.name()
-                    )
-                })
-                .collect()
-        };
-        let single = producer
-            .send(Message::new(&topic, text(0)))
-            .unwrap_or_else(|e| panic!("{kind:?} single: {e}"));
-        let batch = producer
-            .send_batch((1..4).map(|i| Message::new(&topic, text(i))).collect())
-            .wait()
-            .unwrap_or_else(|e| panic!("{kind:?} batch: {e}"));
-        let mut sent = vec![(single.msg_id.to_string(), text(0))];
-        sent.extend(
-            batch
-                .iter()
-                .zip(1..)
-                .map(|(r, i)| (r.msg_id.to_string(), text(i))),
-        );
+        let sent = parity::send_single_and_batch(&producer, &topic, &format!("{kind:?}"));
         let read = common::java_consumer::read_bodies(
             &servers.namesrv,
             &topic,

@@ -105,15 +105,7 @@ impl InFlight {
     }
 
     pub(crate) fn insert(&mut self, opaque: i32, seq: u64, oneway: bool, deadline: Instant) {
-        self.slots.insert(
-            opaque,
-            Slot {
-                seq,
-                oneway,
-                deadline,
-                state: SlotState::Waiting(None),
-            },
-        );
+        self.insert_slot(opaque, seq, oneway, deadline, SlotState::Waiting(None));
     }
 
     /// Registers a send record's request (see [`super::records`]).
@@ -125,15 +117,24 @@ impl InFlight {
         deadline: Instant,
         record: u32,
     ) {
-        self.slots.insert(
-            opaque,
-            Slot {
-                seq,
-                oneway,
-                deadline,
-                state: SlotState::Record(record),
-            },
-        );
+        self.insert_slot(opaque, seq, oneway, deadline, SlotState::Record(record));
+    }
+
+    fn insert_slot(
+        &mut self,
+        opaque: i32,
+        seq: u64,
+        oneway: bool,
+        deadline: Instant,
+        state: SlotState,
+    ) {
+        let slot = Slot {
+            seq,
+            oneway,
+            deadline,
+            state,
+        };
+        self.slots.insert(opaque, slot);
     }
 
     /// Fails every waiting slot whose deadline is at or before `now` (its waiter sees a

@@ -218,22 +218,17 @@ impl RecordBook {
 }
 
 fn complete(core: &Rc<Core>, record: SendRecord, answer: Answer, peer: &str) {
-    let SendRecord {
-        message,
-        mode,
-        started,
-        deadline,
-        attempt_deadline,
-        topic,
-        queue,
-        permit,
-        reply: target,
-    } = record;
+    let started = record.started;
     let result = match answer {
-        Err(failure) if failure.timed_out => Err(attempt_timeout(started, attempt_deadline)),
+        Err(failure) if failure.timed_out => Err(attempt_timeout(started, record.attempt_deadline)),
         Err(failure) => Err(failure_to_error(peer, failure)),
         Ok(None) => Ok(Reply::Written),
-        Ok(Some(response)) => to_reply(response, peer, (&topic, &queue), &message),
+        Ok(Some(response)) => to_reply(
+            response,
+            peer,
+            (&record.topic, &record.queue),
+            &record.message,
+        ),
     };
     let config = &core.shared.config;
     let now = core.records.now();
@@ -245,39 +240,47 @@ fn complete(core: &Rc<Core>, record: SendRecord, answer: Answer, peer: &str) {
         );
         core.faults
             .borrow_mut()
-            .record(&queue.broker_name, now - started, failed, now);
+            .record(&record.queue.broker_name, now - started, failed, now);
     }
-    let count = message_count(&message);
+    let count = message_count(&record.message);
     let error = match result {
         Ok(reply) => {
             core.stats.record(count, true, None, micros);
-            drop(permit);
-            target.send(Ok(reply));
+            drop(record.permit);
+            record.reply.send(Ok(reply));
             return;
         }
         Err(e) => e,
     };
-    core.stats.note_attempt_error(&queue.broker_name);
+    core.stats.note_attempt_error(&record.queue.broker_name);
     if matches!(error, Error::Connection { .. } | Error::Protocol { .. })
         || error.response_code() == Some(crate::protocol::ResponseCode::TopicNotExist)
     {
-        core.schedule_refresh(message.topic());
+        core.schedule_refresh(record.message.topic());
     }
     if !error.is_retryable() {
         core.stats.record(count, false, Some(error.kind()), micros);
-        drop(permit);
-        target.send(Err(error));
+        drop(record.permit);
+        record.reply.send(Err(error));
         return;
     }
     // Retries are rare: the slow path takes over from attempt 2, with the same budget.
     // Per message, so trace: the connection's own loss is logged once, at error.
-    tracing::trace!(core = core.index, topic = message.topic(), broker = %peer, attempt = 1, code = ?error.response_code(), error = %error, "send attempt failed; retrying");
+    tracing::trace!(core = core.index, topic = record.message.topic(), broker = %peer, attempt = 1, code = ?error.response_code(), error = %error, "send attempt failed; retrying");
     let resume = Resume {
         attempts: 1,
-        last_broker: Rc::from(&*queue.broker_name),
+        last_broker: Rc::from(&*record.queue.broker_name),
         any_unknown: error.outcome() == crate::Outcome::Unknown,
         last_error: error,
     };
+    let SendRecord {
+        message,
+        mode,
+        deadline,
+        permit,
+        reply,
+        ..
+    } = record;
     let core = Rc::clone(core);
     super::guarded::spawn_guarded(
         "send retry",
@@ -292,7 +295,7 @@ fn complete(core: &Rc<Core>, record: SendRecord, answer: Answer, peer: &str) {
             )
             .await;
             drop(permit);
-            target.send(result);
+            reply.send(result);
         },
         |_| {},
     );

@@ -139,6 +139,13 @@ pub fn topic(test: &str) -> String {
     parity::unique_topic(test)
 }
 
+/// A JSON-like text body of 40 lines for message `i` (compresses like real payloads).
+pub fn json_text(i: usize) -> String {
+    (0..40)
+        .map(|j| format!("{{\"order\":{i},\"line\":{j},\"ok\":true}}"))
+        .collect()
+}
+
 /// Varied messages: tags on some, keys on some, user properties (one non-ASCII) on some,
 /// varied flags, bodies of `body_size` bytes.
 pub fn varied_messages(topic: &str, n: usize, body_size: usize) -> Vec<Message> {

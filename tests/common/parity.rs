@@ -800,6 +800,31 @@ pub fn vip_channel(cluster: &Cluster) {
     producer.shutdown(Duration::from_secs(5));
 }
 
+/// Sends `json_text(0)` alone and `json_text(1..4)` as one batch to `topic`; returns each
+/// message's (unique id, body). `what` names the case in a failure.
+pub fn send_single_and_batch(
+    producer: &Producer,
+    topic: &str,
+    what: &str,
+) -> Vec<(String, String)> {
+    let text = super::json_text;
+    let single = producer
+        .send(Message::new(topic, text(0)))
+        .unwrap_or_else(|e| panic!("{what} single: {e}"));
+    let batch = producer
+        .send_batch((1..4).map(|i| Message::new(topic, text(i))).collect())
+        .wait()
+        .unwrap_or_else(|e| panic!("{what} batch: {e}"));
+    let mut sent = vec![(single.msg_id.to_string(), text(0))];
+    sent.extend(
+        batch
+            .iter()
+            .zip(1..)
+            .map(|(r, i)| (r.msg_id.to_string(), text(i))),
+    );
+    sent
+}
+
 /// LZ4 and ZSTD beside zlib: singles and batches are stored with the type's sysFlag bits and
 /// read back (decompressed by type) equal to what was sent.
 pub fn compression_types(cluster: &Cluster) {
@@ -814,25 +839,8 @@ pub fn compression_types(cluster: &Cluster) {
         config.compress_type = kind;
         config.compress_over = 256;
         let producer = Producer::builder().config(config).build().unwrap();
-        let text = |i: usize| -> String {
-            (0..40)
-                .map(|j| format!("{{\"order\":{i},\"line\":{j},\"ok\":true}}"))
-                .collect()
-        };
-        let single = producer
-            .send(Message::new(&topic, text(0)))
-            .unwrap_or_else(|e| panic!("{}: {kind:?} single: {e}", cluster.server));
-        let batch = producer
-            .send_batch((1..4).map(|i| Message::new(&topic, text(i))).collect())
-            .wait()
-            .unwrap_or_else(|e| panic!("{}: {kind:?} batch: {e}", cluster.server));
-        let mut sent = vec![(single.msg_id.to_string(), text(0))];
-        sent.extend(
-            batch
-                .iter()
-                .zip(1..)
-                .map(|(r, i)| (r.msg_id.to_string(), text(i))),
-        );
+        let sent =
+            send_single_and_batch(&producer, &topic, &format!("{}: {kind:?}", cluster.server));
         let expected: Vec<&str> = sent.iter().map(|(id, _)| id.as_str()).collect();
         let stored = cluster.stored(&topic, &expected);
         for (id, body) in &sent {

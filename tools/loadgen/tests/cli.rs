@@ -385,16 +385,20 @@ fn default_run_brings_up_the_local_real_broker() {
     assert!(v.get("broker_cpu_s").is_some());
 }
 
-/// One short run of each of the ordered and transaction modes against the local real broker.
-#[test]
-fn ordered_and_transaction_against_the_local_real_broker() {
-    // Installs the servers when the cache lacks them (long, once); no deadline on that.
+/// Installs the real servers when the cache lacks them (long, once; no deadline on that).
+fn install_servers() {
     let install = Command::new("bash")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../rocketmq-local"))
         .arg("install")
         .status()
         .expect("run tools/rocketmq-local install");
     assert!(install.success(), "tools/rocketmq-local install failed");
+}
+
+/// One short run of each of the ordered and transaction modes against the local real broker.
+#[test]
+fn ordered_and_transaction_against_the_local_real_broker() {
+    install_servers();
     let deadline = Duration::from_secs(120);
     let v = json(&loadgen_within(
         &["--mode", "ordered", "--messages", "2000", "--json"],
@@ -469,12 +473,7 @@ fn topic_cpu_list_batch_size_and_linger() {
 /// retries), and loadgen exits non-zero saying so in one line.
 #[test]
 fn acl_flags_against_a_broker_with_authentication() {
-    let install = Command::new("bash")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../rocketmq-local"))
-        .arg("install")
-        .status()
-        .expect("run tools/rocketmq-local install");
-    assert!(install.success(), "tools/rocketmq-local install failed");
+    install_servers();
     let started = Command::new("bash")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../rocketmq-local"))
         .args(["start", "--owner-pid", &std::process::id().to_string()])
@@ -561,12 +560,7 @@ fn sample_sum(page: &str, name: &str) -> f64 {
 /// `--stats-interval` prints JSON lines with the producer's totals on stderr.
 #[test]
 fn prometheus_endpoint_and_stats_lines_during_a_real_broker_run() {
-    let install = Command::new("bash")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../rocketmq-local"))
-        .arg("install")
-        .status()
-        .expect("run tools/rocketmq-local install");
-    assert!(install.success(), "tools/rocketmq-local install failed");
+    install_servers();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
