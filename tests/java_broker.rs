@@ -345,6 +345,11 @@ impl TestPki {
     /// `NAME.pem` + `NAME.key` (+ `NAME.pk8`, the key as PKCS#8 for the Java servers): a leaf
     /// certificate signed by the test CA with extensions `ext` (e.g. `subjectAltName=IP:…`).
     fn issue(&self, name: &str, cn: &str, ext: &str) {
+        self.issue_for_days(name, cn, ext, "30");
+    }
+
+    /// [`TestPki::issue`] valid for `days` (`"-1"`: expired a day before it was made).
+    fn issue_for_days(&self, name: &str, cn: &str, ext: &str, days: &str) {
         let (pem, key, csr, extfile) = (
             format!("{name}.pem"),
             format!("{name}.key"),
@@ -373,7 +378,7 @@ impl TestPki {
             "-out",
             &pem,
             "-days",
-            "30",
+            days,
             "-extfile",
             &extfile,
         ]);
@@ -499,6 +504,43 @@ fn tls_sends_are_stored_on_a_broker_that_enforces_tls() {
         &topic,
         "a server that closes during the handshake",
     );
+    // A certificate of the trusted CA that has expired, served by `openssl s_server`.
+    pki.issue_for_days("expired", "127.0.0.1", "subjectAltName=IP:127.0.0.1", "-1");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut s_server = std::process::Command::new("openssl")
+        .args(["s_server", "-quiet", "-naccept", "20", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(pki.path("expired.pem"))
+        .arg("-key")
+        .arg(pki.path("expired.key"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl s_server");
+    let listening = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < listening,
+            "openssl s_server did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let expired = tls_producer(&format!("127.0.0.1:{port}"), Some(trusting.clone()));
+    match expired.send(Message::new(&topic, "expired")) {
+        Err(e) => assert!(
+            e.to_string().contains("TLS") && e.to_string().to_lowercase().contains("expired"),
+            "an expired certificate: {e}"
+        ),
+        Ok(r) => panic!("an expired certificate was accepted: {r:?}"),
+    }
+    let _ = s_server.kill();
+    let _ = s_server.wait();
     // The right CA, the wrong name.
     let mut misnamed = trusting;
     misnamed.server_name = Some("broker.example".into());
