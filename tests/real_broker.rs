@@ -415,8 +415,7 @@ fn system_busy_from_the_real_broker_is_retried_without_loss() {
         .filter_map(|(_, r)| r.as_ref().err().map(|e| e.to_string()))
         .collect();
     let stats = producer.stats().unwrap();
-    let retries: u64 = stats.cores.iter().map(|c| c.retries).sum();
-    let busy = stats.cores.iter().map(|c| c.failed).sum::<u64>();
+    let (retries, busy) = (stats.retries(), stats.failed());
     eprintln!(
         "busy test: sent {} failed {} retries {retries} final failures {busy}",
         sent.len(),

@@ -342,13 +342,7 @@ pub fn send_within(
 
 /// The retries counted by every core of `producer`.
 pub fn retries(producer: &Producer) -> u64 {
-    producer
-        .stats()
-        .unwrap()
-        .cores
-        .iter()
-        .map(|c| c.retries)
-        .sum()
+    producer.stats().unwrap().retries()
 }
 
 /// [`wait_all`] for sends of messages: each labelled by its body (as text) when missing;

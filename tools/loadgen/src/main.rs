@@ -564,10 +564,7 @@ impl Report {
                 "wire_bytes",
                 s.cores.iter().map(|c| c.bytes_written).sum::<u64>().into(),
             );
-            put(
-                "retries",
-                s.cores.iter().map(|c| c.retries).sum::<u64>().into(),
-            );
+            put("retries", s.retries().into());
         }
         if let Some(r) = args.rate {
             put("rate", r.into());
