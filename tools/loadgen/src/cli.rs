@@ -130,14 +130,18 @@ pub struct Args {
     /// Trace every send to RMQ_SYS_TRACE_TOPIC.
     #[arg(long)]
     pub trace: bool,
-    /// TLS to the NameServers and brokers, trusting the CA certificates of this PEM file.
+    /// TLS to the NameServers and brokers, trusting the system's CA bundle
+    /// (/etc/ssl/certs/ca-certificates.crt) unless --tls-ca is given.
+    #[arg(long)]
+    pub tls: bool,
+    /// TLS, trusting the CA certificates of this PEM file (implies --tls).
     #[arg(long)]
     pub tls_ca: Option<std::path::PathBuf>,
     /// The name the servers' TLS certificates must carry (default: each address's host).
-    #[arg(long, requires = "tls_ca")]
+    #[arg(long)]
     pub tls_server_name: Option<String>,
     /// Client certificate chain (PEM) for servers that require one (mutual TLS); with --tls-key.
-    #[arg(long, requires_all = ["tls_ca", "tls_key"])]
+    #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<std::path::PathBuf>,
     /// Private key (PEM) of --tls-cert.
     #[arg(long, requires = "tls_cert")]

@@ -147,8 +147,16 @@ fn run(args: Args) -> Result<i32, String> {
     if args.trace {
         config.trace_topic = Some("RMQ_SYS_TRACE_TOPIC".into());
     }
-    if let Some(ca) = &args.tls_ca {
-        let mut tls = rocketmq_tpc::TlsOptions::trusting(ca.clone());
+    let tls_wanted = args.tls
+        || args.tls_ca.is_some()
+        || args.tls_server_name.is_some()
+        || args.tls_cert.is_some();
+    if tls_wanted {
+        let ca = args
+            .tls_ca
+            .clone()
+            .unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".into());
+        let mut tls = rocketmq_tpc::TlsOptions::trusting(ca);
         tls.server_name = args.tls_server_name.clone();
         tls.client_cert_file = args.tls_cert.clone();
         tls.client_key_file = args.tls_key.clone();

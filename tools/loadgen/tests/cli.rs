@@ -632,3 +632,19 @@ fn prometheus_endpoint_and_stats_lines_during_a_real_broker_run() {
         "a stats line with acked messages: {stderr}"
     );
 }
+
+/// `--tls` (the system's CA bundle) against the local real broker, which speaks plaintext: the
+/// run fails at once with the TLS error in its last line, non-zero, not a hang.
+#[test]
+fn tls_against_a_plaintext_broker_fails_in_one_line() {
+    install_servers();
+    let out = loadgen_within(
+        &["--tls", "--messages", "10", "--timeout-ms", "2000"],
+        Duration::from_secs(120),
+    );
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.trim().lines().last().unwrap_or_default();
+    assert!(last.contains("TLS"), "last line: {last:?}; stderr: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
