@@ -15,8 +15,19 @@ fn sends_to_the_binary_are_acked_and_counted() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("start null-broker");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().expect("a first line").expect("readable");
+    // Lines are read on a thread, so every wait below has a deadline.
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let first = lines
+        .recv_timeout(Duration::from_secs(10))
+        .expect("NAMESRV_ADDR=… within 10 s of starting");
     let addr = first
         .strip_prefix("NAMESRV_ADDR=")
         .unwrap_or_else(|| panic!("expected NAMESRV_ADDR=…, got {first:?}"))
@@ -48,8 +59,10 @@ fn sends_to_the_binary_are_acked_and_counted() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "{status}");
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    assert_eq!(rest, ["ACKED=10"], "what it reported");
+    let last = lines
+        .recv_timeout(Duration::from_secs(5))
+        .expect("ACKED=… after stdin closed");
+    assert_eq!(last, "ACKED=10", "what it reported");
 }
 
 #[test]
