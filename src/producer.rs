@@ -215,7 +215,8 @@ impl Producer {
     /// Sends `message` and reports its outcome to the delivery handler set with
     /// [`ProducerBuilder::on_delivery`], with `token` (the fast path: no future or channel per
     /// message). Returns once the message is handed to a core; blocks while that core's inbox
-    /// is full under [`QueueFullPolicy::Wait`], up to the send timeout.
+    /// is full under [`QueueFullPolicy::Wait`], up to the send timeout (on a producer core it
+    /// never waits: a full inbox refuses at once, since that core may be the one to drain it).
     ///
     /// Every message handed over gets exactly one call of the handler; a message refused here
     /// gets none (it comes back in the error).
@@ -251,11 +252,14 @@ impl Producer {
             deadline,
             reply: RemoteReply::Report(token),
         };
+        // On a producer core, waiting would stall the very core that drains the inbox.
+        let may_wait =
+            shared.config.queue_full == QueueFullPolicy::Wait && current_core().is_none();
         let result = loop {
             match slot.inbox.push(job) {
                 Ok(()) => break Ok(()),
                 Err(back) => {
-                    let full = shared.config.queue_full == QueueFullPolicy::Fail
+                    let full = !may_wait
                         || Instant::now() >= deadline
                         || shared.closing.load(Ordering::SeqCst);
                     if full {

@@ -206,3 +206,40 @@ fn shutdown_gives_every_reported_send_in_flight_its_outcome() {
     let ok = d.values().filter(|o| o[0].is_ok()).count();
     assert!(ok > 0, "some sends completed before the shutdown");
 }
+
+#[test]
+fn producer_send_reported_on_a_core_refuses_a_full_inbox_at_once() {
+    // One core whose inbox holds 2 sends, filled from that core itself (so nothing drains it):
+    // waiting for room would stall the core for the whole send timeout.
+    let (producer, deliveries) = reporting_producer("127.0.0.1:1", |c| {
+        c.core.inbox_capacity = 2;
+        c.send_timeout = Duration::from_secs(5);
+    });
+    let handle = producer.clone();
+    let (refused, took) = producer
+        .run_on_core(0, move |_local: LocalProducer| async move {
+            let started = Instant::now();
+            let mut refused = 0;
+            for n in 0..4u64 {
+                if let Err(Error::QueueFull { message: Some(_) }) =
+                    handle.send_reported(Message::new("reported_full_inbox", "x"), n)
+                {
+                    refused += 1;
+                }
+            }
+            (refused, started.elapsed())
+        })
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(
+        refused, 2,
+        "sends past the inbox's room are refused with their message"
+    );
+    assert!(
+        took < Duration::from_secs(1),
+        "the core waited {took:?} for room it drains itself"
+    );
+    wait_delivered(&deliveries, 0..2, Duration::from_secs(15));
+    producer.shutdown(Duration::from_secs(2));
+}
