@@ -26,7 +26,7 @@ use futures_lite::io::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 use tracing::Instrument;
 
-use super::in_flight::{Answer, ConnFailure, DoneRecords, InFlight, EXPIRY_GRANULARITY};
+use super::in_flight::{Answer, ConnFailure, DoneRecords, InFlight, Responded, EXPIRY_GRANULARITY};
 use super::records::RecordBook;
 use crate::config::split_host_port;
 use crate::error::{Error, Outcome};
@@ -461,20 +461,17 @@ impl Connection {
 
     fn dispatch(self: &Rc<Self>, command: RemotingCommand) {
         if command.is_response() {
-            let record = self.in_flight.borrow_mut().take_record(command.opaque);
-            match (record, &self.records) {
-                (Some(record), Some(book)) => book.complete(record, Ok(Some(command)), &self.peer),
-                (Some(_), None) => {
+            let responded = self.in_flight.borrow_mut().respond(command.opaque, command);
+            match (responded, &self.records) {
+                (Responded::Record(record, command), Some(book)) => {
+                    book.complete(record, Ok(Some(command)), &self.peer)
+                }
+                (Responded::Record(..), None) => {
                     tracing::error!(peer = %self.peer, "a record slot on a connection without records")
                 }
-                (None, _) => {
-                    let taken = self
-                        .in_flight
-                        .borrow_mut()
-                        .complete(command.opaque, command);
-                    if !taken {
-                        tracing::trace!(peer = %self.peer, "dropping a response with an unknown opaque");
-                    }
+                (Responded::Future, _) => {}
+                (Responded::Ignored, _) => {
+                    tracing::trace!(peer = %self.peer, "dropping a response nobody waits for");
                 }
             }
             return;

@@ -45,6 +45,18 @@ enum SlotState {
     Record(u32),
 }
 
+/// What became of a response ([`InFlight::respond`]).
+// Returned once and taken apart at once: boxing the response would cost an allocation per answer.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Responded {
+    /// A future's slot took it.
+    Future,
+    /// Record `n`'s slot was waiting for it: complete the record with it.
+    Record(u32, RemotingCommand),
+    /// Nobody waits for it.
+    Ignored,
+}
+
 /// Record slots finished by a table operation, to complete once its borrow ends.
 pub(crate) type DoneRecords = Vec<(u32, Answer)>;
 
@@ -176,35 +188,33 @@ impl InFlight {
         earliest
     }
 
-    /// Delivers a response. Returns `false` for an unknown opaque (dropped by the caller) or for a
-    /// oneway slot (a peer must not answer those; the stray reply is ignored).
-    pub(crate) fn complete(&mut self, opaque: i32, response: RemotingCommand) -> bool {
-        match self.slots.get_mut(&opaque) {
-            Some(slot) if !slot.oneway && matches!(slot.state, SlotState::Waiting(_)) => {
+    /// Delivers a response in one lookup: a future's slot is completed (its waker woken), a
+    /// record's slot is taken out and handed back with the response (the caller completes the
+    /// record once the table's borrow ends). An unknown opaque (the waiter gave up), a oneway slot
+    /// (a peer must not answer those) or a slot already answered ignores it.
+    pub(crate) fn respond(&mut self, opaque: i32, response: RemotingCommand) -> Responded {
+        let std::collections::hash_map::Entry::Occupied(mut entry) = self.slots.entry(opaque)
+        else {
+            return Responded::Ignored;
+        };
+        if entry.get().oneway {
+            return Responded::Ignored;
+        }
+        match entry.get().state {
+            SlotState::Record(record) => {
+                entry.remove();
+                Responded::Record(record, response)
+            }
+            SlotState::Waiting(_) => {
                 let done = SlotState::Done(Box::new(Ok(Some(response))));
-                if let SlotState::Waiting(Some(waker)) = std::mem::replace(&mut slot.state, done) {
+                if let SlotState::Waiting(Some(waker)) =
+                    std::mem::replace(&mut entry.get_mut().state, done)
+                {
                     waker.wake();
                 }
-                true
+                Responded::Future
             }
-            _ => false,
-        }
-    }
-
-    /// Takes the record slot of `opaque` out of the table (a response arrived for it), if it is
-    /// one: the caller completes record `n` with the response.
-    pub(crate) fn take_record(&mut self, opaque: i32) -> Option<u32> {
-        match self.slots.get(&opaque) {
-            Some(Slot {
-                oneway: false,
-                state: SlotState::Record(record),
-                ..
-            }) => {
-                let record = *record;
-                self.slots.remove(&opaque);
-                Some(record)
-            }
-            _ => None,
+            SlotState::Done(_) => Responded::Ignored,
         }
     }
 
@@ -329,10 +339,10 @@ mod tests {
         let mut t = InFlight::default();
         t.insert(1, 1, false, later());
         assert!(cx_poll(&mut t, 1).is_pending());
-        assert!(t.complete(1, response(1)));
+        assert!(matches!(t.respond(1, response(1)), Responded::Future));
         assert!(matches!(cx_poll(&mut t, 1), Poll::Ready(Ok(Some(_)))));
         assert_eq!(t.len(), 0);
-        assert!(!t.complete(1, response(1)));
+        assert!(matches!(t.respond(1, response(1)), Responded::Ignored));
     }
 
     #[test]
@@ -365,7 +375,7 @@ mod tests {
         t.insert(2, 2, false, soon);
         t.insert(3, 3, true, now - Duration::from_millis(1));
         t.insert(4, 4, false, later());
-        assert!(t.complete(4, response(4)));
+        assert!(matches!(t.respond(4, response(4)), Responded::Future));
         let mut done = DoneRecords::new();
         assert_eq!(
             t.expire(now, &mut done),
@@ -395,13 +405,18 @@ mod tests {
         t.insert_record(3, 3, true, later(), 30);
         t.insert_record(4, 4, false, later(), 40);
         t.insert(5, 5, false, later());
+        assert!(matches!(
+            t.respond(1, response(1)),
+            Responded::Record(10, _)
+        ));
         assert!(
-            !t.complete(1, response(1)),
-            "a record slot is not a future's"
+            matches!(t.respond(1, response(1)), Responded::Ignored),
+            "a record slot is answered once"
         );
-        assert_eq!(t.take_record(1), Some(10));
-        assert_eq!(t.take_record(1), None);
-        assert_eq!(t.take_record(5), None, "a future's slot is not a record");
+        assert!(
+            matches!(t.respond(3, response(3)), Responded::Ignored),
+            "a oneway record's slot takes no response"
+        );
         let mut done = DoneRecords::new();
         assert!(t.expire(now, &mut done).is_some());
         assert!(matches!(&done[..], [(20, Err(f))] if f.timed_out && f.written));
@@ -514,12 +529,9 @@ mod tests {
                     }
                     Step::Respond { pick } => {
                         let opaque = sent.get(pick).map_or(10_000 + pick as i32, |s| s.opaque);
-                        // As the connection dispatches: a record slot first, else a future's.
-                        match table.take_record(opaque) {
-                            Some(r) => done.push((r, Ok(Some(response(opaque))))),
-                            None => {
-                                table.complete(opaque, response(opaque));
-                            }
+                        // As the connection dispatches.
+                        if let Responded::Record(r, answer) = table.respond(opaque, response(opaque)) {
+                            done.push((r, Ok(Some(answer))));
                         }
                     }
                     Step::Advance { ms } => {
