@@ -181,7 +181,7 @@ pub struct ProducerConfig {
     /// Avoid slow or failed brokers for a while (Java `sendLatencyFaultEnable`, default false).
     pub send_latency_fault_enable: bool,
     /// Latency → not-available table used when `send_latency_fault_enable` (default: Java 5.x).
-    pub fault_table: crate::engine::latency::FaultTable,
+    pub fault_table: crate::fault_table::FaultTable,
     /// CPUs to run cores on (default all).
     pub cores: CoreSelection,
     /// Settings of every core without an entry in `per_cpu`.

@@ -213,7 +213,7 @@ fn apply_core(name: &str, file: &FileCore, base: &CoreConfig) -> Result<CoreConf
 }
 
 impl ProducerConfig {
-    /// Reads a TOML file; see the [module docs](crate::config_file) for the format.
+    /// Reads a TOML file; [`ProducerConfig::from_toml_str`] describes the format.
     ///
     /// # Errors
     ///
@@ -229,6 +229,38 @@ impl ProducerConfig {
     }
 
     /// Parses TOML text over the defaults and validates the result.
+    ///
+    /// Global settings come first, then `[core_defaults]` for every core without its own entry
+    /// and `[[core]]` entries for individual CPUs (which, when present, also choose the CPUs
+    /// unless `cores` says otherwise). Durations are `"250us"`, `"5ms"`, `"3s"`, `"1m"`; sizes
+    /// are bytes or `"64KiB"`, `"1MiB"`. Unknown keys and impossible values are errors that
+    /// name the key.
+    ///
+    /// ```
+    /// use rocketmq_tpc::ProducerConfig;
+    ///
+    /// let config = ProducerConfig::from_toml_str(r#"
+    /// producer_group = "orders"
+    /// namesrv = "10.0.0.1:9876;10.0.0.2:9876"
+    /// send_timeout = "3s"            # durations: "250us", "5ms", "3s", "1m"
+    /// compress_over = "4KiB"         # sizes: bytes, or "64KiB", "1MiB"
+    ///
+    /// [core_defaults]                # every core without its own entry
+    /// max_inflight = 8192
+    /// io_memory = "1MiB"
+    ///
+    /// [[core]]                       # one producer core on CPU 0 with its own settings
+    /// cpu = 0
+    /// auto_batch = true
+    /// linger = "100us"
+    ///
+    /// [[core]]
+    /// cpu = 1
+    /// "#)?;
+    /// assert_eq!(config.producer_group, "orders");
+    /// assert_eq!(config.core_for(0).max_inflight, 8192);
+    /// # Ok::<(), rocketmq_tpc::Error>(())
+    /// ```
     ///
     /// # Errors
     ///

@@ -268,28 +268,111 @@ impl Error {
         self
     }
 
-    /// A short stable name of the variant, for metrics and loadgen's error counts.
-    pub fn kind(&self) -> &'static str {
+    /// Which kind of error this is (one per variant), for matching without the payload, metrics
+    /// labels ([`ErrorKind::as_str`]) and per-kind counts in [`crate::CoreStatsSnapshot`].
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::InvalidMessage { .. } => "invalid_message",
-            Error::InvalidTarget { .. } => "invalid_target",
-            Error::Forbidden { .. } => "forbidden",
-            Error::InvalidConfig { .. } => "invalid_config",
-            Error::QueueFull { .. } => "queue_full",
-            Error::ShutDown { .. } => "shut_down",
-            Error::NameServerUnavailable { .. } => "nameserver_unavailable",
-            Error::NoRoute { .. } => "no_route",
-            Error::Connection { .. } => "connection",
-            Error::Broker { .. } => "broker",
-            Error::Protocol { .. } => "protocol",
-            Error::Timeout { .. } => "timeout",
-            Error::FrameTooLarge { .. } => "frame_too_large",
-            Error::ReplyTimeout { .. } => "reply_timeout",
-            Error::NotSupported { .. } => "not_supported",
-            Error::AccessDenied { .. } => "access_denied",
-            Error::CoreStopped { .. } => "core_stopped",
-            Error::Startup { .. } => "startup",
+            Error::InvalidMessage { .. } => ErrorKind::InvalidMessage,
+            Error::InvalidTarget { .. } => ErrorKind::InvalidTarget,
+            Error::Forbidden { .. } => ErrorKind::Forbidden,
+            Error::InvalidConfig { .. } => ErrorKind::InvalidConfig,
+            Error::QueueFull { .. } => ErrorKind::QueueFull,
+            Error::ShutDown { .. } => ErrorKind::ShutDown,
+            Error::NameServerUnavailable { .. } => ErrorKind::NameServerUnavailable,
+            Error::NoRoute { .. } => ErrorKind::NoRoute,
+            Error::Connection { .. } => ErrorKind::Connection,
+            Error::Broker { .. } => ErrorKind::Broker,
+            Error::Protocol { .. } => ErrorKind::Protocol,
+            Error::Timeout { .. } => ErrorKind::Timeout,
+            Error::FrameTooLarge { .. } => ErrorKind::FrameTooLarge,
+            Error::ReplyTimeout { .. } => ErrorKind::ReplyTimeout,
+            Error::NotSupported { .. } => ErrorKind::NotSupported,
+            Error::AccessDenied { .. } => ErrorKind::AccessDenied,
+            Error::CoreStopped { .. } => ErrorKind::CoreStopped,
+            Error::Startup { .. } => ErrorKind::Startup,
         }
+    }
+}
+
+/// The kind of an [`Error`](enum@Error), without its payload: one per variant.
+///
+/// ```
+/// use rocketmq_tpc::{Error, ErrorKind};
+///
+/// let e = Error::InvalidConfig { reason: "namesrv is empty".into() };
+/// assert_eq!(e.kind(), ErrorKind::InvalidConfig);
+/// assert_eq!(e.kind().as_str(), "invalid_config");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// [`Error::InvalidMessage`].
+    InvalidMessage,
+    /// [`Error::InvalidTarget`].
+    InvalidTarget,
+    /// [`Error::Forbidden`].
+    Forbidden,
+    /// [`Error::InvalidConfig`].
+    InvalidConfig,
+    /// [`Error::QueueFull`].
+    QueueFull,
+    /// [`Error::ShutDown`].
+    ShutDown,
+    /// [`Error::NameServerUnavailable`].
+    NameServerUnavailable,
+    /// [`Error::NoRoute`].
+    NoRoute,
+    /// [`Error::Connection`].
+    Connection,
+    /// [`Error::Broker`].
+    Broker,
+    /// [`Error::Protocol`].
+    Protocol,
+    /// [`Error::Timeout`].
+    Timeout,
+    /// [`Error::FrameTooLarge`].
+    FrameTooLarge,
+    /// [`Error::ReplyTimeout`].
+    ReplyTimeout,
+    /// [`Error::NotSupported`].
+    NotSupported,
+    /// [`Error::AccessDenied`].
+    AccessDenied,
+    /// [`Error::CoreStopped`].
+    CoreStopped,
+    /// [`Error::Startup`].
+    Startup,
+}
+
+impl ErrorKind {
+    /// A short stable snake_case name (metrics labels, loadgen's error counts).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidMessage => "invalid_message",
+            ErrorKind::InvalidTarget => "invalid_target",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::InvalidConfig => "invalid_config",
+            ErrorKind::QueueFull => "queue_full",
+            ErrorKind::ShutDown => "shut_down",
+            ErrorKind::NameServerUnavailable => "nameserver_unavailable",
+            ErrorKind::NoRoute => "no_route",
+            ErrorKind::Connection => "connection",
+            ErrorKind::Broker => "broker",
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::FrameTooLarge => "frame_too_large",
+            ErrorKind::ReplyTimeout => "reply_timeout",
+            ErrorKind::NotSupported => "not_supported",
+            ErrorKind::AccessDenied => "access_denied",
+            ErrorKind::CoreStopped => "core_stopped",
+            ErrorKind::Startup => "startup",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

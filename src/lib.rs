@@ -57,53 +57,73 @@
 
 mod acl;
 mod client_address;
-pub mod config;
-pub mod config_file;
+mod config;
+mod config_file;
 mod engine;
-pub mod error;
+mod error;
+mod fault_table;
 mod hooks;
+mod latency_histogram;
 mod local_producer;
-pub mod message;
+mod message;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 mod namespace;
 mod producer;
-pub mod protocol;
 mod received_message;
 mod request_reply;
-pub mod route;
 mod send_future;
 mod send_options;
-pub mod send_result;
-mod short_string;
-pub mod stats;
+mod send_result;
+mod stats;
 mod stats_reporter;
 mod target;
 mod tls;
 mod trace;
 mod transaction;
 
-/// Engine internals for benches and fuzz targets only (feature `fuzzing`). Not a stable API.
-#[cfg(feature = "fuzzing")]
+// The wire protocol and the route data are the crate's own business; the `internals` feature
+// (fuzz targets, benches, the null broker and the tests' read-back) opens them, with no promise
+// of stability. Without it, items only those users need are unused, hence the `allow`.
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod protocol;
+#[cfg(not(feature = "internals"))]
+#[allow(dead_code, unused_imports)]
+mod protocol;
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod route;
+#[cfg(not(feature = "internals"))]
+#[allow(dead_code, unused_imports)]
+mod route;
+
+/// Engine internals for benches, fuzz targets and tests only (feature `internals`). Not a stable
+/// API.
+#[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod internals {
+    pub use crate::config::{split_host_port, DEFAULT_IO_MEMORY, DEFAULT_VERSION};
     pub use crate::engine::selector::QueueSelector;
 }
 
 pub use acl::AclCredentials;
 pub use config::{AutoBatch, CoreConfig, CoreSelection, ProducerConfig, QueueFullPolicy};
-pub use engine::latency::FaultTable;
 pub use engine::resolve::Resolver;
-pub use error::{Error, Outcome};
+pub use error::{Error, ErrorKind, Outcome, MAX_REMARK_BYTES};
+pub use fault_table::FaultTable;
 pub use hooks::{AttemptContext, CheckForbiddenHook, RequestHook, SendHook};
+pub use latency_histogram::LatencyHistogram;
 pub use local_producer::LocalProducer;
-pub use message::{Message, TimerDelivery};
+pub use message::{Message, TimerDelivery, MAX_TIMER_MILLIS, MAX_TOPIC_LENGTH};
 pub use producer::{Producer, ProducerBuilder, RunHandle, ShutdownReport};
+pub use protocol::compression::CompressionType;
+pub use protocol::ShortString;
+pub use protocol::{HeaderEncoding, LanguageCode, ResponseCode};
 pub use received_message::ReceivedMessage;
 pub use send_future::{SendFuture, WAIT_MARGIN};
 pub use send_options::SendOptions;
 pub use send_result::{MessageQueue, SendResult, SendStatus};
-pub use short_string::ShortString;
 pub use stats::{CoreStatsSnapshot, ProducerStats};
 pub use target::{java_string_hash, MessageQueueSelector, SendTarget};
 pub use tls::TlsOptions;

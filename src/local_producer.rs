@@ -4,14 +4,12 @@ use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::engine::core::{current_core, Core, InFlightPermit};
+use crate::engine::core::{current_core, Core};
 use crate::engine::deadline::deadline_after;
 use crate::engine::inbox::SendMode;
-use crate::engine::order_gate::OrderTicket;
+use crate::engine::local_send::{admit, budget, drive, is_closing, Step};
 use crate::engine::prepared::{prepare, prepare_at, prepare_batch, Outgoing, Reply, SendExtras};
-use crate::engine::records::{try_start, Delivery, ReplyTarget};
-use crate::engine::reply_slots::{reply_pair, ReplyReceiver};
-use crate::engine::send::send_message;
+use crate::engine::records::{Delivery, ReplyTarget};
 use crate::error::Error;
 use crate::message::Message;
 use crate::send_options::SendOptions;
@@ -356,158 +354,6 @@ impl LocalProducer {
         match prepare(message, config, extras) {
             Ok(prepared) => admit(&self.core, Outgoing::One(prepared), mode, deadline),
             Err(refused) => Step::Done(Err(refused.0)),
-        }
-    }
-}
-
-/// Now, and the deadline `timeout` from now (one clock read serves both).
-fn budget(timeout: Duration) -> (Instant, Instant) {
-    let started = Instant::now();
-    (started, deadline_after(started, timeout))
-}
-
-/// Where a send stands once its synchronous part is done.
-///
-/// The hot path (a permit free, no automatic batching) goes from the caller straight to
-/// [`send_message`]: one state machine around it instead of one per layer of the public API,
-/// so less of each send's future is built and moved.
-enum Step {
-    /// Finished before any I/O (refused, or failed to prepare).
-    Done(Result<Reply, Error>),
-    /// Ready to go out with its in-flight permit (and its place in the core's order, when it
-    /// goes to a chosen queue).
-    Send(Outgoing, InFlightPermit, Option<OrderTicket>),
-    /// Waiting for an in-flight permit.
-    WaitPermit(Outgoing),
-    /// Handed to this core's automatic batcher; the answer comes through a reply slot.
-    Batched(ReplyReceiver),
-    /// A large body to compress on the blocking pool first.
-    Compress(Message, Option<Box<SendExtras>>),
-}
-
-/// Whether `core` stopped taking new sends (shutdown started or its deadline passed).
-fn is_closing(core: &Core) -> bool {
-    core.aborting.get()
-        || core
-            .shared
-            .closing
-            .load(std::sync::atomic::Ordering::Acquire)
-}
-
-/// Admits a prepared request: refused while closing, else with a permit if one is free.
-fn admit(core: &Rc<Core>, outgoing: Outgoing, mode: SendMode, deadline: Instant) -> Step {
-    if is_closing(core) {
-        return Step::Done(Err(Error::ShutDown {
-            message: outgoing.into_message().map(Box::new),
-            outcome: crate::Outcome::NotStored,
-        }));
-    }
-    match core.try_permit(outgoing.buffered_bytes()) {
-        Some(permit) => with_permit(core, outgoing, permit, mode, deadline),
-        None => Step::WaitPermit(outgoing),
-    }
-}
-
-/// Sends a permitted request, or hands a single message to the automatic batcher when it is on.
-fn with_permit(
-    core: &Rc<Core>,
-    outgoing: Outgoing,
-    permit: InFlightPermit,
-    mode: SendMode,
-    deadline: Instant,
-) -> Step {
-    match (outgoing, core.batcher.as_ref()) {
-        (Outgoing::One(message), Some(batcher))
-            if mode != SendMode::Oneway && message.batchable() =>
-        {
-            let (reply, answer) = reply_pair(&core.reply_slots);
-            let item = crate::engine::batcher::BatchItem {
-                message,
-                reply: ReplyTarget::Slot(reply),
-                deadline,
-                mode,
-                permit,
-            };
-            crate::engine::batcher::add(core, batcher, item);
-            Step::Batched(answer)
-        }
-        (outgoing, _) => {
-            let ticket = outgoing.keeps_order().then(|| core.order_gate.ticket());
-            Step::Send(outgoing, permit, ticket)
-        }
-    }
-}
-
-/// Drives `step` to the send's outcome and maps the reply with `finish`.
-async fn drive<T>(
-    core: Rc<Core>,
-    mut step: Step,
-    mode: SendMode,
-    (mut started, deadline): (Instant, Instant),
-    finish: fn(Reply) -> T,
-) -> Result<T, Error> {
-    loop {
-        step = match step {
-            Step::Done(result) => return result.map(finish),
-            Step::Send(outgoing, permit, None) => {
-                let mut answer = None;
-                let open_slot = || {
-                    let (reply, receiver) = reply_pair(&core.reply_slots);
-                    answer = Some(receiver);
-                    ReplyTarget::Slot(reply)
-                };
-                let times = (started, deadline);
-                match try_start(&core, outgoing, mode, times, permit, open_slot) {
-                    Ok(()) => match answer {
-                        Some(answer) => return answer.await.map(finish),
-                        None => unreachable!("a started record opened its reply slot"),
-                    },
-                    Err((outgoing, permit, _)) => {
-                        // The slow path is rare: boxed, so every send's future stays small.
-                        let send = send_message(&core, outgoing, mode, times, None, None);
-                        let result = Box::pin(send).await;
-                        drop(permit);
-                        return result.map(finish);
-                    }
-                }
-            }
-            Step::Send(outgoing, permit, ticket) => {
-                let send = send_message(&core, outgoing, mode, (started, deadline), ticket, None);
-                let result = Box::pin(send).await;
-                drop(permit);
-                return result.map(finish);
-            }
-            Step::Batched(answer) => return answer.await.map(finish),
-            // Rare: boxed, so their futures do not enlarge every send's.
-            Step::WaitPermit(outgoing) => {
-                let bytes = outgoing.buffered_bytes();
-                let permit = Box::pin(core.permit_until(bytes, deadline)).await;
-                started = Instant::now();
-                match permit {
-                    Some(permit) => with_permit(&core, outgoing, permit, mode, deadline),
-                    None => {
-                        core.stats.refused.set(core.stats.refused.get() + 1);
-                        return Err(Error::QueueFull {
-                            message: outgoing.into_message().map(Box::new),
-                        });
-                    }
-                }
-            }
-            Step::Compress(message, extras) => {
-                // Compressing a large body takes milliseconds (1 MiB ≈ 15 ms at level 5): do it
-                // on glommio's blocking pool so this core keeps serving its other sends meanwhile.
-                let shared = std::sync::Arc::clone(&core.shared);
-                let prepared = Box::pin(
-                    glommio::executor()
-                        .spawn_blocking(move || prepare(message, &shared.config, extras)),
-                )
-                .await;
-                started = Instant::now();
-                match prepared {
-                    Ok(prepared) => admit(&core, Outgoing::One(prepared), mode, deadline),
-                    Err(refused) => Step::Done(Err(refused.0)),
-                }
-            }
         }
     }
 }

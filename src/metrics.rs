@@ -16,6 +16,8 @@
 use std::sync::Mutex;
 
 use hdrhistogram::Histogram;
+
+use crate::latency_histogram::LatencyHistogram;
 use metrics::{Label, Unit};
 
 use crate::stats::{CoreStatsSnapshot, ProducerStats};
@@ -162,7 +164,7 @@ pub const METRICS: &[MetricInfo] = &[
 pub(crate) struct MetricsPublisher {
     /// Each core's latency histogram at the last publish, so each publish records only the
     /// samples that came since.
-    previous: Mutex<Vec<Option<Histogram<u64>>>>,
+    previous: Mutex<Vec<Option<LatencyHistogram>>>,
 }
 
 impl MetricsPublisher {
@@ -209,7 +211,11 @@ impl MetricsPublisher {
     }
 }
 
-fn publish_core(core: &CoreStatsSnapshot, labels: &[Label], previous: &mut Option<Histogram<u64>>) {
+fn publish_core(
+    core: &CoreStatsSnapshot,
+    labels: &[Label],
+    previous: &mut Option<LatencyHistogram>,
+) {
     let with = |key: &'static str, value: &str| {
         let mut l = labels.to_vec();
         l.push(Label::new(key, value.to_owned()));
@@ -228,7 +234,7 @@ fn publish_core(core: &CoreStatsSnapshot, labels: &[Label], previous: &mut Optio
         metrics::counter!(name, labels.to_vec()).absolute(value);
     }
     for (kind, n) in &core.failed_by_kind {
-        metrics::counter!(FAILED, with("kind", kind)).absolute(*n);
+        metrics::counter!(FAILED, with("kind", kind.as_str())).absolute(*n);
     }
     for (broker, n) in &core.attempt_errors_by_broker {
         metrics::counter!(BROKER_ERRORS, with("broker", broker)).absolute(*n);
@@ -242,7 +248,7 @@ fn publish_core(core: &CoreStatsSnapshot, labels: &[Label], previous: &mut Optio
         metrics::gauge!(name, labels.to_vec()).set(value);
     }
     let latency = metrics::histogram!(LATENCY, labels.to_vec());
-    for (micros, count) in new_samples(&core.latency_us, previous.as_ref()) {
+    for (micros, count) in new_samples(core.latency_us.hdr(), previous.as_ref().map(|p| p.hdr())) {
         latency.record_many(micros as f64 / 1e6, count);
     }
     *previous = Some(core.latency_us.clone());

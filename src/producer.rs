@@ -1,19 +1,16 @@
 //! [`Producer`] and [`ProducerBuilder`]: the `Send + Sync` handle application threads use.
 
 use std::cell::Cell;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures_channel::oneshot;
 
 use crate::config::{ProducerConfig, QueueFullPolicy};
 use crate::engine::core::{current_core, CoreReport, Shared};
 use crate::engine::deadline::deadline_after;
-use crate::engine::inbox::{ControlJob, Inbox, Job, RemoteReply, SendMode};
+use crate::engine::inbox::{Inbox, Job, RemoteReply, SendMode};
 use crate::engine::prepared::{prepare, prepare_batch, random_u32, Outgoing, Reply, SendExtras};
 use crate::error::{Error, Outcome};
 use crate::local_producer::LocalProducer;
@@ -24,22 +21,12 @@ use crate::send_result::{MessageQueue, SendResult};
 use crate::stats_reporter::StatsReporter;
 
 mod builder;
+mod control;
+mod shutdown;
 
 pub use builder::ProducerBuilder;
-
-/// What [`Producer::shutdown`] found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ShutdownReport {
-    /// Sends still running at the deadline; each was failed with [`Error::ShutDown`].
-    pub cut_at_deadline: u64,
-    /// Queued messages that could not start before the deadline; each was failed with
-    /// [`Error::ShutDown`] (definitely not stored).
-    pub refused_at_deadline: u64,
-    /// Messages found queued after the cores stopped; each was failed with [`Error::ShutDown`].
-    pub refused_after_stop: u64,
-    /// Whether the cores were joined (false when called from a producer core, which must not block).
-    pub joined: bool,
-}
+pub use control::RunHandle;
+pub use shutdown::ShutdownReport;
 
 struct CoreSlot {
     inbox: Arc<Inbox>,
@@ -405,121 +392,6 @@ impl Producer {
         slot.inbox.leave();
         result
     }
-
-    /// A snapshot of every core's counters, gathered from the cores on demand (no counter is
-    /// shared between cores on the send path). Blocks briefly; do not call it on a producer core.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::ShutDown`] after shutdown, [`Error::CoreStopped`] if a core does not answer.
-    pub fn stats(&self) -> Result<crate::stats::ProducerStats, Error> {
-        let mut handles = Vec::with_capacity(self.cores());
-        for core in 0..self.cores() {
-            handles.push(
-                self.run_on_core(core, |local: LocalProducer| async move { local.snapshot() })?,
-            );
-        }
-        // A core that stopped answering does not hold this caller forever.
-        let limit = Instant::now()
-            + self.config().send_timeout.min(Duration::from_secs(60))
-            + crate::send_future::WAIT_MARGIN;
-        let mut cores = Vec::with_capacity(handles.len());
-        for (h, slot) in handles.into_iter().zip(&self.inner.cores) {
-            let mut core = h.wait_until(limit)?;
-            core.refused += slot.inbox.refused();
-            cores.push(core);
-        }
-        Ok(crate::stats::ProducerStats {
-            client_id: self.inner.shared.client_id.to_string(),
-            cores,
-        })
-    }
-
-    /// Runs `f` on core `core` with that core's [`LocalProducer`]; the returned handle yields
-    /// `f`'s output. This is how code gets onto a producer core without a hop per message.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`] for a core index out of range, [`Error::ShutDown`] after shutdown.
-    pub fn run_on_core<F, Fut, T>(&self, core: usize, f: F) -> Result<RunHandle<T>, Error>
-    where
-        F: FnOnce(LocalProducer) -> Fut + Send + 'static,
-        Fut: Future<Output = T> + 'static,
-        T: Send + 'static,
-    {
-        let slot = self
-            .inner
-            .cores
-            .get(core)
-            .ok_or_else(|| Error::InvalidConfig {
-                reason: format!(
-                    "core {core} does not exist (the producer has {})",
-                    self.cores()
-                ),
-            })?;
-        let (tx, rx) = oneshot::channel();
-        // A panic in `f` ends its task only (the core goes on); the dropped `tx` makes the
-        // handle fail with CoreStopped.
-        let mut job: ControlJob = Box::new(move |local: LocalProducer| {
-            crate::engine::guarded::spawn_guarded(
-                "run_on_core",
-                async move {
-                    let _ = tx.send(f(local).await);
-                },
-                |_| {},
-            );
-        });
-        loop {
-            if !enter_open(&self.inner.shared, slot) {
-                return Err(shut_down_refusal(None));
-            }
-            let pushed = slot.inbox.push_control(job);
-            slot.inbox.leave();
-            match pushed {
-                Ok(()) => return Ok(RunHandle { rx }),
-                Err(back) => {
-                    job = back;
-                    std::thread::sleep(Duration::from_micros(50));
-                }
-            }
-        }
-    }
-
-    /// Waits until every message handed over before the call has its outcome (its future or
-    /// callback resolved), or until `timeout` passes; the producer stays usable, and messages
-    /// sent meanwhile are not waited for.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Timeout`] when some were still in progress at the deadline (they go on),
-    /// [`Error::ShutDown`] after shutdown. Do not call it on a producer core (use
-    /// [`LocalProducer::flush`] there).
-    pub fn flush(&self, timeout: Duration) -> Result<(), Error> {
-        self.reject_on_core("flush")?;
-        // Each core's inbox is FIFO: the flush job runs after every job pushed before it took
-        // its permit, so the core's flush covers them.
-        let mut handles = Vec::with_capacity(self.cores());
-        for core in 0..self.cores() {
-            handles.push(self.run_on_core(core, move |local| local.flush(timeout))?);
-        }
-        let mut result = Ok(());
-        for handle in handles {
-            if let Err(e) = handle.wait()? {
-                result = Err(e);
-            }
-        }
-        result
-    }
-
-    /// Stops accepting messages, waits up to `timeout` for every accepted message to get its
-    /// outcome, fails whatever is left with [`Error::ShutDown`], unregisters from the brokers and
-    /// stops the cores. Later calls return the first call's report.
-    ///
-    /// Called on a producer core's own thread it only signals the cores (it must not block the
-    /// core it runs on) and reports `joined: false`.
-    pub fn shutdown(&self, timeout: Duration) -> ShutdownReport {
-        self.inner.shutdown(timeout)
-    }
 }
 
 impl Producer {
@@ -541,73 +413,6 @@ impl Producer {
     }
 }
 
-impl Inner {
-    fn shutdown(&self, timeout: Duration) -> ShutdownReport {
-        let mut done = self.shutdown_done.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(report) = done.as_ref() {
-            return report.clone();
-        }
-        for reporter in self
-            .reporters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            reporter.stop();
-        }
-        let shared = &self.shared;
-        shared.closing.store(true, Ordering::SeqCst);
-        // Submitters that passed the closing check before we set it finish their push first.
-        for slot in &self.cores {
-            while slot.inbox.submitters() > 0 {
-                std::thread::yield_now();
-            }
-        }
-        *shared
-            .shutdown_deadline
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(deadline_after(Instant::now(), timeout));
-        for slot in &self.cores {
-            slot.inbox.request_stop();
-        }
-        let mut report = ShutdownReport::default();
-        if current_core().is_some() {
-            tracing::warn!(
-                "Producer::shutdown called on a producer core; not waiting for the cores"
-            );
-            *done = Some(report.clone());
-            return report;
-        }
-        for slot in &self.cores {
-            let join = slot.join.lock().unwrap_or_else(|e| e.into_inner()).take();
-            if let Some(join) = join {
-                match join.join() {
-                    Ok(core_report) => {
-                        report.cut_at_deadline += core_report.cut_at_deadline;
-                        report.refused_at_deadline += core_report.refused_at_shutdown;
-                    }
-                    Err(e) => tracing::error!(error = %e, "a producer core ended abnormally"),
-                }
-            }
-        }
-        for slot in &self.cores {
-            while let Some(job) = slot.inbox.try_pop() {
-                report.refused_after_stop += 1;
-                let Job::Send { message, reply, .. } = job;
-                let error = Error::ShutDown {
-                    message: message.into_message().map(Box::new),
-                    outcome: Outcome::NotStored,
-                };
-                slot.inbox.fail(reply, error);
-            }
-        }
-        report.joined = true;
-        tracing::info!(client_id = %shared.client_id, ?report, "producer shut down");
-        *done = Some(report.clone());
-        report
-    }
-}
-
 /// Counts a submitter in on `slot`'s inbox unless the producer is closing (then counts it back
 /// out). Shutdown waits for counted-in submitters, so a job pushed while counted in is always seen
 /// by its core.
@@ -624,48 +429,5 @@ fn shut_down_refusal(message: Option<Message>) -> Error {
     Error::ShutDown {
         message: message.map(Box::new),
         outcome: Outcome::NotStored,
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.shutdown(self.shared.config.send_timeout);
-    }
-}
-
-/// The output of a closure run on a core by [`Producer::run_on_core`].
-pub struct RunHandle<T> {
-    rx: oneshot::Receiver<T>,
-}
-
-impl<T> RunHandle<T> {
-    /// Blocks until the closure's future completes.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::CoreStopped`] when the core stopped before the future completed.
-    pub fn wait(self) -> Result<T, Error> {
-        futures_lite::future::block_on(self)
-    }
-
-    /// [`RunHandle::wait`], giving up at `limit` with [`Error::CoreStopped`].
-    pub(crate) fn wait_until(self, limit: Instant) -> Result<T, Error> {
-        crate::send_future::block_on_until(self, Some(limit)).unwrap_or_else(|| {
-            Err(Error::CoreStopped {
-                reason: "the core did not run the task in time".into(),
-            })
-        })
-    }
-}
-
-impl<T> Future for RunHandle<T> {
-    type Output = Result<T, Error>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.rx).poll(cx).map(|r| {
-            r.map_err(|_| Error::CoreStopped {
-                reason: "the core stopped before the task completed".into(),
-            })
-        })
     }
 }

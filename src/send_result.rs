@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::protocol::ResponseCode;
-use crate::short_string::ShortString;
+use crate::protocol::ShortString;
 
 /// How a broker stored a message it accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

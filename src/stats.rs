@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use hdrhistogram::Histogram;
+use crate::latency_histogram::LatencyHistogram;
 
 /// Counters of one core at the moment of the snapshot.
 #[derive(Debug, Clone)]
@@ -16,7 +16,7 @@ pub struct CoreStatsSnapshot {
     /// Messages that got an error.
     pub failed: u64,
     /// Failures by [`crate::Error::kind`].
-    pub failed_by_kind: BTreeMap<&'static str, u64>,
+    pub failed_by_kind: BTreeMap<crate::ErrorKind, u64>,
     /// Failed attempts (each try of a send that got an error, retried or not) by broker name;
     /// past 256 brokers the rest count under `"(other)"`.
     pub attempt_errors_by_broker: BTreeMap<String, u64>,
@@ -43,7 +43,7 @@ pub struct CoreStatsSnapshot {
     /// Topic routes the producer holds (shared by all cores; at most `max_topics`).
     pub routes: usize,
     /// Send latency (microseconds, retries included).
-    pub latency_us: Histogram<u64>,
+    pub latency_us: LatencyHistogram,
 }
 
 /// Counters of the whole producer.
@@ -87,10 +87,10 @@ impl ProducerStats {
     }
 
     /// Latency of all cores merged.
-    pub fn latency_us(&self) -> Histogram<u64> {
-        let mut merged = Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
+    pub fn latency_us(&self) -> LatencyHistogram {
+        let mut merged = LatencyHistogram::default();
         for core in &self.cores {
-            let _ = merged.add(&core.latency_us);
+            merged.merge(&core.latency_us);
         }
         merged
     }

@@ -19,6 +19,7 @@ use crate::message::Message;
 use crate::producer::Producer;
 use crate::protocol::compression::sys_flag;
 use crate::protocol::properties::keys;
+use crate::protocol::transaction::EndKind;
 use crate::received_message::ReceivedMessage;
 use crate::send_options::SendOptions;
 use crate::send_result::{SendResult, SendStatus};
@@ -33,6 +34,17 @@ pub enum LocalTransactionState {
     /// Not decided yet: the broker checks back later (every `transactionCheckInterval`, up to
     /// `transactionCheckMax` times).
     Unknown,
+}
+
+impl LocalTransactionState {
+    /// END_TRANSACTION's `commitOrRollback` for this state.
+    pub(crate) fn end_kind(self) -> EndKind {
+        match self {
+            LocalTransactionState::Commit => EndKind::Commit,
+            LocalTransactionState::Rollback => EndKind::Rollback,
+            LocalTransactionState::Unknown => EndKind::Unknown,
+        }
+    }
 }
 
 /// The application's side of a transaction.
@@ -122,7 +134,7 @@ impl<L: TransactionListener> TransactionProducer<L> {
             .shared()
             .broker_requests
             .set_checker(Arc::new(move |m: &ReceivedMessage| {
-                checker.check_local_transaction(m)
+                checker.check_local_transaction(m).end_kind()
             }))?;
         Ok(TransactionProducer { producer, listener })
     }

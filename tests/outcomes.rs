@@ -169,7 +169,10 @@ fn no_route_after_an_unknown_attempt_reports_unknown() {
         assert_eq!(e.outcome(), Outcome::Unknown, "send {i}: {e}");
         kinds.push(e.kind());
     }
-    assert!(kinds.contains(&"no_route"), "{kinds:?}");
+    assert!(
+        kinds.contains(&rocketmq_tpc::ErrorKind::NoRoute),
+        "{kinds:?}"
+    );
 }
 
 #[test]
@@ -386,4 +389,43 @@ fn a_queue_offset_near_i64_max_does_not_panic() {
     .unwrap();
     let offsets: Vec<i64> = results.iter().map(|r| r.queue_offset).collect();
     assert_eq!(offsets, [i64::MAX - 1, i64::MAX, i64::MAX]);
+}
+
+// ---- the fake broker stops: sends in flight and later sends get typed outcomes --------------
+
+#[test]
+fn a_stopped_peer_gives_every_send_a_typed_error_within_its_budget() {
+    let fake = FakeBroker::start(|i| {
+        if i == 0 {
+            Action::Reply(0)
+        } else {
+            Action::Ignore
+        }
+    });
+    let p = Arc::new(build(config_for(
+        &fake.addr,
+        Duration::from_secs(2),
+        Duration::from_millis(500),
+    )));
+    let first = p
+        .send(Message::new("T", "stored"))
+        .expect("first send is answered");
+    assert_eq!(first.status, SendStatus::SendOk);
+    // A send the fake never answers is in flight when the fake stops.
+    let in_flight = p.send_async(Message::new("T", "unanswered"));
+    std::thread::sleep(Duration::from_millis(100));
+    fake.stop();
+    let p2 = Arc::clone(&p);
+    let (cut, later) = within(
+        "sends after the peer stopped",
+        Duration::from_secs(10),
+        move || (in_flight.wait(), p2.send(Message::new("T", "after"))),
+    );
+    let cut = cut.expect_err("the unanswered send cannot succeed");
+    assert_eq!(cut.outcome(), Outcome::Unknown, "it was written: {cut}");
+    let later = later.expect_err("nothing listens any more");
+    assert!(
+        later.is_retryable(),
+        "a dead peer is worth retrying later: {later}"
+    );
 }

@@ -30,7 +30,6 @@ use crate::protocol::stored_message;
 use crate::protocol::transaction::{CheckTransactionState, EndKind, EndTransactionHeader};
 use crate::protocol::{RemotingCommand, RequestCode, ResponseCode};
 use crate::received_message::ReceivedMessage;
-use crate::transaction::LocalTransactionState;
 
 /// Checks queued for the check thread at most (Java `checkRequestHoldMax`); more are dropped
 /// (the broker asks again at its next check interval).
@@ -43,7 +42,7 @@ const END_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_RECEIVED_BODY: usize = 64 * 1024 * 1024;
 
 /// The check listener, type-erased.
-pub(crate) type Checker = Arc<dyn Fn(&ReceivedMessage) -> LocalTransactionState + Send + Sync>;
+pub(crate) type Checker = Arc<dyn Fn(&ReceivedMessage) -> EndKind + Send + Sync>;
 
 /// One waiting `request()`: where its reply goes, and until when it waits.
 struct ReplyWaiter {
@@ -77,7 +76,7 @@ impl fmt::Debug for BrokerRequests {
 /// A check handed to the check thread; the verdict comes back to the core through `verdict`.
 struct CheckJob {
     message: ReceivedMessage,
-    verdict: oneshot::Sender<LocalTransactionState>,
+    verdict: oneshot::Sender<EndKind>,
 }
 
 impl BrokerRequests {
@@ -115,7 +114,7 @@ impl BrokerRequests {
                         tracing::error!(
                             "the transaction check listener panicked; answering unknown"
                         );
-                        LocalTransactionState::Unknown
+                        EndKind::Unknown
                     });
                     let _ = job.verdict.send(verdict);
                 }
@@ -287,7 +286,7 @@ impl BrokerRequests {
                 producer_group: &this.producer_group,
                 tran_state_table_offset: header.tran_state_table_offset,
                 commit_log_offset: header.commit_log_offset,
-                kind: verdict.end_kind(),
+                kind: verdict,
                 from_transaction_check: true,
                 msg_id: &msg_id,
                 transaction_id: header.transaction_id.as_deref(),
@@ -355,17 +354,6 @@ impl BrokerRequests {
         match &self.namespace {
             Some(ns) => crate::namespace::strip(ns, topic).into_owned(),
             None => topic.to_owned(),
-        }
-    }
-}
-
-impl LocalTransactionState {
-    /// END_TRANSACTION's `commitOrRollback` for this state.
-    pub(crate) fn end_kind(self) -> EndKind {
-        match self {
-            LocalTransactionState::Commit => EndKind::Commit,
-            LocalTransactionState::Rollback => EndKind::Rollback,
-            LocalTransactionState::Unknown => EndKind::Unknown,
         }
     }
 }

@@ -22,7 +22,6 @@ use futures_channel::oneshot;
 use super::prepared::{Outgoing, Reply};
 use super::records::SharedDeliveryHandler;
 use crate::error::Error;
-use crate::local_producer::LocalProducer;
 
 /// How a send wants its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,8 +65,9 @@ fn core_gone() -> Error {
     }
 }
 
-/// A closure to run on the core with its local producer (`run_on_core`, `stats()`, flush).
-pub(crate) type ControlJob = Box<dyn FnOnce(LocalProducer) + Send>;
+/// A closure to run on the core with its engine (`run_on_core`, `stats()`, flush: the API wraps
+/// it in a `LocalProducer`).
+pub(crate) type ControlJob = Box<dyn FnOnce(std::rc::Rc<super::core::Core>) + Send>;
 
 /// Room for control jobs: they are few (stats, flush, transactions' END_TRANSACTION), and a
 /// full queue makes the submitter retry shortly.

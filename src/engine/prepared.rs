@@ -17,7 +17,7 @@ use crate::protocol::batch;
 use crate::protocol::compression;
 use crate::protocol::message_id::UniqueIdGenerator;
 use crate::protocol::properties::{self, keys, MAX_PROPERTIES_BYTES};
-use crate::short_string::ShortString;
+use crate::protocol::ShortString;
 use crate::target::SendTarget;
 
 use super::arena_text::ArenaText;

@@ -3,8 +3,6 @@
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
-use hdrhistogram::Histogram;
-
 /// Counters of one core.
 pub(crate) struct CoreStats {
     pub started: Cell<u64>,
@@ -14,11 +12,11 @@ pub(crate) struct CoreStats {
     pub refused_at_shutdown: Cell<u64>,
     /// Sends refused on this core for lack of room ([`crate::Error::QueueFull`]).
     pub refused: Cell<u64>,
-    pub failed_by_kind: RefCell<BTreeMap<&'static str, u64>>,
+    pub failed_by_kind: RefCell<BTreeMap<crate::ErrorKind, u64>>,
     /// Failed attempts by broker name (at most [`MAX_BROKERS_COUNTED`] brokers).
     pub attempt_errors_by_broker: RefCell<BTreeMap<std::sync::Arc<str>, u64>>,
     /// Send latency in microseconds (whole send, retries included).
-    pub latency_us: RefCell<Histogram<u64>>,
+    pub latency_us: RefCell<crate::latency_histogram::LatencyHistogram>,
 }
 
 impl Default for CoreStats {
@@ -32,9 +30,7 @@ impl Default for CoreStats {
             refused: Cell::new(0),
             failed_by_kind: RefCell::new(BTreeMap::new()),
             attempt_errors_by_broker: RefCell::new(BTreeMap::new()),
-            latency_us: RefCell::new(
-                Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
-            ),
+            latency_us: RefCell::default(),
         }
     }
 }
@@ -61,7 +57,13 @@ impl CoreStats {
         }
     }
 
-    pub(crate) fn record(&self, messages: u64, ok: bool, kind: Option<&'static str>, micros: u64) {
+    pub(crate) fn record(
+        &self,
+        messages: u64,
+        ok: bool,
+        kind: Option<crate::ErrorKind>,
+        micros: u64,
+    ) {
         if ok {
             self.acked.set(self.acked.get() + messages);
         } else {
@@ -70,6 +72,6 @@ impl CoreStats {
                 *self.failed_by_kind.borrow_mut().entry(kind).or_insert(0) += messages;
             }
         }
-        let _ = self.latency_us.borrow_mut().record(micros.max(1));
+        self.latency_us.borrow_mut().record(micros);
     }
 }

@@ -202,7 +202,7 @@ impl ProducerBuilder {
     /// let producer = Producer::builder()
     ///     .namesrv("127.0.0.1:9876")
     ///     .on_stats(Duration::from_secs(10), |stats| {
-    ///         let p99 = stats.latency_us().value_at_quantile(0.99);
+    ///         let p99 = stats.latency_us().percentile_us(99.0);
     ///         println!("acked {} failed {} p99 {p99} µs", stats.acked(), stats.failed());
     ///     })
     ///     .build()?;

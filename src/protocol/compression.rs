@@ -113,7 +113,7 @@ impl CompressionType {
     ///
     /// # Errors
     ///
-    /// [`DecodeError`] for a type this client does not know.
+    /// A decode error for a type this client does not know.
     pub fn from_sys_flag(flag: i32) -> Result<Self, DecodeError> {
         match flag & sys_flag::COMPRESSION_TYPE_MASK {
             0 | sys_flag::COMPRESSION_ZLIB => Ok(CompressionType::Zlib),

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::decode_error::DecodeError;
-use crate::short_string::ShortString;
+use super::short_string::ShortString;
 
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 

@@ -20,6 +20,7 @@ pub mod response_code;
 pub mod route_data;
 pub mod send_request_header;
 pub mod send_response_header;
+pub mod short_string;
 pub mod stored_message;
 pub mod transaction;
 
@@ -27,3 +28,4 @@ pub use command::{HeaderEncoding, LanguageCode, RemotingCommand};
 pub use decode_error::DecodeError;
 pub use request_code::RequestCode;
 pub use response_code::ResponseCode;
+pub use short_string::ShortString;

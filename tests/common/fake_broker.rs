@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -48,7 +48,7 @@ pub fn default_route(addr: &str) -> String {
 /// Route JSON served for every topic, given the fake's address.
 pub type RouteFn = Arc<dyn Fn(&str) -> String + Send + Sync>;
 
-/// A running fake; it lives until the test process ends.
+/// A running fake; [`FakeBroker::stop`] (or dropping it) closes its port and every connection.
 pub struct FakeBroker {
     pub addr: String,
     /// Send requests (codes 310 and 320) received.
@@ -59,6 +59,8 @@ pub struct FakeBroker {
     pub requests: Arc<std::sync::Mutex<std::collections::BTreeMap<i32, u64>>>,
     /// Last heartbeat body.
     pub last_heartbeat: Arc<std::sync::Mutex<String>>,
+    stopped: Arc<AtomicBool>,
+    connections: Arc<std::sync::Mutex<Vec<TcpStream>>>,
 }
 
 impl FakeBroker {
@@ -87,8 +89,17 @@ impl FakeBroker {
             last_heartbeat: last_heartbeat.clone(),
             route,
         };
+        let stopped = Arc::new(AtomicBool::new(false));
+        let connections = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (stop_flag, open) = (stopped.clone(), connections.clone());
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
+                if stop_flag.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(clone) = stream.try_clone() {
+                    open.lock().unwrap().push(clone);
+                }
                 let (shared, script) = (shared.clone(), script.clone());
                 thread::spawn(move || serve(stream, &shared, &*script));
             }
@@ -99,7 +110,27 @@ impl FakeBroker {
             oneway_sends,
             requests,
             last_heartbeat,
+            stopped,
+            connections,
         }
+    }
+
+    /// Stops accepting and closes every connection (the producer sees the peer go away).
+    pub fn stop(&self) {
+        if self.stopped.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // Wakes the accept loop so it sees the flag and drops the listener.
+        let _ = TcpStream::connect(&self.addr);
+        for stream in self.connections.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for FakeBroker {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

@@ -16,7 +16,6 @@ use crate::engine::prepared::Outgoing;
 use crate::engine::records::{Delivery, ReplyTarget};
 use crate::engine::send::send_message;
 use crate::error::{Error, Outcome};
-use crate::local_producer::LocalProducer;
 
 /// Starts core `index` pinned to `cpu`; returns once the executor runs (or failed to start).
 pub(crate) fn spawn_core(
@@ -221,7 +220,7 @@ fn spawn_control_jobs(core: &Rc<Core>, inbox: &Arc<Inbox>) {
     let jobs = async move {
         loop {
             let job = futures_lite::future::poll_fn(|cx| inbox.poll_control(cx)).await;
-            job(LocalProducer::from_core(Rc::clone(&core)));
+            job(Rc::clone(&core));
         }
     };
     crate::engine::guarded::spawn_guarded("control jobs", jobs, |_| {});

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use rocketmq_tpc::{CoreSelection, LocalProducer, Producer, ProducerConfig, TransactionProducer};
+use rocketmq_tpc::{
+    CoreSelection, LocalProducer, Message, Producer, ProducerConfig, TransactionProducer,
+};
 
 use cli::{Args, Mode};
 use target::Target;
@@ -62,11 +64,11 @@ fn available_cpus() -> Vec<usize> {
 
 fn run(args: Args) -> Result<i32, String> {
     let max_size = args.size_range.map_or(args.size, |r| r.1);
-    if args.size == 0 || max_size > rocketmq_tpc::config::DEFAULT_MAX_MESSAGE_SIZE {
+    let max_message_size = rocketmq_tpc::ProducerConfig::default().max_message_size;
+    if args.size == 0 || max_size > max_message_size {
         return Err(format!(
             "--size {} must be between 1 and {} bytes",
-            args.size,
-            rocketmq_tpc::config::DEFAULT_MAX_MESSAGE_SIZE
+            args.size, max_message_size
         ));
     }
     if args.inflight == 0 {
@@ -98,7 +100,14 @@ fn run(args: Args) -> Result<i32, String> {
         Target::Sink(null_broker::NullBroker::start(sink_cpu, 8).map_err(|e| e.to_string())?)
     } else if let Some(addrs) = &args.namesrv {
         for a in addrs.split(';') {
-            if rocketmq_tpc::config::split_host_port(a).is_none() {
+            let port = a
+                .trim()
+                .rsplit_once(':')
+                .filter(|(host, _)| !host.is_empty());
+            if port
+                .and_then(|(_, port)| port.parse::<u16>().ok())
+                .is_none()
+            {
                 return Err(format!("--namesrv {a:?} is not host:port"));
             }
         }
@@ -134,7 +143,7 @@ fn run(args: Args) -> Result<i32, String> {
         config.compress_over = c;
     }
     if let Some(kind) = args.compress_type {
-        use rocketmq_tpc::protocol::compression::CompressionType;
+        use rocketmq_tpc::CompressionType;
         config.compress_type = match kind {
             cli::CompressKind::Zlib => CompressionType::Zlib,
             cli::CompressKind::Lz4 => CompressionType::Lz4,
@@ -202,7 +211,9 @@ fn run(args: Args) -> Result<i32, String> {
         .topic
         .clone()
         .unwrap_or_else(|| format!("loadgen_{}", std::process::id()));
-    rocketmq_tpc::message::validate_topic(&topic).map_err(|e| e.to_string())?;
+    Message::new(topic.as_str(), "-")
+        .validate(usize::MAX)
+        .map_err(|e| e.to_string())?;
     // Warm-up: fetch the route before the clock starts. Nothing is written: the topic holds the
     // run's messages only (a new topic is created by the first of them, through TBW102).
     let queues = producer.fetch_publish_queues(&topic).map_err(|e| {
@@ -441,7 +452,7 @@ fn progress(
             let rate = (acked + failed - last.1) as f64 / last.0.elapsed().as_secs_f64();
             let p99 = producer
                 .stats()
-                .map(|s| s.latency_us().value_at_quantile(0.99))
+                .map(|s| s.latency_us().percentile_us(99.0))
                 .unwrap_or(0);
             let line = format!(
                 "[{:6.1}s] acked {acked} failed {failed} in flight {} | {rate:.0} msg/s | p99 {p99} µs",
@@ -652,8 +663,8 @@ fn stats_line(elapsed: Duration, stats: &rocketmq_tpc::ProducerStats) -> String 
         "retries": stats.retries(),
         "refused": stats.refused(),
         "in_flight": stats.in_flight(),
-        "p50_us": latency.value_at_quantile(0.5),
-        "p99_us": latency.value_at_quantile(0.99),
+        "p50_us": latency.percentile_us(50.0),
+        "p99_us": latency.percentile_us(99.0),
         "cores": per_core,
     })
     .to_string()

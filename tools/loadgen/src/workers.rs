@@ -95,7 +95,7 @@ pub type Transactions = TransactionProducer<CommitAll>;
 /// A transaction counts as acked when its half message was stored (`SEND_OK`), the local
 /// transaction committed and END_TRANSACTION was written.
 fn transaction_outcome(result: Result<TransactionSendResult, Error>) -> Result<(), String> {
-    let r = result.map_err(|e| e.kind().to_owned())?;
+    let r = result.map_err(|e| e.kind().as_str().to_owned())?;
     if r.send_result.status != SendStatus::SendOk || r.state != LocalTransactionState::Commit {
         return Err(format!("rolled_back_half_{:?}", r.send_result.status));
     }
@@ -271,7 +271,7 @@ impl Tally {
 
 /// Kind of an error, for the report.
 fn kind<T>(result: Result<T, Error>) -> Result<(), String> {
-    result.map(|_| ()).map_err(|e| e.kind().to_owned())
+    result.map(|_| ()).map_err(|e| e.kind().as_str().to_owned())
 }
 
 /// Whether `plan` runs through delivery reports on the cores (closed-loop async, sync and

@@ -62,7 +62,7 @@ impl NullBroker {
         let (stop2, acked2) = (stop.clone(), acked.clone());
         let join = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name("rmq-sink")
-            .io_memory(rocketmq_tpc::config::DEFAULT_IO_MEMORY)
+            .io_memory(rocketmq_tpc::internals::DEFAULT_IO_MEMORY)
             .spawn(move || async move {
                 let listener = match TcpListener::bind(listen.as_str()) {
                     Ok(l) => l,
@@ -195,7 +195,7 @@ fn answer(
     let head = |code: i32| CommandHead {
         code,
         language: LanguageCode::JAVA,
-        version: rocketmq_tpc::config::DEFAULT_VERSION,
+        version: rocketmq_tpc::internals::DEFAULT_VERSION,
         opaque: request.opaque,
         flag: FLAG_RESPONSE,
         remark: None,

@@ -1,0 +1,175 @@
+//! One send attempt on the wire: the SEND_MESSAGE_V2 (or batch) request header built from the
+//! prepared message and its queue, and the broker's answer mapped to results or an error (Java
+//! `MQClientAPIImpl.processSendResponse`).
+
+use std::sync::Arc;
+
+use super::core::Core;
+use super::prepared::{Outgoing, Reply};
+use crate::error::{bounded_remark, Error, Outcome};
+use crate::protocol::send_request_header::SendMessageRequestHeaderV2;
+use crate::protocol::send_response_header::{SendMessageResponseHeader, DEFAULT_REGION};
+use crate::protocol::ShortString;
+use crate::protocol::{RemotingCommand, RequestCode, ResponseCode};
+use crate::route::{PublishQueue, TopicRoute};
+use crate::send_result::{MessageQueue, SendResult, SendStatus};
+
+/// The request code, header and body of one attempt of `message` to `queue`.
+pub(crate) fn send_header<'a>(
+    core: &'a Core,
+    route: &'a TopicRoute,
+    queue: &'a PublishQueue,
+    message: &'a Outgoing,
+    born_millis: i64,
+) -> (RequestCode, SendMessageRequestHeaderV2<'a>, &'a [u8]) {
+    let config = &core.shared.config;
+    let (code, sys_flag, flag, properties, body, batch) = match message {
+        Outgoing::One(m) => (
+            if message.extras().is_some_and(|e| e.reply_message) {
+                RequestCode::SendReplyMessageV2
+            } else {
+                RequestCode::SendMessageV2
+            },
+            m.sys_flag,
+            m.original.flag,
+            m.properties.as_str(),
+            &m.body,
+            false,
+        ),
+        Outgoing::Batch(b) => (
+            RequestCode::SendBatchMessage,
+            b.sys_flag,
+            0,
+            &*b.properties,
+            &b.body,
+            true,
+        ),
+    };
+    let header = SendMessageRequestHeaderV2 {
+        producer_group: &config.producer_group,
+        topic: message.topic(),
+        default_topic: &config.create_topic_key,
+        default_topic_queue_nums: config.default_topic_queue_nums,
+        queue_id: queue.queue_id,
+        sys_flag,
+        born_timestamp: born_millis,
+        flag,
+        properties,
+        reconsume_times: 0,
+        unit_mode: false,
+        max_reconsume_times: None,
+        batch,
+        broker_name: Some(&queue.broker_name),
+        // Request hooks must see every field as a pair: no pre-encoded constants then.
+        constant_fields: route
+            .send_header_constants
+            .as_ref()
+            .filter(|_| core.shared.hooks.request.is_empty()),
+    };
+    (code, header, body)
+}
+
+/// Whether a SYSTEM_ERROR remark says the broker's timer store is off (5.x `WHEEL_TIMER_NOT_ENABLE`,
+/// which goes on the wire as code 1 with this text; rocketmq-rust words it alike).
+fn is_timer_disabled(remark: &str) -> bool {
+    let lower = remark.to_ascii_lowercase();
+    lower.contains("timer") && (lower.contains("not enable") || lower.contains("timerwheelenable"))
+}
+
+/// Java `MQClientAPIImpl.processSendResponse`; a batch's comma-joined ids give one result per
+/// message, offsets counting up from the first. Builds the results without allocating: ids are
+/// inline [`crate::ShortString`]s and the names are shared with the route.
+///
+/// A stored status is a stored message whatever else the reply holds, so it is never an error
+/// here (an error would be retried and store it again): an unreadable header gives results
+/// with offset -1 and no offset id, and a batch answered with fewer offset ids than messages
+/// gets empty offset ids for the rest.
+pub(crate) fn to_reply(
+    reply: RemotingCommand,
+    addr: &str,
+    (topic, queue): (&Arc<str>, &PublishQueue),
+    message: &Outgoing,
+) -> Result<Reply, Error> {
+    let code = ResponseCode::from_i32(reply.code);
+    let Some(status) = SendStatus::from_response_code(code) else {
+        // Bounded once here, then shared by every caller of a batch and every log line.
+        let remark = bounded_remark(reply.remark.as_deref().unwrap_or_default());
+        if matches!(code, ResponseCode::SystemError | ResponseCode::NoPermission)
+            && crate::acl::is_access_denied(&remark)
+        {
+            return Err(Error::AccessDenied {
+                broker: addr.to_owned(),
+                code,
+                remark,
+            });
+        }
+        if code == ResponseCode::SystemError && is_timer_disabled(&remark) {
+            return Err(Error::NotSupported {
+                broker: addr.to_owned(),
+                remark,
+            });
+        }
+        return Err(Error::Broker {
+            broker: addr.to_owned(),
+            code,
+            remark,
+            outcome: Outcome::NotStored,
+        });
+    };
+    let parsed = SendMessageResponseHeader::from_command(&reply);
+    let readable = parsed.is_ok();
+    let header = parsed.unwrap_or_else(|e| {
+        tracing::warn!(broker = %addr, error = %bounded_remark(&e.to_string()), "the broker stored the message but its reply header is unreadable; reporting it stored, without offsets");
+        SendMessageResponseHeader {
+            msg_id: "",
+            queue_id: queue.queue_id,
+            queue_offset: -1,
+            transaction_id: None,
+            region_id: DEFAULT_REGION,
+            trace_on: true,
+        }
+    });
+    let queue = MessageQueue {
+        topic: Arc::clone(topic),
+        broker_name: Arc::clone(&queue.broker_name),
+        queue_id: header.queue_id,
+    };
+    let result = |msg_id: &ShortString, offset_msg_id: &str, queue_offset: i64| SendResult {
+        status,
+        msg_id: msg_id.clone(),
+        offset_msg_id: offset_msg_id.into(),
+        queue: queue.clone(),
+        queue_offset,
+        transaction_id: header.transaction_id.map(ShortString::from),
+        region_id: header.region_id.into(),
+        trace_on: header.trace_on,
+    };
+    match message {
+        Outgoing::One(m) => Ok(Reply::One(result(
+            &m.uniq_key,
+            header.msg_id,
+            header.queue_offset,
+        ))),
+        Outgoing::Batch(b) => {
+            let mut offset_ids = header.msg_id.split(',');
+            let given = offset_ids.clone().count();
+            if given != b.uniq_keys.len() && readable {
+                tracing::warn!(broker = %addr, messages = b.uniq_keys.len(), offset_ids = given, "the broker stored a batch but its offset ids do not match its messages; the missing ones are left empty");
+            }
+            Ok(Reply::Batch(
+                b.uniq_keys
+                    .iter()
+                    .enumerate()
+                    .map(|(i, key)| {
+                        // Offsets from the broker saturate instead of overflowing near i64::MAX.
+                        let offset = match readable {
+                            true => header.queue_offset.saturating_add(i as i64),
+                            false => -1,
+                        };
+                        result(key, offset_ids.next().unwrap_or_default(), offset)
+                    })
+                    .collect(),
+            ))
+        }
+    }
+}
