@@ -37,6 +37,9 @@ pub enum Error {
     InvalidMessage {
         /// Which rule, and how.
         reason: String,
+        /// The refused message, handed back ([`Error::into_message`]) when it was a single
+        /// message handed to a send.
+        message: Option<Box<Message>>,
     },
     /// The queue a send was targeted at is not one of its topic's publish queues (another
     /// topic, an unknown broker or queue id, or a selector that picked none). Never retried.
@@ -233,11 +236,37 @@ impl Error {
         }
     }
 
-    /// The message handed back by a refusal (`QueueFull`, `ShutDown` before acceptance).
+    /// The message handed back by a refusal: `QueueFull`, `ShutDown` before acceptance, and
+    /// `InvalidMessage` for a single message that failed validation.
     pub fn into_message(self) -> Option<Message> {
         match self {
-            Error::QueueFull { message } | Error::ShutDown { message, .. } => message.map(|m| *m),
+            Error::QueueFull { message }
+            | Error::ShutDown { message, .. }
+            | Error::InvalidMessage { message, .. } => message.map(|m| *m),
             _ => None,
+        }
+    }
+
+    /// An [`Error::InvalidMessage`] without the message (batches, replies to requests).
+    pub(crate) fn invalid_message(reason: impl Into<String>) -> Error {
+        Error::InvalidMessage {
+            reason: reason.into(),
+            message: None,
+        }
+    }
+
+    /// The same error holding `message` when it is a validation refusal (else `message` is
+    /// dropped: the other variants do not carry one).
+    pub(crate) fn with_message(self, message: Message) -> Error {
+        match self {
+            Error::InvalidMessage {
+                reason,
+                message: None,
+            } => Error::InvalidMessage {
+                reason,
+                message: Some(Box::new(message)),
+            },
+            other => other,
         }
     }
 

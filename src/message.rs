@@ -305,9 +305,7 @@ pub fn validate_topic(topic: &str) -> Result<(), Error> {
 }
 
 fn invalid(reason: impl Into<String>) -> Error {
-    Error::InvalidMessage {
-        reason: reason.into(),
-    }
+    Error::invalid_message(reason)
 }
 
 #[cfg(test)]

@@ -11,7 +11,9 @@ use crate::config::{ProducerConfig, QueueFullPolicy};
 use crate::engine::core::{current_core, CoreReport, Shared};
 use crate::engine::deadline::deadline_after;
 use crate::engine::inbox::{Inbox, Job, RemoteReply, SendMode};
-use crate::engine::prepared::{prepare, prepare_batch, random_u32, Outgoing, Reply, SendExtras};
+use crate::engine::prepared::{
+    prepare, prepare_batch, random_u32, refusal, Outgoing, Reply, SendExtras,
+};
 use crate::error::{Error, Outcome};
 use crate::local_producer::LocalProducer;
 use crate::message::Message;
@@ -230,7 +232,7 @@ impl Producer {
             Ok(p) => Outgoing::One(p),
             Err(refused) => {
                 slot.inbox.leave();
-                return Err(refused.0);
+                return Err(refusal(refused));
             }
         };
         let mut job = Job::Send {
@@ -342,9 +344,8 @@ impl Producer {
         let prepared = match prepare(message, &shared.config, extras) {
             Ok(p) => Outgoing::One(p),
             Err(refused) => {
-                let (e, _) = *refused;
                 slot.inbox.leave();
-                return SendFuture::failed(e, map);
+                return SendFuture::failed(refusal(refused), map);
             }
         };
         self.enqueue(slot, prepared, mode, deadline, map)

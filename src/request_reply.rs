@@ -141,8 +141,10 @@ impl Producer {
         request: &ReceivedMessage,
         body: impl Into<bytes::Bytes>,
     ) -> Result<SendResult, Error> {
-        let missing = |what: &str| Error::InvalidMessage {
-            reason: format!("the request message has no {what} property, so it cannot be answered"),
+        let missing = |what: &str| {
+            Error::invalid_message(format!(
+                "the request message has no {what} property, so it cannot be answered"
+            ))
         };
         let cluster = request
             .property(keys::CLUSTER)

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::fake_broker::{Action, FakeBroker};
 use common::rss_bytes;
-use rocketmq_tpc::protocol::ResponseCode;
+use rocketmq_tpc::ResponseCode;
 use rocketmq_tpc::{Error, Message, Outcome, Producer, QueueFullPolicy, SendStatus};
 
 fn producer_for(addr: &str, send_timeout: Duration, attempt: Duration) -> Producer {

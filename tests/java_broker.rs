@@ -158,7 +158,7 @@ fn lz4_and_zstd_on_the_java_broker() {
 /// client decompresses by the sysFlag's type bits, 4.9.4+).
 #[test]
 fn a_java_consumer_reads_zlib_lz4_and_zstd_bodies_back() {
-    use rocketmq_tpc::protocol::compression::CompressionType;
+    use rocketmq_tpc::CompressionType;
     let servers = java_rocketmq();
     for kind in [
         CompressionType::Zlib,

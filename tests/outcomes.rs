@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::fake_broker::{Action, FakeBroker};
-use rocketmq_tpc::protocol::ResponseCode;
+use rocketmq_tpc::ResponseCode;
 use rocketmq_tpc::{
     AutoBatch, Error, Message, Outcome, Producer, ProducerConfig, SendOptions, SendStatus,
 };
@@ -428,4 +428,32 @@ fn a_stopped_peer_gives_every_send_a_typed_error_within_its_budget() {
         later.is_retryable(),
         "a dead peer is worth retrying later: {later}"
     );
+}
+
+#[test]
+fn an_invalid_message_is_handed_back_with_its_error() {
+    let fake = FakeBroker::start(|_| Action::Reply(0));
+    let p = build(config_for(
+        &fake.addr,
+        Duration::from_secs(2),
+        Duration::from_millis(500),
+    ));
+    let empty = Message::new("T", "").with_tags("kept");
+    let e = p.send(empty.clone()).unwrap_err();
+    assert_eq!(e.kind(), rocketmq_tpc::ErrorKind::InvalidMessage);
+    assert_eq!(e.into_message(), Some(empty.clone()));
+    let e = p.send_async(empty.clone()).wait().unwrap_err();
+    assert_eq!(e.into_message(), Some(empty.clone()));
+    let reported = Producer::builder()
+        .config(config_for(
+            &fake.addr,
+            Duration::from_secs(2),
+            Duration::from_millis(500),
+        ))
+        .on_delivery(|_, _| {})
+        .build()
+        .unwrap();
+    let bad_topic = Message::new("no spaces allowed", "body");
+    let e = reported.send_reported(bad_topic.clone(), 7).unwrap_err();
+    assert_eq!(e.into_message(), Some(bad_topic));
 }

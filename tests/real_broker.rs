@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::read_back::{assert_same, stored_when_visible, Layout, Remote};
 use common::varied_messages;
-use rocketmq_tpc::protocol::HeaderEncoding;
+use rocketmq_tpc::HeaderEncoding;
 use rocketmq_tpc::{Error, LocalProducer, Message, Producer, SendStatus, ShortString};
 
 /// Sends each message with a blocking send; returns (message, unique id) pairs.

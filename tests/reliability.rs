@@ -369,8 +369,7 @@ fn nameserver_knowing_only_tbw102(broker: &str) -> String {
 /// [`nameserver_knowing_only_tbw102`] that stops answering (reads and drops requests) while
 /// `silent` is set.
 fn nameserver_with_switch(broker: &str, silent: Arc<std::sync::atomic::AtomicBool>) -> String {
-    use rocketmq_tpc::protocol::{command::HeaderEncoding, frame, RemotingCommand};
-    use std::io::{Read, Write};
+    use rocketmq_tpc::protocol::RemotingCommand;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let route = common::fake_broker::default_route(broker);
@@ -380,34 +379,19 @@ fn nameserver_with_switch(broker: &str, silent: Arc<std::sync::atomic::AtomicBoo
             let silent = Arc::clone(&silent);
             std::thread::spawn(move || {
                 let mut stream = stream;
-                let mut buf = bytes::BytesMut::new();
-                let mut chunk = vec![0u8; 65536];
-                loop {
-                    while let Ok(Some(request)) = frame::decode(&mut buf, frame::MAX_FRAME_BYTES) {
-                        if silent.load(std::sync::atomic::Ordering::SeqCst) {
-                            continue;
-                        }
-                        let known = request.ext("topic") == Some("TBW102");
-                        let mut reply =
-                            RemotingCommand::response_to(&request, if known { 0 } else { 17 }, 407);
-                        if known {
-                            reply.body = bytes::Bytes::from(route.clone().into_bytes());
-                        }
-                        let mut out = bytes::BytesMut::new();
-                        frame::encode_command(
-                            &mut out,
-                            HeaderEncoding::Json,
-                            &reply,
-                            frame::MAX_FRAME_BYTES,
-                        )
-                        .unwrap();
-                        if stream.write_all(&out).is_err() {
-                            return;
-                        }
+                let mut frames = common::frames::FrameReader::default();
+                while let Ok(request) = frames.next(&mut stream) {
+                    if silent.load(std::sync::atomic::Ordering::SeqCst) {
+                        continue;
                     }
-                    match stream.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    let known = request.ext("topic") == Some("TBW102");
+                    let mut reply =
+                        RemotingCommand::response_to(&request, if known { 0 } else { 17 }, 407);
+                    if known {
+                        reply.body = bytes::Bytes::from(route.clone().into_bytes());
+                    }
+                    if common::frames::write_command(&mut stream, &reply).is_err() {
+                        return;
                     }
                 }
             });

@@ -132,17 +132,20 @@ impl Connection {
 
     /// Bytes waiting to be written: queued frames plus the unwritten part of the write in
     /// progress.
+    #[inline]
     pub(crate) fn queued_bytes(&self) -> usize {
         self.write_buf.borrow().len() + self.writing.get()
     }
 
     /// When the writer has been stuck since `now - stall_timeout` or longer.
+    #[inline]
     fn write_stalled(&self, now: Instant) -> Option<std::time::Duration> {
         let since = self.write_progress_at.get()?;
         let stuck = now.saturating_duration_since(since);
         (stuck >= self.settings.stall_timeout).then_some(stuck)
     }
 
+    #[inline]
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.borrow().is_some()
     }
@@ -328,6 +331,7 @@ impl Connection {
         }
     }
 
+    #[inline]
     fn poll_read_some(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         if let Some(reason) = self.closed.borrow().as_ref() {
             return Poll::Ready(Err(io::Error::other(reason.clone())));
@@ -339,6 +343,7 @@ impl Connection {
         }
     }
 
+    #[inline]
     fn poll_write_some(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         if let Some(reason) = self.closed.borrow().as_ref() {
             return Poll::Ready(Err(io::Error::other(reason.clone())));
@@ -350,6 +355,7 @@ impl Connection {
     }
 
     /// Pushes what TLS buffered to the socket (nothing to do in plaintext).
+    #[inline]
     fn poll_flush_some(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if let Some(reason) = self.closed.borrow().as_ref() {
             return Poll::Ready(Err(io::Error::other(reason.clone())));
@@ -360,6 +366,7 @@ impl Connection {
         }
     }
 
+    #[inline]
     fn dispatch(self: &Rc<Self>, command: RemotingCommand) {
         if command.is_response() {
             let responded = self.in_flight.borrow_mut().respond(command.opaque, command);

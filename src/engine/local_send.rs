@@ -9,7 +9,7 @@ use crate::engine::core::{Core, InFlightPermit};
 use crate::engine::deadline::deadline_after;
 use crate::engine::inbox::SendMode;
 use crate::engine::order_gate::OrderTicket;
-use crate::engine::prepared::{prepare, Outgoing, Reply, SendExtras};
+use crate::engine::prepared::{prepare, refusal, Outgoing, Reply, SendExtras};
 use crate::engine::records::{try_start, ReplyTarget};
 use crate::engine::reply_slots::{reply_pair, ReplyReceiver};
 use crate::engine::send::send_message;
@@ -17,6 +17,7 @@ use crate::error::Error;
 use crate::message::Message;
 
 /// Now, and the deadline `timeout` from now (one clock read serves both).
+#[inline]
 pub(crate) fn budget(timeout: Duration) -> (Instant, Instant) {
     let started = Instant::now();
     (started, deadline_after(started, timeout))
@@ -42,6 +43,7 @@ pub(crate) enum Step {
 }
 
 /// Whether `core` stopped taking new sends (shutdown started or its deadline passed).
+#[inline]
 pub(crate) fn is_closing(core: &Core) -> bool {
     core.aborting.get()
         || core
@@ -51,6 +53,7 @@ pub(crate) fn is_closing(core: &Core) -> bool {
 }
 
 /// Admits a prepared request: refused while closing, else with a permit if one is free.
+#[inline]
 pub(crate) fn admit(
     core: &Rc<Core>,
     outgoing: Outgoing,
@@ -70,6 +73,7 @@ pub(crate) fn admit(
 }
 
 /// Sends a permitted request, or hands a single message to the automatic batcher when it is on.
+#[inline]
 fn with_permit(
     core: &Rc<Core>,
     outgoing: Outgoing,
@@ -166,7 +170,7 @@ pub(crate) async fn drive<T>(
                 started = Instant::now();
                 match prepared {
                     Ok(prepared) => admit(&core, Outgoing::One(prepared), mode, deadline),
-                    Err(refused) => Step::Done(Err(refused.0)),
+                    Err(refused) => Step::Done(Err(refusal(refused))),
                 }
             }
         }

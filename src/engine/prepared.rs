@@ -211,17 +211,21 @@ fn encode_properties(
     }
     properties::push_property(props, keys::UNIQ_KEY, uniq_key);
     if props.len() > MAX_PROPERTIES_BYTES {
-        return Err(Error::InvalidMessage {
-            reason: format!(
+        return Err(Error::invalid_message(format!(
                 "the encoded properties are {} bytes, over the broker's {MAX_PROPERTIES_BYTES}-byte limit",
                 props.len()
-            ),
-        });
+            )));
     }
     Ok(())
 }
 
 /// Validates and prepares `message`; on failure the message comes back with the error.
+/// The error of a refused [`prepare`], holding the message when the error can hand it back.
+pub(crate) fn refusal(refused: Box<(Error, Message)>) -> Error {
+    let (error, message) = *refused;
+    error.with_message(message)
+}
+
 pub(crate) fn prepare(
     message: Message,
     config: &ProducerConfig,
@@ -301,15 +305,13 @@ fn wrapper_properties(wait: bool) -> &'static str {
 
 /// Checks the Java batch rules (`MessageBatch.generateFromList`, `DefaultMQProducer.batch`).
 fn check_batch_rules(messages: &[Message], config: &ProducerConfig) -> Result<(), Error> {
-    let invalid = |reason: String| Err(Error::InvalidMessage { reason });
+    let invalid = |reason: String| Err(Error::invalid_message(reason));
     let Some(first) = messages.first() else {
         return invalid("a batch needs at least one message".into());
     };
     for (i, m) in messages.iter().enumerate() {
         m.validate(config.max_message_size)
-            .map_err(|e| Error::InvalidMessage {
-                reason: format!("message {i} of the batch: {e}"),
-            })?;
+            .map_err(|e| Error::invalid_message(format!("message {i} of the batch: {e}")))?;
         if m.topic != first.topic {
             return invalid(format!(
                 "message {i} of the batch is for topic {}, the batch is for {}",
@@ -369,13 +371,11 @@ pub(crate) fn prepare_batch(
         uniq_keys.push(uniq_key);
     }
     if body.len() > config.max_message_size {
-        return Err(Error::InvalidMessage {
-            reason: format!(
-                "the batch encodes to {} bytes, over the {}-byte maximum",
-                body.len(),
-                config.max_message_size
-            ),
-        });
+        return Err(Error::invalid_message(format!(
+            "the batch encodes to {} bytes, over the {}-byte maximum",
+            body.len(),
+            config.max_message_size
+        )));
     }
     let first = &messages[0];
     let mut properties = std::borrow::Cow::Borrowed(wrapper_properties(first.wait_store_ok));

@@ -1,16 +1,13 @@
 //! A scriptable in-process NameServer + broker on one loopback port, for fault injection.
 //! Never the only proof: every behaviour it fakes is also exercised against the real broker.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use bytes::BytesMut;
-use rocketmq_tpc::protocol::command::HeaderEncoding;
-use rocketmq_tpc::protocol::frame;
 use rocketmq_tpc::protocol::RemotingCommand;
 
 /// What the fake does with one send request.
@@ -97,11 +94,21 @@ impl FakeBroker {
                 if stop_flag.load(Ordering::SeqCst) {
                     break;
                 }
-                if let Ok(clone) = stream.try_clone() {
-                    open.lock().unwrap().push(clone);
+                // A copy for `stop`; it keeps the socket open, so a connection `serve` leaves
+                // is shut down explicitly (the peer must see it close).
+                let copy = stream.try_clone().ok();
+                if let Some(copy) = &copy {
+                    open.lock()
+                        .unwrap()
+                        .push(copy.try_clone().expect("clone a socket"));
                 }
                 let (shared, script) = (shared.clone(), script.clone());
-                thread::spawn(move || serve(stream, &shared, &*script));
+                thread::spawn(move || {
+                    serve(stream, &shared, &*script);
+                    if let Some(copy) = copy {
+                        let _ = copy.shutdown(std::net::Shutdown::Both);
+                    }
+                });
             }
         });
         FakeBroker {
@@ -149,9 +156,7 @@ fn reply(
         cmd.remark = Some(format!("fake broker says {code}"));
     }
     cmd.body = body.to_vec().into();
-    let mut out = BytesMut::new();
-    frame::encode_command(&mut out, HeaderEncoding::Json, &cmd, frame::MAX_FRAME_BYTES).unwrap();
-    let _ = stream.write_all(&out);
+    let _ = super::frames::write_command(stream, &cmd);
 }
 
 #[derive(Clone)]
@@ -166,19 +171,10 @@ struct Shared {
 
 fn serve(mut stream: TcpStream, shared: &Shared, script: &(dyn Fn(u64) -> Action + Send + Sync)) {
     let (addr, sends) = (shared.addr.as_str(), &*shared.sends);
-    let mut buf = BytesMut::new();
-    let mut chunk = [0u8; 65536];
+    let mut frames = super::frames::FrameReader::default();
     loop {
-        let request = loop {
-            match frame::decode(&mut buf, frame::MAX_FRAME_BYTES) {
-                Ok(Some(cmd)) => break cmd,
-                Ok(None) => {}
-                Err(_) => return,
-            }
-            match stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
+        let Ok(request) = frames.next(&mut stream) else {
+            return;
         };
         *shared
             .requests
@@ -253,15 +249,7 @@ fn serve(mut stream: TcpStream, shared: &Shared, script: &(dyn Fn(u64) -> Action
                             }
                         }
                         cmd.remark = remark;
-                        let mut out = BytesMut::new();
-                        frame::encode_command(
-                            &mut out,
-                            HeaderEncoding::Json,
-                            &cmd,
-                            frame::MAX_FRAME_BYTES,
-                        )
-                        .unwrap();
-                        let _ = stream.write_all(&out);
+                        let _ = super::frames::write_command(&mut stream, &cmd);
                     }
                 }
             }

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod fake_broker;
+pub mod frames;
 pub mod java_consumer;
 pub mod java_servers;
 pub mod ledger;

@@ -828,7 +828,7 @@ pub fn send_single_and_batch(
 /// LZ4 and ZSTD beside zlib: singles and batches are stored with the type's sysFlag bits and
 /// read back (decompressed by type) equal to what was sent.
 pub fn compression_types(cluster: &Cluster) {
-    use rocketmq_tpc::protocol::compression::CompressionType;
+    use rocketmq_tpc::CompressionType;
     for kind in [
         CompressionType::Zlib,
         CompressionType::Lz4,
@@ -963,9 +963,8 @@ pub fn signed_max_offset(
     topic: &str,
     queue: i32,
 ) -> i64 {
-    use rocketmq_tpc::protocol::{command::HeaderEncoding, frame, LanguageCode, RemotingCommand};
+    use rocketmq_tpc::protocol::{LanguageCode, RemotingCommand};
     use rocketmq_tpc::RequestHook;
-    use std::io::{Read, Write};
     let queue = queue.to_string();
     let fields = [("topic", topic), ("queueId", queue.as_str())];
     let mut cmd = RemotingCommand::request(30, 7, LanguageCode::JAVA, 407);
@@ -975,26 +974,16 @@ pub fn signed_max_offset(
     for (k, v) in creds.before_request(30, &fields, &[]) {
         cmd.push_ext(k, v);
     }
-    let mut out = bytes::BytesMut::new();
-    frame::encode_command(&mut out, HeaderEncoding::Json, &cmd, frame::MAX_FRAME_BYTES).unwrap();
     let mut stream = std::net::TcpStream::connect(broker).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    stream.write_all(&out).unwrap();
-    let mut buf = bytes::BytesMut::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some(reply) = frame::decode(&mut buf, frame::MAX_FRAME_BYTES).unwrap() {
-            assert_eq!(reply.code, 0, "signed GET_MAX_OFFSET: {:?}", reply.remark);
-            return reply.ext("offset").unwrap().parse().unwrap();
-        }
-        let n = stream
-            .read(&mut chunk)
-            .expect("GET_MAX_OFFSET reply within 10 s");
-        assert!(n > 0, "the broker closed the connection");
-        buf.extend_from_slice(&chunk[..n]);
-    }
+    super::frames::write_command(&mut stream, &cmd).unwrap();
+    let reply = super::frames::FrameReader::default()
+        .next(&mut stream)
+        .expect("GET_MAX_OFFSET reply within 10 s");
+    assert_eq!(reply.code, 0, "signed GET_MAX_OFFSET: {:?}", reply.remark);
+    reply.ext("offset").unwrap().parse().unwrap()
 }
 
 /// ACL on a cluster whose brokers require signatures: a signed send is stored; a wrong secret is

@@ -2,13 +2,9 @@
 //! it with what was sent, matched by UNIQ_KEY.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use bytes::BytesMut;
-use rocketmq_tpc::protocol::command::HeaderEncoding;
-use rocketmq_tpc::protocol::frame;
 use rocketmq_tpc::protocol::stored_message::{self, StoredMessage};
 use rocketmq_tpc::protocol::{LanguageCode, RemotingCommand};
 use rocketmq_tpc::Message;
@@ -17,7 +13,7 @@ use rocketmq_tpc::Message;
 pub struct Remote {
     addr: String,
     stream: TcpStream,
-    buf: BytesMut,
+    frames: super::frames::FrameReader,
     opaque: i32,
 }
 
@@ -31,7 +27,7 @@ impl Remote {
         Remote {
             addr: addr.to_owned(),
             stream: Self::open(addr),
-            buf: BytesMut::new(),
+            frames: Default::default(),
             opaque: 1000,
         }
     }
@@ -62,7 +58,7 @@ impl Remote {
                 Err(e) => {
                     failures.push(e);
                     self.stream = Self::open(&self.addr);
-                    self.buf.clear();
+                    self.frames.clear();
                 }
             }
         }
@@ -82,24 +78,11 @@ impl Remote {
         for (k, v) in fields {
             cmd.push_ext(*k, v.clone());
         }
-        let mut out = BytesMut::new();
-        frame::encode_command(&mut out, HeaderEncoding::Json, &cmd, frame::MAX_FRAME_BYTES)
-            .unwrap();
-        self.stream
-            .write_all(&out)
-            .map_err(|e| format!("write: {e}"))?;
+        super::frames::write_command(&mut self.stream, &cmd).map_err(|e| format!("write: {e}"))?;
         loop {
-            if let Some(reply) = frame::decode(&mut self.buf, frame::MAX_FRAME_BYTES).unwrap() {
-                if reply.opaque == self.opaque {
-                    return Ok(reply);
-                }
-                continue;
-            }
-            let mut chunk = [0u8; 65536];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return Err("the peer closed the connection".into()),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) => return Err(format!("read: {e}")),
+            let reply = self.frames.next(&mut self.stream)?;
+            if reply.opaque == self.opaque {
+                return Ok(reply);
             }
         }
     }
