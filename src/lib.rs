@@ -84,18 +84,19 @@ mod transaction;
 
 // The wire protocol and the route data are the crate's own business; the `internals` feature
 // (fuzz targets, benches, the null broker and the tests' read-back) opens them, with no promise
-// of stability. Without it, items only those users need are unused, hence the `allow`.
+// of stability. Items only those users need say so where they are defined (an `allow(dead_code)`
+// without the feature); the modules' convenience re-exports may go unused.
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod protocol;
 #[cfg(not(feature = "internals"))]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod protocol;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod route;
 #[cfg(not(feature = "internals"))]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod route;
 
 /// Engine internals for benches, fuzz targets and tests only (feature `internals`). Not a stable

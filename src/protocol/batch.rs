@@ -27,6 +27,7 @@ pub fn encode_record(out: &mut BytesMut, flag: i32, body: &[u8], properties: &st
 
 /// One message read back from a batch body.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 pub struct BatchRecord {
     /// User flag.
     pub flag: i32,
@@ -37,6 +38,7 @@ pub struct BatchRecord {
 }
 
 /// Splits a batch body into its records.
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 pub fn decode(mut body: Bytes) -> Result<Vec<BatchRecord>, DecodeError> {
     let bad = |reason: String| DecodeError::malformed("batch body", reason);
     let mut records = Vec::new();

@@ -91,6 +91,7 @@ pub struct RemotingCommand {
 
 impl RemotingCommand {
     /// A new request with no fields and an empty body.
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub fn request(code: i32, opaque: i32, language: LanguageCode, version: i32) -> Self {
         RemotingCommand {
             code,
@@ -105,6 +106,7 @@ impl RemotingCommand {
     }
 
     /// A response to `request` with the given code.
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub fn response_to(request: &RemotingCommand, code: i32, version: i32) -> Self {
         RemotingCommand {
             code,
@@ -134,6 +136,7 @@ impl RemotingCommand {
     }
 
     /// Appends an ext field.
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub fn push_ext(&mut self, key: impl AsRef<str>, value: impl AsRef<str>) {
         self.ext_fields.push(key.as_ref(), value.as_ref());
     }

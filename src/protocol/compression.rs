@@ -31,6 +31,7 @@ pub mod sys_flag {
 }
 
 /// Java's default `rocketmq.message.compressLevel`.
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 pub const DEFAULT_LEVEL: u32 = 5;
 
 /// A reusable zlib compressor: creating deflate state costs far more than compressing a small

@@ -108,6 +108,7 @@ impl ExtFields {
     }
 
     /// Room for `fields` fields of `bytes` bytes in all.
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub fn with_capacity(fields: usize, bytes: usize) -> Self {
         ExtFields {
             text: BytesMut::with_capacity(bytes),
@@ -216,11 +217,13 @@ impl ExtFields {
     }
 
     /// Whether there are none.
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub fn is_empty(&self) -> bool {
         self.spans.is_empty()
     }
 
     /// The fields sorted by key then value (comparisons in tests ignore wire order).
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub fn sorted(&self) -> Vec<(String, String)> {
         let mut all: Vec<_> = self
             .iter()
@@ -270,6 +273,7 @@ pub(crate) fn parse_i64(value: &str) -> Option<i64> {
 }
 
 /// Parses a boolean ext value like Java's `Boolean.parseBoolean`: `true` in any case, else false.
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 pub(crate) fn parse_bool(value: &str) -> bool {
     value.eq_ignore_ascii_case("true")
 }

@@ -68,6 +68,7 @@ pub fn encode(
 }
 
 /// Appends `command` as one frame (convenience for non-hot paths and tests).
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 pub fn encode_command(
     out: &mut BytesMut,
     encoding: HeaderEncoding,

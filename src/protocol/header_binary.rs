@@ -118,6 +118,7 @@ impl<'a> Reader<'a> {
 }
 
 /// Decodes a binary header (exactly `bytes`, no trailing data) into a command with an empty body.
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 pub fn decode(bytes: &[u8]) -> Result<RemotingCommand, DecodeError> {
     decode_in_place(BytesMut::from(bytes))
 }

@@ -34,6 +34,7 @@ pub struct CommandHead<'a> {
 
 impl CommandHead<'static> {
     /// The head of a request: flag 0, no remark.
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub fn request(code: i32, opaque: i32, language: LanguageCode, version: i32) -> Self {
         CommandHead {
             code,
@@ -251,6 +252,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawExtFields<'a> {
 ///
 /// Lenient like fastjson: unknown fields are ignored, missing numbers are 0, ext values that are
 /// numbers or booleans are turned into their text.
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 pub fn decode(bytes: &[u8]) -> Result<RemotingCommand, DecodeError> {
     decode_in_place(BytesMut::from(bytes))
 }

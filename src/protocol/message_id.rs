@@ -76,6 +76,7 @@ impl UniqueIdGenerator {
 /// Unix milliseconds of the start (00:00 UTC, day 1) of the month containing `unix_millis`.
 ///
 /// Java uses the JVM's default time zone; this client uses UTC (ids only need to be unique).
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 pub fn start_of_month_millis(unix_millis: i64) -> i64 {
     month_millis(unix_millis).0
 }

@@ -31,10 +31,13 @@ pub mod keys {
     /// Producer group of a half message.
     pub const PGROUP: &str = "PGROUP";
     /// Transaction id a check-back reports (`PROPERTY_TRANSACTION_ID`).
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub const TRANSACTION_ID: &str = "__transactionId__";
     /// The original topic of a half or scheduled message.
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub const REAL_TOPIC: &str = "REAL_TOPIC";
     /// The original queue of a half or scheduled message.
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub const REAL_QID: &str = "REAL_QID";
     /// Request-reply: correlates a reply with its request.
     pub const CORRELATION_ID: &str = "CORRELATION_ID";
@@ -47,6 +50,7 @@ pub mod keys {
     /// Request-reply: `reply` on a reply message.
     pub const MSG_TYPE: &str = "MSG_TYPE";
     /// 5.x timer message: delay in seconds.
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub const TIMER_DELAY_SEC: &str = "TIMER_DELAY_SEC";
     /// 5.x timer message: delay in milliseconds.
     pub const TIMER_DELAY_MS: &str = "TIMER_DELAY_MS";
@@ -125,6 +129,7 @@ pub fn push_property(out: &mut String, name: &str, value: &str) {
 }
 
 /// Encodes `(name, value)` pairs in order.
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 pub fn encode<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
     let mut out = String::new();
     for (name, value) in pairs {

@@ -12,6 +12,7 @@ use super::decode_error::DecodeError;
 /// `PermName.PERM_WRITE`.
 pub const PERM_WRITE: i32 = 2;
 /// `PermName.PERM_READ`.
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 pub const PERM_READ: i32 = 4;
 /// Broker id of a master (`MixAll.MASTER_ID`).
 pub const MASTER_ID: i64 = 0;

@@ -112,6 +112,7 @@ impl CustomHeader for SendMessageRequestHeaderV2<'_> {
 
 /// A send header read back from a request (used by the in-process sink and tests).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 pub struct DecodedSendHeader {
     /// Producer group.
     pub producer_group: String,
@@ -133,6 +134,7 @@ pub struct DecodedSendHeader {
 
 impl DecodedSendHeader {
     /// Reads the V2 short names (code 310/320) or the V1 long names (code 10).
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub fn from_command(command: &RemotingCommand) -> Result<Self, DecodeError> {
         let v2 = command.ext("a").is_some();
         let name = |short: &'static str, long: &'static str| if v2 { short } else { long };

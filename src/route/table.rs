@@ -61,6 +61,7 @@ impl Default for RouteTable {
 
 impl RouteTable {
     /// An empty table.
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub fn new() -> Self {
         Self::default()
     }
@@ -132,6 +133,7 @@ impl RouteTable {
     }
 
     /// Whether no topic is known.
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
