@@ -8,9 +8,7 @@ use crate::engine::core::{current_core, Core};
 use crate::engine::deadline::deadline_after;
 use crate::engine::inbox::SendMode;
 use crate::engine::local_send::{admit, budget, drive, is_closing, Step};
-use crate::engine::prepared::{
-    prepare, prepare_at, prepare_batch, refusal, Outgoing, Reply, SendExtras,
-};
+use crate::engine::prepared::{prepare, prepare_at, prepare_batch, Outgoing, Reply, SendExtras};
 use crate::engine::records::{Delivery, ReplyTarget};
 use crate::error::Error;
 use crate::message::Message;
@@ -159,7 +157,7 @@ impl LocalProducer {
         let started = core.records.now();
         let deadline = deadline_after(started, config.send_timeout);
         let born = core.records.unix_millis();
-        let prepared = prepare_at(message, config, None, born).map_err(refusal)?;
+        let prepared = prepare_at(message, config, None, born)?;
         let Some(permit) = core.try_permit(prepared.body.len() + prepared.properties.len()) else {
             core.stats.refused.set(core.stats.refused.get() + 1);
             return Err(Error::QueueFull {
@@ -355,7 +353,7 @@ impl LocalProducer {
         }
         match prepare(message, config, extras) {
             Ok(prepared) => admit(&self.core, Outgoing::One(prepared), mode, deadline),
-            Err(refused) => Step::Done(Err(refusal(refused))),
+            Err(refused) => Step::Done(Err(refused)),
         }
     }
 }

@@ -16,10 +16,9 @@
 use std::sync::Mutex;
 
 use hdrhistogram::Histogram;
-
-use crate::latency_histogram::LatencyHistogram;
 use metrics::{Label, Unit};
 
+use crate::latency_histogram::LatencyHistogram;
 use crate::stats::{CoreStatsSnapshot, ProducerStats};
 
 /// Whether a metric is a counter, a gauge or a histogram.

@@ -11,9 +11,7 @@ use crate::config::{ProducerConfig, QueueFullPolicy};
 use crate::engine::core::{current_core, CoreReport, Shared};
 use crate::engine::deadline::deadline_after;
 use crate::engine::inbox::{Inbox, Job, RemoteReply, SendMode};
-use crate::engine::prepared::{
-    prepare, prepare_batch, random_u32, refusal, Outgoing, Reply, SendExtras,
-};
+use crate::engine::prepared::{prepare, prepare_batch, random_u32, Outgoing, Reply, SendExtras};
 use crate::error::{Error, Outcome};
 use crate::local_producer::LocalProducer;
 use crate::message::Message;
@@ -232,7 +230,7 @@ impl Producer {
             Ok(p) => Outgoing::One(p),
             Err(refused) => {
                 slot.inbox.leave();
-                return Err(refusal(refused));
+                return Err(refused);
             }
         };
         let mut job = Job::Send {
@@ -345,7 +343,7 @@ impl Producer {
             Ok(p) => Outgoing::One(p),
             Err(refused) => {
                 slot.inbox.leave();
-                return SendFuture::failed(refusal(refused), map);
+                return SendFuture::failed(refused, map);
             }
         };
         self.enqueue(slot, prepared, mode, deadline, map)

@@ -9,7 +9,7 @@ use crate::engine::core::{Core, InFlightPermit};
 use crate::engine::deadline::deadline_after;
 use crate::engine::inbox::SendMode;
 use crate::engine::order_gate::OrderTicket;
-use crate::engine::prepared::{prepare, refusal, Outgoing, Reply, SendExtras};
+use crate::engine::prepared::{prepare, Outgoing, Reply, SendExtras};
 use crate::engine::records::{try_start, ReplyTarget};
 use crate::engine::reply_slots::{reply_pair, ReplyReceiver};
 use crate::engine::send::send_message;
@@ -170,7 +170,7 @@ pub(crate) async fn drive<T>(
                 started = Instant::now();
                 match prepared {
                     Ok(prepared) => admit(&core, Outgoing::One(prepared), mode, deadline),
-                    Err(refused) => Step::Done(Err(refusal(refused))),
+                    Err(refused) => Step::Done(Err(refused)),
                 }
             }
         }

@@ -219,18 +219,13 @@ fn encode_properties(
     Ok(())
 }
 
-/// Validates and prepares `message`; on failure the message comes back with the error.
-/// The error of a refused [`prepare`], holding the message when the error can hand it back.
-pub(crate) fn refusal(refused: Box<(Error, Message)>) -> Error {
-    let (error, message) = *refused;
-    error.with_message(message)
-}
-
+/// Validates and prepares `message`; on failure the error hands the message back
+/// ([`Error::into_message`]).
 pub(crate) fn prepare(
     message: Message,
     config: &ProducerConfig,
     extras: Option<Box<SendExtras>>,
-) -> Result<PreparedMessage, Box<(Error, Message)>> {
+) -> Result<PreparedMessage, Error> {
     prepare_at(message, config, extras, unix_millis())
 }
 
@@ -240,14 +235,14 @@ pub(crate) fn prepare_at(
     config: &ProducerConfig,
     extras: Option<Box<SendExtras>>,
     born_millis: i64,
-) -> Result<PreparedMessage, Box<(Error, Message)>> {
+) -> Result<PreparedMessage, Error> {
     if let Err(e) = message.validate(config.max_message_size) {
-        return Err(Box::new((e, message)));
+        return Err(e.with_message(message));
     }
     let extras = SendExtras::with_namespace(extras, &message.topic, config);
     if let Some(wire) = extras.as_ref().and_then(|e| e.wire_topic.as_deref()) {
         if let Err(e) = crate::message::validate_topic(wire) {
-            return Err(Box::new((e, message)));
+            return Err(e.with_message(message));
         }
     }
     let uniq_key = next_unique_id(config.client_ip, born_millis);
@@ -258,7 +253,7 @@ pub(crate) fn prepare_at(
     });
     let props = match encoded {
         Ok(p) => p,
-        Err(e) => return Err(Box::new((e, message))),
+        Err(e) => return Err(e.with_message(message)),
     };
     let mut flags = extras.as_ref().map_or(0, |e| e.sys_flag);
     let body = if message.body.len() >= config.compress_over {
@@ -548,9 +543,9 @@ mod tests {
 
     #[test]
     fn refused_message_comes_back() {
-        let (err, back) = *prepare(Message::new("bad topic", "x"), &config(), None).unwrap_err();
+        let err = prepare(Message::new("bad topic", "x"), &config(), None).unwrap_err();
         assert!(matches!(err, Error::InvalidMessage { .. }));
-        assert_eq!(back.topic, "bad topic");
+        assert_eq!(err.into_message().expect("handed back").topic, "bad topic");
         let huge = Message::new("T", "x").with_property("big", "v".repeat(40_000));
         assert!(prepare(huge, &config(), None).is_err());
     }
