@@ -99,18 +99,7 @@ fn run(args: Args) -> Result<i32, String> {
         }
         Target::Sink(null_broker::NullBroker::start(sink_cpu, 8).map_err(|e| e.to_string())?)
     } else if let Some(addrs) = &args.namesrv {
-        for a in addrs.split(';') {
-            let port = a
-                .trim()
-                .rsplit_once(':')
-                .filter(|(host, _)| !host.is_empty());
-            if port
-                .and_then(|(_, port)| port.parse::<u16>().ok())
-                .is_none()
-            {
-                return Err(format!("--namesrv {a:?} is not host:port"));
-            }
-        }
+        // Each address is checked by the producer's own config validation (`build()`).
         Target::Cluster(addrs.clone())
     } else {
         target::start_local()?
