@@ -433,27 +433,37 @@ fn a_stopped_peer_gives_every_send_a_typed_error_within_its_budget() {
 #[test]
 fn an_invalid_message_is_handed_back_with_its_error() {
     let fake = FakeBroker::start(|_| Action::Reply(0));
-    let p = build(config_for(
-        &fake.addr,
-        Duration::from_secs(2),
-        Duration::from_millis(500),
-    ));
+    // A delivery handler, so that send_reported is one of the entry points checked.
+    let p = Arc::new(
+        Producer::builder()
+            .config(config_for(
+                &fake.addr,
+                Duration::from_secs(2),
+                Duration::from_millis(500),
+            ))
+            .on_delivery(|_, _| {})
+            .build()
+            .unwrap(),
+    );
     let empty = Message::new("T", "").with_tags("kept");
     let e = p.send(empty.clone()).unwrap_err();
     assert_eq!(e.kind(), rocketmq_tpc::ErrorKind::InvalidMessage);
     assert_eq!(e.into_message(), Some(empty.clone()));
     let e = p.send_async(empty.clone()).wait().unwrap_err();
     assert_eq!(e.into_message(), Some(empty.clone()));
-    let reported = Producer::builder()
-        .config(config_for(
-            &fake.addr,
-            Duration::from_secs(2),
-            Duration::from_millis(500),
-        ))
-        .on_delivery(|_, _| {})
-        .build()
-        .unwrap();
     let bad_topic = Message::new("no spaces allowed", "body");
-    let e = reported.send_reported(bad_topic.clone(), 7).unwrap_err();
-    assert_eq!(e.into_message(), Some(bad_topic));
+    let e = p.send_reported(bad_topic.clone(), 7).unwrap_err();
+    assert_eq!(e.into_message(), Some(bad_topic.clone()));
+    let on_core = Arc::clone(&p);
+    let local = within("a LocalProducer send", Duration::from_secs(10), move || {
+        on_core
+            .run_on_core(0, |local| async move { local.send(bad_topic).await })
+            .expect("core 0 runs")
+            .wait()
+    });
+    let e = local.expect("the job ran").unwrap_err();
+    assert_eq!(
+        e.into_message().map(|m| m.topic),
+        Some("no spaces allowed".to_owned())
+    );
 }

@@ -57,7 +57,7 @@ pub struct FakeBroker {
     /// Last heartbeat body.
     pub last_heartbeat: Arc<std::sync::Mutex<String>>,
     stopped: Arc<AtomicBool>,
-    connections: Arc<std::sync::Mutex<Vec<TcpStream>>>,
+    connections: Arc<std::sync::Mutex<Vec<Arc<TcpStream>>>>,
 }
 
 impl FakeBroker {
@@ -94,13 +94,11 @@ impl FakeBroker {
                 if stop_flag.load(Ordering::SeqCst) {
                     break;
                 }
-                // A copy for `stop`; it keeps the socket open, so a connection `serve` leaves
-                // is shut down explicitly (the peer must see it close).
-                let copy = stream.try_clone().ok();
+                // One copy, shared with `stop`; it keeps the socket open, so a connection
+                // `serve` leaves is shut down explicitly (the peer must see it close).
+                let copy = stream.try_clone().ok().map(Arc::new);
                 if let Some(copy) = &copy {
-                    open.lock()
-                        .unwrap()
-                        .push(copy.try_clone().expect("clone a socket"));
+                    open.lock().unwrap().push(Arc::clone(copy));
                 }
                 let (shared, script) = (shared.clone(), script.clone());
                 thread::spawn(move || {
