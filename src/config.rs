@@ -3,8 +3,13 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::error::Error;
+use serde::Deserialize;
+
 use crate::protocol::{HeaderEncoding, LanguageCode};
+
+mod file;
+pub(crate) mod units;
+mod validate;
 
 /// Default whole-send budget (Java `sendMsgTimeout`).
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(3);
@@ -52,7 +57,8 @@ pub enum CoreSelection {
 }
 
 /// What a submission does when the target core's queue is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum QueueFullPolicy {
     /// Wait for space, within the message's send timeout (default).
     #[default]
@@ -63,16 +69,19 @@ pub enum QueueFullPolicy {
 
 /// Automatic batching: messages for one topic arriving close together on a core are sent as one
 /// SEND_BATCH_MESSAGE; every caller still gets its own result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct AutoBatch {
     /// How long an open batch waits for more messages. 0 (default) = only what is already
     /// waiting on the core joins, so batching never adds latency. Must be below `send_timeout`.
     /// Each message keeps its own budget: one whose deadline passes first gets its timeout
     /// while the batch goes on (see the batcher's docs).
+    #[serde(deserialize_with = "units::duration")]
     pub linger: Duration,
     /// Most messages per batch (default 256).
     pub max_messages: usize,
     /// Most encoded bytes per batch (default 1 MiB; must stay under the broker's 4 MiB).
+    #[serde(deserialize_with = "units::size")]
     pub max_bytes: usize,
 }
 
@@ -87,10 +96,12 @@ impl Default for AutoBatch {
 }
 
 /// Settings of one producer core.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct CoreConfig {
     /// glommio locked io memory in bytes (default 1 MiB). glommio registers it in 3 rings, each
     /// charged against `ulimit -l` for non-root users: keep `cores × 3 × io_memory` under it.
+    #[serde(deserialize_with = "units::size")]
     pub io_memory: usize,
     /// io_uring submission depth (default 128).
     pub ring_depth: usize,
@@ -102,8 +113,10 @@ pub struct CoreConfig {
     pub max_inflight_per_connection: usize,
     /// Message bytes (body as sent + properties) in progress on this core (default 64 MiB); at
     /// least `max_message_size`. With `max_inflight` it bounds the memory a stalled broker can pin.
+    #[serde(deserialize_with = "units::size")]
     pub max_buffered_bytes: usize,
     /// Busy-poll this long before parking an idle core (default 50 µs).
+    #[serde(deserialize_with = "units::duration")]
     pub spin_before_park: Duration,
     /// Automatic batching (default off).
     pub auto_batch: Option<AutoBatch>,
@@ -132,15 +145,23 @@ impl Default for CoreConfig {
 ///
 /// Durations may be as large as `Duration::MAX`: a deadline is never set more than 100 years
 /// ahead, so a huge timeout or interval means "no limit" and never overflows a clock.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ProducerConfig {
     /// Producer group (required; `DEFAULT_PRODUCER` is refused like Java does).
     pub producer_group: String,
     /// NameServer addresses `host:port`, tried in order with fail-over (required).
+    #[serde(
+        rename = "namesrv",
+        alias = "namesrv_addrs",
+        deserialize_with = "units::namesrv"
+    )]
     pub namesrv_addrs: Vec<String>,
     /// Budget of one message: route lookup, queue wait and every attempt (default 3 s).
+    #[serde(deserialize_with = "units::duration")]
     pub send_timeout: Duration,
     /// Limit of one attempt (default 1 s).
+    #[serde(deserialize_with = "units::duration")]
     pub attempt_timeout: Duration,
     /// Extra attempts of `send` (default 2).
     pub retries_when_send_failed: u32,
@@ -149,18 +170,23 @@ pub struct ProducerConfig {
     /// Retry on another broker when the status is not `SendOk` (default false).
     pub retry_another_broker_when_not_store_ok: bool,
     /// Compress bodies of at least this many bytes (default 4096).
+    #[serde(deserialize_with = "units::size")]
     pub compress_over: usize,
     /// Compression level (default 5): zlib 0–9, zstd 1–22; LZ4 has none.
     pub compress_level: u32,
     /// How bodies of at least `compress_over` bytes are compressed (Java 4.9.4+
     /// `compressType`; default zlib, which every server and consumer reads; LZ4 and ZSTD need
     /// 4.9.4+ consumers).
+    #[serde(deserialize_with = "units::compress_type")]
     pub compress_type: crate::protocol::compression::CompressionType,
     /// Largest body in bytes (default 4 MiB).
+    #[serde(deserialize_with = "units::size")]
     pub max_message_size: usize,
     /// Header encoding of requests (default binary; replies are decoded in either).
+    #[serde(deserialize_with = "units::header_encoding")]
     pub header_encoding: HeaderEncoding,
     /// Language announced in requests (default `JAVA`; `RUST` breaks servers < 4.9.4).
+    #[serde(deserialize_with = "units::language")]
     pub language: LanguageCode,
     /// Version announced in requests (default 407 = 4.9.7).
     pub version: i32,
@@ -169,12 +195,15 @@ pub struct ProducerConfig {
     /// Queue count asked for on auto-creation (default 4).
     pub default_topic_queue_nums: i32,
     /// Route refresh period (default 30 s).
+    #[serde(deserialize_with = "units::duration")]
     pub route_refresh_interval: Duration,
     /// Heartbeat period (default 30 s).
+    #[serde(deserialize_with = "units::duration")]
     pub heartbeat_interval: Duration,
     /// Address used in the client id and message ids (default: this host's first non-loopback,
     /// non-link-local address, IPv4 and public preferred, as Java's `UtilAll.getIP`; 127.0.0.1
     /// on a host with loopback only). [`crate::Producer::config`] shows the one in use.
+    #[serde(deserialize_with = "units::ip")]
     pub client_ip: Option<IpAddr>,
     /// Instance name in the client id (default `<pid>#<nanos>`, like Java's `DEFAULT` rename).
     pub instance_name: Option<String>,
@@ -183,10 +212,13 @@ pub struct ProducerConfig {
     /// Latency → not-available table used when `send_latency_fault_enable` (default: Java 5.x).
     pub fault_table: crate::fault_table::FaultTable,
     /// CPUs to run cores on (default all).
+    #[serde(deserialize_with = "units::cores")]
     pub cores: CoreSelection,
     /// Settings of every core without an entry in `per_cpu`.
+    #[serde(rename = "core_defaults")]
     pub core: CoreConfig,
     /// Settings of the cores on these CPUs (from `[[core]]` entries of a config file).
+    #[serde(skip)]
     pub per_cpu: std::collections::BTreeMap<usize, CoreConfig>,
     /// What a full core queue does (default wait).
     pub queue_full: QueueFullPolicy,
@@ -246,161 +278,6 @@ impl Default for ProducerConfig {
     }
 }
 
-impl CoreConfig {
-    fn validate(
-        &self,
-        name: &str,
-        max_message_size: usize,
-        send_timeout: Duration,
-    ) -> Result<(), Error> {
-        let bad = |reason: String| Err(Error::InvalidConfig { reason });
-        if self.io_memory < 64 * 1024 {
-            return bad(format!(
-                "{name}.io_memory {} is under glommio's 64 KiB minimum",
-                self.io_memory
-            ));
-        }
-        for (key, value) in [
-            ("inbox_capacity", self.inbox_capacity),
-            ("max_inflight", self.max_inflight),
-            (
-                "max_inflight_per_connection",
-                self.max_inflight_per_connection,
-            ),
-            ("ring_depth", self.ring_depth),
-            ("connections_per_broker", self.connections_per_broker),
-        ] {
-            if value == 0 {
-                return bad(format!("{name}.{key} must be above zero"));
-            }
-        }
-        if self.max_buffered_bytes < max_message_size {
-            return bad(format!(
-                "{name}.max_buffered_bytes {} is below max_message_size {max_message_size}",
-                self.max_buffered_bytes
-            ));
-        }
-        if let Some(batch) = &self.auto_batch {
-            if batch.max_messages == 0 || batch.max_bytes == 0 {
-                return bad(format!(
-                    "{name}.batch_max_messages and batch_max_bytes must be above zero"
-                ));
-            }
-            if batch.max_bytes > max_message_size {
-                return bad(format!(
-                    "{name}.batch_max_bytes {} is over max_message_size {max_message_size}",
-                    batch.max_bytes
-                ));
-            }
-            // A message lingering its whole budget would time out before it is sent.
-            if batch.linger >= send_timeout {
-                return bad(format!(
-                    "{name}.linger {:?} must be below send_timeout {send_timeout:?}",
-                    batch.linger
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-impl ProducerConfig {
-    /// The settings of the core running on `cpu`.
-    pub fn core_for(&self, cpu: usize) -> &CoreConfig {
-        self.per_cpu.get(&cpu).unwrap_or(&self.core)
-    }
-
-    /// Checks that the settings can work together.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`] naming the first bad setting.
-    pub fn validate(&self) -> Result<(), Error> {
-        if self.producer_group.trim().is_empty() {
-            return Err(Error::InvalidConfig {
-                reason: "producer_group must be set".into(),
-            });
-        }
-        if self.namesrv_addrs.is_empty() {
-            return Err(Error::InvalidConfig {
-                reason: "namesrv_addrs must name at least one NameServer".into(),
-            });
-        }
-        self.validate_values()
-    }
-
-    /// Checks every value that is set, without requiring `producer_group` and `namesrv_addrs`
-    /// (a config file may leave them to the program).
-    pub(crate) fn validate_values(&self) -> Result<(), Error> {
-        let bad = |reason: String| Err(Error::InvalidConfig { reason });
-        let group = self.producer_group.trim();
-        if group.is_empty() {
-            return self.validate_rest();
-        }
-        if group == "DEFAULT_PRODUCER" {
-            return bad("producer_group DEFAULT_PRODUCER is reserved; choose your own".into());
-        }
-        if group.len() > 255
-            || !group
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '%' | '|' | '_' | '-'))
-        {
-            return bad(format!(
-                "producer_group {group:?} must be 1-255 characters from [%|a-zA-Z0-9_-]"
-            ));
-        }
-        self.validate_rest()
-    }
-
-    fn validate_rest(&self) -> Result<(), Error> {
-        let bad = |reason: String| Err(Error::InvalidConfig { reason });
-        for addr in &self.namesrv_addrs {
-            if split_host_port(addr).is_none() {
-                return bad(format!("NameServer address {addr:?} is not host:port"));
-            }
-        }
-        if self.send_timeout.is_zero() || self.attempt_timeout.is_zero() {
-            return bad("send_timeout and attempt_timeout must be above zero".into());
-        }
-        if self.compress_level > 9 {
-            return bad(format!(
-                "compress_level {} is outside 0..=9",
-                self.compress_level
-            ));
-        }
-        if self.max_message_size == 0 {
-            return bad("max_message_size must be above zero".into());
-        }
-        if self.default_topic_queue_nums <= 0 {
-            return bad("default_topic_queue_nums must be above zero".into());
-        }
-        self.core
-            .validate("core", self.max_message_size, self.send_timeout)?;
-        for (cpu, core) in &self.per_cpu {
-            core.validate(
-                &format!("core (cpu {cpu})"),
-                self.max_message_size,
-                self.send_timeout,
-            )?;
-        }
-        if self.max_topics == 0 {
-            return bad("max_topics must be above zero".into());
-        }
-        if let Some(namespace) = &self.namespace {
-            crate::namespace::validate(namespace)?;
-        }
-        if let CoreSelection::Count(0) = self.cores {
-            return bad("cores must be at least 1".into());
-        }
-        if let CoreSelection::List(list) = &self.cores {
-            if list.is_empty() {
-                return bad("the CPU list is empty".into());
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Splits `host:port` at the last `:` (Java `RemotingHelper.string2SocketAddress`), accepting
 /// `[v6]:port` too.
 pub fn split_host_port(addr: &str) -> Option<(&str, u16)> {
@@ -410,124 +287,4 @@ pub fn split_host_port(addr: &str) -> Option<(&str, u16)> {
         return None;
     }
     Some((host, port.parse().ok()?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn good() -> ProducerConfig {
-        ProducerConfig {
-            producer_group: "pg".into(),
-            namesrv_addrs: vec!["127.0.0.1:9876".into()],
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn defaults_validate() {
-        good().validate().unwrap();
-        assert_eq!(good().send_timeout, Duration::from_secs(3));
-    }
-
-    #[test]
-    fn errors_name_the_setting() {
-        let mut c = good();
-        c.producer_group = "DEFAULT_PRODUCER".into();
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("DEFAULT_PRODUCER"));
-        let mut c = good();
-        c.namesrv_addrs = vec!["nope".into()];
-        assert!(c.validate().unwrap_err().to_string().contains("host:port"));
-        let mut c = good();
-        c.core.io_memory = 10;
-        assert!(c.validate().unwrap_err().to_string().contains("io_memory"));
-    }
-
-    #[test]
-    fn linger_must_be_below_the_send_timeout() {
-        let mut c = good();
-        c.core.auto_batch = Some(AutoBatch {
-            linger: c.send_timeout,
-            ..Default::default()
-        });
-        let e = c.validate().unwrap_err().to_string();
-        assert!(
-            e.contains("core.linger") && e.contains("send_timeout"),
-            "{e}"
-        );
-        let mut c = good();
-        c.per_cpu.insert(
-            3,
-            CoreConfig {
-                auto_batch: Some(AutoBatch {
-                    linger: Duration::from_secs(60),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-        );
-        let e = c.validate().unwrap_err().to_string();
-        assert!(e.contains("linger") && e.contains("cpu 3"), "{e}");
-        let mut c = good();
-        c.core.auto_batch = Some(AutoBatch {
-            linger: Duration::from_millis(5),
-            ..Default::default()
-        });
-        c.validate().unwrap();
-    }
-
-    fn extreme_duration() -> impl proptest::strategy::Strategy<Value = Duration> {
-        use proptest::prelude::*;
-        prop_oneof![
-            Just(Duration::ZERO),
-            Just(Duration::MAX),
-            Just(Duration::MAX - Duration::from_nanos(1)),
-            Just(Duration::from_secs(u64::MAX / 2)),
-            (any::<u64>(), 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
-            (0u64..10_000).prop_map(Duration::from_millis),
-        ]
-    }
-
-    proptest::proptest! {
-        /// Validation of any durations is `Ok` or an `InvalidConfig` naming a key, never a panic.
-        #[test]
-        fn extreme_durations_validate_without_panic(
-            send_timeout in extreme_duration(),
-            attempt_timeout in extreme_duration(),
-            route_refresh_interval in extreme_duration(),
-            heartbeat_interval in extreme_duration(),
-            spin_before_park in extreme_duration(),
-            linger in proptest::option::of(extreme_duration()),
-        ) {
-            let mut c = good();
-            c.send_timeout = send_timeout;
-            c.attempt_timeout = attempt_timeout;
-            c.route_refresh_interval = route_refresh_interval;
-            c.heartbeat_interval = heartbeat_interval;
-            c.core.spin_before_park = spin_before_park;
-            c.core.auto_batch = linger.map(|linger| AutoBatch { linger, ..Default::default() });
-            match c.validate() {
-                Ok(()) => {
-                    proptest::prop_assert!(linger.is_none_or(|l| l < send_timeout));
-                }
-                Err(Error::InvalidConfig { reason }) => {
-                    proptest::prop_assert!(reason.contains("timeout") || reason.contains("linger") || reason.contains("interval") || reason.contains("spin"), "{}", reason);
-                }
-                Err(other) => proptest::prop_assert!(false, "{}", other),
-            }
-        }
-    }
-
-    #[test]
-    fn host_port() {
-        assert_eq!(split_host_port("127.0.0.1:9876"), Some(("127.0.0.1", 9876)));
-        assert_eq!(split_host_port("[::1]:10911"), Some(("::1", 10911)));
-        assert_eq!(split_host_port("::1:10911"), Some(("::1", 10911)));
-        assert_eq!(split_host_port(":1"), None);
-        assert_eq!(split_host_port("a:x"), None);
-    }
 }

@@ -4,13 +4,20 @@
 use std::time::Duration;
 
 /// The latency → not-available table (defaults: the Java 5.x values).
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// In a config file: `[fault_table]` with `latency_max = ["50ms", …]`, `not_available = […]`,
+/// `isolation_latency = "10s"`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct FaultTable {
     /// Latency thresholds, ascending.
+    #[serde(deserialize_with = "crate::config::units::durations")]
     pub latency_max: Vec<Duration>,
     /// Not-available period for each threshold (same length).
+    #[serde(deserialize_with = "crate::config::units::durations")]
     pub not_available: Vec<Duration>,
     /// Latency assumed for a failed attempt.
+    #[serde(deserialize_with = "crate::config::units::duration")]
     pub isolation_latency: Duration,
 }
 

@@ -58,7 +58,6 @@
 mod acl;
 mod client_address;
 mod config;
-mod config_file;
 mod engine;
 mod error;
 mod fault_table;

@@ -31,7 +31,8 @@ use crate::error::Error;
 ///     .build()?;
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct TlsOptions {
     /// PEM file of the certificate authorities to trust (a self-signed server certificate is
