@@ -9,6 +9,12 @@ use thiserror::Error;
 use crate::message::Message;
 use crate::protocol::ResponseCode;
 
+mod kind;
+mod returned;
+
+pub use kind::ErrorKind;
+pub use returned::Returned;
+
 /// Whether a failed message may still have been stored by a broker.
 ///
 /// RocketMQ has no idempotent producer: after an `Unknown` outcome a retry can store the message
@@ -37,9 +43,8 @@ pub enum Error {
     InvalidMessage {
         /// Which rule, and how.
         reason: String,
-        /// The refused message, handed back ([`Error::into_message`]) when it was a single
-        /// message handed to a send.
-        message: Option<Box<Message>>,
+        /// The message(s) of the failed send, handed back ([`Error::into_message`]).
+        returned: Returned,
     },
     /// The queue a send was targeted at is not one of its topic's publish queues (another
     /// topic, an unknown broker or queue id, or a selector that picked none). Never retried.
@@ -47,12 +52,16 @@ pub enum Error {
     InvalidTarget {
         /// What was wrong.
         reason: String,
+        /// The message(s) of the failed send, handed back ([`Error::into_message`]).
+        returned: Returned,
     },
     /// A [`crate::CheckForbiddenHook`] refused the message. Never retried.
     #[error("refused by a check-forbidden hook: {reason}")]
     Forbidden {
         /// The hook's reason.
         reason: String,
+        /// The message(s) of the failed send, handed back ([`Error::into_message`]).
+        returned: Returned,
     },
     /// The configuration cannot work.
     #[error("invalid configuration: {reason}")]
@@ -64,17 +73,17 @@ pub enum Error {
     /// The message comes back untouched.
     #[error("the producer's submission queue is full")]
     QueueFull {
-        /// The refused message.
-        message: Option<Box<Message>>,
+        /// The refused message(s).
+        returned: Returned,
     },
     /// The producer is shutting down or shut down; the message was not accepted (or was accepted
     /// and could not finish before the shutdown deadline, see `outcome`).
     #[error("the producer is shut down")]
     ShutDown {
-        /// The refused message, when it was refused before any attempt.
-        message: Option<Box<Message>>,
         /// Whether an attempt had been written when the shutdown deadline cut it off.
         outcome: Outcome,
+        /// The message(s) of the failed send, handed back ([`Error::into_message`]).
+        returned: Returned,
     },
     /// No NameServer answered.
     #[error("no NameServer answered ({addrs}): {reason}")]
@@ -85,6 +94,8 @@ pub enum Error {
         reason: String,
         /// `NotStored`, unless an earlier attempt of the same message had an unknown outcome.
         outcome: Outcome,
+        /// The message(s) of the failed send, handed back ([`Error::into_message`]).
+        returned: Returned,
     },
     /// The topic has no usable route (unknown topic and no `TBW102`, or no writable master queue).
     #[error("no route for topic {topic}: {reason}")]
@@ -95,6 +106,8 @@ pub enum Error {
         reason: String,
         /// `NotStored`, unless an earlier attempt of the same message had an unknown outcome.
         outcome: Outcome,
+        /// The message(s) of the failed send, handed back ([`Error::into_message`]).
+        returned: Returned,
     },
     /// A broker connection could not be opened, was lost, or is over its in-flight limit.
     #[error("connection to {peer} failed: {reason}")]
@@ -105,6 +118,8 @@ pub enum Error {
         reason: String,
         /// Whether the request had been written before the failure.
         outcome: Outcome,
+        /// The message(s) of the failed send, handed back ([`Error::into_message`]).
+        returned: Returned,
     },
     /// The broker answered with an error code.
     #[error("broker {broker} answered {code}: {remark}")]
@@ -118,6 +133,8 @@ pub enum Error {
         remark: Arc<str>,
         /// `NotStored`, unless an earlier attempt of the same message had an unknown outcome.
         outcome: Outcome,
+        /// The message(s) of the failed send, handed back ([`Error::into_message`]).
+        returned: Returned,
     },
     /// A peer sent bytes that are not a valid RocketMQ frame or response; the connection was closed.
     #[error("malformed reply from {peer}: {reason}")]
@@ -128,6 +145,8 @@ pub enum Error {
         reason: String,
         /// Whether the request may have been processed.
         outcome: Outcome,
+        /// The message(s) of the failed send, handed back ([`Error::into_message`]).
+        returned: Returned,
     },
     /// The send timeout ran out before any attempt succeeded.
     #[error("send timed out after {elapsed:?} (budget {budget:?}, {attempts} attempt(s)){}", last_error.as_ref().map(|e| format!("; last error: {e}")).unwrap_or_default())]
@@ -142,6 +161,8 @@ pub enum Error {
         outcome: Outcome,
         /// The last attempt's error, if one failed before the budget ran out.
         last_error: Option<Box<Error>>,
+        /// The message(s) of the failed send, handed back ([`Error::into_message`]).
+        returned: Returned,
     },
     /// A request of request-reply was sent, but no reply arrived within its timeout. The request
     /// message was stored; sending it again makes a second request.
@@ -160,6 +181,8 @@ pub enum Error {
         broker: String,
         /// The broker's remark, bounded (see [`MAX_REMARK_BYTES`]).
         remark: Arc<str>,
+        /// The message(s) of the failed send, handed back ([`Error::into_message`]).
+        returned: Returned,
     },
     /// The broker refused the request for its ACL: a bad or missing signature, an unknown
     /// account, or no permission on the topic (Java 4.9.x answers SYSTEM_ERROR with an
@@ -173,6 +196,8 @@ pub enum Error {
         code: ResponseCode,
         /// The broker's remark, bounded (see [`MAX_REMARK_BYTES`]).
         remark: Arc<str>,
+        /// The message(s) of the failed send, handed back ([`Error::into_message`]).
+        returned: Returned,
     },
     /// The message cannot be framed within the peer's frame limit.
     #[error("the request would be {size} bytes, over the {limit}-byte frame limit")]
@@ -181,12 +206,16 @@ pub enum Error {
         size: usize,
         /// Limit.
         limit: usize,
+        /// The message(s) of the failed send, handed back ([`Error::into_message`]).
+        returned: Returned,
     },
     /// A producer core stopped without answering (it panicked or was torn down).
     #[error("a producer core stopped before answering: {reason}")]
     CoreStopped {
         /// What is known.
         reason: String,
+        /// The message(s) of the failed send, handed back ([`Error::into_message`]).
+        returned: Returned,
     },
     /// The producer could not start.
     #[error("the producer could not start: {reason}")]
@@ -236,38 +265,116 @@ impl Error {
         }
     }
 
-    /// The message handed back by a refusal: `QueueFull`, `ShutDown` before acceptance, and
-    /// `InvalidMessage` for a single message that failed validation.
+    /// The message of a failed single send, handed back: every error a send ends with carries
+    /// it (validation, refusal, queue full, shutdown, timeout, broker and connection errors),
+    /// so the caller can retry or park it. `None` for errors that are not about one message
+    /// (configuration, startup) and for batches ([`Error::into_messages`]).
     pub fn into_message(self) -> Option<Message> {
-        match self {
-            Error::QueueFull { message }
-            | Error::ShutDown { message, .. }
-            | Error::InvalidMessage { message, .. } => message.map(|m| *m),
-            _ => None,
+        self.into_returned().into_message()
+    }
+
+    /// The messages of a failed batch (or the single message, as a one-element `Vec`), handed
+    /// back in the order they were given.
+    pub fn into_messages(self) -> Vec<Message> {
+        self.into_returned().into_messages()
+    }
+
+    /// What the error hands back, by reference.
+    pub fn returned(&self) -> &Returned {
+        const NOTHING: &Returned = &Returned::NOTHING;
+        match self.returned_slot() {
+            Some(returned) => returned,
+            None => NOTHING,
         }
     }
 
-    /// An [`Error::InvalidMessage`] without the message (batches, replies to requests).
+    /// The error without what it hands back, and that.
+    pub(crate) fn split_returned(mut self) -> (Error, Returned) {
+        let returned = self
+            .returned_slot_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
+        (self, returned)
+    }
+
+    /// The same error handing back `returned`, unless it already holds something.
+    pub(crate) fn with_returned(mut self, given: Returned) -> Error {
+        if let Some(slot) = self.returned_slot_mut() {
+            if slot.is_empty() {
+                *slot = given;
+            }
+        }
+        self
+    }
+
+    fn into_returned(mut self) -> Returned {
+        self.returned_slot_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    fn returned_slot(&self) -> Option<&Returned> {
+        match self {
+            Error::InvalidMessage { returned, .. }
+            | Error::InvalidTarget { returned, .. }
+            | Error::Forbidden { returned, .. }
+            | Error::QueueFull { returned }
+            | Error::ShutDown { returned, .. }
+            | Error::NameServerUnavailable { returned, .. }
+            | Error::NoRoute { returned, .. }
+            | Error::Connection { returned, .. }
+            | Error::Broker { returned, .. }
+            | Error::Protocol { returned, .. }
+            | Error::Timeout { returned, .. }
+            | Error::NotSupported { returned, .. }
+            | Error::AccessDenied { returned, .. }
+            | Error::FrameTooLarge { returned, .. }
+            | Error::CoreStopped { returned, .. } => Some(returned),
+            Error::InvalidConfig { .. } | Error::ReplyTimeout { .. } | Error::Startup { .. } => {
+                None
+            }
+        }
+    }
+
+    fn returned_slot_mut(&mut self) -> Option<&mut Returned> {
+        match self {
+            Error::InvalidMessage { returned, .. }
+            | Error::InvalidTarget { returned, .. }
+            | Error::Forbidden { returned, .. }
+            | Error::QueueFull { returned }
+            | Error::ShutDown { returned, .. }
+            | Error::NameServerUnavailable { returned, .. }
+            | Error::NoRoute { returned, .. }
+            | Error::Connection { returned, .. }
+            | Error::Broker { returned, .. }
+            | Error::Protocol { returned, .. }
+            | Error::Timeout { returned, .. }
+            | Error::NotSupported { returned, .. }
+            | Error::AccessDenied { returned, .. }
+            | Error::FrameTooLarge { returned, .. }
+            | Error::CoreStopped { returned, .. } => Some(returned),
+            Error::InvalidConfig { .. } | Error::ReplyTimeout { .. } | Error::Startup { .. } => {
+                None
+            }
+        }
+    }
+
+    /// An [`Error::InvalidMessage`] without the message (attached later with `with_message`).
     pub(crate) fn invalid_message(reason: impl Into<String>) -> Error {
         Error::InvalidMessage {
             reason: reason.into(),
-            message: None,
+            returned: Returned::NOTHING,
         }
     }
 
-    /// The same error holding `message` when it is a validation refusal (else `message` is
-    /// dropped: the other variants do not carry one).
+    /// The same error handing back `message` (kept: a message it already holds).
     pub(crate) fn with_message(self, message: Message) -> Error {
-        match self {
-            Error::InvalidMessage {
-                reason,
-                message: None,
-            } => Error::InvalidMessage {
-                reason,
-                message: Some(Box::new(message)),
-            },
-            other => other,
-        }
+        self.with_returned(Returned::one(message))
+    }
+
+    /// The same error handing back `messages` (a batch).
+    pub(crate) fn with_messages(self, messages: Vec<Message>) -> Error {
+        self.with_returned(Returned::batch(messages))
     }
 
     /// The broker response code, for broker errors.
@@ -323,88 +430,6 @@ impl Error {
     }
 }
 
-/// The kind of an [`Error`](enum@Error), without its payload: one per variant.
-///
-/// ```
-/// use rocketmq_tpc::{Error, ErrorKind};
-///
-/// let e = Error::InvalidConfig { reason: "namesrv is empty".into() };
-/// assert_eq!(e.kind(), ErrorKind::InvalidConfig);
-/// assert_eq!(e.kind().as_str(), "invalid_config");
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[non_exhaustive]
-pub enum ErrorKind {
-    /// [`Error::InvalidMessage`].
-    InvalidMessage,
-    /// [`Error::InvalidTarget`].
-    InvalidTarget,
-    /// [`Error::Forbidden`].
-    Forbidden,
-    /// [`Error::InvalidConfig`].
-    InvalidConfig,
-    /// [`Error::QueueFull`].
-    QueueFull,
-    /// [`Error::ShutDown`].
-    ShutDown,
-    /// [`Error::NameServerUnavailable`].
-    NameServerUnavailable,
-    /// [`Error::NoRoute`].
-    NoRoute,
-    /// [`Error::Connection`].
-    Connection,
-    /// [`Error::Broker`].
-    Broker,
-    /// [`Error::Protocol`].
-    Protocol,
-    /// [`Error::Timeout`].
-    Timeout,
-    /// [`Error::FrameTooLarge`].
-    FrameTooLarge,
-    /// [`Error::ReplyTimeout`].
-    ReplyTimeout,
-    /// [`Error::NotSupported`].
-    NotSupported,
-    /// [`Error::AccessDenied`].
-    AccessDenied,
-    /// [`Error::CoreStopped`].
-    CoreStopped,
-    /// [`Error::Startup`].
-    Startup,
-}
-
-impl ErrorKind {
-    /// A short stable snake_case name (metrics labels, loadgen's error counts).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::InvalidMessage => "invalid_message",
-            ErrorKind::InvalidTarget => "invalid_target",
-            ErrorKind::Forbidden => "forbidden",
-            ErrorKind::InvalidConfig => "invalid_config",
-            ErrorKind::QueueFull => "queue_full",
-            ErrorKind::ShutDown => "shut_down",
-            ErrorKind::NameServerUnavailable => "nameserver_unavailable",
-            ErrorKind::NoRoute => "no_route",
-            ErrorKind::Connection => "connection",
-            ErrorKind::Broker => "broker",
-            ErrorKind::Protocol => "protocol",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::FrameTooLarge => "frame_too_large",
-            ErrorKind::ReplyTimeout => "reply_timeout",
-            ErrorKind::NotSupported => "not_supported",
-            ErrorKind::AccessDenied => "access_denied",
-            ErrorKind::CoreStopped => "core_stopped",
-            ErrorKind::Startup => "startup",
-        }
-    }
-}
-
-impl std::fmt::Display for ErrorKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// Longest broker or NameServer remark an [`Error`](enum@Error) keeps, in bytes, before the
 /// note of its original length. A peer may send up to 16 MiB; each caller's error (and every log
 /// line of a retry) would carry a copy.
@@ -443,6 +468,7 @@ mod tests {
             code: ResponseCode::SystemBusy,
             remark: "".into(),
             outcome: Outcome::NotStored,
+            returned: Returned::NOTHING,
         };
         assert!(busy.is_retryable());
         assert_eq!(busy.outcome(), Outcome::NotStored);
@@ -455,10 +481,11 @@ mod tests {
             code: ResponseCode::MessageIllegal,
             remark: "".into(),
             outcome: Outcome::NotStored,
+            returned: Returned::NOTHING,
         };
         assert!(!illegal.is_retryable());
         let full = Error::QueueFull {
-            message: Some(Box::new(Message::new("T", "b"))),
+            returned: Returned::one(Message::new("T", "b")),
         };
         assert_eq!(full.into_message().unwrap().topic, "T");
     }
@@ -496,10 +523,10 @@ mod tests {
             .with_property("secret", "p".repeat(10_000));
         for e in [
             Error::QueueFull {
-                message: Some(Box::new(message.clone())),
+                returned: Returned::one(message.clone()),
             },
             Error::ShutDown {
-                message: Some(Box::new(message.clone())),
+                returned: Returned::one(message.clone()),
                 outcome: Outcome::NotStored,
             },
         ] {

@@ -121,7 +121,10 @@ impl Hooks {
     pub(crate) fn before(&self, context: &AttemptContext<'_>) -> Result<(), Error> {
         for hook in &self.check_forbidden {
             hook.check_forbidden(context)
-                .map_err(|reason| Error::Forbidden { reason })?;
+                .map_err(|reason| Error::Forbidden {
+                    returned: crate::error::Returned::NOTHING,
+                    reason,
+                })?;
         }
         for hook in &self.send {
             hook.before_attempt(context);

@@ -110,7 +110,7 @@ pub mod internals {
 pub use acl::AclCredentials;
 pub use config::{AutoBatch, CoreConfig, CoreSelection, ProducerConfig, QueueFullPolicy};
 pub use engine::resolve::Resolver;
-pub use error::{Error, ErrorKind, Outcome, MAX_REMARK_BYTES};
+pub use error::{Error, ErrorKind, Outcome, Returned, MAX_REMARK_BYTES};
 pub use fault_table::FaultTable;
 pub use hooks::{AttemptContext, CheckForbiddenHook, RequestHook, SendHook};
 pub use latency_histogram::LatencyHistogram;

@@ -10,7 +10,7 @@ use crate::engine::inbox::SendMode;
 use crate::engine::local_send::{admit, budget, drive, is_closing, Step};
 use crate::engine::prepared::{prepare, prepare_at, prepare_batch, Outgoing, Reply, SendExtras};
 use crate::engine::records::{Delivery, ReplyTarget};
-use crate::error::Error;
+use crate::error::{Error, Returned};
 use crate::message::Message;
 use crate::send_options::SendOptions;
 use crate::send_result::{MessageQueue, SendResult};
@@ -149,7 +149,7 @@ impl LocalProducer {
         };
         if is_closing(core) {
             return Err(Error::ShutDown {
-                message: Some(Box::new(message)),
+                returned: Returned::one(message),
                 outcome: crate::Outcome::NotStored,
             });
         }
@@ -161,7 +161,7 @@ impl LocalProducer {
         let Some(permit) = core.try_permit(prepared.body.len() + prepared.properties.len()) else {
             core.stats.refused.set(core.stats.refused.get() + 1);
             return Err(Error::QueueFull {
-                message: Some(Box::new(prepared.original)),
+                returned: Returned::one(prepared.original),
             });
         };
         crate::engine::core::start_send_at(
@@ -276,6 +276,7 @@ impl LocalProducer {
                 Ok(())
             } else {
                 Err(Error::Timeout {
+                    returned: crate::error::Returned::NOTHING,
                     elapsed: started.elapsed(),
                     budget: timeout,
                     attempts: 0,

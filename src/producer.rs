@@ -12,7 +12,7 @@ use crate::engine::core::{current_core, CoreReport, Shared};
 use crate::engine::deadline::deadline_after;
 use crate::engine::inbox::{Inbox, Job, RemoteReply, SendMode};
 use crate::engine::prepared::{prepare, prepare_batch, random_u32, Outgoing, Reply, SendExtras};
-use crate::error::{Error, Outcome};
+use crate::error::{Error, Outcome, Returned};
 use crate::local_producer::LocalProducer;
 use crate::message::Message;
 use crate::send_future::SendFuture;
@@ -171,7 +171,10 @@ impl Producer {
         );
         let slot = &self.inner.cores[self.pick_core(&options)];
         if !enter_open(shared, slot) {
-            return SendFuture::failed(shut_down_refusal(None), Reply::into_batch);
+            return SendFuture::failed(
+                shut_down_refusal(Returned::batch(messages)),
+                Reply::into_batch,
+            );
         }
         match prepare_batch(messages, &shared.config, SendExtras::from_options(&options)) {
             Ok(batch) => self.enqueue(
@@ -224,7 +227,7 @@ impl Producer {
         let deadline = deadline_after(Instant::now(), shared.config.send_timeout);
         let slot = &self.inner.cores[self.pick_core(&SendOptions::default())];
         if !enter_open(shared, slot) {
-            return Err(shut_down_refusal(Some(message)));
+            return Err(shut_down_refusal(Returned::one(message)));
         }
         let prepared = match prepare(message, &shared.config, None) {
             Ok(p) => Outgoing::One(p),
@@ -253,7 +256,7 @@ impl Producer {
                         let Job::Send { message, .. } = back;
                         slot.inbox.note_refused();
                         break Err(Error::QueueFull {
-                            message: message.into_message().map(Box::new),
+                            returned: message.into_returned(),
                         });
                     }
                     job = back;
@@ -337,7 +340,7 @@ impl Producer {
         );
         let slot = &self.inner.cores[self.pick_core(options)];
         if !enter_open(shared, slot) {
-            return SendFuture::failed(shut_down_refusal(Some(message)), map);
+            return SendFuture::failed(shut_down_refusal(Returned::one(message)), map);
         }
         let prepared = match prepare(message, &shared.config, extras) {
             Ok(p) => Outgoing::One(p),
@@ -373,7 +376,7 @@ impl Producer {
                 slot.inbox.note_refused();
                 SendFuture::failed(
                     Error::QueueFull {
-                        message: message.into_message().map(Box::new),
+                        returned: message.into_returned(),
                     },
                     map,
                 )
@@ -424,9 +427,9 @@ fn enter_open(shared: &Shared, slot: &CoreSlot) -> bool {
     true
 }
 
-fn shut_down_refusal(message: Option<Message>) -> Error {
+fn shut_down_refusal(returned: Returned) -> Error {
     Error::ShutDown {
-        message: message.map(Box::new),
+        returned,
         outcome: Outcome::NotStored,
     }
 }

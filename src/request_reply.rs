@@ -121,6 +121,7 @@ impl Producer {
             match reply.await {
                 Ok(result) => result,
                 Err(_) => Err(Error::CoreStopped {
+                    returned: crate::error::Returned::NOTHING,
                     reason: "the producer stopped while a request waited for its reply".into(),
                 }),
             }

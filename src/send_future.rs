@@ -127,7 +127,7 @@ impl<T> SendFuture<T> {
     pub fn wait(self) -> Result<T, Error> {
         let limit = self.due().and_then(|due| due.checked_add(WAIT_MARGIN));
         block_on_until(self, limit).unwrap_or_else(|| {
-            Err(Error::CoreStopped {
+            Err(Error::CoreStopped { returned: crate::error::Returned::NOTHING,
                 reason: format!(
                     "no outcome {WAIT_MARGIN:?} past the send's deadline; its core stopped answering"
                 ),
@@ -165,10 +165,9 @@ impl<T> Future for SendFuture<T> {
                     if shared.closing.load(Ordering::SeqCst) {
                         inbox.leave();
                         let Job::Send { message, .. } = pending;
-                        let message = message.into_message().map(Box::new);
                         self.state = State::Done;
                         return Poll::Ready(Err(Error::ShutDown {
-                            message,
+                            returned: message.into_returned(),
                             outcome: crate::Outcome::NotStored,
                         }));
                     }
@@ -184,9 +183,10 @@ impl<T> Future for SendFuture<T> {
                             if *policy == QueueFullPolicy::Fail || Instant::now() >= *deadline {
                                 let Job::Send { message, .. } = back;
                                 inbox.note_refused();
-                                let message = message.into_message().map(Box::new);
                                 self.state = State::Done;
-                                return Poll::Ready(Err(Error::QueueFull { message }));
+                                return Poll::Ready(Err(Error::QueueFull {
+                                    returned: message.into_returned(),
+                                }));
                             }
                             *job = Some(back);
                             inbox.wait_for_space(cx.waker());
@@ -202,6 +202,7 @@ impl<T> Future for SendFuture<T> {
                             Poll::Ready(match answer {
                                 Ok(result) => result.map(map),
                                 Err(oneshot::Canceled) => Err(Error::CoreStopped {
+                                    returned: crate::error::Returned::NOTHING,
                                     reason: "the core dropped the message without an outcome"
                                         .into(),
                                 }),

@@ -187,7 +187,7 @@ mod tests {
         for answer in [
             None,
             Some(Err(Error::ShutDown {
-                message: None,
+                returned: crate::error::Returned::NOTHING,
                 outcome: crate::Outcome::NotStored,
             })),
         ] {

@@ -296,7 +296,10 @@ mod tests {
             started: Instant::now(),
             started_unix_ms: 1_700_000_000_123,
         };
-        let err = crate::Error::Forbidden { reason: "x".into() };
+        let err = crate::Error::Forbidden {
+            reason: "x".into(),
+            returned: crate::Returned::NOTHING,
+        };
         let subject = Subject::of_message(&message, context.unique_id);
         let record = pub_record("pg", &context, &subject, &Stored::of(Err(&err)), 7);
         assert_eq!(

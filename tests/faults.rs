@@ -504,8 +504,8 @@ fn memory_stays_bounded_under_a_stalled_broker() {
         let mut f = p.send_async(Message::new("T", body.clone()));
         // A refused send resolves at once; an accepted one stays pending.
         match futures_lite::future::block_on(futures_lite::future::poll_once(&mut f)) {
-            Some(Err(Error::QueueFull { message })) => {
-                assert!(message.is_some());
+            Some(Err(e @ Error::QueueFull { .. })) => {
+                assert!(e.into_message().is_some());
                 refused += 1;
             }
             Some(other) => panic!("unexpected outcome {other:?}"),

@@ -423,6 +423,11 @@ fn a_stopped_peer_gives_every_send_a_typed_error_within_its_budget() {
     );
     let cut = cut.expect_err("the unanswered send cannot succeed");
     assert_eq!(cut.outcome(), Outcome::Unknown, "it was written: {cut}");
+    assert_eq!(
+        cut.into_message().map(|m| m.body),
+        Some("unanswered".into()),
+        "the message comes back"
+    );
     let later = later.expect_err("nothing listens any more");
     assert!(
         later.is_retryable(),
@@ -465,5 +470,71 @@ fn an_invalid_message_is_handed_back_with_its_error() {
     assert_eq!(
         e.into_message().map(|m| m.topic),
         Some("no spaces allowed".to_owned())
+    );
+}
+
+/// Issue 11, item 5: every error a send ends with after it was handed over gives the caller
+/// its message(s) back: a broker error, an unanswered attempt (timeout), a closed connection,
+/// a failed explicit batch (all its messages, in order) and an automatic batch (each caller
+/// its own message).
+#[test]
+fn every_failure_after_hand_over_hands_the_message_back() {
+    let illegal = ResponseCode::MessageIllegal.as_i32();
+    // Request i gets action i; retries are off, so each send is one request.
+    let fake = FakeBroker::start(move |i| match i {
+        0 | 3 | 4 => Action::Reply(illegal),
+        1 => Action::Ignore,
+        2 => Action::Close,
+        _ => Action::Reply(0),
+    });
+    let mut config = config_for(
+        &fake.addr,
+        Duration::from_secs(2),
+        Duration::from_millis(300),
+    );
+    config.retries_when_send_failed = 0;
+    config.retries_when_send_async_failed = 0;
+    config.cores = rocketmq_tpc::CoreSelection::Count(1);
+    config.core.auto_batch = Some(AutoBatch {
+        linger: Duration::from_millis(50),
+        ..Default::default()
+    });
+    let p = Arc::new(build(config));
+    let p2 = Arc::clone(&p);
+    within("the failing sends", Duration::from_secs(20), move || {
+        for (n, kind) in [
+            (0, rocketmq_tpc::ErrorKind::Broker),
+            (1, rocketmq_tpc::ErrorKind::Timeout),
+            (2, rocketmq_tpc::ErrorKind::Connection),
+        ] {
+            let message = Message::new("T", format!("single {n}")).with_keys([format!("k{n}")]);
+            let e = p2.send(message.clone()).expect_err("the fake fails it");
+            assert_eq!(e.kind(), kind, "send {n}: {e}");
+            assert_eq!(e.into_message(), Some(message), "send {n}");
+        }
+        let batch: Vec<Message> = (0..3)
+            .map(|i| Message::new("T", format!("batch {i}")))
+            .collect();
+        let e = p2
+            .send_batch(batch.clone())
+            .wait()
+            .expect_err("the fake refuses the batch");
+        assert_eq!(e.kind(), rocketmq_tpc::ErrorKind::Broker, "{e}");
+        assert_eq!(e.into_messages(), batch);
+        // Async sends within one linger join one automatic batch, which the fake refuses.
+        let members: Vec<Message> = (0..3)
+            .map(|i| Message::new("T", format!("member {i}")))
+            .collect();
+        let futures: Vec<_> = members.iter().map(|m| p2.send_async(m.clone())).collect();
+        for (member, future) in members.into_iter().zip(futures) {
+            let e = future.wait().expect_err("the fake refuses the batch");
+            assert_eq!(e.kind(), rocketmq_tpc::ErrorKind::Broker, "{e}");
+            assert_eq!(e.into_message(), Some(member));
+        }
+    });
+    assert_eq!(
+        fake.sends.load(Ordering::SeqCst),
+        5,
+        "one request per single send, one per batch"
     );
 }

@@ -173,7 +173,8 @@ fn a_core_without_room_refuses_reported_sends_at_once_with_the_message() {
     assert_eq!(refused.len(), 6, "{refused:?}");
     for (n, e) in refused {
         match e {
-            Error::QueueFull { message: Some(m) } => {
+            e @ Error::QueueFull { .. } if e.returned().message().is_some() => {
+                let m = e.into_message().expect("checked above");
                 assert_eq!(&m.body[..], format!("m{n}").as_bytes())
             }
             other => panic!("message {n}: expected QueueFull with the message, got {other:?}"),
@@ -221,9 +222,10 @@ fn producer_send_reported_on_a_core_refuses_a_full_inbox_at_once() {
             let started = Instant::now();
             let mut refused = 0;
             for n in 0..4u64 {
-                if let Err(Error::QueueFull { message: Some(_) }) =
+                if let Err(e @ Error::QueueFull { .. }) =
                     handle.send_reported(Message::new("reported_full_inbox", "x"), n)
                 {
+                    assert!(e.returned().message().is_some(), "{e:?}");
                     refused += 1;
                 }
             }

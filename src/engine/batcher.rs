@@ -204,6 +204,7 @@ fn spawn_send(core: &Rc<Core>, kind: BatchKind, items: Vec<BatchItem>) {
 /// A member's own budget ran out (`started`: when its batch began to go out).
 fn member_timeout(started: Instant, deadline: Instant, outcome: Outcome) -> Error {
     Error::Timeout {
+        returned: crate::error::Returned::NOTHING,
         elapsed: started.elapsed(),
         budget: deadline.saturating_duration_since(started),
         attempts: u32::from(outcome == Outcome::Unknown),
@@ -222,7 +223,8 @@ async fn send_items(core: &Rc<Core>, mode: SendMode, items: Vec<BatchItem>) {
         if item.deadline <= started {
             // Its budget ran out while the batch lingered: it is not sent at all.
             let timeout = member_timeout(started, item.deadline, Outcome::NotStored);
-            item.reply.send(Err(timeout));
+            item.reply
+                .send(Err(timeout.with_message(item.message.original)));
             continue;
         }
         replies.push((item.deadline, Some(item.reply)));
@@ -277,9 +279,18 @@ async fn send_items(core: &Rc<Core>, mode: SendMode, items: Vec<BatchItem>) {
             }
         }
         Err(e) => {
-            // Clones share the bounded remark (an `Arc`): no per-caller copy of broker text.
-            for reply in replies.flatten() {
-                reply.send(Err(e.clone()));
+            // Each caller gets its own message back; clones share the bounded remark (an
+            // `Arc`): no per-caller copy of broker text.
+            let (e, returned) = e.split_returned();
+            let mut messages = returned.into_messages().into_iter();
+            for reply in replies {
+                let message = messages.next();
+                if let Some(reply) = reply {
+                    reply.send(Err(match message {
+                        Some(message) => e.clone().with_message(message),
+                        None => e.clone(),
+                    }));
+                }
             }
         }
     }

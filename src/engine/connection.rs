@@ -219,6 +219,7 @@ impl Connection {
     ) -> Result<(i32, u64), Error> {
         if let Some(reason) = self.closed.borrow().as_ref() {
             return Err(Error::Connection {
+                returned: crate::error::Returned::NOTHING,
                 peer: self.peer.clone(),
                 reason: reason.clone(),
                 outcome: Outcome::NotStored,
@@ -227,6 +228,7 @@ impl Connection {
         let queued = self.queued_bytes();
         if queued > 0 && queued + body.len() > self.settings.max_queued_bytes {
             return Err(Error::Connection {
+                returned: crate::error::Returned::NOTHING,
                 peer: self.peer.clone(),
                 reason: format!(
                     "{queued} bytes already wait to be written (the peer is not reading)"
@@ -236,6 +238,7 @@ impl Connection {
         }
         if self.in_flight.borrow().len() >= self.settings.max_in_flight {
             return Err(Error::Broker {
+                returned: crate::error::Returned::NOTHING,
                 broker: self.peer.clone(),
                 code: ResponseCode::SystemBusy,
                 remark: format!(
@@ -273,7 +276,11 @@ impl Connection {
             self.settings.max_frame_bytes,
         )
         .map_err(
-            |EncodeError::FrameTooLarge { size, limit }| Error::FrameTooLarge { size, limit },
+            |EncodeError::FrameTooLarge { size, limit }| Error::FrameTooLarge {
+                returned: crate::error::Returned::NOTHING,
+                size,
+                limit,
+            },
         )?;
         let seq = self.queued_seq.get() + 1;
         self.queued_seq.set(seq);

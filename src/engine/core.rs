@@ -255,6 +255,7 @@ impl Core {
             result
         });
         let fail = |reason: &str| Error::Connection {
+            returned: crate::error::Returned::NOTHING,
             peer: addr.to_owned(),
             reason: reason.to_owned(),
             outcome: Outcome::NotStored,
@@ -336,7 +337,7 @@ impl Core {
 
 pub(crate) fn shut_down(outcome: Outcome) -> Error {
     Error::ShutDown {
-        message: None,
+        returned: crate::error::Returned::NOTHING,
         outcome,
     }
 }
@@ -347,6 +348,7 @@ pub(crate) fn shut_down(outcome: Outcome) -> Error {
 /// connection's write buffer and is written as soon as the socket drains.
 pub(crate) fn attempt_timeout(started: Instant, deadline: Instant) -> Error {
     Error::Timeout {
+        returned: crate::error::Returned::NOTHING,
         elapsed: started.elapsed(),
         budget: deadline.saturating_duration_since(started),
         attempts: 1,

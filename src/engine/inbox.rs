@@ -61,6 +61,7 @@ pub(crate) enum RemoteReply {
 
 fn core_gone() -> Error {
     Error::CoreStopped {
+        returned: crate::error::Returned::NOTHING,
         reason: "the producer core stopped before taking the send".into(),
     }
 }
@@ -125,8 +126,8 @@ impl Inbox {
     #[allow(clippy::result_large_err)]
     pub(crate) fn push(&self, job: Job) -> Result<(), Job> {
         if self.dead.load(Ordering::Acquire) {
-            let Job::Send { reply, .. } = job;
-            self.fail(reply, core_gone());
+            let Job::Send { reply, message, .. } = job;
+            self.fail(reply, core_gone().with_returned(message.into_returned()));
             return Ok(());
         }
         self.queue.push(job)?;
@@ -162,8 +163,8 @@ impl Inbox {
     }
 
     fn drop_all(&self) {
-        while let Some(Job::Send { reply, .. }) = self.queue.pop() {
-            self.fail(reply, core_gone());
+        while let Some(Job::Send { reply, message, .. }) = self.queue.pop() {
+            self.fail(reply, core_gone().with_returned(message.into_returned()));
         }
         while let Some(job) = self.control.pop() {
             drop(job);

@@ -62,7 +62,7 @@ pub(crate) fn admit(
 ) -> Step {
     if is_closing(core) {
         return Step::Done(Err(Error::ShutDown {
-            message: outgoing.into_message().map(Box::new),
+            returned: outgoing.into_returned(),
             outcome: crate::Outcome::NotStored,
         }));
     }
@@ -153,7 +153,7 @@ pub(crate) async fn drive<T>(
                     None => {
                         core.stats.refused.set(core.stats.refused.get() + 1);
                         return Err(Error::QueueFull {
-                            message: outgoing.into_message().map(Box::new),
+                            returned: outgoing.into_returned(),
                         });
                     }
                 }

@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 use crate::config::ProducerConfig;
-use crate::error::Error;
+use crate::error::{Error, Returned};
 use crate::message::Message;
 use crate::protocol::batch;
 use crate::protocol::compression;
@@ -287,6 +287,8 @@ pub(crate) struct PreparedBatch {
     pub properties: std::borrow::Cow<'static, str>,
     /// Target and namespace of the batch, as for single messages.
     pub extras: Option<Box<SendExtras>>,
+    /// The callers' messages, in order, handed back when the batch fails (bodies shared).
+    pub originals: Vec<Message>,
 }
 
 /// The wrapper properties of a batch (`WAIT` only).
@@ -337,9 +339,23 @@ pub(crate) fn prepare_batch(
     config: &ProducerConfig,
     extras: Option<Box<SendExtras>>,
 ) -> Result<PreparedBatch, Error> {
-    check_batch_rules(&messages, config)?;
+    match build_batch(&messages, config, extras) {
+        Ok(mut batch) => {
+            batch.originals = messages;
+            Ok(batch)
+        }
+        Err(e) => Err(e.with_messages(messages)),
+    }
+}
+
+fn build_batch(
+    messages: &[Message],
+    config: &ProducerConfig,
+    extras: Option<Box<SendExtras>>,
+) -> Result<PreparedBatch, Error> {
+    check_batch_rules(messages, config)?;
     if let Some(SendTarget::Selector(_)) = extras.as_ref().map(|e| &e.target) {
-        return Err(Error::InvalidTarget {
+        return Err(Error::InvalidTarget { returned: crate::error::Returned::NOTHING,
             reason: "a selector picks a queue per message; give a batch a Queue, ByKey, Random or RoundRobin target".into(),
         });
     }
@@ -354,7 +370,7 @@ pub(crate) fn prepare_batch(
     let mut body = bytes::BytesMut::with_capacity(total + messages.len() * 96);
     let mut uniq_keys = Vec::with_capacity(messages.len());
     let mut props = String::with_capacity(128);
-    for m in &messages {
+    for m in messages {
         let uniq_key = next_unique_id(config.client_ip, unix_millis());
         encode_properties(&mut props, m, &uniq_key, None)?;
         if compressed {
@@ -391,6 +407,7 @@ pub(crate) fn prepare_batch(
         body: body.freeze(),
         uniq_keys,
         extras,
+        originals: Vec::new(),
     })
 }
 
@@ -406,6 +423,7 @@ pub(crate) fn join_prepared(messages: Vec<PreparedMessage>) -> PreparedBatch {
         .map(|m| m.topic().to_owned())
         .unwrap_or_default();
     let mut uniq_keys = Vec::with_capacity(messages.len());
+    let mut originals = Vec::with_capacity(messages.len());
     let sys_flag = messages.first().map(|m| m.sys_flag).unwrap_or(0);
     let wait = messages
         .first()
@@ -414,6 +432,7 @@ pub(crate) fn join_prepared(messages: Vec<PreparedMessage>) -> PreparedBatch {
     for m in messages {
         batch::encode_record(&mut body, m.original.flag, &m.body, &m.properties);
         uniq_keys.push(m.uniq_key);
+        originals.push(m.original);
     }
     PreparedBatch {
         topic,
@@ -422,6 +441,7 @@ pub(crate) fn join_prepared(messages: Vec<PreparedMessage>) -> PreparedBatch {
         sys_flag,
         properties: std::borrow::Cow::Borrowed(wrapper_properties(wait)),
         extras: None,
+        originals,
     }
 }
 
@@ -464,11 +484,11 @@ impl Outgoing {
         }
     }
 
-    /// The single message, when this is one (handed back on refusal).
-    pub(crate) fn into_message(self) -> Option<Message> {
+    /// The callers' message(s), handed back with a failure.
+    pub(crate) fn into_returned(self) -> Returned {
         match self {
-            Outgoing::One(m) => Some(m.original),
-            Outgoing::Batch(_) => None,
+            Outgoing::One(m) => Returned::one(m.original),
+            Outgoing::Batch(b) => Returned::batch(b.originals),
         }
     }
 }

@@ -67,6 +67,7 @@ impl Drop for Delivery {
             handler(
                 self.token,
                 Err(Error::CoreStopped {
+                    returned: crate::error::Returned::NOTHING,
                     reason: "the send was dropped on its core before it finished".into(),
                 }),
             );
@@ -96,6 +97,7 @@ impl ReplyTarget {
                 Reply::One(result) => Ok(result),
                 Reply::Batch(mut results) if results.len() == 1 => Ok(results.remove(0)),
                 other => Err(Error::CoreStopped {
+                    returned: crate::error::Returned::NOTHING,
                     reason: format!("a reported send got {other:?}"),
                 }),
             })),
@@ -262,7 +264,9 @@ fn complete(core: &Rc<Core>, record: SendRecord, answer: Answer, peer: &str) {
     if !error.is_retryable() {
         core.stats.record(count, false, Some(error.kind()), micros);
         drop(record.permit);
-        record.reply.send(Err(error));
+        record
+            .reply
+            .send(Err(error.with_returned(record.message.into_returned())));
         return;
     }
     // Retries are rare: the slow path takes over from attempt 2, with the same budget.

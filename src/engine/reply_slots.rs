@@ -157,6 +157,7 @@ impl Drop for ReplySender {
             self.slots.complete(
                 self.index,
                 Err(Error::CoreStopped {
+                    returned: crate::error::Returned::NOTHING,
                     reason: "the batch was dropped without an outcome".into(),
                 }),
             );

@@ -48,13 +48,13 @@ const BUSY_BACKOFF: Duration = Duration::from_millis(5);
 /// reach the core) for sends to chosen queues; see [`super::order_gate`].
 pub(crate) async fn send_message(
     core: &Rc<Core>,
-    message: Outgoing,
+    outgoing: Outgoing,
     mode: SendMode,
     (started, deadline): (Instant, Instant),
     ticket: Option<OrderTicket>,
     resume: Option<Resume>,
 ) -> SendReply {
-    let message = &message;
+    let message = &outgoing;
     let config = &core.shared.config;
     // A send to a chosen queue makes one attempt unless its caller opted in (Java's rule).
     let target = message
@@ -150,6 +150,7 @@ pub(crate) async fn send_message(
                 None => {
                     break Err(upgrade(
                         Error::NoRoute {
+                            returned: crate::error::Returned::NOTHING,
                             topic: topic.to_owned(),
                             reason: "the route has no writable queue".into(),
                             outcome: Outcome::NotStored,
@@ -163,6 +164,7 @@ pub(crate) async fn send_message(
             core.schedule_refresh(topic);
             last_broker = Some(Rc::from(&*queue.broker_name));
             last_error = Some(Error::NoRoute {
+                returned: crate::error::Returned::NOTHING,
                 topic: topic.to_owned(),
                 reason: format!("broker {} has no master address", queue.broker_name),
                 outcome: Outcome::NotStored,
@@ -295,7 +297,8 @@ pub(crate) async fn send_message(
         result.as_ref().err().map(Error::kind),
         started.elapsed().as_micros() as u64,
     );
-    result
+    // A failed send hands its message(s) back to the caller.
+    result.map_err(|e| e.with_returned(outgoing.into_returned()))
 }
 
 fn upgrade(e: Error, any_unknown: bool) -> Error {
@@ -317,6 +320,7 @@ fn exhausted(
     match last_error {
         Some(e) if !timed_out => upgrade(e, any_unknown),
         last_error => Error::Timeout {
+            returned: crate::error::Returned::NOTHING,
             elapsed: started.elapsed(),
             budget: deadline.saturating_duration_since(started),
             attempts,
@@ -371,6 +375,7 @@ async fn send_attempt(
         if queue_turn.is_none() {
             ticket.pass();
             return Err(Error::Timeout {
+                returned: crate::error::Returned::NOTHING,
                 elapsed: started.elapsed(),
                 budget: budget.saturating_duration_since(started),
                 attempts: 1,

@@ -98,6 +98,7 @@ pub(crate) fn to_reply(
             && crate::acl::is_access_denied(&remark)
         {
             return Err(Error::AccessDenied {
+                returned: crate::error::Returned::NOTHING,
                 broker: addr.to_owned(),
                 code,
                 remark,
@@ -105,11 +106,13 @@ pub(crate) fn to_reply(
         }
         if code == ResponseCode::SystemError && is_timer_disabled(&remark) {
             return Err(Error::NotSupported {
+                returned: crate::error::Returned::NOTHING,
                 broker: addr.to_owned(),
                 remark,
             });
         }
         return Err(Error::Broker {
+            returned: crate::error::Returned::NOTHING,
             broker: addr.to_owned(),
             code,
             remark,

@@ -45,9 +45,13 @@ pub(crate) fn pick(
     message: &Outgoing,
 ) -> Result<PublishQueue, Error> {
     let queues = &route.queues;
-    let invalid = |reason: String| Error::InvalidTarget { reason };
+    let invalid = |reason: String| Error::InvalidTarget {
+        returned: crate::error::Returned::NOTHING,
+        reason,
+    };
     if queues.is_empty() {
         return Err(Error::NoRoute {
+            returned: crate::error::Returned::NOTHING,
             topic: message.topic().to_owned(),
             reason: "the route has no writable queue".into(),
             outcome: crate::error::Outcome::NotStored,

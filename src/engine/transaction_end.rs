@@ -33,12 +33,14 @@ pub(crate) async fn end_transaction(
     let addr = route
         .master_addr(&half.queue.broker_name)
         .ok_or_else(|| Error::NoRoute {
+            returned: crate::error::Returned::NOTHING,
             topic: topic.clone(),
             reason: format!("broker {} has no master address", half.queue.broker_name),
             outcome: crate::error::Outcome::NotStored,
         })?
         .to_owned();
     let offset = decode_offset_message_id(&half.offset_msg_id).map_err(|e| Error::Protocol {
+        returned: crate::error::Returned::NOTHING,
         peer: addr.clone(),
         reason: format!(
             "the half message's offset id {:?} does not decode: {e}",

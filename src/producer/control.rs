@@ -80,7 +80,7 @@ impl Producer {
         });
         loop {
             if !enter_open(&self.inner.shared, slot) {
-                return Err(shut_down_refusal(None));
+                return Err(shut_down_refusal(crate::error::Returned::NOTHING));
             }
             let pushed = slot.inbox.push_control(job);
             slot.inbox.leave();
@@ -140,6 +140,7 @@ impl<T> RunHandle<T> {
     pub(crate) fn wait_until(self, limit: Instant) -> Result<T, Error> {
         crate::send_future::block_on_until(self, Some(limit)).unwrap_or_else(|| {
             Err(Error::CoreStopped {
+                returned: crate::error::Returned::NOTHING,
                 reason: "the core did not run the task in time".into(),
             })
         })
@@ -152,6 +153,7 @@ impl<T> Future for RunHandle<T> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Pin::new(&mut self.rx).poll(cx).map(|r| {
             r.map_err(|_| Error::CoreStopped {
+                returned: crate::error::Returned::NOTHING,
                 reason: "the core stopped before the task completed".into(),
             })
         })

@@ -90,7 +90,7 @@ impl Inner {
                 report.refused_after_stop += 1;
                 let Job::Send { message, reply, .. } = job;
                 let error = Error::ShutDown {
-                    message: message.into_message().map(Box::new),
+                    returned: message.into_returned(),
                     outcome: Outcome::NotStored,
                 };
                 slot.inbox.fail(reply, error);

@@ -262,7 +262,7 @@ pub fn chosen_queue_and_selectors(cluster: &Cluster) {
             Message::new(&topic, "bad"),
             SendOptions::new().target(target),
         ) {
-            Err(Error::InvalidTarget { reason }) => assert!(reason.contains(why), "{reason}"),
+            Err(Error::InvalidTarget { reason, .. }) => assert!(reason.contains(why), "{reason}"),
             other => panic!(
                 "{}: expected InvalidTarget ({why}), got {other:?}",
                 cluster.server
@@ -715,7 +715,7 @@ pub fn hooks(cluster: &Cluster) {
         "route lookup + 5 sends"
     );
     match producer.send(Message::new(&topic, "no").with_tags("forbidden")) {
-        Err(Error::Forbidden { reason }) => assert!(reason.contains("forbidden")),
+        Err(Error::Forbidden { reason, .. }) => assert!(reason.contains("forbidden")),
         other => panic!("expected Forbidden, got {other:?}"),
     }
     assert_eq!(

@@ -45,12 +45,14 @@ pub(crate) fn failure_to_error(peer: &str, failure: ConnFailure) -> Error {
     };
     if failure.protocol {
         Error::Protocol {
+            returned: crate::error::Returned::NOTHING,
             peer: peer.to_owned(),
             reason: failure.reason,
             outcome,
         }
     } else {
         Error::Connection {
+            returned: crate::error::Returned::NOTHING,
             peer: peer.to_owned(),
             reason: failure.reason,
             outcome,

@@ -29,6 +29,7 @@ impl Connection {
         deadline: Instant,
     ) -> Result<Rc<Connection>, Error> {
         let fail = |reason: String| Error::Connection {
+            returned: crate::error::Returned::NOTHING,
             peer: peer.to_owned(),
             reason,
             outcome: Outcome::NotStored,

@@ -70,6 +70,7 @@ impl Core {
             }
         }
         Err(Error::NameServerUnavailable {
+            returned: crate::error::Returned::NOTHING,
             addrs: addrs.join(";"),
             reason: last_error
                 .map(|e| e.to_string())
@@ -135,6 +136,7 @@ impl Core {
                 move || async move { this.fetch_route(&key).await },
             );
         let fail = |reason: &str| Error::NoRoute {
+            returned: crate::error::Returned::NOTHING,
             topic: topic.to_owned(),
             reason: reason.to_owned(),
             outcome: Outcome::NotStored,
@@ -179,6 +181,7 @@ impl Core {
     async fn fetch_route(self: &Rc<Self>, topic: &str) -> Result<Arc<TopicRoute>, Error> {
         let deadline = deadline_after(Instant::now(), self.config().send_timeout);
         let no_route = |reason: String| Error::NoRoute {
+            returned: crate::error::Returned::NOTHING,
             topic: topic.to_owned(),
             reason,
             outcome: Outcome::NotStored,

@@ -101,12 +101,14 @@ async fn run_core(index: usize, cpu: usize, shared: Arc<Shared>, inbox: Arc<Inbo
                 {
                     Ok(permit) => permit,
                     Err(error) => {
-                        if matches!(error, Error::ShutDown { .. }) {
-                            core.stats
+                        match error {
+                            Error::ShutDown { .. } => core
+                                .stats
                                 .refused_at_shutdown
-                                .set(core.stats.refused_at_shutdown.get() + 1);
+                                .set(core.stats.refused_at_shutdown.get() + 1),
+                            _ => core.stats.refused.set(core.stats.refused.get() + 1),
                         }
-                        inbox.fail(reply, error);
+                        inbox.fail(reply, error.with_returned(message.into_returned()));
                         continue;
                     }
                 };
@@ -235,8 +237,9 @@ fn shutdown_deadline(core: &Core) -> Option<Instant> {
         .unwrap_or_else(|e| *e.into_inner())
 }
 
-/// Waits for an in-flight permit until the message's deadline, or until a shutdown deadline
-/// passes (then the message fails with `ShutDown`, definitely not stored).
+/// Waits for an in-flight permit until the message's deadline (then `QueueFull`, as on the
+/// core-local path), or until a shutdown deadline passes (then `ShutDown`); either way the
+/// message is definitely not stored.
 async fn wait_for_permit(
     core: &Rc<Core>,
     inbox: &Inbox,
@@ -253,12 +256,9 @@ async fn wait_for_permit(
         }
         let now = Instant::now();
         if now >= deadline {
-            return Err(Error::Timeout {
-                elapsed: Duration::ZERO,
-                budget: Duration::ZERO,
-                attempts: 0,
-                outcome: Outcome::NotStored,
-                last_error: Some(Box::new(Error::QueueFull { message: None })),
+            // The same error as the core-local path's: no room within the message's budget.
+            return Err(Error::QueueFull {
+                returned: crate::error::Returned::NOTHING,
             });
         }
         // Wake at the earlier of the deadline and a short recheck (a shutdown may start meanwhile).

@@ -357,10 +357,11 @@ impl Pump {
             };
             match self.local.send_reported(message, token) {
                 Ok(()) => self.outstanding.set(self.outstanding.get() + 1),
-                Err(Error::QueueFull {
-                    message: Some(message),
-                }) if self.outstanding.get() > 0 => {
-                    *self.refused.borrow_mut() = Some((*message, token));
+                Err(e @ Error::QueueFull { .. })
+                    if self.outstanding.get() > 0 && e.returned().message().is_some() =>
+                {
+                    let message = e.into_message().expect("checked in the guard");
+                    *self.refused.borrow_mut() = Some((message, token));
                     break;
                 }
                 Err(e) => {
