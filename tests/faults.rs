@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::fake_broker::{Action, FakeBroker};
-use common::rss_bytes;
+use common::{rss_bytes, CoreTotals};
 use rocketmq_tpc::ResponseCode;
 use rocketmq_tpc::{Error, Message, Outcome, Producer, QueueFullPolicy, SendStatus};
 
@@ -137,7 +137,7 @@ fn frames_still_queued_at_the_deadline_time_out_with_unknown_outcome() {
     // Generous: this checks "no hang" (a 700 ms budget), not speed.
     assert!(took < Duration::from_secs(5), "the outcomes took {took:?}");
     let stats = p.stats().unwrap();
-    let written: u64 = stats.cores.iter().map(|c| c.bytes_written).sum();
+    let written = stats.bytes_written();
     assert!(
         written < 32 << 20,
         "only {written} bytes of 32 MiB reached the socket: the scenario needs queued frames"

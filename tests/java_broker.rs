@@ -297,7 +297,7 @@ fn acl_signed_sends_are_stored_and_refusals_are_typed_on_the_java_broker() {
         other => panic!("a topic without PUB permission: expected AccessDenied, got {other:?}"),
     }
     let stats = wrong.stats().unwrap();
-    assert_eq!(stats.cores[0].retries, 0, "AccessDenied is never retried");
+    assert_eq!(stats.retries(), 0, "AccessDenied is never retried");
 }
 
 /// A throw-away PKI made with openssl: a test CA and certificates it signs.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::fake_broker::{Action, FakeBroker};
-use common::{rss_bytes, within};
+use common::{rss_bytes, within, CoreTotals};
 use rocketmq_tpc::{Message, Producer, ProducerConfig, Resolver};
 
 fn config_for(namesrv: &str, send_timeout: Duration, attempt: Duration) -> ProducerConfig {
@@ -289,7 +289,7 @@ fn write_buffers_stay_bounded_when_the_peer_stops_reading() {
         if last_sample.elapsed() > Duration::from_millis(100) {
             last_sample = Instant::now();
             let stats = producer.stats().unwrap();
-            max_queued = max_queued.max(stats.cores.iter().map(|c| c.queued_write_bytes).sum());
+            max_queued = max_queued.max(stats.queued_write_bytes());
         }
     }
     let rss_growth = rss_bytes().saturating_sub(rss_before);

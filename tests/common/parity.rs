@@ -1030,7 +1030,7 @@ pub fn acl_signed_and_refused(cluster: &Cluster, good: rocketmq_tpc::AclCredenti
         "refused at once"
     );
     assert_eq!(
-        wrong.stats().unwrap().cores[0].retries,
+        wrong.stats().unwrap().retries(),
         0,
         "AccessDenied is never retried"
     );
