@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use common::java_servers::java_rocketmq;
 use common::parity::Cluster;
-use common::read_back::{assert_same, stored_when_visible, Layout};
+use common::read_back::{assert_stored_as_sent, Layout};
 use common::{parity, topic, varied_messages};
 use rocketmq_tpc::{Message, Producer, SendStatus, ShortString};
 
@@ -38,47 +38,12 @@ fn producer(namesrv: &str) -> Producer {
     builder.build().expect("producer starts")
 }
 
-/// Every sent message is stored on the Java broker exactly once and equals what was sent.
-fn assert_all_stored(
-    namesrv: &str,
-    brokers: &[String],
-    topic: &str,
-    sent: &[(Message, ShortString)],
-) {
-    let expected: Vec<&str> = sent.iter().map(|(_, key)| key.as_str()).collect();
-    let stored = stored_when_visible(&Layout::of(namesrv, brokers, topic), topic, &expected);
-    let missing: Vec<&str> = expected
-        .iter()
-        .copied()
-        .filter(|k| !stored.contains_key(*k))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{} of {} acked messages not readable from {brokers:?} after 15 s (UNIQ_KEYs): {missing:?}",
-        missing.len(),
-        sent.len()
-    );
-    let unexpected: Vec<&String> = stored
-        .keys()
-        .filter(|k| !expected.contains(&k.as_str()))
-        .collect();
-    assert!(
-        unexpected.is_empty(),
-        "stored in {topic} but never sent: {unexpected:?}"
-    );
-    for (message, key) in sent {
-        let copies = &stored[key.as_str()];
-        assert_eq!(copies.len(), 1, "{key} stored {} times", copies.len());
-        assert_same(message, key, &copies[0]);
-    }
-}
-
 #[test]
 fn sync_sends_are_stored_as_sent_on_the_java_broker() {
     let servers = java_rocketmq();
     let topic = topic("sync");
     let producer = producer(&servers.namesrv);
-    let sent: Vec<(Message, ShortString)> = varied_messages(&topic, 20, 300)
+    let sent: Vec<(Message, Option<ShortString>)> = varied_messages(&topic, 20, 300)
         .into_iter()
         .map(|m| {
             let r = producer
@@ -86,10 +51,11 @@ fn sync_sends_are_stored_as_sent_on_the_java_broker() {
                 .unwrap_or_else(|e| panic!("send to the Java broker: {e}"));
             assert_eq!(r.status, SendStatus::SendOk);
             assert_eq!(&*r.queue.topic, m.topic);
-            (m, r.msg_id)
+            (m, Some(r.msg_id))
         })
         .collect();
-    assert_all_stored(&servers.namesrv, &servers.brokers, &topic, &sent);
+    let layout = Layout::of(&servers.namesrv, &servers.brokers, &topic);
+    assert_stored_as_sent("sync sends to the Java broker", &layout, &topic, &sent);
 }
 
 /// The Java servers as a parity cluster.

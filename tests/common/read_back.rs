@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rocketmq_tpc::protocol::stored_message::{self, StoredMessage};
 use rocketmq_tpc::protocol::{LanguageCode, RemotingCommand};
-use rocketmq_tpc::Message;
+use rocketmq_tpc::{Message, ShortString};
 
 /// A blocking RemotingCommand client for test read-back.
 pub struct Remote {
@@ -226,30 +226,42 @@ impl Layout {
     }
 }
 
-/// How long [`stored_when_visible`] waits at most.
+/// How long [`stored_when`] waits at most.
 pub const VISIBLE_WITHIN: Duration = Duration::from_secs(15);
 
 /// Every message stored in `topic` over `layout`, keyed by UNIQ_KEY, once every key in
 /// `expected` is visible and the number of stored messages has not changed over two reads
 /// 500 ms apart; or what is stored after [`VISIBLE_WITHIN`].
-///
-/// A broker acks a message once it is in the commit log; its consume queue (what GET_MAX_OFFSET
-/// and PULL_MESSAGE read) is built asynchronously a moment later, so a read straight after the
-/// ack can miss the newest messages, and an attempt the producer gave up on may still be stored
-/// later (a late duplicate, a failed-but-stored message). Waiting hides no loss: a key that
-/// never shows up still fails the caller's check after the deadline.
 pub fn stored_when_visible(
     layout: &Layout,
     topic: &str,
     expected: &[&str],
+) -> BTreeMap<String, Vec<StoredMessage>> {
+    stored_when(layout, topic, |stored| {
+        expected.iter().all(|k| stored.contains_key(*k))
+    })
+}
+
+/// Every message stored in `topic` over `layout`, keyed by UNIQ_KEY, once `visible` says what
+/// is stored is complete and the number of stored messages has not changed over two reads
+/// 500 ms apart; or what is stored after [`VISIBLE_WITHIN`].
+///
+/// A broker acks a message once it is in the commit log; its consume queue (what GET_MAX_OFFSET
+/// and PULL_MESSAGE read) is built asynchronously a moment later, so a read straight after the
+/// ack can miss the newest messages, and an attempt the producer gave up on may still be stored
+/// later (a late duplicate, a failed-but-stored message). Waiting hides no loss: a message that
+/// never shows up still fails the caller's check after the deadline.
+pub fn stored_when(
+    layout: &Layout,
+    topic: &str,
+    visible: impl Fn(&BTreeMap<String, Vec<StoredMessage>>) -> bool,
 ) -> BTreeMap<String, Vec<StoredMessage>> {
     let deadline = std::time::Instant::now() + VISIBLE_WITHIN;
     let mut previous: Option<usize> = None;
     loop {
         let stored = layout.stored_now(topic);
         let count: usize = stored.values().map(Vec::len).sum();
-        let visible = expected.iter().all(|k| stored.contains_key(*k));
-        if (visible && previous == Some(count)) || std::time::Instant::now() > deadline {
+        if (visible(&stored) && previous == Some(count)) || std::time::Instant::now() > deadline {
             return stored;
         }
         previous = Some(count);
@@ -257,14 +269,137 @@ pub fn stored_when_visible(
     }
 }
 
+/// Checks that every message of `sent` is stored in `topic` exactly once and equal to what was
+/// sent, and that nothing else is stored there; returns each message's stored copy, in order.
+///
+/// A message with a UNIQ_KEY (from its send result) is found by it; one without (a oneway send has
+/// no result) by its body, so the bodies of those must be distinct. Read-back waits until every
+/// message is visible ([`stored_when`]). On failure the panic names `what`, the brokers read, and
+/// every message that is missing, stored more than once, stored differently, or shares its key
+/// with another, and every stored message that was never sent.
+pub fn assert_stored_as_sent(
+    what: &str,
+    layout: &Layout,
+    topic: &str,
+    sent: &[(Message, Option<ShortString>)],
+) -> Vec<StoredMessage> {
+    let mut problems = Vec::new();
+    let mut by_key: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut by_body: BTreeMap<&[u8], usize> = BTreeMap::new();
+    for (i, (m, key)) in sent.iter().enumerate() {
+        let first = match key {
+            Some(key) => by_key.insert(key.as_str(), i),
+            None => by_body.insert(&m.body[..], i),
+        };
+        if let Some(first) = first {
+            problems.push(match key {
+                Some(key) => format!("messages {first} and {i} got one UNIQ_KEY {key}"),
+                None => format!("messages {first} and {i} (no UNIQ_KEY) share one body"),
+            });
+        }
+    }
+    let copies_of = |stored: &BTreeMap<String, Vec<StoredMessage>>| {
+        let mut copies: Vec<Vec<StoredMessage>> = vec![Vec::new(); sent.len()];
+        let mut strangers = Vec::new();
+        for (key, messages) in stored {
+            for m in messages {
+                let found = by_key
+                    .get(key.as_str())
+                    .or_else(|| by_body.get(&m.body[..]));
+                match found {
+                    Some(&i) => copies[i].push(m.clone()),
+                    None => strangers.push(key.clone()),
+                }
+            }
+        }
+        (copies, strangers)
+    };
+    let stored = stored_when(layout, topic, |stored| {
+        copies_of(stored).0.iter().all(|c| !c.is_empty())
+    });
+    let (copies, strangers) = copies_of(&stored);
+    let mut missing = Vec::new();
+    for (i, ((m, key), copies)) in sent.iter().zip(&copies).enumerate() {
+        let name = match key {
+            Some(key) => format!("message {i} ({key})"),
+            None => format!("message {i} (found by body)"),
+        };
+        match copies.len() {
+            0 => missing.push(i),
+            1 => {
+                let stored = &copies[0];
+                let key = stored.properties.get("UNIQ_KEY").map_or("", String::as_str);
+                for difference in differences(m, key, stored) {
+                    problems.push(format!("{name}: {difference}"));
+                }
+            }
+            n => problems.push(format!("{name}: stored {n} times")),
+        }
+    }
+    if !missing.is_empty() {
+        problems.insert(
+            0,
+            format!(
+                "{} of {} messages not stored after {VISIBLE_WITHIN:?}: messages {:?}",
+                missing.len(),
+                sent.len(),
+                &missing[..missing.len().min(20)]
+            ),
+        );
+    }
+    if !strangers.is_empty() {
+        problems.push(format!(
+            "stored but never sent: {} (UNIQ_KEYs {:?})",
+            strangers.len(),
+            &strangers[..strangers.len().min(20)]
+        ));
+    }
+    assert!(
+        problems.is_empty(),
+        "{what}: {} sent to {topic}, read back from {:?}:\n  {}",
+        sent.len(),
+        layout.queues.keys().collect::<Vec<_>>(),
+        problems[..problems.len().min(20)].join("\n  ")
+    );
+    copies.into_iter().map(|mut c| c.remove(0)).collect()
+}
+
 /// Broker-added keys that read-back ignores (decisions.md).
 const BROKER_KEYS: &[&str] = &["CLUSTER", "MSG_REGION", "TRACE_ON", "WAIT"];
 
 /// Asserts that `stored` is `sent` (topic, body, tags, keys, user properties, UNIQ_KEY, flag).
 pub fn assert_same(sent: &Message, uniq_key: &str, stored: &StoredMessage) {
-    assert_eq!(stored.topic, sent.topic);
-    assert_eq!(stored.body, sent.body, "body of {uniq_key}");
-    assert_eq!(stored.flag, sent.flag);
+    let differences = differences(sent, uniq_key, stored);
+    assert!(
+        differences.is_empty(),
+        "{uniq_key} is stored differently from what was sent: {}",
+        differences.join("; ")
+    );
+}
+
+/// How `stored` differs from `sent` (topic, body, tags, keys, user properties, UNIQ_KEY, flag),
+/// one line per field; empty when it is stored as sent.
+pub fn differences(sent: &Message, uniq_key: &str, stored: &StoredMessage) -> Vec<String> {
+    let mut out = Vec::new();
+    if stored.topic != sent.topic {
+        out.push(format!("topic {:?}, sent {:?}", stored.topic, sent.topic));
+    }
+    if stored.body != sent.body {
+        let at = stored
+            .body
+            .iter()
+            .zip(sent.body.iter())
+            .position(|(a, b)| a != b)
+            .unwrap_or(stored.body.len().min(sent.body.len()));
+        out.push(format!(
+            "body of {} bytes, sent {} bytes, first difference at byte {at}",
+            stored.body.len(),
+            sent.body.len()
+        ));
+    }
+    if stored.flag != sent.flag {
+        out.push(format!("flag {}, sent {}", stored.flag, sent.flag));
+    }
     let mut want: BTreeMap<String, String> = sent.properties.iter().cloned().collect();
     if let Some(t) = &sent.tags {
         want.insert("TAGS".into(), t.clone());
@@ -279,5 +414,8 @@ pub fn assert_same(sent: &Message, uniq_key: &str, stored: &StoredMessage) {
         .filter(|(k, _)| !BROKER_KEYS.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    assert_eq!(got, want, "properties of {uniq_key}");
+    if got != want {
+        out.push(format!("properties {got:?}, sent {want:?}"));
+    }
+    out
 }
