@@ -81,6 +81,21 @@ impl ProducerStats {
         self.cores.iter().map(|c| c.started).sum()
     }
 
+    /// Sum of `frames_written` over all cores.
+    pub fn frames_written(&self) -> u64 {
+        self.cores.iter().map(|c| c.frames_written).sum()
+    }
+
+    /// Sum of `bytes_written` over all cores.
+    pub fn bytes_written(&self) -> u64 {
+        self.cores.iter().map(|c| c.bytes_written).sum()
+    }
+
+    /// Sum of `queued_write_bytes` over all cores.
+    pub fn queued_write_bytes(&self) -> u64 {
+        self.cores.iter().map(|c| c.queued_write_bytes).sum()
+    }
+
     /// Sum of `in_flight` over all cores.
     pub fn in_flight(&self) -> u64 {
         self.cores.iter().map(|c| c.in_flight).sum()

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::fake_broker::{Action, FakeBroker};
-use common::{rss_bytes, CoreTotals};
+use common::rss_bytes;
 use rocketmq_tpc::ResponseCode;
 use rocketmq_tpc::{Error, Message, Outcome, Producer, QueueFullPolicy, SendStatus};
 

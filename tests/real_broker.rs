@@ -12,7 +12,7 @@ use std::sync::{mpsc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use common::read_back::{assert_stored_as_sent, Layout};
-use common::{varied_messages, CoreTotals};
+use common::varied_messages;
 use rocketmq_tpc::protocol::compression::sys_flag::COMPRESSED;
 use rocketmq_tpc::protocol::stored_message::StoredMessage;
 use rocketmq_tpc::{

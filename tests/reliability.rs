@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::fake_broker::{Action, FakeBroker};
-use common::{rss_bytes, within, CoreTotals};
+use common::{rss_bytes, within};
 use rocketmq_tpc::{Message, Producer, ProducerConfig, Resolver};
 
 fn config_for(namesrv: &str, send_timeout: Duration, attempt: Duration) -> ProducerConfig {

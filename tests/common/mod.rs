@@ -346,32 +346,6 @@ pub fn retries(producer: &Producer) -> u64 {
     producer.stats().unwrap().retries()
 }
 
-/// Sums over every core of the per-core counters that [`rocketmq_tpc::ProducerStats`] has no
-/// accessor for (it has `retries()`, `failed()`, `acked()`, … for the others). Should the library
-/// add one of these, its inherent method wins and this one goes unused.
-pub trait CoreTotals {
-    /// Sum of `frames_written` over all cores.
-    fn frames_written(&self) -> u64;
-    /// Sum of `bytes_written` over all cores.
-    fn bytes_written(&self) -> u64;
-    /// Sum of `queued_write_bytes` over all cores.
-    fn queued_write_bytes(&self) -> u64;
-}
-
-impl CoreTotals for rocketmq_tpc::ProducerStats {
-    fn frames_written(&self) -> u64 {
-        self.cores.iter().map(|c| c.frames_written).sum()
-    }
-
-    fn bytes_written(&self) -> u64 {
-        self.cores.iter().map(|c| c.bytes_written).sum()
-    }
-
-    fn queued_write_bytes(&self) -> u64 {
-        self.cores.iter().map(|c| c.queued_write_bytes).sum()
-    }
-}
-
 /// [`wait_all`] for sends of messages: each labelled by its body (as text) when missing;
 /// returns every message with its outcome, in order.
 pub fn wait_all_sent(

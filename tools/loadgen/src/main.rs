@@ -568,10 +568,7 @@ impl Report {
         if let Some(s) = &stats {
             put("frames_per_write", round(s.frames_per_write(), 2).into());
             // What went on the wire (after compression), for comparing `--body` kinds.
-            put(
-                "wire_bytes",
-                s.cores.iter().map(|c| c.bytes_written).sum::<u64>().into(),
-            );
+            put("wire_bytes", s.bytes_written().into());
             put("retries", s.retries().into());
         }
         if let Some(r) = args.rate {
