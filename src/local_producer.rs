@@ -141,6 +141,21 @@ impl LocalProducer {
     /// # Ok(()) }
     /// ```
     pub fn send_reported(&self, message: Message, token: u64) -> Result<(), Error> {
+        self.send_reported_with(message, token, SendOptions::default())
+    }
+
+    /// [`LocalProducer::send_reported`] with per-call options (timeout, target queue or
+    /// selector, sharding key), as every other send mode takes them.
+    ///
+    /// # Errors
+    ///
+    /// As [`LocalProducer::send_reported`].
+    pub fn send_reported_with(
+        &self,
+        message: Message,
+        token: u64,
+        options: SendOptions,
+    ) -> Result<(), Error> {
         let core = &self.core;
         let Some(handler) = core.delivery.borrow().clone() else {
             return Err(Error::InvalidConfig {
@@ -155,9 +170,10 @@ impl LocalProducer {
         }
         let config = &core.shared.config;
         let started = core.records.now();
-        let deadline = deadline_after(started, config.send_timeout);
+        let deadline = deadline_after(started, options.timeout.unwrap_or(config.send_timeout));
         let born = core.records.unix_millis();
-        let prepared = prepare_at(message, config, None, born)?;
+        let extras = SendExtras::from_options(&options);
+        let prepared = prepare_at(message, config, extras, born)?;
         let Some(permit) = core.try_permit(prepared.body.len() + prepared.properties.len()) else {
             core.stats.refused.set(core.stats.refused.get() + 1);
             return Err(Error::QueueFull {
@@ -249,7 +265,7 @@ impl LocalProducer {
         message: Message,
         options: SendOptions,
     ) -> impl Future<Output = Result<(), Error>> + 'static {
-        self.single(message, SendMode::Oneway, &options, |_| ())
+        self.single(message, SendMode::Oneway, &options, Reply::into_written)
     }
 
     /// Waits until every send this core took in before the call has its outcome (sends made
@@ -321,7 +337,7 @@ impl LocalProducer {
         message: Message,
         mode: SendMode,
         options: &SendOptions,
-        finish: fn(Reply) -> T,
+        finish: fn(Reply) -> Result<T, Error>,
     ) -> impl Future<Output = Result<T, Error>> + 'static {
         let timeout = options
             .timeout

@@ -199,7 +199,7 @@ impl Producer {
 
     /// [`Producer::send_oneway`] with per-call options (a target queue, a sharding key).
     pub fn send_oneway_with(&self, message: Message, options: SendOptions) -> SendFuture<()> {
-        self.submit(message, SendMode::Oneway, &options, |_| ())
+        self.submit(message, SendMode::Oneway, &options, Reply::into_written)
     }
 
     /// Sends `message` and reports its outcome to the delivery handler set with
@@ -217,6 +217,21 @@ impl Producer {
     /// [`Error::InvalidMessage`], [`Error::QueueFull`], [`Error::ShutDown`] (the last two hand
     /// the message back).
     pub fn send_reported(&self, message: Message, token: u64) -> Result<(), Error> {
+        self.send_reported_with(message, token, SendOptions::default())
+    }
+
+    /// [`Producer::send_reported`] with per-call options (timeout, target queue or selector,
+    /// sharding key), as every other send mode takes them.
+    ///
+    /// # Errors
+    ///
+    /// As [`Producer::send_reported`].
+    pub fn send_reported_with(
+        &self,
+        message: Message,
+        token: u64,
+        options: SendOptions,
+    ) -> Result<(), Error> {
         let shared = &self.inner.shared;
         if shared.delivery.is_none() {
             return Err(Error::InvalidConfig {
@@ -224,12 +239,16 @@ impl Producer {
                     .into(),
             });
         }
-        let deadline = deadline_after(Instant::now(), shared.config.send_timeout);
-        let slot = &self.inner.cores[self.pick_core(&SendOptions::default())];
+        let deadline = deadline_after(
+            Instant::now(),
+            options.timeout.unwrap_or(shared.config.send_timeout),
+        );
+        let slot = &self.inner.cores[self.pick_core(&options)];
         if !enter_open(shared, slot) {
             return Err(shut_down_refusal(Returned::one(message)));
         }
-        let prepared = match prepare(message, &shared.config, None) {
+        let extras = SendExtras::from_options(&options);
+        let prepared = match prepare(message, &shared.config, extras) {
             Ok(p) => Outgoing::One(p),
             Err(refused) => {
                 slot.inbox.leave();
@@ -318,7 +337,7 @@ impl Producer {
         message: Message,
         mode: SendMode,
         options: &SendOptions,
-        map: fn(Reply) -> T,
+        map: fn(Reply) -> Result<T, Error>,
     ) -> SendFuture<T> {
         let extras = SendExtras::from_options(options);
         self.submit_with_extras(message, mode, options, extras, map)
@@ -331,7 +350,7 @@ impl Producer {
         mode: SendMode,
         options: &SendOptions,
         extras: Option<Box<SendExtras>>,
-        map: fn(Reply) -> T,
+        map: fn(Reply) -> Result<T, Error>,
     ) -> SendFuture<T> {
         let shared = &self.inner.shared;
         let deadline = deadline_after(
@@ -359,7 +378,7 @@ impl Producer {
         prepared: Outgoing,
         mode: SendMode,
         deadline: Instant,
-        map: fn(Reply) -> T,
+        map: fn(Reply) -> Result<T, Error>,
     ) -> SendFuture<T> {
         let shared = &self.inner.shared;
         let (reply_tx, reply_rx) = oneshot::channel();

@@ -84,11 +84,11 @@ enum State {
 #[must_use = "a SendFuture reports the outcome only when awaited or waited on"]
 pub struct SendFuture<T> {
     state: State,
-    map: fn(Reply) -> T,
+    map: fn(Reply) -> Result<T, Error>,
 }
 
 impl<T> SendFuture<T> {
-    pub(crate) fn failed(error: Error, map: fn(Reply) -> T) -> Self {
+    pub(crate) fn failed(error: Error, map: fn(Reply) -> Result<T, Error>) -> Self {
         SendFuture {
             state: State::Failed(Some(error)),
             map,
@@ -102,7 +102,7 @@ impl<T> SendFuture<T> {
         deadline: Instant,
         policy: QueueFullPolicy,
         reply: oneshot::Receiver<SendReply>,
-        map: fn(Reply) -> T,
+        map: fn(Reply) -> Result<T, Error>,
     ) -> Self {
         SendFuture {
             state: State::Queueing {
@@ -200,7 +200,7 @@ impl<T> Future for SendFuture<T> {
                         Poll::Ready(answer) => {
                             self.state = State::Done;
                             Poll::Ready(match answer {
-                                Ok(result) => result.map(map),
+                                Ok(result) => result.and_then(map),
                                 Err(oneshot::Canceled) => Err(Error::CoreStopped {
                                     returned: crate::error::Returned::NOTHING,
                                     reason: "the core dropped the message without an outcome"
@@ -264,7 +264,7 @@ impl<T> SendFuture<T> {
     pub(crate) fn queueing_done(
         reply: oneshot::Receiver<SendReply>,
         deadline: Instant,
-        map: fn(Reply) -> T,
+        map: fn(Reply) -> Result<T, Error>,
     ) -> Self {
         SendFuture {
             state: State::Waiting(reply, deadline),

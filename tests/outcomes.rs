@@ -538,3 +538,70 @@ fn every_failure_after_hand_over_hands_the_message_back() {
         "one request per single send, one per batch"
     );
 }
+
+/// `send_reported_with` takes the options every other send mode takes: a target queue from an
+/// application thread and from a core, and a timeout that bounds the send.
+#[test]
+fn reported_sends_take_send_options() {
+    let fake = FakeBroker::start(|i| match i {
+        2 => Action::Ignore,
+        _ => Action::Reply(0),
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let mut config = config_for(&fake.addr, Duration::from_secs(3), Duration::from_secs(3));
+    config.cores = rocketmq_tpc::CoreSelection::Count(1);
+    let p = Arc::new(
+        Producer::builder()
+            .config(config)
+            .on_delivery(move |token, result| {
+                let _ = tx.lock().unwrap().send((token, result));
+            })
+            .build()
+            .unwrap(),
+    );
+    let queues = p.fetch_publish_queues("T").expect("the fake's route");
+    let third = queues[2].clone();
+    let to_third = || SendOptions::new().target(rocketmq_tpc::SendTarget::Queue(third.clone()));
+    // One send at a time, so the fake's i-th answer goes to the i-th send.
+    let next = |what: &str| {
+        rx.recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("no outcome for {what}"))
+    };
+    p.send_reported_with(Message::new("T", "app thread"), 1, to_third())
+        .expect("handed over");
+    let mut outcomes = std::collections::BTreeMap::new();
+    let (token, result) = next("the app thread's send");
+    outcomes.insert(token, (result, Duration::ZERO));
+    let local_options = to_third();
+    p.run_on_core(0, move |local| async move {
+        local.send_reported_with(Message::new("T", "on the core"), 2, local_options)
+    })
+    .unwrap()
+    .wait()
+    .unwrap()
+    .expect("handed over on the core");
+    let (token, result) = next("the core's send");
+    outcomes.insert(token, (result, Duration::ZERO));
+    // The third send is never answered: its 300 ms timeout, not the 3 s default, ends it.
+    let sent = Instant::now();
+    p.send_reported_with(
+        Message::new("T", "short budget"),
+        3,
+        SendOptions::new().timeout(Duration::from_millis(300)),
+    )
+    .expect("handed over");
+    let (token, result) = next("the send with a short budget");
+    outcomes.insert(token, (result, sent.elapsed()));
+    for token in [1, 2] {
+        let result = outcomes[&token].0.as_ref().expect("stored");
+        assert_eq!(result.queue.queue_id, third.queue_id, "token {token}");
+    }
+    let (timed_out, after) = &outcomes[&3];
+    let e = timed_out.as_ref().expect_err("never answered");
+    assert_eq!(e.kind(), rocketmq_tpc::ErrorKind::Timeout, "{e}");
+    assert!(
+        *after < Duration::from_secs(2),
+        "the option's budget: {after:?}"
+    );
+}

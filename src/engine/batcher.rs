@@ -103,6 +103,26 @@ impl Batcher {
 ///
 /// glommio's `spawn_local` polls a new task before returning, so nothing is spawned while the
 /// open batches are borrowed (a linger task that finds its time already up would take them).
+/// The one decision, for sends from application threads and from the core alike, whether a send
+/// joins an automatic batch: a single message (not oneway, no delay or chosen queue) on a core
+/// whose batcher is on. Hands the message and the batcher out, or the request back.
+#[inline]
+#[allow(clippy::result_large_err)] // moved, not copied: the request goes on by value either way
+pub(crate) fn for_batcher(
+    core: &Core,
+    outgoing: Outgoing,
+    mode: SendMode,
+) -> Result<(PreparedMessage, &Batcher), Outgoing> {
+    match (outgoing, core.batcher.as_ref()) {
+        (Outgoing::One(message), Some(batcher))
+            if mode != SendMode::Oneway && message.batchable() =>
+        {
+            Ok((message, batcher))
+        }
+        (outgoing, _) => Err(outgoing),
+    }
+}
+
 pub(crate) fn add(core: &Rc<Core>, batcher: &Batcher, item: BatchItem) {
     let size = item.message.body.len() + item.message.properties.len() + RECORD_OVERHEAD;
     let kind = BatchKind {

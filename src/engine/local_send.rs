@@ -81,10 +81,8 @@ fn with_permit(
     mode: SendMode,
     deadline: Instant,
 ) -> Step {
-    match (outgoing, core.batcher.as_ref()) {
-        (Outgoing::One(message), Some(batcher))
-            if mode != SendMode::Oneway && message.batchable() =>
-        {
+    match crate::engine::batcher::for_batcher(core, outgoing, mode) {
+        Ok((message, batcher)) => {
             let (reply, answer) = reply_pair(&core.reply_slots);
             let item = crate::engine::batcher::BatchItem {
                 message,
@@ -96,10 +94,19 @@ fn with_permit(
             crate::engine::batcher::add(core, batcher, item);
             Step::Batched(answer)
         }
-        (outgoing, _) => {
+        Err(outgoing) => {
             let ticket = outgoing.keeps_order().then(|| core.order_gate.ticket());
             Step::Send(outgoing, permit, ticket)
         }
+    }
+}
+
+/// A record started without opening its caller's reply slot: a bug, reported as a typed error.
+#[cold]
+fn no_reply_slot() -> Error {
+    Error::CoreStopped {
+        returned: crate::error::Returned::NOTHING,
+        reason: "a started send record has no reply slot (a bug in the engine)".into(),
     }
 }
 
@@ -109,11 +116,11 @@ pub(crate) async fn drive<T>(
     mut step: Step,
     mode: SendMode,
     (mut started, deadline): (Instant, Instant),
-    finish: fn(Reply) -> T,
+    finish: fn(Reply) -> Result<T, Error>,
 ) -> Result<T, Error> {
     loop {
         step = match step {
-            Step::Done(result) => return result.map(finish),
+            Step::Done(result) => return result.and_then(finish),
             Step::Send(outgoing, permit, None) => {
                 let mut answer = None;
                 let open_slot = || {
@@ -123,16 +130,17 @@ pub(crate) async fn drive<T>(
                 };
                 let times = (started, deadline);
                 match try_start(&core, outgoing, mode, times, permit, open_slot) {
+                    // A started record opened its reply slot.
                     Ok(()) => match answer {
-                        Some(answer) => return answer.await.map(finish),
-                        None => unreachable!("a started record opened its reply slot"),
+                        Some(answer) => return answer.await.and_then(finish),
+                        None => return Err(no_reply_slot()),
                     },
                     Err((outgoing, permit, _)) => {
                         // The slow path is rare: boxed, so every send's future stays small.
                         let send = send_message(&core, outgoing, mode, times, None, None);
                         let result = Box::pin(send).await;
                         drop(permit);
-                        return result.map(finish);
+                        return result.and_then(finish);
                     }
                 }
             }
@@ -140,9 +148,9 @@ pub(crate) async fn drive<T>(
                 let send = send_message(&core, outgoing, mode, (started, deadline), ticket, None);
                 let result = Box::pin(send).await;
                 drop(permit);
-                return result.map(finish);
+                return result.and_then(finish);
             }
-            Step::Batched(answer) => return answer.await.map(finish),
+            Step::Batched(answer) => return answer.await.and_then(finish),
             // Rare: boxed, so their futures do not enlarge every send's.
             Step::WaitPermit(outgoing) => {
                 let bytes = outgoing.buffered_bytes();

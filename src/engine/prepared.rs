@@ -505,22 +505,42 @@ pub(crate) enum Reply {
 }
 
 impl Reply {
-    /// The result of a single send.
-    pub(crate) fn into_one(self) -> crate::send_result::SendResult {
+    /// The result of a single send. A reply of another shape (a oneway send's, a batch's of
+    /// several) means the engine paired a request with the wrong caller: a typed error, not a
+    /// panic.
+    pub(crate) fn into_one(self) -> Result<crate::send_result::SendResult, Error> {
         match self {
-            Reply::One(result) => result,
-            Reply::Batch(mut results) if results.len() == 1 => results.remove(0),
-            other => unreachable!("a single send got {other:?}"),
+            Reply::One(result) => Ok(result),
+            Reply::Batch(mut results) if results.len() == 1 => Ok(results.remove(0)),
+            other => Err(mismatch("a single send", &other)),
         }
     }
 
-    /// The results of a batch send, one per message.
-    pub(crate) fn into_batch(self) -> Vec<crate::send_result::SendResult> {
+    /// The results of a batch send, one per message (a batch of one may come back as one).
+    pub(crate) fn into_batch(self) -> Result<Vec<crate::send_result::SendResult>, Error> {
         match self {
-            Reply::Batch(results) => results,
-            Reply::One(result) => vec![result],
-            Reply::Written => unreachable!("a batch send is never oneway"),
+            Reply::Batch(results) => Ok(results),
+            Reply::One(result) => Ok(vec![result]),
+            Reply::Written => Err(mismatch("a batch send", &Reply::Written)),
         }
+    }
+
+    /// A oneway send's outcome: written (any answer will do).
+    pub(crate) fn into_written(self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+fn mismatch(what: &str, got: &Reply) -> Error {
+    let shape = match got {
+        Reply::One(_) => "one result",
+        Reply::Batch(_) => "a batch's results",
+        Reply::Written => "a oneway write",
+    };
+    tracing::error!(what, shape, "a send got a reply of another shape");
+    Error::CoreStopped {
+        returned: Returned::NOTHING,
+        reason: format!("{what} got {shape} (a bug in the engine; the message may be stored)"),
     }
 }
 

@@ -93,14 +93,7 @@ impl ReplyTarget {
                 let _ = tx.send(reply);
             }
             ReplyTarget::Slot(tx) => tx.send(reply),
-            ReplyTarget::Report(delivery) => delivery.deliver(reply.and_then(|r| match r {
-                Reply::One(result) => Ok(result),
-                Reply::Batch(mut results) if results.len() == 1 => Ok(results.remove(0)),
-                other => Err(Error::CoreStopped {
-                    returned: crate::error::Returned::NOTHING,
-                    reason: format!("a reported send got {other:?}"),
-                }),
-            })),
+            ReplyTarget::Report(delivery) => delivery.deliver(reply.and_then(Reply::into_one)),
         }
     }
 }

@@ -30,7 +30,13 @@ impl Core {
         let response = conn.request(code.as_i32(), header, body, false, deadline)?;
         match response.await {
             Ok(Some(reply)) => Ok(reply),
-            Ok(None) => unreachable!("only oneway requests resolve without a reply"),
+            // Only oneway requests resolve without a reply, and this one is not oneway.
+            Ok(None) => Err(Error::Protocol {
+                returned: crate::error::Returned::NOTHING,
+                peer: addr.to_owned(),
+                reason: "the request resolved without a reply".into(),
+                outcome: crate::Outcome::Unknown,
+            }),
             Err(failure) if failure.timed_out => Err(attempt_timeout(started, deadline)),
             Err(failure) => Err(failure_to_error(addr, failure)),
         }

@@ -153,10 +153,8 @@ pub(crate) fn start_send_at(
     permit: InFlightPermit,
     reply: ReplyTarget,
 ) {
-    let (message, permit, reply) = match (message, core.batcher.as_ref()) {
-        (Outgoing::One(message), Some(batcher))
-            if mode != SendMode::Oneway && message.batchable() =>
-        {
+    let (message, permit, reply) = match crate::engine::batcher::for_batcher(core, message, mode) {
+        Ok((message, batcher)) => {
             let item = BatchItem {
                 message,
                 reply,
@@ -167,7 +165,7 @@ pub(crate) fn start_send_at(
             crate::engine::batcher::add(core, batcher, item);
             return;
         }
-        (message, _) => {
+        Err(message) => {
             let times = (started, deadline);
             match crate::engine::records::try_start(core, message, mode, times, permit, move || {
                 reply
