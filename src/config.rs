@@ -63,7 +63,7 @@ pub enum QueueFullPolicy {
     /// Wait for space, within the message's send timeout (default).
     #[default]
     Wait,
-    /// Fail at once with [`Error::QueueFull`], handing the message back.
+    /// Fail at once with [`Error::QueueFull`](crate::Error::QueueFull), handing the message back.
     Fail,
 }
 

@@ -18,6 +18,7 @@ pub(crate) mod order_gate;
 pub(crate) mod prepared;
 pub(crate) mod records;
 pub(crate) mod reply_slots;
+pub(crate) mod reply_target;
 pub(crate) mod resolve;
 pub(crate) mod selector;
 pub(crate) mod send;

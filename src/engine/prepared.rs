@@ -13,7 +13,6 @@ use bytes::Bytes;
 use crate::config::ProducerConfig;
 use crate::error::{Error, Returned};
 use crate::message::Message;
-use crate::protocol::batch;
 use crate::protocol::compression;
 use crate::protocol::message_id::UniqueIdGenerator;
 use crate::protocol::properties::{self, keys, MAX_PROPERTIES_BYTES};
@@ -21,6 +20,12 @@ use crate::protocol::ShortString;
 use crate::target::SendTarget;
 
 use super::arena_text::ArenaText;
+
+mod batches;
+mod reply;
+
+pub(crate) use batches::{join_prepared, prepare_batch, PreparedBatch};
+pub(crate) use reply::Reply;
 
 /// A validated message with its unique id, final properties string and (maybe) compressed body.
 #[derive(Debug, Clone)]
@@ -273,178 +278,6 @@ pub(crate) fn prepare_at(
     })
 }
 
-/// A SEND_BATCH_MESSAGE ready to go: its messages, their ids and the encoded body
-/// (Java `MessageBatch` + `MessageDecoder.encodeMessages`).
-#[derive(Debug, Clone)]
-pub(crate) struct PreparedBatch {
-    /// The topic as sent (with the namespace, when one is configured).
-    pub topic: String,
-    pub uniq_keys: Vec<ShortString>,
-    pub body: Bytes,
-    pub sys_flag: i32,
-    /// Wrapper properties: `WAIT`, like the 4.9.7 client (accepted by 4.9.x and 5.x), plus
-    /// `INSTANCE_ID` under a namespace.
-    pub properties: std::borrow::Cow<'static, str>,
-    /// Target and namespace of the batch, as for single messages.
-    pub extras: Option<Box<SendExtras>>,
-    /// The callers' messages, in order, handed back when the batch fails (bodies shared).
-    pub originals: Vec<Message>,
-}
-
-/// The wrapper properties of a batch (`WAIT` only).
-fn wrapper_properties(wait: bool) -> &'static str {
-    if wait {
-        "WAIT\u{1}true"
-    } else {
-        "WAIT\u{1}false"
-    }
-}
-
-/// Checks the Java batch rules (`MessageBatch.generateFromList`, `DefaultMQProducer.batch`).
-fn check_batch_rules(messages: &[Message], config: &ProducerConfig) -> Result<(), Error> {
-    let invalid = |reason: String| Err(Error::invalid_message(reason));
-    let Some(first) = messages.first() else {
-        return invalid("a batch needs at least one message".into());
-    };
-    for (i, m) in messages.iter().enumerate() {
-        m.validate(config.max_message_size)
-            .map_err(|e| Error::invalid_message(format!("message {i} of the batch: {e}")))?;
-        if m.topic != first.topic {
-            return invalid(format!(
-                "message {i} of the batch is for topic {}, the batch is for {}",
-                m.topic, first.topic
-            ));
-        }
-        if m.delay_level > 0 {
-            return invalid(format!(
-                "message {i} of the batch has a delay level; batches cannot be delayed"
-            ));
-        }
-        if m.wait_store_ok != first.wait_store_ok {
-            return invalid(format!(
-                "message {i} of the batch has another wait-store flag than the first"
-            ));
-        }
-    }
-    if first.topic.starts_with("%RETRY%") {
-        return invalid("batches cannot be sent to a retry topic".into());
-    }
-    Ok(())
-}
-
-/// Prepares an explicit batch: every message gets its own unique id; when the bodies together
-/// reach `compress_over`, every inner body is zlib-compressed and the wrapper says so.
-pub(crate) fn prepare_batch(
-    messages: Vec<Message>,
-    config: &ProducerConfig,
-    extras: Option<Box<SendExtras>>,
-) -> Result<PreparedBatch, Error> {
-    match build_batch(&messages, config, extras) {
-        Ok(mut batch) => {
-            batch.originals = messages;
-            Ok(batch)
-        }
-        Err(e) => Err(e.with_messages(messages)),
-    }
-}
-
-fn build_batch(
-    messages: &[Message],
-    config: &ProducerConfig,
-    extras: Option<Box<SendExtras>>,
-) -> Result<PreparedBatch, Error> {
-    check_batch_rules(messages, config)?;
-    if let Some(SendTarget::Selector(_)) = extras.as_ref().map(|e| &e.target) {
-        return Err(Error::InvalidTarget { returned: crate::error::Returned::NOTHING,
-            reason: "a selector picks a queue per message; give a batch a Queue, ByKey, Random or RoundRobin target".into(),
-        });
-    }
-    let extras = SendExtras::with_namespace(extras, &messages[0].topic, config);
-    if let Some(wire) = extras.as_ref().and_then(|e| e.wire_topic.as_deref()) {
-        crate::message::validate_topic(wire)?;
-    }
-    let total: usize = messages.iter().map(|m| m.body.len()).sum();
-    // Inner bodies are compressed when their mean size reaches `compress_over` (decisions.md):
-    // small bodies one by one cost far more CPU than they save.
-    let compressed = total / messages.len() >= config.compress_over;
-    let mut body = bytes::BytesMut::with_capacity(total + messages.len() * 96);
-    let mut uniq_keys = Vec::with_capacity(messages.len());
-    let mut props = String::with_capacity(128);
-    for m in messages {
-        let uniq_key = next_unique_id(config.client_ip, unix_millis());
-        encode_properties(&mut props, m, &uniq_key, None)?;
-        if compressed {
-            let packed = compress(&m.body, config);
-            batch::encode_record(&mut body, m.flag, &packed, &props);
-        } else {
-            batch::encode_record(&mut body, m.flag, &m.body, &props);
-        }
-        uniq_keys.push(uniq_key);
-    }
-    if body.len() > config.max_message_size {
-        return Err(Error::invalid_message(format!(
-            "the batch encodes to {} bytes, over the {}-byte maximum",
-            body.len(),
-            config.max_message_size
-        )));
-    }
-    let first = &messages[0];
-    let mut properties = std::borrow::Cow::Borrowed(wrapper_properties(first.wait_store_ok));
-    for (name, value) in extras.iter().flat_map(|e| &e.system_properties) {
-        properties::push_property(properties.to_mut(), name, value);
-    }
-    Ok(PreparedBatch {
-        topic: extras
-            .as_ref()
-            .and_then(|e| e.wire_topic.clone())
-            .unwrap_or_else(|| first.topic.clone()),
-        properties,
-        sys_flag: if compressed {
-            config.compress_type.sys_flag()
-        } else {
-            0
-        },
-        body: body.freeze(),
-        uniq_keys,
-        extras,
-        originals: Vec::new(),
-    })
-}
-
-/// Joins already prepared messages (same topic, same compression, same wait flag) into one batch.
-pub(crate) fn join_prepared(messages: Vec<PreparedMessage>) -> PreparedBatch {
-    let size: usize = messages
-        .iter()
-        .map(|m| m.body.len() + m.properties.len() + batch::RECORD_OVERHEAD)
-        .sum();
-    let mut body = bytes::BytesMut::with_capacity(size);
-    let topic = messages
-        .first()
-        .map(|m| m.topic().to_owned())
-        .unwrap_or_default();
-    let mut uniq_keys = Vec::with_capacity(messages.len());
-    let mut originals = Vec::with_capacity(messages.len());
-    let sys_flag = messages.first().map(|m| m.sys_flag).unwrap_or(0);
-    let wait = messages
-        .first()
-        .map(|m| m.original.wait_store_ok)
-        .unwrap_or(true);
-    for m in messages {
-        batch::encode_record(&mut body, m.original.flag, &m.body, &m.properties);
-        uniq_keys.push(m.uniq_key);
-        originals.push(m.original);
-    }
-    PreparedBatch {
-        topic,
-        uniq_keys,
-        body: body.freeze(),
-        sys_flag,
-        properties: std::borrow::Cow::Borrowed(wrapper_properties(wait)),
-        extras: None,
-        originals,
-    }
-}
-
 /// One request's worth of messages.
 #[derive(Debug, Clone)]
 pub(crate) enum Outgoing {
@@ -493,60 +326,11 @@ impl Outgoing {
     }
 }
 
-/// What a send resolves to.
-#[derive(Debug, Clone)]
-pub(crate) enum Reply {
-    /// One message stored.
-    One(crate::send_result::SendResult),
-    /// A batch stored: one result per message, in order.
-    Batch(Vec<crate::send_result::SendResult>),
-    /// A oneway request written to the socket.
-    Written,
-}
-
-impl Reply {
-    /// The result of a single send. A reply of another shape (a oneway send's, a batch's of
-    /// several) means the engine paired a request with the wrong caller: a typed error, not a
-    /// panic.
-    pub(crate) fn into_one(self) -> Result<crate::send_result::SendResult, Error> {
-        match self {
-            Reply::One(result) => Ok(result),
-            Reply::Batch(mut results) if results.len() == 1 => Ok(results.remove(0)),
-            other => Err(mismatch("a single send", &other)),
-        }
-    }
-
-    /// The results of a batch send, one per message (a batch of one may come back as one).
-    pub(crate) fn into_batch(self) -> Result<Vec<crate::send_result::SendResult>, Error> {
-        match self {
-            Reply::Batch(results) => Ok(results),
-            Reply::One(result) => Ok(vec![result]),
-            Reply::Written => Err(mismatch("a batch send", &Reply::Written)),
-        }
-    }
-
-    /// A oneway send's outcome: written (any answer will do).
-    pub(crate) fn into_written(self) -> Result<(), Error> {
-        Ok(())
-    }
-}
-
-fn mismatch(what: &str, got: &Reply) -> Error {
-    let shape = match got {
-        Reply::One(_) => "one result",
-        Reply::Batch(_) => "a batch's results",
-        Reply::Written => "a oneway write",
-    };
-    tracing::error!(what, shape, "a send got a reply of another shape");
-    Error::CoreStopped {
-        returned: Returned::NOTHING,
-        reason: format!("{what} got {shape} (a bug in the engine; the message may be stored)"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::batch;
+    use batches::wrapper_properties;
 
     fn config() -> ProducerConfig {
         ProducerConfig {

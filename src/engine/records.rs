@@ -19,84 +19,19 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures_channel::oneshot;
-
 use super::connection::failure_to_error;
 use super::core::{attempt_timeout, Core, InFlightPermit};
 use super::deadline::deadline_after;
 use super::in_flight::Answer;
-use super::inbox::{SendMode, SendReply};
+use super::inbox::SendMode;
 use super::prepared::{Outgoing, Reply};
-use super::reply_slots::ReplySender;
 use super::send::{send_message, Resume};
 use super::send_wire::{send_header, to_reply};
 use crate::error::Error;
 use crate::route::PublishQueue;
-use crate::send_result::SendResult;
 
-/// A delivery handler: called on the producer core with the caller's token and the outcome.
-pub type DeliveryHandler = dyn Fn(u64, Result<SendResult, Error>);
-
-/// A delivery handler shared by every core (set on the builder).
-pub type SharedDeliveryHandler = dyn Fn(u64, Result<SendResult, Error>) + Send + Sync;
-
-/// One outcome owed to a delivery handler; dropped undelivered, it reports `CoreStopped`.
-pub(crate) struct Delivery {
-    handler: Option<Rc<DeliveryHandler>>,
-    token: u64,
-}
-
-impl Delivery {
-    pub(crate) fn new(handler: Rc<DeliveryHandler>, token: u64) -> Self {
-        Delivery {
-            handler: Some(handler),
-            token,
-        }
-    }
-
-    fn deliver(mut self, result: Result<SendResult, Error>) {
-        if let Some(handler) = self.handler.take() {
-            handler(self.token, result);
-        }
-    }
-}
-
-impl Drop for Delivery {
-    fn drop(&mut self) {
-        if let Some(handler) = self.handler.take() {
-            handler(
-                self.token,
-                Err(Error::CoreStopped {
-                    returned: crate::error::Returned::NOTHING,
-                    reason: "the send was dropped on its core before it finished".into(),
-                }),
-            );
-        }
-    }
-}
-
-/// Where a send's outcome goes.
-pub(crate) enum ReplyTarget {
-    /// An application thread's future or blocking call.
-    Channel(oneshot::Sender<SendReply>),
-    /// A caller on this core, through a reusable reply slot.
-    Slot(ReplySender),
-    /// The core's delivery handler, with the caller's token (single messages only).
-    Report(Delivery),
-}
-
-impl ReplyTarget {
-    /// Hands the outcome over (a caller that gave up simply does not read it).
-    pub(crate) fn send(self, reply: SendReply) {
-        match self {
-            ReplyTarget::Channel(tx) => {
-                let _ = tx.send(reply);
-            }
-            ReplyTarget::Slot(tx) => tx.send(reply),
-            ReplyTarget::Report(delivery) => delivery.deliver(reply.and_then(Reply::into_one)),
-        }
-    }
-}
+pub(crate) use super::reply_target::{Delivery, ReplyTarget};
+pub use super::reply_target::{DeliveryHandler, SharedDeliveryHandler};
 
 /// A plain send whose request is on a connection, waiting for its answer.
 struct SendRecord {

@@ -12,41 +12,41 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
-    /// [`Error::InvalidMessage`].
+    /// [`Error::InvalidMessage`](crate::Error::InvalidMessage).
     InvalidMessage,
-    /// [`Error::InvalidTarget`].
+    /// [`Error::InvalidTarget`](crate::Error::InvalidTarget).
     InvalidTarget,
-    /// [`Error::Forbidden`].
+    /// [`Error::Forbidden`](crate::Error::Forbidden).
     Forbidden,
-    /// [`Error::InvalidConfig`].
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig).
     InvalidConfig,
-    /// [`Error::QueueFull`].
+    /// [`Error::QueueFull`](crate::Error::QueueFull).
     QueueFull,
-    /// [`Error::ShutDown`].
+    /// [`Error::ShutDown`](crate::Error::ShutDown).
     ShutDown,
-    /// [`Error::NameServerUnavailable`].
+    /// [`Error::NameServerUnavailable`](crate::Error::NameServerUnavailable).
     NameServerUnavailable,
-    /// [`Error::NoRoute`].
+    /// [`Error::NoRoute`](crate::Error::NoRoute).
     NoRoute,
-    /// [`Error::Connection`].
+    /// [`Error::Connection`](crate::Error::Connection).
     Connection,
-    /// [`Error::Broker`].
+    /// [`Error::Broker`](crate::Error::Broker).
     Broker,
-    /// [`Error::Protocol`].
+    /// [`Error::Protocol`](crate::Error::Protocol).
     Protocol,
-    /// [`Error::Timeout`].
+    /// [`Error::Timeout`](crate::Error::Timeout).
     Timeout,
-    /// [`Error::FrameTooLarge`].
+    /// [`Error::FrameTooLarge`](crate::Error::FrameTooLarge).
     FrameTooLarge,
-    /// [`Error::ReplyTimeout`].
+    /// [`Error::ReplyTimeout`](crate::Error::ReplyTimeout).
     ReplyTimeout,
-    /// [`Error::NotSupported`].
+    /// [`Error::NotSupported`](crate::Error::NotSupported).
     NotSupported,
-    /// [`Error::AccessDenied`].
+    /// [`Error::AccessDenied`](crate::Error::AccessDenied).
     AccessDenied,
-    /// [`Error::CoreStopped`].
+    /// [`Error::CoreStopped`](crate::Error::CoreStopped).
     CoreStopped,
-    /// [`Error::Startup`].
+    /// [`Error::Startup`](crate::Error::Startup).
     Startup,
 }
 

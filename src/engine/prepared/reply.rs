@@ -1,0 +1,55 @@
+//! [`Reply`]: what a send resolves to inside the engine, and its mapping to what each kind of
+//! caller gets (a result, a batch's results, or "written" for oneway).
+
+use crate::error::{Error, Returned};
+
+/// What a send resolves to.
+#[derive(Debug, Clone)]
+pub(crate) enum Reply {
+    /// One message stored.
+    One(crate::send_result::SendResult),
+    /// A batch stored: one result per message, in order.
+    Batch(Vec<crate::send_result::SendResult>),
+    /// A oneway request written to the socket.
+    Written,
+}
+
+impl Reply {
+    /// The result of a single send. A reply of another shape (a oneway send's, a batch's of
+    /// several) means the engine paired a request with the wrong caller: a typed error, not a
+    /// panic.
+    pub(crate) fn into_one(self) -> Result<crate::send_result::SendResult, Error> {
+        match self {
+            Reply::One(result) => Ok(result),
+            Reply::Batch(mut results) if results.len() == 1 => Ok(results.remove(0)),
+            other => Err(mismatch("a single send", &other)),
+        }
+    }
+
+    /// The results of a batch send, one per message (a batch of one may come back as one).
+    pub(crate) fn into_batch(self) -> Result<Vec<crate::send_result::SendResult>, Error> {
+        match self {
+            Reply::Batch(results) => Ok(results),
+            Reply::One(result) => Ok(vec![result]),
+            Reply::Written => Err(mismatch("a batch send", &Reply::Written)),
+        }
+    }
+
+    /// A oneway send's outcome: written (any answer will do).
+    pub(crate) fn into_written(self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+fn mismatch(what: &str, got: &Reply) -> Error {
+    let shape = match got {
+        Reply::One(_) => "one result",
+        Reply::Batch(_) => "a batch's results",
+        Reply::Written => "a oneway write",
+    };
+    tracing::error!(what, shape, "a send got a reply of another shape");
+    Error::CoreStopped {
+        returned: Returned::NOTHING,
+        reason: format!("{what} got {shape} (a bug in the engine; the message may be stored)"),
+    }
+}
