@@ -1,18 +1,20 @@
 //! The public [`Error`](enum@Error): what failed, whether a retry can help, and whether the message may be stored.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::message::Message;
 use crate::protocol::ResponseCode;
 
+mod hand_back;
 mod kind;
+mod remark;
 mod returned;
 
 pub use kind::ErrorKind;
+pub(crate) use remark::bounded_remark;
+pub use remark::MAX_REMARK_BYTES;
 pub use returned::Returned;
 
 /// Whether a failed message may still have been stored by a broker.
@@ -265,118 +267,6 @@ impl Error {
         }
     }
 
-    /// The message of a failed single send, handed back: every error a send ends with carries
-    /// it (validation, refusal, queue full, shutdown, timeout, broker and connection errors),
-    /// so the caller can retry or park it. `None` for errors that are not about one message
-    /// (configuration, startup) and for batches ([`Error::into_messages`]).
-    pub fn into_message(self) -> Option<Message> {
-        self.into_returned().into_message()
-    }
-
-    /// The messages of a failed batch (or the single message, as a one-element `Vec`), handed
-    /// back in the order they were given.
-    pub fn into_messages(self) -> Vec<Message> {
-        self.into_returned().into_messages()
-    }
-
-    /// What the error hands back, by reference.
-    pub fn returned(&self) -> &Returned {
-        const NOTHING: &Returned = &Returned::NOTHING;
-        match self.returned_slot() {
-            Some(returned) => returned,
-            None => NOTHING,
-        }
-    }
-
-    /// The error without what it hands back, and that.
-    pub(crate) fn split_returned(mut self) -> (Error, Returned) {
-        let returned = self
-            .returned_slot_mut()
-            .map(std::mem::take)
-            .unwrap_or_default();
-        (self, returned)
-    }
-
-    /// The same error handing back `returned`, unless it already holds something.
-    pub(crate) fn with_returned(mut self, given: Returned) -> Error {
-        if let Some(slot) = self.returned_slot_mut() {
-            if slot.is_empty() {
-                *slot = given;
-            }
-        }
-        self
-    }
-
-    fn into_returned(mut self) -> Returned {
-        self.returned_slot_mut()
-            .map(std::mem::take)
-            .unwrap_or_default()
-    }
-
-    fn returned_slot(&self) -> Option<&Returned> {
-        match self {
-            Error::InvalidMessage { returned, .. }
-            | Error::InvalidTarget { returned, .. }
-            | Error::Forbidden { returned, .. }
-            | Error::QueueFull { returned }
-            | Error::ShutDown { returned, .. }
-            | Error::NameServerUnavailable { returned, .. }
-            | Error::NoRoute { returned, .. }
-            | Error::Connection { returned, .. }
-            | Error::Broker { returned, .. }
-            | Error::Protocol { returned, .. }
-            | Error::Timeout { returned, .. }
-            | Error::NotSupported { returned, .. }
-            | Error::AccessDenied { returned, .. }
-            | Error::FrameTooLarge { returned, .. }
-            | Error::CoreStopped { returned, .. } => Some(returned),
-            Error::InvalidConfig { .. } | Error::ReplyTimeout { .. } | Error::Startup { .. } => {
-                None
-            }
-        }
-    }
-
-    fn returned_slot_mut(&mut self) -> Option<&mut Returned> {
-        match self {
-            Error::InvalidMessage { returned, .. }
-            | Error::InvalidTarget { returned, .. }
-            | Error::Forbidden { returned, .. }
-            | Error::QueueFull { returned }
-            | Error::ShutDown { returned, .. }
-            | Error::NameServerUnavailable { returned, .. }
-            | Error::NoRoute { returned, .. }
-            | Error::Connection { returned, .. }
-            | Error::Broker { returned, .. }
-            | Error::Protocol { returned, .. }
-            | Error::Timeout { returned, .. }
-            | Error::NotSupported { returned, .. }
-            | Error::AccessDenied { returned, .. }
-            | Error::FrameTooLarge { returned, .. }
-            | Error::CoreStopped { returned, .. } => Some(returned),
-            Error::InvalidConfig { .. } | Error::ReplyTimeout { .. } | Error::Startup { .. } => {
-                None
-            }
-        }
-    }
-
-    /// An [`Error::InvalidMessage`] without the message (attached later with `with_message`).
-    pub(crate) fn invalid_message(reason: impl Into<String>) -> Error {
-        Error::InvalidMessage {
-            reason: reason.into(),
-            returned: Returned::NOTHING,
-        }
-    }
-
-    /// The same error handing back `message` (kept: a message it already holds).
-    pub(crate) fn with_message(self, message: Message) -> Error {
-        self.with_returned(Returned::one(message))
-    }
-
-    /// The same error handing back `messages` (a batch).
-    pub(crate) fn with_messages(self, messages: Vec<Message>) -> Error {
-        self.with_returned(Returned::batch(messages))
-    }
-
     /// The broker response code, for broker errors.
     pub fn response_code(&self) -> Option<ResponseCode> {
         match self {
@@ -430,36 +320,10 @@ impl Error {
     }
 }
 
-/// Longest broker or NameServer remark an [`Error`](enum@Error) keeps, in bytes, before the
-/// note of its original length. A peer may send up to 16 MiB; each caller's error (and every log
-/// line of a retry) would carry a copy.
-pub const MAX_REMARK_BYTES: usize = 512;
-
-/// A peer's remark the way an [`Error`](enum@Error) carries it: control and
-/// bidirectional-override characters escaped (errors get logged), cut after
-/// [`MAX_REMARK_BYTES`] with the original length noted, and behind an `Arc` so the callers of
-/// one batch share one copy.
-pub(crate) fn bounded_remark(remark: &str) -> Arc<str> {
-    let mut out = String::with_capacity(remark.len().min(MAX_REMARK_BYTES) + 40);
-    for c in remark.chars() {
-        let before = out.len();
-        if c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}') {
-            let _ = write!(out, "{}", c.escape_debug());
-        } else {
-            out.push(c);
-        }
-        if out.len() > MAX_REMARK_BYTES {
-            out.truncate(before);
-            let _ = write!(out, "... (truncated, {} bytes in all)", remark.len());
-            break;
-        }
-    }
-    Arc::from(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::Message;
 
     #[test]
     fn retry_and_outcome() {
@@ -488,57 +352,5 @@ mod tests {
             returned: Returned::one(Message::new("T", "b")),
         };
         assert_eq!(full.into_message().unwrap().topic, "T");
-    }
-
-    #[test]
-    fn remarks_are_escaped_and_bounded() {
-        assert_eq!(
-            &*bounded_remark("topic 'T' not exist"),
-            "topic 'T' not exist"
-        );
-        assert_eq!(
-            &*bounded_remark("a\nb\r\t\u{1b}[0m\u{202e}é"),
-            "a\\nb\\r\\t\\u{1b}[0m\\u{202e}é"
-        );
-        let long = "é".repeat(1 << 20);
-        let bounded = bounded_remark(&long);
-        assert!(bounded.len() <= MAX_REMARK_BYTES + 48, "{}", bounded.len());
-        assert!(bounded.starts_with("éé"));
-        assert!(
-            bounded.ends_with("... (truncated, 2097152 bytes in all)"),
-            "{bounded}"
-        );
-        let escapes = "\n".repeat(1000);
-        assert!(bounded_remark(&escapes).len() <= MAX_REMARK_BYTES + 48);
-        let exact = "x".repeat(MAX_REMARK_BYTES);
-        assert_eq!(&*bounded_remark(&exact), exact);
-    }
-
-    #[test]
-    fn debug_of_a_refused_message_shows_sizes_not_the_body() {
-        let body = vec![b'x'; 4 << 20];
-        let message = Message::new("T", body)
-            .with_tags("tag")
-            .with_keys(["k1"])
-            .with_property("secret", "p".repeat(10_000));
-        for e in [
-            Error::QueueFull {
-                returned: Returned::one(message.clone()),
-            },
-            Error::ShutDown {
-                returned: Returned::one(message.clone()),
-                outcome: Outcome::NotStored,
-            },
-        ] {
-            let debug = format!("{e:?}");
-            assert!(debug.len() < 400, "{} bytes of Debug", debug.len());
-            assert!(debug.contains("4194304"), "{debug}");
-            assert!(debug.contains("\"T\"") && debug.contains("tag"), "{debug}");
-            assert!(
-                !debug.contains("xxxx") && !debug.contains("pppp"),
-                "{debug}"
-            );
-            assert_eq!(e.into_message().unwrap(), message);
-        }
     }
 }
