@@ -17,14 +17,15 @@ use crate::protocol::compression;
 use crate::protocol::message_id::UniqueIdGenerator;
 use crate::protocol::properties::{self, keys, MAX_PROPERTIES_BYTES};
 use crate::protocol::ShortString;
-use crate::target::SendTarget;
 
 use super::arena_text::ArenaText;
 
 mod batches;
+mod extras;
 mod reply;
 
 pub(crate) use batches::{join_prepared, prepare_batch, PreparedBatch};
+pub(crate) use extras::SendExtras;
 pub(crate) use reply::Reply;
 
 /// A validated message with its unique id, final properties string and (maybe) compressed body.
@@ -65,57 +66,6 @@ impl PreparedMessage {
                 .extras
                 .as_ref()
                 .is_none_or(|e| e.target.is_auto() && e.sys_flag == 0 && !e.reply_message)
-    }
-}
-
-/// What a send adds beyond the message itself. Rare (ordered sends, namespaces, transactions,
-/// request-reply), so it travels boxed and plain sends pay nothing for it.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct SendExtras {
-    /// Where the send goes.
-    pub target: SendTarget,
-    /// Whether a targeted send may be retried.
-    pub retry_targeted: bool,
-    /// The topic as sent (`namespace%topic`), when a namespace is configured.
-    pub wire_topic: Option<String>,
-    /// Properties the client itself sets (`TRAN_MSG`, `PGROUP`, `CORRELATION_ID`, `INSTANCE_ID`...),
-    /// which [`Message::validate`] refuses from users.
-    pub system_properties: Vec<(&'static str, String)>,
-    /// Bits OR-ed into the sysFlag (e.g. `TRANSACTION_PREPARED`).
-    pub sys_flag: i32,
-    /// Sent with SEND_REPLY_MESSAGE_V2 (325) instead of SEND_MESSAGE_V2.
-    pub reply_message: bool,
-}
-
-impl SendExtras {
-    /// Extras for `options`, or `None` when they ask for nothing beyond a plain send.
-    pub(crate) fn from_options(options: &crate::send_options::SendOptions) -> Option<Box<Self>> {
-        if options.target.is_auto() {
-            return None;
-        }
-        Some(Box::new(SendExtras {
-            target: options.target.clone(),
-            retry_targeted: options.retry_targeted,
-            ..SendExtras::default()
-        }))
-    }
-
-    /// Applies the producer's namespace (Java `ClientConfig.withNamespace` + the `INSTANCE_ID`
-    /// property `sendKernelImpl` adds).
-    fn with_namespace(
-        extras: Option<Box<Self>>,
-        topic: &str,
-        config: &ProducerConfig,
-    ) -> Option<Box<Self>> {
-        let Some(namespace) = config.namespace.as_deref() else {
-            return extras;
-        };
-        let mut extras = extras.unwrap_or_default();
-        extras.wire_topic = Some(crate::namespace::wrap(namespace, topic));
-        extras
-            .system_properties
-            .push((keys::INSTANCE_ID, namespace.to_owned()));
-        Some(extras)
     }
 }
 

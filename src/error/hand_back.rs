@@ -4,6 +4,33 @@
 use super::{Error, Returned};
 use crate::message::Message;
 
+/// The `returned` field of the variants that have one, by reference or mutable reference
+/// (match ergonomics bind it as the scrutinee is borrowed): one list of variants for both.
+macro_rules! returned_slot {
+    ($error:expr) => {
+        match $error {
+            Error::InvalidMessage { returned, .. }
+            | Error::InvalidTarget { returned, .. }
+            | Error::Forbidden { returned, .. }
+            | Error::QueueFull { returned }
+            | Error::ShutDown { returned, .. }
+            | Error::NameServerUnavailable { returned, .. }
+            | Error::NoRoute { returned, .. }
+            | Error::Connection { returned, .. }
+            | Error::Broker { returned, .. }
+            | Error::Protocol { returned, .. }
+            | Error::Timeout { returned, .. }
+            | Error::NotSupported { returned, .. }
+            | Error::AccessDenied { returned, .. }
+            | Error::FrameTooLarge { returned, .. }
+            | Error::CoreStopped { returned, .. } => Some(returned),
+            Error::InvalidConfig { .. } | Error::ReplyTimeout { .. } | Error::Startup { .. } => {
+                None
+            }
+        }
+    };
+}
+
 impl Error {
     /// The message of a failed single send, handed back: every error a send ends with carries
     /// it (validation, refusal, queue full, shutdown, timeout, broker and connection errors),
@@ -54,49 +81,11 @@ impl Error {
     }
 
     fn returned_slot(&self) -> Option<&Returned> {
-        match self {
-            Error::InvalidMessage { returned, .. }
-            | Error::InvalidTarget { returned, .. }
-            | Error::Forbidden { returned, .. }
-            | Error::QueueFull { returned }
-            | Error::ShutDown { returned, .. }
-            | Error::NameServerUnavailable { returned, .. }
-            | Error::NoRoute { returned, .. }
-            | Error::Connection { returned, .. }
-            | Error::Broker { returned, .. }
-            | Error::Protocol { returned, .. }
-            | Error::Timeout { returned, .. }
-            | Error::NotSupported { returned, .. }
-            | Error::AccessDenied { returned, .. }
-            | Error::FrameTooLarge { returned, .. }
-            | Error::CoreStopped { returned, .. } => Some(returned),
-            Error::InvalidConfig { .. } | Error::ReplyTimeout { .. } | Error::Startup { .. } => {
-                None
-            }
-        }
+        returned_slot!(self)
     }
 
     fn returned_slot_mut(&mut self) -> Option<&mut Returned> {
-        match self {
-            Error::InvalidMessage { returned, .. }
-            | Error::InvalidTarget { returned, .. }
-            | Error::Forbidden { returned, .. }
-            | Error::QueueFull { returned }
-            | Error::ShutDown { returned, .. }
-            | Error::NameServerUnavailable { returned, .. }
-            | Error::NoRoute { returned, .. }
-            | Error::Connection { returned, .. }
-            | Error::Broker { returned, .. }
-            | Error::Protocol { returned, .. }
-            | Error::Timeout { returned, .. }
-            | Error::NotSupported { returned, .. }
-            | Error::AccessDenied { returned, .. }
-            | Error::FrameTooLarge { returned, .. }
-            | Error::CoreStopped { returned, .. } => Some(returned),
-            Error::InvalidConfig { .. } | Error::ReplyTimeout { .. } | Error::Startup { .. } => {
-                None
-            }
-        }
+        returned_slot!(self)
     }
 
     /// An [`Error::InvalidMessage`] without the message (attached later with `with_message`).
