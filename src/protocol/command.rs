@@ -2,7 +2,11 @@
 
 use bytes::Bytes;
 
+use super::decode_error::DecodeError;
 use super::ext_fields::ExtFields;
+
+/// Code, language, version, opaque and flag of a decoded command, in wire order.
+pub(crate) type DecodedHead = (i32, LanguageCode, i32, i32, i32);
 
 /// Flag bit 0: the command is a response (Java `RemotingCommand.RPC_TYPE`).
 pub const FLAG_RESPONSE: i32 = 1;
@@ -90,6 +94,33 @@ pub struct RemotingCommand {
 }
 
 impl RemotingCommand {
+    #[inline]
+    /// A decoded command with an empty body, its ext fields given as (key, value) `spans` over
+    /// `ext_fields`' text (both header decoders end here). `what` names the header in errors.
+    pub(crate) fn decoded(
+        (code, language, version, opaque, flag): DecodedHead,
+        remark: Option<String>,
+        mut ext_fields: ExtFields,
+        spans: impl IntoIterator<Item = (std::ops::Range<usize>, std::ops::Range<usize>)>,
+        what: &'static str,
+    ) -> Result<Self, DecodeError> {
+        for (key, value) in spans {
+            ext_fields
+                .push_span(key, value)
+                .map_err(|why| DecodeError::malformed(what, why))?;
+        }
+        Ok(RemotingCommand {
+            code,
+            language,
+            version,
+            opaque,
+            flag,
+            remark,
+            ext_fields,
+            body: Bytes::new(),
+        })
+    }
+
     /// A new request with no fields and an empty body.
     #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub fn request(code: i32, opaque: i32, language: LanguageCode, version: i32) -> Self {

@@ -163,14 +163,8 @@ pub fn decode(
 mod tests {
     use super::*;
     use crate::protocol::command::LanguageCode;
+    use crate::protocol::header_binary::hex;
     use proptest::prelude::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        s.as_bytes()
-            .chunks(2)
-            .map(|h| u8::from_str_radix(std::str::from_utf8(h).unwrap(), 16).unwrap())
-            .collect()
-    }
 
     fn route_request(encoding: HeaderEncoding) -> BytesMut {
         let mut out = BytesMut::new();
@@ -190,22 +184,11 @@ mod tests {
     #[test]
     fn golden_binary_frame() {
         // Protocol notes §1: RemotingCommand.encode with RocketMQSerializable.
-        let expected = hex(&[
-            "00000025",
-            "01000021",
-            "0069",
-            "00",
-            "0197",
-            "00000001",
-            "00000000",
-            "00000000",
-            "0000000c",
-            "0005",
-            "746f706963",
-            "00000001",
-            "54",
-        ]
-        .concat());
+        // Frame length, serialize type + header length, then the header.
+        let expected = hex(&format!(
+            "0000002501000021{}",
+            crate::protocol::header_binary::GOLDEN_ROUTE_HEADER
+        ));
         assert_eq!(&route_request(HeaderEncoding::Binary)[..], &expected[..]);
     }
 

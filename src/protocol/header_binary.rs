@@ -7,7 +7,7 @@
 
 use std::ops::Range;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use smallvec::SmallVec;
 
 use super::command::{LanguageCode, RemotingCommand};
@@ -165,22 +165,35 @@ pub fn decode_in_place(header: BytesMut) -> Result<RemotingCommand, DecodeError>
             spans.push((key, value));
         }
     }
-    let mut ext_fields = ExtFields::over(header, ext_start);
-    for (key, value) in spans {
-        ext_fields
-            .push_span(key, value)
-            .map_err(|why| DecodeError::malformed(WHAT, why))?;
-    }
-    Ok(RemotingCommand {
-        code,
-        language,
-        version,
-        opaque,
-        flag,
-        remark,
-        ext_fields,
-        body: Bytes::new(),
-    })
+    let head = (code, language, version, opaque, flag);
+    let ext_fields = ExtFields::over(header, ext_start);
+    RemotingCommand::decoded(head, remark, ext_fields, spans, WHAT)
+}
+
+/// The binary header of protocol notes §1's worked example (a GET_ROUTEINFO request for topic
+/// `T`), as hex: code, language, version, opaque, flag, remark length, ext length, `topic`, `T`.
+#[cfg(test)]
+pub(crate) const GOLDEN_ROUTE_HEADER: &str = concat!(
+    "0069",
+    "00",
+    "0197",
+    "00000001",
+    "00000000",
+    "00000000",
+    "0000000c",
+    "0005",
+    "746f706963",
+    "00000001",
+    "54",
+);
+
+/// Bytes from hex text (tests).
+#[cfg(test)]
+pub(crate) fn hex(s: &str) -> Vec<u8> {
+    s.as_bytes()
+        .chunks(2)
+        .map(|h| u8::from_str_radix(std::str::from_utf8(h).unwrap(), 16).unwrap())
+        .collect()
 }
 
 #[cfg(test)]
@@ -193,25 +206,7 @@ mod tests {
         let mut out = BytesMut::new();
         let head = CommandHead::request(105, 1, LanguageCode::JAVA, 407);
         encode(&mut out, &head, &[("topic", "T")]);
-        let expected: Vec<u8> = [
-            "0069",
-            "00",
-            "0197",
-            "00000001",
-            "00000000",
-            "00000000",
-            "0000000c",
-            "0005",
-            "746f706963",
-            "00000001",
-            "54",
-        ]
-        .concat()
-        .as_bytes()
-        .chunks(2)
-        .map(|h| u8::from_str_radix(std::str::from_utf8(h).unwrap(), 16).unwrap())
-        .collect();
-        assert_eq!(&out[..], &expected[..]);
+        assert_eq!(&out[..], &hex(GOLDEN_ROUTE_HEADER)[..]);
         assert_eq!(out.len(), 0x21);
         let back = decode(&out).unwrap();
         assert_eq!(back.code, 105);

@@ -172,8 +172,9 @@ pub fn decode_in_place(header: BytesMut) -> Result<RemotingCommand, DecodeError>
         spans.push((key, value));
     }
     drop(raw_fields);
-    let (code, version, opaque, flag) = (
+    let head = (
         code.unwrap_or(0),
+        language,
         version.unwrap_or(0),
         opaque.unwrap_or(0),
         flag.unwrap_or(0),
@@ -182,19 +183,5 @@ pub fn decode_in_place(header: BytesMut) -> Result<RemotingCommand, DecodeError>
     if !owned.is_empty() {
         ext_fields.append_text(&owned);
     }
-    for (key, value) in spans {
-        ext_fields
-            .push_span(key, value)
-            .map_err(|why| DecodeError::malformed(WHAT, why))?;
-    }
-    Ok(RemotingCommand {
-        code,
-        language,
-        version,
-        opaque,
-        flag,
-        remark,
-        ext_fields,
-        body: bytes::Bytes::new(),
-    })
+    RemotingCommand::decoded(head, remark, ext_fields, spans, WHAT)
 }
