@@ -227,6 +227,23 @@ pub enum Error {
     },
 }
 
+/// The `outcome` field of the variants that have one (by reference or mutable reference, as
+/// the scrutinee is borrowed): one list of variants for reading and raising it.
+macro_rules! outcome_slot {
+    ($error:expr) => {
+        match $error {
+            Error::Connection { outcome, .. }
+            | Error::Broker { outcome, .. }
+            | Error::Protocol { outcome, .. }
+            | Error::Timeout { outcome, .. }
+            | Error::ShutDown { outcome, .. }
+            | Error::NoRoute { outcome, .. }
+            | Error::NameServerUnavailable { outcome, .. } => Some(outcome),
+            _ => None,
+        }
+    };
+}
+
 impl Error {
     /// Whether another attempt (on another broker, or later) could succeed.
     pub fn is_retryable(&self) -> bool {
@@ -254,16 +271,12 @@ impl Error {
 
     /// Whether the message may have been stored despite this error.
     pub fn outcome(&self) -> Outcome {
-        match self {
-            Error::Connection { outcome, .. }
-            | Error::Broker { outcome, .. }
-            | Error::Protocol { outcome, .. }
-            | Error::Timeout { outcome, .. }
-            | Error::ShutDown { outcome, .. }
-            | Error::NoRoute { outcome, .. }
-            | Error::NameServerUnavailable { outcome, .. } => *outcome,
-            Error::CoreStopped { .. } | Error::ReplyTimeout { .. } => Outcome::Unknown,
-            _ => Outcome::NotStored,
+        match outcome_slot!(self) {
+            Some(outcome) => *outcome,
+            None if matches!(self, Error::CoreStopped { .. } | Error::ReplyTimeout { .. }) => {
+                Outcome::Unknown
+            }
+            None => Outcome::NotStored,
         }
     }
 
@@ -281,15 +294,8 @@ impl Error {
 
     /// The same error with its outcome raised to `Unknown` (an earlier attempt was unanswered).
     pub(crate) fn with_unknown_outcome(mut self) -> Self {
-        match &mut self {
-            Error::Connection { outcome, .. }
-            | Error::Broker { outcome, .. }
-            | Error::Protocol { outcome, .. }
-            | Error::Timeout { outcome, .. }
-            | Error::ShutDown { outcome, .. }
-            | Error::NoRoute { outcome, .. }
-            | Error::NameServerUnavailable { outcome, .. } => *outcome = Outcome::Unknown,
-            _ => {}
+        if let Some(outcome) = outcome_slot!(&mut self) {
+            *outcome = Outcome::Unknown;
         }
         self
     }
