@@ -286,7 +286,7 @@ async fn send_items(core: &Rc<Core>, mode: SendMode, items: Vec<BatchItem>) {
     drop(permits);
     let replies = replies.into_iter().map(|(_, reply)| reply);
     match result {
-        Ok(Reply::Batch(results)) => {
+        Ok(Reply::Batch(results, _)) => {
             for (reply, result) in replies.zip(results) {
                 if let Some(reply) = reply {
                     reply.send(Ok(Reply::One(result)));

@@ -178,7 +178,7 @@ fn complete(core: &Rc<Core>, record: SendRecord, answer: Answer, peer: &str) {
         Ok(reply) => {
             core.stats.record(count, true, None, micros);
             drop(record.permit);
-            record.reply.send(Ok(reply));
+            record.reply.send(Reply::finish(Ok(reply), record.message));
             return;
         }
         Err(e) => e,
@@ -192,9 +192,7 @@ fn complete(core: &Rc<Core>, record: SendRecord, answer: Answer, peer: &str) {
     if !error.is_retryable() {
         core.stats.record(count, false, Some(error.kind()), micros);
         drop(record.permit);
-        record
-            .reply
-            .send(Err(error.with_returned(record.message.into_returned())));
+        record.reply.send(Reply::finish(Err(error), record.message));
         return;
     }
     // Retries are rare: the slow path takes over from attempt 2, with the same budget.

@@ -226,7 +226,7 @@ pub(crate) async fn send_message(
         if let Some(context) = &context {
             match &attempt {
                 Ok(Reply::One(r)) => hooks.after(context, Ok(Some(r))),
-                Ok(Reply::Batch(rs)) => hooks.after_batch(context, Ok(rs)),
+                Ok(Reply::Batch(rs, _)) => hooks.after_batch(context, Ok(rs)),
                 Ok(Reply::Written) => hooks.after(context, Ok(None)),
                 Err(e) if context.batch_unique_ids.is_some() => hooks.after_batch(context, Err(e)),
                 Err(e) => hooks.after(context, Err(e)),
@@ -251,7 +251,9 @@ pub(crate) async fn send_message(
             Ok(reply) => {
                 let status = match &reply {
                     Reply::One(r) => r.status,
-                    Reply::Batch(rs) => rs.first().map(|r| r.status).unwrap_or(SendStatus::SendOk),
+                    Reply::Batch(rs, _) => {
+                        rs.first().map(|r| r.status).unwrap_or(SendStatus::SendOk)
+                    }
                     Reply::Written => SendStatus::SendOk,
                 };
                 if status != SendStatus::SendOk
@@ -297,8 +299,7 @@ pub(crate) async fn send_message(
         result.as_ref().err().map(Error::kind),
         started.elapsed().as_micros() as u64,
     );
-    // A failed send hands its message(s) back to the caller.
-    result.map_err(|e| e.with_returned(outgoing.into_returned()))
+    Reply::finish(result, outgoing)
 }
 
 fn upgrade(e: Error, any_unknown: bool) -> Error {

@@ -172,6 +172,8 @@ pub(crate) fn to_reply(
                         result(key, offset_ids.next().unwrap_or_default(), offset)
                     })
                     .collect(),
+                // The batch's messages join at the end of the send (`Reply::finish`).
+                Vec::new(),
             ))
         }
     }

@@ -1,27 +1,44 @@
 //! [`Reply`]: what a send resolves to inside the engine, and its mapping to what each kind of
 //! caller gets (a result, a batch's results, or "written" for oneway).
 
+use super::Outgoing;
 use crate::error::{Error, Returned};
+use crate::message::Message;
 
 /// What a send resolves to.
 #[derive(Debug, Clone)]
 pub(crate) enum Reply {
     /// One message stored.
     One(crate::send_result::SendResult),
-    /// A batch stored: one result per message, in order.
-    Batch(Vec<crate::send_result::SendResult>),
+    /// A batch stored: one result per message, in order; and the callers' messages, riding
+    /// back so that they are freed on the caller's thread, not on the core (64 message drops
+    /// per batch cost the core ~0.05 µs a message).
+    Batch(Vec<crate::send_result::SendResult>, Vec<Message>),
     /// A oneway request written to the socket.
     Written,
 }
 
 impl Reply {
+    /// The final outcome of sending `outgoing`: a stored batch takes its messages along (to be
+    /// freed by its caller), a failure hands them back.
+    #[inline]
+    pub(crate) fn finish(result: Result<Reply, Error>, outgoing: Outgoing) -> Result<Reply, Error> {
+        match (result, outgoing) {
+            (Ok(Reply::Batch(results, _)), Outgoing::Batch(batch)) => {
+                Ok(Reply::Batch(results, batch.originals))
+            }
+            (Ok(reply), _) => Ok(reply),
+            (Err(e), outgoing) => Err(e.with_returned(outgoing.into_returned())),
+        }
+    }
+
     /// The result of a single send. A reply of another shape (a oneway send's, a batch's of
     /// several) means the engine paired a request with the wrong caller: a typed error, not a
     /// panic.
     pub(crate) fn into_one(self) -> Result<crate::send_result::SendResult, Error> {
         match self {
             Reply::One(result) => Ok(result),
-            Reply::Batch(mut results) if results.len() == 1 => Ok(results.remove(0)),
+            Reply::Batch(mut results, _) if results.len() == 1 => Ok(results.remove(0)),
             other => Err(mismatch("a single send", &other)),
         }
     }
@@ -29,7 +46,8 @@ impl Reply {
     /// The results of a batch send, one per message (a batch of one may come back as one).
     pub(crate) fn into_batch(self) -> Result<Vec<crate::send_result::SendResult>, Error> {
         match self {
-            Reply::Batch(results) => Ok(results),
+            // The messages are freed here, on the caller's thread.
+            Reply::Batch(results, _messages) => Ok(results),
             Reply::One(result) => Ok(vec![result]),
             Reply::Written => Err(mismatch("a batch send", &Reply::Written)),
         }
@@ -44,7 +62,7 @@ impl Reply {
 fn mismatch(what: &str, got: &Reply) -> Error {
     let shape = match got {
         Reply::One(_) => "one result",
-        Reply::Batch(_) => "a batch's results",
+        Reply::Batch(..) => "a batch's results",
         Reply::Written => "a oneway write",
     };
     tracing::error!(what, shape, "a send got a reply of another shape");
