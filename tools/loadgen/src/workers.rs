@@ -274,27 +274,27 @@ fn kind<T>(result: Result<T, Error>) -> Result<(), String> {
     result.map(|_| ()).map_err(|e| e.kind().as_str().to_owned())
 }
 
-/// Whether `plan` runs through delivery reports on the cores (closed-loop async, sync and
-/// automatic batching, unless `--futures`).
+/// Whether `plan` runs through delivery reports on the cores (async, sync and automatic
+/// batching, closed or open loop, unless `--futures`).
 pub fn uses_reports(plan: &Plan, futures: bool) -> bool {
-    !futures
-        && plan.rate.is_none()
-        && matches!(plan.mode, Mode::Async | Mode::Sync | Mode::AutoBatch)
+    !futures && matches!(plan.mode, Mode::Async | Mode::Sync | Mode::AutoBatch)
 }
 
 /// Runs `plan` on a producer core through [`LocalProducer::send_reported`], the crate's fast
 /// path: `plan.inflight` sends outstanding, and each outcome, reported on the core, records its
 /// latency and sends the next message from inside the delivery handler (no task, future or
-/// wake-up per message).
+/// wake-up per message). In open loop (`--rate`) one pacing loop sleeps until the next message
+/// is due and sends every message due by then: one timer for the worker, not one per send.
 pub async fn reported_worker(local: LocalProducer, plan: Plan, live: Arc<Live>) -> Outcome {
     let pump = Rc::new(Pump {
         local: local.clone(),
-        base: Instant::now(),
+        base: plan.started,
         plan,
         live,
         tally: Tally::new(),
         outstanding: Cell::new(0),
         refused: RefCell::new(None),
+        held: Cell::new(None),
         exhausted: Cell::new(false),
         waker: Cell::new(None),
     });
@@ -308,14 +308,24 @@ pub async fn reported_worker(local: LocalProducer, plan: Plan, live: Arc<Live>) 
         pump.fill();
     });
     pump.fill();
-    futures_lite::future::poll_fn(|cx| {
-        if pump.finished() {
-            return std::task::Poll::Ready(());
+    loop {
+        futures_lite::future::poll_fn(|cx| {
+            if pump.finished() || pump.held.get().is_some() {
+                return std::task::Poll::Ready(());
+            }
+            pump.waker.set(Some(cx.waker().clone()));
+            std::task::Poll::Pending
+        })
+        .await;
+        let Some((_, due)) = pump.held.get() else {
+            break;
+        };
+        let now = Instant::now();
+        if due > now {
+            glommio::timer::sleep(due - now).await;
         }
-        pump.waker.set(Some(cx.waker().clone()));
-        std::task::Poll::Pending
-    })
-    .await;
+        pump.fill();
+    }
     // Drops the handler, and with it its hold on the pump.
     local.set_delivery_handler(|_, _| {});
     pump.tally.outcome()
@@ -323,6 +333,8 @@ pub async fn reported_worker(local: LocalProducer, plan: Plan, live: Arc<Live>) 
 
 struct Pump {
     local: LocalProducer,
+    /// The run's start: tokens are nanoseconds since it (the send's start, or its intended
+    /// time in open loop).
     base: Instant,
     plan: Plan,
     live: Arc<Live>,
@@ -330,6 +342,8 @@ struct Pump {
     outstanding: Cell<usize>,
     /// A message the core refused for lack of room, sent again after the next outcome.
     refused: RefCell<Option<(Message, u64)>>,
+    /// Open loop: the next message number and when it is due, claimed but not yet due.
+    held: Cell<Option<(u64, Instant)>>,
     exhausted: Cell<bool>,
     waker: Cell<Option<std::task::Waker>>,
 }
@@ -339,20 +353,45 @@ impl Pump {
         self.exhausted.get() && self.outstanding.get() == 0 && self.refused.borrow().is_none()
     }
 
-    /// Sends until `inflight` are outstanding or the plan is done.
+    /// The next message number to send at `now` and when it was due (`now` in closed loop),
+    /// or `None` when the plan is done or (open loop) the next one is not due yet.
+    fn next_due(&self, now: Instant) -> Option<(u64, Instant)> {
+        let (n, due) = match self.held.take() {
+            Some(held) => held,
+            None => {
+                let Some((n, _)) = self.plan.claim(now) else {
+                    self.exhausted.set(true);
+                    return None;
+                };
+                match self.plan.intended(n) {
+                    Some(at) if at > self.plan.until => {
+                        self.exhausted.set(true);
+                        return None;
+                    }
+                    Some(at) => (n, at),
+                    None => (n, now),
+                }
+            }
+        };
+        if due > now {
+            self.held.set(Some((n, due)));
+            return None;
+        }
+        Some((n, due))
+    }
+
+    /// Sends until `inflight` are outstanding, the plan is done or the next message is not due.
     fn fill(&self) {
         while self.outstanding.get() < self.plan.inflight.max(1) {
             let next = self.refused.borrow_mut().take();
             let (message, token) = match next {
                 Some(next) => next,
                 None => {
-                    let now = self.local.now();
-                    let Some((n, _)) = self.plan.claim(now) else {
-                        self.exhausted.set(true);
+                    let Some((n, due)) = self.next_due(self.local.now()) else {
                         break;
                     };
                     self.tally.start(&self.live, 1);
-                    (self.plan.message(n), (now - self.base).as_nanos() as u64)
+                    (self.plan.message(n), (due - self.base).as_nanos() as u64)
                 }
             };
             match self.local.send_reported(message, token) {
@@ -370,7 +409,7 @@ impl Pump {
                 }
             }
         }
-        if self.finished() {
+        if self.finished() || self.held.get().is_some() {
             if let Some(waker) = self.waker.take() {
                 waker.wake();
             }

@@ -294,6 +294,35 @@ fn application_threads_rate_sizes_tags_and_files() {
     std::fs::remove_dir_all(dir).ok();
 }
 
+/// Open loop on the cores, through delivery reports (one pacing loop) and through futures (a
+/// task per send): both send at the asked rate, not as fast as they can, and every message
+/// sent gets its outcome.
+#[test]
+fn open_loop_on_the_cores_keeps_the_rate() {
+    for futures in [false, true] {
+        let mut args = vec![
+            "--sink",
+            "--mode",
+            "async",
+            "--rate",
+            "3000",
+            "--duration",
+            "2",
+            "--json",
+        ];
+        if futures {
+            args.push("--futures");
+        }
+        let v = json(&loadgen(&args));
+        let (sent, acked) = (v["sent"].as_u64().unwrap(), v["acked"].as_u64().unwrap());
+        assert!(
+            (3000..=6300).contains(&acked),
+            "open loop at 3000/s for 2 s (futures: {futures}): {v}"
+        );
+        assert_eq!(sent, acked, "every message sent has its outcome: {v}");
+    }
+}
+
 #[test]
 fn human_summary_by_default() {
     let out = loadgen(&["--sink", "--messages", "500"]);

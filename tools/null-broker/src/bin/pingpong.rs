@@ -1,13 +1,16 @@
 //! The latency floor of this machine: a blocking TCP round trip over loopback between two
 //! threads pinned to two CPUs (or one), with a frame the size of a small send and its answer.
 //!
-//! `pingpong [--rounds N] [--bytes B] [--client-cpu C] [--server-cpu S]` prints one JSON line with
-//! p50 / p99 / p999 / max in µs. Producer latencies in `tuning.md` are reported beside it: no
-//! producer can answer faster than the machine moves one request and one answer between CPUs.
+//! `pingpong [--rounds N] [--bytes B] [--client-cpu C] [--server-cpu S] [--rate R]` prints one JSON
+//! line with p50 / p99 / p999 / max in µs and the client thread's CPU per round (user + system,
+//! the kernel's loopback work included). Producer latencies and CPU in `tuning.md` are reported
+//! beside it: no producer can answer faster, or for less kernel CPU, than the machine moves one
+//! request and one answer between CPUs. `--rate R` paces the rounds at R per second (sleeping
+//! between them, as a lightly loaded producer would), else they run back to back.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 fn arg(args: &[String], name: &str, default: usize) -> Result<usize, String> {
     match args.iter().position(|a| a == name) {
@@ -19,6 +22,26 @@ fn arg(args: &[String], name: &str, default: usize) -> Result<usize, String> {
     }
 }
 
+/// CPU seconds (user + system) of the calling thread, from `/proc/thread-self/stat` (100 Hz
+/// ticks: read over thousands of rounds).
+fn thread_cpu_s() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/thread-self/stat") else {
+        return 0.0;
+    };
+    let Some(close) = stat.rfind(')') else {
+        return 0.0;
+    };
+    // After the command name: state is field 3, utime and stime are fields 14 and 15.
+    let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (tick(11) + tick(12)) / 100.0
+}
+
 fn pin(cpu: usize) {
     // Best effort: an unpinned run still measures a round trip, only a noisier one.
     let _ = core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
@@ -27,7 +50,7 @@ fn pin(cpu: usize) {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("pingpong [--rounds N] [--bytes B] [--client-cpu C] [--server-cpu S]");
+        println!("pingpong [--rounds N] [--bytes B] [--client-cpu C] [--server-cpu S] [--rate R]");
         return;
     }
     let parsed = (|| {
@@ -36,9 +59,10 @@ fn main() {
             arg(&args, "--bytes", 348)?.clamp(1, 1 << 20),
             arg(&args, "--client-cpu", 0)?,
             arg(&args, "--server-cpu", 1)?,
+            arg(&args, "--rate", 0)?,
         ))
     })();
-    let (rounds, bytes, client_cpu, server_cpu) = match parsed {
+    let (rounds, bytes, client_cpu, server_cpu, rate) = match parsed {
         Ok(v) => v,
         Err(e) => {
             eprintln!("pingpong: {e}");
@@ -64,7 +88,19 @@ fn main() {
     let out = vec![7u8; bytes];
     let mut back = vec![0u8; bytes];
     let mut micros = Vec::with_capacity(rounds);
+    let paced_from = Instant::now();
+    let mut cpu_from = 0.0;
     for round in 0..rounds + rounds / 10 {
+        if round == rounds / 10 {
+            cpu_from = thread_cpu_s();
+        }
+        if rate > 0 {
+            let at = paced_from + Duration::from_secs_f64(round as f64 / rate as f64);
+            let now = Instant::now();
+            if at > now {
+                std::thread::sleep(at - now);
+            }
+        }
         let started = Instant::now();
         stream.write_all(&out).expect("write");
         stream.read_exact(&mut back).expect("read");
@@ -73,12 +109,13 @@ fn main() {
             micros.push(started.elapsed().as_secs_f64() * 1e6);
         }
     }
+    let cpu_us_per_round = (thread_cpu_s() - cpu_from) * 1e6 / micros.len() as f64;
     drop(stream);
     let _ = server.join();
     micros.sort_by(f64::total_cmp);
     let at = |q: f64| micros[((micros.len() as f64 * q) as usize).min(micros.len() - 1)];
     println!(
-        "{{\"rounds\":{},\"bytes\":{bytes},\"client_cpu\":{client_cpu},\"server_cpu\":{server_cpu},\"p50_us\":{:.1},\"p99_us\":{:.1},\"p999_us\":{:.1},\"max_us\":{:.1}}}",
+        "{{\"rounds\":{},\"bytes\":{bytes},\"client_cpu\":{client_cpu},\"server_cpu\":{server_cpu},\"rate\":{rate},\"p50_us\":{:.1},\"p99_us\":{:.1},\"p999_us\":{:.1},\"max_us\":{:.1},\"client_cpu_us_per_round\":{cpu_us_per_round:.1}}}",
         micros.len(),
         at(0.5),
         at(0.99),
