@@ -98,7 +98,8 @@ fn allocations_per_message_on_the_core_local_path() {
             (during, during as f64 / N as f64)
         })
         .unwrap()
-        .wait()
+        .wait_timeout(Duration::from_secs(60))
+        .expect("the core task finished within 60 s")
         .unwrap();
     producer.shutdown(Duration::from_secs(2));
     eprintln!("core-local send path: {during} allocations for {N} messages = {per_message:.1} per message");
@@ -182,7 +183,8 @@ fn per_message_with_many_in_flight(producer: &Producer, label: &str) -> f64 {
             (during, during as f64 / (WAVE * WAVES) as f64)
         })
         .unwrap()
-        .wait()
+        .wait_timeout(Duration::from_secs(60))
+        .expect("the core task finished within 60 s")
         .unwrap();
     eprintln!(
         "{label}, {WAVE} in flight: {during} allocations for {} messages = {per_message:.2} per message",

@@ -445,10 +445,20 @@ fn a_panic_on_a_core_fails_its_task_and_the_core_goes_on() {
     let crash = p
         .run_on_core(0, |_| async { panic!("deliberate panic on the core") })
         .unwrap();
-    assert!(matches!(crash.wait(), Err(Error::CoreStopped { .. })));
+    assert!(matches!(
+        crash
+            .wait_timeout(Duration::from_secs(60))
+            .expect("the core task finished within 60 s"),
+        Err(Error::CoreStopped { .. })
+    ));
     p.send(Message::new("T", "after"))
         .expect("the core still sends");
-    assert!(p.run_on_core(0, |_| async {}).unwrap().wait().is_ok());
+    assert!(p
+        .run_on_core(0, |_| async {})
+        .unwrap()
+        .wait_timeout(Duration::from_secs(60))
+        .expect("the core task finished within 60 s")
+        .is_ok());
     assert!(p.stats().is_ok());
     p.shutdown(Duration::from_secs(1));
 }

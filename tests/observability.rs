@@ -74,7 +74,8 @@ fn stats_are_reported_every_interval_and_stop_at_shutdown() {
             }
         })
         .unwrap()
-        .wait()
+        .wait_timeout(Duration::from_secs(60))
+        .expect("the core task finished within 60 s")
         .unwrap();
     assert!(refused >= 8, "refused {refused} of 10 with 2 permits");
     wait_report(&reports, Duration::from_secs(10), "the refusals", |s| {

@@ -578,7 +578,8 @@ fn reported_sends_take_send_options() {
         local.send_reported_with(Message::new("T", "on the core"), 2, local_options)
     })
     .unwrap()
-    .wait()
+    .wait_timeout(Duration::from_secs(60))
+    .expect("the core task finished within 60 s")
     .unwrap()
     .expect("handed over on the core");
     let (token, result) = next("the core's send");

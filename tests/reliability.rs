@@ -126,7 +126,10 @@ fn a_future_dropped_while_queueing_still_sends_its_message() {
     let first = producer.send_async(Message::new("T", "fills the inbox"));
     let second = producer.send_async(Message::new("T", "waits for room"));
     drop(second);
-    stall.wait().unwrap();
+    stall
+        .wait_timeout(Duration::from_secs(60))
+        .expect("the core task finished within 60 s")
+        .unwrap();
     first.wait().expect("first send");
     producer.flush(Duration::from_secs(5)).expect("flush");
     let deadline = Instant::now() + Duration::from_secs(5);

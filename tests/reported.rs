@@ -74,7 +74,8 @@ fn reported_sends_from_threads_and_cores_get_one_outcome_each_and_are_stored() {
             }
         })
         .expect("runs on core 0")
-        .wait()
+        .wait_timeout(Duration::from_secs(60))
+        .expect("the core task finished within 60 s")
         .expect("core job done");
     wait_delivered(&deliveries, 0..600, Duration::from_secs(30));
     let d = deliveries.lock().unwrap();
@@ -112,7 +113,8 @@ fn send_reported_without_a_delivery_handler_is_refused_at_the_call() {
             local.send_reported(Message::new("no_handler", "x"), 1)
         })
         .unwrap()
-        .wait()
+        .wait_timeout(Duration::from_secs(60))
+        .expect("the core task finished within 60 s")
         .unwrap();
     assert!(
         matches!(local, Err(Error::InvalidConfig { .. })),
@@ -168,7 +170,8 @@ fn a_core_without_room_refuses_reported_sends_at_once_with_the_message() {
             refused
         })
         .unwrap()
-        .wait()
+        .wait_timeout(Duration::from_secs(60))
+        .expect("the core task finished within 60 s")
         .unwrap();
     assert_eq!(refused.len(), 6, "{refused:?}");
     for (n, e) in refused {
@@ -232,7 +235,8 @@ fn producer_send_reported_on_a_core_refuses_a_full_inbox_at_once() {
             (refused, started.elapsed())
         })
         .unwrap()
-        .wait()
+        .wait_timeout(Duration::from_secs(60))
+        .expect("the core task finished within 60 s")
         .unwrap();
     assert_eq!(
         refused, 2,

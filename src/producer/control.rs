@@ -136,6 +136,25 @@ impl<T> RunHandle<T> {
         futures_lite::future::block_on(self)
     }
 
+    /// [`RunHandle::wait`] for at most `timeout`: `None` when the future has not completed by
+    /// then (it goes on running on its core; its output is dropped).
+    ///
+    /// ```no_run
+    /// # use rocketmq_tpc::Producer;
+    /// # use std::time::Duration;
+    /// # fn f(producer: &Producer) -> Result<(), rocketmq_tpc::Error> {
+    /// let core = producer.run_on_core(0, |local| async move { local.core_index() })?;
+    /// match core.wait_timeout(Duration::from_secs(1)) {
+    ///     Some(index) => println!("ran on core {}", index?),
+    ///     None => eprintln!("core 0 did not run the task within 1 s"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn wait_timeout(self, timeout: Duration) -> Option<Result<T, Error>> {
+        let limit = Instant::now().checked_add(timeout);
+        crate::send_future::block_on_until(self, limit)
+    }
+
     /// [`RunHandle::wait`], giving up at `limit` with [`Error::CoreStopped`].
     pub(crate) fn wait_until(self, limit: Instant) -> Result<T, Error> {
         crate::send_future::block_on_until(self, Some(limit)).unwrap_or_else(|| {
