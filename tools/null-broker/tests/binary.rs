@@ -83,3 +83,75 @@ fn bad_arguments_are_one_line_and_non_zero() {
         assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
     }
 }
+
+/// Runs a tool binary, failing the test if it has not exited within 60 s; its stdout.
+fn run_within(exe: &str, args: &[&str]) -> String {
+    let child = Command::new(exe)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {exe}: {e}"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("{exe} {args:?} did not exit within 60 s"))
+        .expect("its output");
+    assert!(
+        out.status.success(),
+        "{exe} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+/// The number after `"name":` in a one-line JSON report.
+fn figure(line: &str, name: &str) -> f64 {
+    let key = format!("\"{name}\":");
+    let at = line
+        .find(&key)
+        .unwrap_or_else(|| panic!("{name} in {line}"))
+        + key.len();
+    let end = line[at..].find([',', '}']).map_or(line.len(), |e| at + e);
+    line[at..end]
+        .parse()
+        .unwrap_or_else(|_| panic!("{name} is a number in {line}"))
+}
+
+/// The ceiling tool moves single frames and batches through the null broker and reports them.
+#[test]
+fn ceiling_reports_what_it_moved() {
+    for args in [
+        &["--seconds", "1"][..],
+        &["--seconds", "1", "--batch", "8", "--window", "64"],
+    ] {
+        let line = run_within(env!("CARGO_BIN_EXE_ceiling"), args);
+        assert!(figure(&line, "frames_per_s") > 0.0, "{args:?}: {line}");
+        let per_frame = if args.contains(&"--batch") { 8.0 } else { 1.0 };
+        let (msgs, frames) = (figure(&line, "msgs_per_s"), figure(&line, "frames_per_s"));
+        assert!(
+            (msgs - frames * per_frame).abs() <= per_frame,
+            "{args:?}: {line}"
+        );
+    }
+}
+
+/// The floor tool, back to back and paced, reports latency and the client's CPU per round.
+#[test]
+fn pingpong_reports_latency_and_cpu() {
+    for args in [
+        &["--rounds", "500"][..],
+        &["--rounds", "500", "--rate", "2000"],
+    ] {
+        let line = run_within(env!("CARGO_BIN_EXE_pingpong"), args);
+        assert!(figure(&line, "p50_us") > 0.0, "{args:?}: {line}");
+        assert!(
+            figure(&line, "client_cpu_us_per_round") >= 0.0,
+            "{args:?}: {line}"
+        );
+        assert_eq!(figure(&line, "rounds"), 500.0, "{line}");
+    }
+}

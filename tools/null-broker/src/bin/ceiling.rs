@@ -153,7 +153,12 @@ fn thread_cpu_s() -> f64 {
         return 0.0;
     };
     let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-    let tick = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (tick(11) + tick(12)) / 100.0
 }
 
@@ -170,7 +175,12 @@ fn run(options: Options) -> Result<String, String> {
     let _ = core_affinity::set_for_current(core_affinity::CoreId { id: options.cpu });
     let frame = send_frame(options.size, options.batch);
     let half = options.window / 2;
-    let half_bytes: Vec<u8> = frame.iter().copied().cycle().take(frame.len() * half).collect();
+    let half_bytes: Vec<u8> = frame
+        .iter()
+        .copied()
+        .cycle()
+        .take(frame.len() * half)
+        .collect();
     let mut stream = TcpStream::connect(&addr).map_err(|e| format!("connect {addr}: {e}"))?;
     let _ = stream.set_nodelay(true);
     stream
