@@ -12,6 +12,8 @@
 //! println!("namesrv = {}", sink.addr());
 //! ```
 
+pub mod measure;
+
 use std::cell::Cell;
 use std::fmt::Write as _;
 use std::rc::Rc;

@@ -20,6 +20,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use null_broker::measure::{number_arg, thread_cpu_s};
 use rocketmq_tpc::protocol::batch::encode_record;
 use rocketmq_tpc::protocol::frame::{self, MAX_FRAME_BYTES};
 use rocketmq_tpc::protocol::header_json::CommandHead;
@@ -38,15 +39,7 @@ struct Options {
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
-    let number = |name: &str, default: usize| -> Result<usize, String> {
-        match args.iter().position(|a| a == name) {
-            None => Ok(default),
-            Some(i) => args
-                .get(i + 1)
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| format!("{name} needs a number")),
-        }
-    };
+    let number = |name: &str, default: usize| number_arg(args, name, default);
     let namesrv = match args.iter().position(|a| a == "--namesrv") {
         None => None,
         Some(i) => Some(args.get(i + 1).ok_or("--namesrv needs host:port")?.clone()),
@@ -142,24 +135,6 @@ fn read_answers(
         }
         pending.extend_from_slice(&chunk[..n]);
     }
-}
-
-/// CPU seconds (user + system) of the calling thread, from `/proc/thread-self/stat`.
-fn thread_cpu_s() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/thread-self/stat") else {
-        return 0.0;
-    };
-    let Some(close) = stat.rfind(')') else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-    let tick = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (tick(11) + tick(12)) / 100.0
 }
 
 fn run(options: Options) -> Result<String, String> {

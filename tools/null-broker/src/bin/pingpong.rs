@@ -12,35 +12,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-fn arg(args: &[String], name: &str, default: usize) -> Result<usize, String> {
-    match args.iter().position(|a| a == name) {
-        None => Ok(default),
-        Some(i) => args
-            .get(i + 1)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| format!("{name} needs a number")),
-    }
-}
-
-/// CPU seconds (user + system) of the calling thread, from `/proc/thread-self/stat` (100 Hz
-/// ticks: read over thousands of rounds).
-fn thread_cpu_s() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/thread-self/stat") else {
-        return 0.0;
-    };
-    let Some(close) = stat.rfind(')') else {
-        return 0.0;
-    };
-    // After the command name: state is field 3, utime and stime are fields 14 and 15.
-    let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-    let tick = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (tick(11) + tick(12)) / 100.0
-}
+use null_broker::measure::{number_arg, thread_cpu_s};
 
 fn pin(cpu: usize) {
     // Best effort: an unpinned run still measures a round trip, only a noisier one.
@@ -55,11 +27,11 @@ fn main() {
     }
     let parsed = (|| {
         Ok::<_, String>((
-            arg(&args, "--rounds", 20_000)?.max(1),
-            arg(&args, "--bytes", 348)?.clamp(1, 1 << 20),
-            arg(&args, "--client-cpu", 0)?,
-            arg(&args, "--server-cpu", 1)?,
-            arg(&args, "--rate", 0)?,
+            number_arg(&args, "--rounds", 20_000)?.max(1),
+            number_arg(&args, "--bytes", 348)?.clamp(1, 1 << 20),
+            number_arg(&args, "--client-cpu", 0)?,
+            number_arg(&args, "--server-cpu", 1)?,
+            number_arg(&args, "--rate", 0)?,
         ))
     })();
     let (rounds, bytes, client_cpu, server_cpu, rate) = match parsed {
