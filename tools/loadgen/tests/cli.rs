@@ -313,7 +313,7 @@ fn open_loop_on_the_cores_keeps_the_rate() {
         if futures {
             args.push("--futures");
         }
-        let v = json(&loadgen(&args));
+        let v = json(&loadgen_within(&args, Duration::from_secs(120)));
         let (sent, acked) = (v["sent"].as_u64().unwrap(), v["acked"].as_u64().unwrap());
         assert!(
             (3000..=6300).contains(&acked),
