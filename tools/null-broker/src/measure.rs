@@ -1,5 +1,5 @@
-//! Helpers shared by the measuring binaries (`pingpong`, `ceiling`): their numeric flags and the
-//! calling thread's CPU time.
+//! Helpers shared by the measuring binaries (`pingpong`, `ceiling`, loadgen): numeric flags, CPU
+//! time from `/proc` and pinning.
 
 /// The number after flag `name` in `args`, or `default` when the flag is absent.
 ///
@@ -16,25 +16,34 @@ pub fn number_arg(args: &[String], name: &str, default: usize) -> Result<usize, 
     }
 }
 
+/// CPU seconds (utime + stime) in the text of a `/proc/…/stat` file, or `None` when it does not
+/// parse.
+pub fn stat_cpu_s(stat: &str) -> Option<f64> {
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / CLOCK_TICKS_PER_S)
+}
+
+/// The kernel's clock ticks per second in `/proc/…/stat` (USER_HZ).
+const CLOCK_TICKS_PER_S: f64 = 100.0;
+
 /// CPU seconds (user + system, the kernel's work on the thread's behalf included) of the
 /// calling thread, from `/proc/thread-self/stat` (100 Hz ticks: read it over thousands of
 /// rounds); 0 where it cannot be read.
 pub fn thread_cpu_s() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/thread-self/stat") else {
-        return 0.0;
-    };
-    let Some(close) = stat.rfind(')') else {
-        return 0.0;
-    };
-    // After the command name: state is field 3, utime and stime are fields 14 and 15.
-    let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-    let tick = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (tick(11) + tick(12)) / 100.0
+    std::fs::read_to_string("/proc/thread-self/stat")
+        .ok()
+        .and_then(|stat| stat_cpu_s(&stat))
+        .unwrap_or(0.0)
+}
+
+/// Pins the calling thread to `cpu`, best effort: an unpinned run still measures, only more
+/// noisily.
+pub fn pin(cpu: usize) {
+    let _ = core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
 }
 
 #[cfg(test)]
@@ -50,5 +59,10 @@ mod tests {
         let spin = std::time::Instant::now();
         while spin.elapsed() < std::time::Duration::from_millis(30) {}
         assert!(thread_cpu_s() > 0.0);
+        assert_eq!(
+            stat_cpu_s("123 (a b) S 1 2 3 4 5 6 7 8 9 10 250 150 0 0"),
+            Some(4.0)
+        );
+        assert_eq!(stat_cpu_s("123 (no fields)"), None);
     }
 }

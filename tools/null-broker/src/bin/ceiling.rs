@@ -20,7 +20,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use null_broker::measure::{number_arg, thread_cpu_s};
+use null_broker::measure::{number_arg, pin, thread_cpu_s};
 use rocketmq_tpc::protocol::batch::encode_record;
 use rocketmq_tpc::protocol::frame::{self, MAX_FRAME_BYTES};
 use rocketmq_tpc::protocol::header_json::CommandHead;
@@ -147,7 +147,7 @@ fn run(options: Options) -> Result<String, String> {
             sink.addr().to_owned()
         }
     };
-    let _ = core_affinity::set_for_current(core_affinity::CoreId { id: options.cpu });
+    pin(options.cpu);
     let frame = send_frame(options.size, options.batch);
     let half = options.window / 2;
     let half_bytes: Vec<u8> = frame

@@ -12,12 +12,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use null_broker::measure::{number_arg, thread_cpu_s};
-
-fn pin(cpu: usize) {
-    // Best effort: an unpinned run still measures a round trip, only a noisier one.
-    let _ = core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
-}
+use null_broker::measure::{number_arg, pin, thread_cpu_s};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
