@@ -58,6 +58,45 @@ fn sync_sends_are_stored_as_sent_on_the_java_broker() {
     assert_stored_as_sent("sync sends to the Java broker", &layout, &topic, &sent);
 }
 
+/// Automatic batching (zero linger, so batches form from what is waiting on the core): every
+/// message is stored as sent, batches and lone messages alike, with the id its caller was given.
+#[test]
+fn auto_batched_sends_are_stored_as_sent_on_the_java_broker() {
+    let servers = java_rocketmq();
+    let topic = topic("autobatch");
+    let mut builder = Producer::builder()
+        .namesrv(&servers.namesrv)
+        .producer_group("tpc_java_autobatch")
+        .cores(1)
+        .send_timeout(Duration::from_secs(10));
+    builder.config_mut().core.auto_batch = Some(rocketmq_tpc::AutoBatch::default());
+    builder.config_mut().core.spin_before_park = Duration::ZERO;
+    let producer = builder.build().expect("producer starts");
+    // One sync send creates the topic (TBW102) before the burst.
+    let mut messages = varied_messages(&topic, 200, 120).into_iter();
+    let first = messages.next().expect("messages");
+    let r = common::send_within(&producer, first.clone(), Duration::from_secs(60))
+        .expect("the first send creates the topic");
+    let mut sent = vec![(first, Some(r.msg_id))];
+    let pending: Vec<_> = messages
+        .map(|m| (m.clone(), producer.send_async(m)))
+        .collect();
+    let limit = Duration::from_secs(60);
+    for (m, outcome) in common::wait_all_sent("auto-batched sends", limit, pending) {
+        let r = outcome.unwrap_or_else(|e| panic!("auto-batched send to the Java broker: {e}"));
+        assert_eq!(r.status, SendStatus::SendOk);
+        sent.push((m, Some(r.msg_id)));
+    }
+    let layout = Layout::of(&servers.namesrv, &servers.brokers, &topic);
+    assert_stored_as_sent(
+        "auto-batched sends to the Java broker",
+        &layout,
+        &topic,
+        &sent,
+    );
+    producer.shutdown(Duration::from_secs(5));
+}
+
 /// The Java servers as a parity cluster.
 fn cluster() -> Cluster {
     let servers = java_rocketmq();

@@ -18,30 +18,39 @@
 //!
 //! Each message carries its in-flight permit, so `max_inflight` bounds the messages a core holds
 //! (open batches included) and a stalled broker cannot grow memory without bound.
+//!
+//! A message joining a batch is encoded straight into the batch's body (the records of
+//! SEND_BATCH_MESSAGE); what stays of it is its unique id, the caller's message (handed back on
+//! failure) and a member entry (reply target, deadline, permit). The first message stays as it
+//! is until a second joins, so a batch of one goes out as a plain send, through a send record
+//! when it can. Sending a closed batch and handing out its outcomes is [`closed`].
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::core::Core;
-use super::deadline::until;
-use super::inbox::SendMode;
-use super::prepared::{join_prepared, Outgoing, PreparedMessage, Reply};
-use super::records::ReplyTarget;
-use super::send::send_message;
-use crate::config::AutoBatch;
-use crate::error::{Error, Outcome};
-use crate::protocol::batch::RECORD_OVERHEAD;
+use bytes::BytesMut;
 
-/// One message waiting in an open batch.
+use super::core::{Core, InFlightPermit};
+use super::inbox::SendMode;
+use super::prepared::{Outgoing, PreparedMessage};
+use super::records::ReplyTarget;
+use crate::config::AutoBatch;
+use crate::message::Message;
+use crate::protocol::batch::{encode_record, RECORD_OVERHEAD};
+use crate::protocol::ShortString;
+
+mod closed;
+
+/// One message on its way into an open batch.
 pub(crate) struct BatchItem {
     pub message: PreparedMessage,
     pub reply: ReplyTarget,
     pub deadline: Instant,
     /// Sync or async: decides the retry count of the batch it joins.
     pub mode: SendMode,
-    pub permit: super::core::InFlightPermit,
+    pub permit: InFlightPermit,
 }
 
 /// What messages must share to go in one batch besides their topic.
@@ -54,11 +63,79 @@ struct BatchKind {
     sync: bool,
 }
 
+/// A caller waiting on a batch: where its outcome goes, its own deadline, and its share of the
+/// core's caps (released when the batch's answer is in, before the outcomes go out).
+struct Member {
+    reply: Option<ReplyTarget>,
+    deadline: Instant,
+    permit: Option<InFlightPermit>,
+}
+
+/// A batch still taking messages.
 struct OpenBatch {
     id: u64,
     kind: BatchKind,
-    items: Vec<BatchItem>,
+    /// When its first message joined: the start of every member's send.
+    opened: Instant,
+    /// The first message, as it is while it is alone (a batch of one goes as a plain send).
+    first: Option<PreparedMessage>,
+    /// The encoded records of every message but a lone first one.
+    body: BytesMut,
+    /// Unique ids and callers' messages of the encoded records, in order.
+    uniq_keys: Vec<ShortString>,
+    originals: Vec<Message>,
+    /// One per message, in order (the first one's too).
+    members: Vec<Member>,
+    /// Encoded size, the lone first message included.
     bytes: usize,
+}
+
+impl OpenBatch {
+    fn new(id: u64, kind: BatchKind, opened: Instant) -> Self {
+        OpenBatch {
+            id,
+            kind,
+            opened,
+            first: None,
+            body: BytesMut::new(),
+            uniq_keys: Vec::new(),
+            originals: Vec::new(),
+            members: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Adds a message of `size` encoded bytes; the second one encodes the first too.
+    fn join(&mut self, message: PreparedMessage, member: Member, size: usize, config: &AutoBatch) {
+        if self.members.is_empty() {
+            self.first = Some(message);
+        } else {
+            if let Some(first) = self.first.take() {
+                // A batch is forming: room for the records it will likely hold, in one go.
+                let room = config.max_messages.min(64);
+                self.body
+                    .reserve(self.bytes.saturating_mul(room).min(config.max_bytes));
+                self.uniq_keys.reserve(room);
+                self.originals.reserve(room);
+                self.members.reserve(room);
+                self.encode(first);
+            }
+            self.encode(message);
+        }
+        self.members.push(member);
+        self.bytes += size;
+    }
+
+    fn encode(&mut self, message: PreparedMessage) {
+        encode_record(
+            &mut self.body,
+            message.original.flag,
+            &message.body,
+            &message.properties,
+        );
+        self.uniq_keys.push(message.uniq_key);
+        self.originals.push(message.original);
+    }
 }
 
 /// The open batches of one core: per topic (looked up by `&str`, so adding a message allocates
@@ -99,10 +176,6 @@ impl Batcher {
     }
 }
 
-/// Adds `item` to its open batch on `core`, sending the batch when it is full.
-///
-/// glommio's `spawn_local` polls a new task before returning, so nothing is spawned while the
-/// open batches are borrowed (a linger task that finds its time already up would take them).
 /// The one decision, for sends from application threads and from the core alike, whether a send
 /// joins an automatic batch: a single message (not oneway, no delay or chosen queue) on a core
 /// whose batcher is on. Hands the message and the batcher out, or the request back.
@@ -123,6 +196,10 @@ pub(crate) fn for_batcher(
     }
 }
 
+/// Adds `item` to its open batch on `core`, sending the batch when it is full.
+///
+/// glommio's `spawn_local` polls a new task before returning, so nothing is spawned while the
+/// open batches are borrowed (a linger task that finds its time already up would take them).
 pub(crate) fn add(core: &Rc<Core>, batcher: &Batcher, item: BatchItem) {
     let size = item.message.body.len() + item.message.properties.len() + RECORD_OVERHEAD;
     let kind = BatchKind {
@@ -130,9 +207,13 @@ pub(crate) fn add(core: &Rc<Core>, batcher: &Batcher, item: BatchItem) {
         wait: item.message.original.wait_store_ok,
         sync: item.mode == SendMode::Sync,
     };
+    let mode = item.mode;
     let config = &batcher.config;
     let mut linger = None;
-    let (overflowed, full) = {
+    // At most two batches close here: one this message would overflow, and its own when full.
+    let mut overflowed = None;
+    let mut full = None;
+    {
         let mut open = batcher.open.borrow_mut();
         let topic = item.message.topic();
         if !open.contains_key(topic) {
@@ -140,11 +221,10 @@ pub(crate) fn add(core: &Rc<Core>, batcher: &Batcher, item: BatchItem) {
         }
         let batches = open.get_mut(topic).expect("just ensured");
         let mut at = batches.iter().position(|b| b.kind == kind);
-        let mut overflowed = None;
         if let Some(i) = at {
             // A batch this message would push over the byte limit goes as it is.
             if batches[i].bytes + size > config.max_bytes {
-                overflowed = Some(batches.swap_remove(i));
+                overflowed = Some((topic.to_owned(), batches.swap_remove(i)));
                 at = None;
             }
         }
@@ -152,33 +232,44 @@ pub(crate) fn add(core: &Rc<Core>, batcher: &Batcher, item: BatchItem) {
             let id = batcher.next_id.get();
             batcher.next_id.set(id + 1);
             linger = Some((topic.to_owned(), id));
-            batches.push(OpenBatch {
-                id,
-                kind,
-                items: Vec::with_capacity(config.max_messages.min(1024)),
-                bytes: 0,
-            });
+            batches.push(OpenBatch::new(id, kind, core.records.now()));
             batches.len() - 1
         });
-        let batch = &mut batches[at];
-        batch.items.push(item);
-        batch.bytes += size;
-        let full = (batch.items.len() >= config.max_messages || batch.bytes >= config.max_bytes)
-            .then(|| batches.swap_remove(at));
-        // Only taking the full batch can empty the topic's list.
-        if let (Some(full), true) = (&full, batches.is_empty()) {
-            open.remove(full.items[0].message.topic());
+        let batch = &batches[at];
+        let fills = batch.members.len() + 1 >= config.max_messages
+            || batch.bytes + size >= config.max_bytes;
+        // Owned only when the batch closes (once per batch, not per message).
+        let full_topic = fills.then(|| topic.to_owned());
+        let BatchItem {
+            message,
+            reply,
+            deadline,
+            permit,
+            ..
+        } = item;
+        let member = Member {
+            reply: Some(reply),
+            deadline,
+            permit: Some(permit),
+        };
+        batches[at].join(message, member, size, config);
+        if let Some(topic) = full_topic {
+            let batch = batches.swap_remove(at);
+            // Only taking the full batch can empty the topic's list.
+            if batches.is_empty() {
+                open.remove(&topic);
+            }
+            full = Some((topic, batch));
         }
-        (overflowed, full)
-    };
-    if let Some(overflowed) = overflowed {
-        spawn_send(core, overflowed.kind, overflowed.items);
+    }
+    if let Some((topic, batch)) = overflowed {
+        closed::send(core, topic, batch, mode);
     }
     if let Some((topic, id)) = linger {
-        schedule_linger(core, topic, kind, id, config.linger);
+        schedule_linger(core, topic, kind, mode, id, config.linger);
     }
-    if let Some(full) = full {
-        spawn_send(core, kind, full.items);
+    if let Some((topic, batch)) = full {
+        closed::send(core, topic, batch, mode);
     }
 }
 
@@ -186,6 +277,7 @@ fn schedule_linger(
     core: &Rc<Core>,
     topic: String,
     kind: BatchKind,
+    mode: SendMode,
     id: u64,
     linger: std::time::Duration,
 ) {
@@ -200,118 +292,8 @@ fn schedule_linger(
             return;
         };
         if let Some(batch) = batcher.take(&topic, kind, |b| b.id == id) {
-            spawn_send(&core, kind, batch.items);
+            closed::send(&core, topic, batch, mode);
         }
     };
     super::guarded::spawn_guarded("batch linger", linger_task, |_| {});
-}
-
-/// Sends a closed batch; a panic drops its items, so each caller gets `CoreStopped`.
-fn spawn_send(core: &Rc<Core>, kind: BatchKind, items: Vec<BatchItem>) {
-    let core = Rc::clone(core);
-    let mode = if kind.sync {
-        SendMode::Sync
-    } else {
-        SendMode::Async
-    };
-    super::guarded::spawn_guarded(
-        "batch send",
-        async move { send_items(&core, mode, items).await },
-        |_| {},
-    );
-}
-
-/// A member's own budget ran out (`started`: when its batch began to go out).
-fn member_timeout(started: Instant, deadline: Instant, outcome: Outcome) -> Error {
-    Error::Timeout {
-        returned: crate::error::Returned::NOTHING,
-        elapsed: started.elapsed(),
-        budget: deadline.saturating_duration_since(started),
-        attempts: u32::from(outcome == Outcome::Unknown),
-        outcome,
-        last_error: None,
-    }
-}
-
-async fn send_items(core: &Rc<Core>, mode: SendMode, items: Vec<BatchItem>) {
-    let started = Instant::now();
-    // Each member's deadline, and its reply until it is answered.
-    let mut replies = Vec::with_capacity(items.len());
-    let mut messages = Vec::with_capacity(items.len());
-    let mut permits = Vec::with_capacity(items.len());
-    for item in items {
-        if item.deadline <= started {
-            // Its budget ran out while the batch lingered: it is not sent at all.
-            let timeout = member_timeout(started, item.deadline, Outcome::NotStored);
-            item.reply
-                .send(Err(timeout.with_message(item.message.original)));
-            continue;
-        }
-        replies.push((item.deadline, Some(item.reply)));
-        messages.push(item.message);
-        permits.push(item.permit);
-    }
-    let Some(latest) = replies.iter().map(|(deadline, _)| *deadline).max() else {
-        return;
-    };
-    let outgoing = if messages.len() == 1 {
-        Outgoing::One(messages.pop().expect("one message"))
-    } else {
-        Outgoing::Batch(join_prepared(messages))
-    };
-    let send = send_message(core, outgoing, mode, (started, latest), None, None);
-    let mut send = std::pin::pin!(send);
-    let result = loop {
-        // The next member deadline before the batch's own (none: just wait for the batch).
-        let next = replies
-            .iter()
-            .filter(|(deadline, reply)| reply.is_some() && *deadline < latest)
-            .map(|(deadline, _)| *deadline)
-            .min();
-        let Some(next) = next else {
-            break send.as_mut().await;
-        };
-        if let Some(result) = until(next, send.as_mut()).await {
-            break result;
-        }
-        let now = Instant::now();
-        for (deadline, reply) in &mut replies {
-            if *deadline <= now {
-                if let Some(reply) = reply.take() {
-                    reply.send(Err(member_timeout(started, *deadline, Outcome::Unknown)));
-                }
-            }
-        }
-    };
-    drop(permits);
-    let replies = replies.into_iter().map(|(_, reply)| reply);
-    match result {
-        Ok(Reply::Batch(results, _)) => {
-            for (reply, result) in replies.zip(results) {
-                if let Some(reply) = reply {
-                    reply.send(Ok(Reply::One(result)));
-                }
-            }
-        }
-        Ok(other) => {
-            for reply in replies.flatten() {
-                reply.send(Ok(other.clone()));
-            }
-        }
-        Err(e) => {
-            // Each caller gets its own message back; clones share the bounded remark (an
-            // `Arc`): no per-caller copy of broker text.
-            let (e, returned) = e.split_returned();
-            let mut messages = returned.into_messages().into_iter();
-            for reply in replies {
-                let message = messages.next();
-                if let Some(reply) = reply {
-                    reply.send(Err(match message {
-                        Some(message) => e.clone().with_message(message),
-                        None => e.clone(),
-                    }));
-                }
-            }
-        }
-    }
 }

@@ -24,7 +24,7 @@ mod routes;
 mod run;
 
 pub(crate) use admission::InFlightPermit;
-pub(crate) use run::{spawn_core, start_send_at};
+pub(crate) use run::{spawn_core, start_send_at, start_unbatched};
 
 use super::connection::{ConnSettings, Connection};
 use super::deadline::{deadline_after, until};

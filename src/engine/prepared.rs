@@ -20,11 +20,15 @@ use crate::protocol::ShortString;
 
 use super::arena_text::ArenaText;
 
+mod batch_answer;
 mod batches;
 mod extras;
 mod reply;
 
-pub(crate) use batches::{join_prepared, prepare_batch, PreparedBatch};
+pub(crate) use batch_answer::BatchAnswer;
+pub(crate) use batches::{
+    prepare_batch, wrapper_properties as batch_wrapper_properties, PreparedBatch,
+};
 pub(crate) use extras::SendExtras;
 pub(crate) use reply::Reply;
 

@@ -73,4 +73,12 @@ impl ReplyTarget {
             ReplyTarget::Report(delivery) => delivery.deliver(reply.and_then(Reply::into_one)),
         }
     }
+
+    /// Hands over one stored message's result (a reported send's goes to its handler as it is).
+    pub(crate) fn send_result(self, result: SendResult) {
+        match self {
+            ReplyTarget::Report(delivery) => delivery.deliver(Ok(result)),
+            other => other.send(Ok(Reply::One(result))),
+        }
+    }
 }

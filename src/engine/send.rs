@@ -226,7 +226,10 @@ pub(crate) async fn send_message(
         if let Some(context) = &context {
             match &attempt {
                 Ok(Reply::One(r)) => hooks.after(context, Ok(Some(r))),
-                Ok(Reply::Batch(rs, _)) => hooks.after_batch(context, Ok(rs)),
+                Ok(Reply::Batch(answer, _)) => {
+                    let results: Vec<_> = answer.results().collect();
+                    hooks.after_batch(context, Ok(&results));
+                }
                 Ok(Reply::Written) => hooks.after(context, Ok(None)),
                 Err(e) if context.batch_unique_ids.is_some() => hooks.after_batch(context, Err(e)),
                 Err(e) => hooks.after(context, Err(e)),
@@ -251,9 +254,7 @@ pub(crate) async fn send_message(
             Ok(reply) => {
                 let status = match &reply {
                     Reply::One(r) => r.status,
-                    Reply::Batch(rs, _) => {
-                        rs.first().map(|r| r.status).unwrap_or(SendStatus::SendOk)
-                    }
+                    Reply::Batch(answer, _) => answer.status,
                     Reply::Written => SendStatus::SendOk,
                 };
                 if status != SendStatus::SendOk

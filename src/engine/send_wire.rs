@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::core::Core;
-use super::prepared::{Outgoing, Reply};
+use super::prepared::{BatchAnswer, Outgoing, Reply};
 use crate::error::{bounded_remark, Error, Outcome};
 use crate::protocol::send_request_header::SendMessageRequestHeaderV2;
 use crate::protocol::send_response_header::{SendMessageResponseHeader, DEFAULT_REGION};
@@ -77,8 +77,9 @@ fn is_timer_disabled(remark: &str) -> bool {
 }
 
 /// Java `MQClientAPIImpl.processSendResponse`; a batch's comma-joined ids give one result per
-/// message, offsets counting up from the first. Builds the results without allocating: ids are
-/// inline [`crate::ShortString`]s and the names are shared with the route.
+/// message, offsets counting up from the first (a [`BatchAnswer`] that builds them when asked).
+/// A single result needs no allocation: ids are inline [`crate::ShortString`]s and the names
+/// are shared with the route.
 ///
 /// A stored status is a stored message whatever else the reply holds, so it is never an error
 /// here (an error would be retried and store it again): an unreadable header gives results
@@ -137,41 +138,34 @@ pub(crate) fn to_reply(
         broker_name: Arc::clone(&queue.broker_name),
         queue_id: header.queue_id,
     };
-    let result = |msg_id: &ShortString, offset_msg_id: &str, queue_offset: i64| SendResult {
-        status,
-        msg_id: msg_id.clone(),
-        offset_msg_id: offset_msg_id.into(),
-        queue: queue.clone(),
-        queue_offset,
-        transaction_id: header.transaction_id.map(ShortString::from),
-        region_id: header.region_id.into(),
-        trace_on: header.trace_on,
-    };
     match message {
-        Outgoing::One(m) => Ok(Reply::One(result(
-            &m.uniq_key,
-            header.msg_id,
-            header.queue_offset,
-        ))),
+        Outgoing::One(m) => Ok(Reply::One(SendResult {
+            status,
+            msg_id: m.uniq_key.clone(),
+            offset_msg_id: header.msg_id.into(),
+            queue,
+            queue_offset: header.queue_offset,
+            transaction_id: header.transaction_id.map(ShortString::from),
+            region_id: header.region_id.into(),
+            trace_on: header.trace_on,
+        })),
         Outgoing::Batch(b) => {
-            let mut offset_ids = header.msg_id.split(',');
-            let given = offset_ids.clone().count();
+            let given = header.msg_id.split(',').count();
             if given != b.uniq_keys.len() && readable {
                 tracing::warn!(broker = %addr, messages = b.uniq_keys.len(), offset_ids = given, "the broker stored a batch but its offset ids do not match its messages; the missing ones are left empty");
             }
+            // Each message's result is built when its caller takes it (`BatchAnswer::results`).
             Ok(Reply::Batch(
-                b.uniq_keys
-                    .iter()
-                    .enumerate()
-                    .map(|(i, key)| {
-                        // Offsets from the broker saturate instead of overflowing near i64::MAX.
-                        let offset = match readable {
-                            true => header.queue_offset.saturating_add(i as i64),
-                            false => -1,
-                        };
-                        result(key, offset_ids.next().unwrap_or_default(), offset)
-                    })
-                    .collect(),
+                Box::new(BatchAnswer {
+                    status,
+                    queue,
+                    first_offset: readable.then_some(header.queue_offset),
+                    offset_ids: header.msg_id.to_owned(),
+                    transaction_id: header.transaction_id.map(ShortString::from),
+                    region_id: header.region_id.into(),
+                    trace_on: header.trace_on,
+                    uniq_keys: b.uniq_keys.clone(),
+                }),
                 // The batch's messages join at the end of the send (`Reply::finish`).
                 Vec::new(),
             ))

@@ -149,31 +149,46 @@ pub(crate) fn start_send_at(
     core: &Rc<Core>,
     message: Outgoing,
     mode: SendMode,
-    (started, deadline): (Instant, Instant),
+    times: (Instant, Instant),
     permit: InFlightPermit,
     reply: ReplyTarget,
 ) {
-    let (message, permit, reply) = match crate::engine::batcher::for_batcher(core, message, mode) {
+    match crate::engine::batcher::for_batcher(core, message, mode) {
         Ok((message, batcher)) => {
             let item = BatchItem {
                 message,
                 reply,
-                deadline,
+                deadline: times.1,
                 mode,
                 permit,
             };
             crate::engine::batcher::add(core, batcher, item);
-            return;
         }
-        Err(message) => {
-            let times = (started, deadline);
-            match crate::engine::records::try_start(core, message, mode, times, permit, move || {
-                reply
-            }) {
-                Ok(()) => return,
-                Err((message, permit, reply)) => (message, permit, reply()),
-            }
-        }
+        Err(message) => start_unbatched(core, message, mode, times, permit, reply),
+    }
+}
+
+/// Starts a permitted send that does not go through the batcher (or leaves it as a batch of
+/// one): as a send record when it can, else as a task running the full send loop.
+pub(crate) fn start_unbatched(
+    core: &Rc<Core>,
+    message: Outgoing,
+    mode: SendMode,
+    (started, deadline): (Instant, Instant),
+    permit: InFlightPermit,
+    reply: ReplyTarget,
+) {
+    let times = (started, deadline);
+    let (message, permit, reply) = match crate::engine::records::try_start(
+        core,
+        message,
+        mode,
+        times,
+        permit,
+        move || reply,
+    ) {
+        Ok(()) => return,
+        Err((message, permit, reply)) => (message, permit, reply()),
     };
     // Sends to chosen queues keep the order they reach the core in.
     let ticket = message.keeps_order().then(|| core.order_gate.ticket());

@@ -1,12 +1,10 @@
 //! Explicit batches (Java `MessageBatch`): the batch rules, one unique id per message, the
-//! bodies compressed together or not at all, and batches the automatic batcher joins from
-//! prepared messages.
+//! bodies compressed together or not at all, and the wrapper properties the automatic batcher
+//! gives its batches too.
 
 use bytes::Bytes;
 
-use super::{
-    compress, encode_properties, next_unique_id, unix_millis, PreparedMessage, SendExtras,
-};
+use super::{compress, encode_properties, next_unique_id, unix_millis, SendExtras};
 use crate::config::ProducerConfig;
 use crate::error::Error;
 use crate::message::Message;
@@ -34,7 +32,7 @@ pub(crate) struct PreparedBatch {
 }
 
 /// The wrapper properties of a batch (`WAIT` only).
-pub(super) fn wrapper_properties(wait: bool) -> &'static str {
+pub(crate) fn wrapper_properties(wait: bool) -> &'static str {
     if wait {
         "WAIT\u{1}true"
     } else {
@@ -151,38 +149,4 @@ fn build_batch(
         extras,
         originals: Vec::new(),
     })
-}
-
-/// Joins already prepared messages (same topic, same compression, same wait flag) into one batch.
-pub(crate) fn join_prepared(messages: Vec<PreparedMessage>) -> PreparedBatch {
-    let size: usize = messages
-        .iter()
-        .map(|m| m.body.len() + m.properties.len() + batch::RECORD_OVERHEAD)
-        .sum();
-    let mut body = bytes::BytesMut::with_capacity(size);
-    let topic = messages
-        .first()
-        .map(|m| m.topic().to_owned())
-        .unwrap_or_default();
-    let mut uniq_keys = Vec::with_capacity(messages.len());
-    let mut originals = Vec::with_capacity(messages.len());
-    let sys_flag = messages.first().map(|m| m.sys_flag).unwrap_or(0);
-    let wait = messages
-        .first()
-        .map(|m| m.original.wait_store_ok)
-        .unwrap_or(true);
-    for m in messages {
-        batch::encode_record(&mut body, m.original.flag, &m.body, &m.properties);
-        uniq_keys.push(m.uniq_key);
-        originals.push(m.original);
-    }
-    PreparedBatch {
-        topic,
-        uniq_keys,
-        body: body.freeze(),
-        sys_flag,
-        properties: std::borrow::Cow::Borrowed(wrapper_properties(wait)),
-        extras: None,
-        originals,
-    }
 }

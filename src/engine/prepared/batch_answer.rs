@@ -1,0 +1,124 @@
+//! [`BatchAnswer`]: what a broker said about a stored batch, kept as it came (one offset-id list,
+//! the first offset) so that each message's [`SendResult`] is built only when asked for, and
+//! once: straight into its caller's outcome for automatic batches, into a `Vec` for explicit
+//! ones.
+
+use crate::protocol::ShortString;
+use crate::send_result::{MessageQueue, SendResult, SendStatus};
+
+/// A stored batch's answer: the fields its messages share, their ids, and the broker's list of
+/// offset ids.
+#[derive(Debug, Clone)]
+pub(crate) struct BatchAnswer {
+    pub status: SendStatus,
+    pub queue: MessageQueue,
+    /// The first message's queue offset; `None` when the reply header was unreadable (every
+    /// result then says -1).
+    pub first_offset: Option<i64>,
+    /// The broker's comma-joined offset ids, one per message (fewer: the rest are empty).
+    pub offset_ids: String,
+    pub transaction_id: Option<ShortString>,
+    pub region_id: ShortString,
+    pub trace_on: bool,
+    /// The messages' unique ids, in order.
+    pub uniq_keys: Vec<ShortString>,
+}
+
+impl BatchAnswer {
+    /// Messages in the batch.
+    pub(crate) fn len(&self) -> usize {
+        self.uniq_keys.len()
+    }
+
+    /// The result of each message, in order.
+    pub(crate) fn results(&self) -> impl Iterator<Item = SendResult> + '_ {
+        let mut offset_ids = self.offset_ids.split(',');
+        self.uniq_keys.iter().enumerate().map(move |(i, key)| {
+            // Offsets from the broker saturate instead of overflowing near i64::MAX.
+            let queue_offset = match self.first_offset {
+                Some(first) => first.saturating_add(i as i64),
+                None => -1,
+            };
+            SendResult {
+                status: self.status,
+                msg_id: key.clone(),
+                offset_msg_id: offset_ids.next().unwrap_or_default().into(),
+                queue: self.queue.clone(),
+                queue_offset,
+                transaction_id: self.transaction_id.clone(),
+                region_id: self.region_id.clone(),
+                trace_on: self.trace_on,
+            }
+        })
+    }
+
+    /// Every message's result.
+    pub(crate) fn into_results(self) -> Vec<SendResult> {
+        self.results().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn answer(offset_ids: &str, first_offset: Option<i64>, messages: usize) -> BatchAnswer {
+        BatchAnswer {
+            status: SendStatus::SendOk,
+            queue: MessageQueue {
+                topic: Arc::from("T"),
+                broker_name: Arc::from("b"),
+                queue_id: 3,
+            },
+            first_offset,
+            offset_ids: offset_ids.into(),
+            transaction_id: None,
+            region_id: "DefaultRegion".into(),
+            trace_on: true,
+            uniq_keys: (0..messages)
+                .map(|i| format!("K{i}").as_str().into())
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn results_pair_ids_and_count_offsets_up() {
+        let results = answer("O0,O1,O2", Some(10), 3).into_results();
+        let got: Vec<_> = results
+            .iter()
+            .map(|r| {
+                (
+                    &*r.msg_id,
+                    &*r.offset_msg_id,
+                    r.queue_offset,
+                    r.queue.queue_id,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("K0", "O0", 10, 3),
+                ("K1", "O1", 11, 3),
+                ("K2", "O2", 12, 3)
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_ids_are_empty_and_an_unreadable_header_gives_minus_one() {
+        let results = answer("O0", None, 2).into_results();
+        assert_eq!(&*results[0].offset_msg_id, "O0");
+        assert_eq!(&*results[1].offset_msg_id, "");
+        assert!(results.iter().all(|r| r.queue_offset == -1));
+    }
+
+    #[test]
+    fn offsets_saturate_near_the_maximum() {
+        let results = answer("", Some(i64::MAX - 1), 3).into_results();
+        let offsets: Vec<_> = results.iter().map(|r| r.queue_offset).collect();
+        assert_eq!(offsets, [i64::MAX - 1, i64::MAX, i64::MAX]);
+    }
+}
