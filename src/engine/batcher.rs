@@ -63,6 +63,17 @@ struct BatchKind {
     sync: bool,
 }
 
+impl BatchKind {
+    /// The send mode of a batch of this kind (oneway sends are never batched).
+    fn mode(self) -> SendMode {
+        if self.sync {
+            SendMode::Sync
+        } else {
+            SendMode::Async
+        }
+    }
+}
+
 /// A caller waiting on a batch: where its outcome goes, its own deadline, and its share of the
 /// core's caps (released when the batch's answer is in, before the outcomes go out).
 struct Member {
@@ -207,7 +218,6 @@ pub(crate) fn add(core: &Rc<Core>, batcher: &Batcher, item: BatchItem) {
         wait: item.message.original.wait_store_ok,
         sync: item.mode == SendMode::Sync,
     };
-    let mode = item.mode;
     let config = &batcher.config;
     let mut linger = None;
     // At most two batches close here: one this message would overflow, and its own when full.
@@ -263,13 +273,13 @@ pub(crate) fn add(core: &Rc<Core>, batcher: &Batcher, item: BatchItem) {
         }
     }
     if let Some((topic, batch)) = overflowed {
-        closed::send(core, topic, batch, mode);
+        closed::send(core, topic, batch);
     }
     if let Some((topic, id)) = linger {
-        schedule_linger(core, topic, kind, mode, id, config.linger);
+        schedule_linger(core, topic, kind, id, config.linger);
     }
     if let Some((topic, batch)) = full {
-        closed::send(core, topic, batch, mode);
+        closed::send(core, topic, batch);
     }
 }
 
@@ -277,7 +287,6 @@ fn schedule_linger(
     core: &Rc<Core>,
     topic: String,
     kind: BatchKind,
-    mode: SendMode,
     id: u64,
     linger: std::time::Duration,
 ) {
@@ -292,7 +301,7 @@ fn schedule_linger(
             return;
         };
         if let Some(batch) = batcher.take(&topic, kind, |b| b.id == id) {
-            closed::send(&core, topic, batch, mode);
+            closed::send(&core, topic, batch);
         }
     };
     super::guarded::spawn_guarded("batch linger", linger_task, |_| {});

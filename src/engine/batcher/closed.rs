@@ -36,7 +36,8 @@ fn member_timeout(started: Instant, deadline: Instant, outcome: Outcome) -> Erro
 }
 
 /// Sends `batch` (of `topic`) from `core`.
-pub(super) fn send(core: &Rc<Core>, topic: String, mut batch: OpenBatch, mode: SendMode) {
+pub(super) fn send(core: &Rc<Core>, topic: String, mut batch: OpenBatch) {
+    let mode = batch.kind.mode();
     let now = core.records.now();
     if let Some(first) = batch.first.take() {
         let Some(member) = batch.members.pop() else {

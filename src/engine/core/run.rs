@@ -174,11 +174,10 @@ pub(crate) fn start_unbatched(
     core: &Rc<Core>,
     message: Outgoing,
     mode: SendMode,
-    (started, deadline): (Instant, Instant),
+    times: (Instant, Instant),
     permit: InFlightPermit,
     reply: ReplyTarget,
 ) {
-    let times = (started, deadline);
     let (message, permit, reply) = match crate::engine::records::try_start(
         core,
         message,
@@ -197,8 +196,7 @@ pub(crate) fn start_unbatched(
     crate::engine::guarded::spawn_guarded(
         "send",
         async move {
-            let result =
-                send_message(&core, message, mode, (started, deadline), ticket, None).await;
+            let result = send_message(&core, message, mode, times, ticket, None).await;
             drop(permit);
             reply.send(result);
         },
