@@ -115,6 +115,14 @@ fn compress(body: &[u8], config: &ProducerConfig) -> Vec<u8> {
 /// A unique id from this thread's generator (each thread gets its own random instance value, so
 /// ids from different threads never collide and no counter is shared).
 pub(crate) fn next_unique_id(client_ip: Option<IpAddr>, now_millis: i64) -> ShortString {
+    with_id_generator(client_ip, |ids| ids.next_id(now_millis))
+}
+
+/// Runs `f` with this thread's id generator (borrowed once for however many ids `f` takes).
+fn with_id_generator<R>(
+    client_ip: Option<IpAddr>,
+    f: impl FnOnce(&mut UniqueIdGenerator) -> R,
+) -> R {
     THREAD_IDS.with(|cell| {
         let mut slot = cell.borrow_mut();
         let generator = slot.get_or_insert_with(|| {
@@ -124,7 +132,7 @@ pub(crate) fn next_unique_id(client_ip: Option<IpAddr>, now_millis: i64) -> Shor
                 random_u32(),
             )
         });
-        generator.next_id(now_millis)
+        f(generator)
     })
 }
 

@@ -227,7 +227,8 @@ pub(crate) async fn send_message(
             match &attempt {
                 Ok(Reply::One(r)) => hooks.after(context, Ok(Some(r))),
                 Ok(Reply::Batch(answer, _)) => {
-                    let results: Vec<_> = answer.results().collect();
+                    let ids = context.batch_unique_ids.unwrap_or_default();
+                    let results: Vec<_> = answer.results_for(ids).collect();
                     hooks.after_batch(context, Ok(&results));
                 }
                 Ok(Reply::Written) => hooks.after(context, Ok(None)),

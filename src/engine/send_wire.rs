@@ -164,9 +164,9 @@ pub(crate) fn to_reply(
                     transaction_id: header.transaction_id.map(ShortString::from),
                     region_id: header.region_id.into(),
                     trace_on: header.trace_on,
-                    uniq_keys: b.uniq_keys.clone(),
+                    uniq_keys: Vec::new(),
                 }),
-                // The batch's messages join at the end of the send (`Reply::finish`).
+                // The batch's ids and messages join at the end of the send (`Reply::finish`).
                 Vec::new(),
             ))
         }

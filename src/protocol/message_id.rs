@@ -27,11 +27,20 @@ fn push_hex(out: &mut String, bytes: &[u8]) {
 /// and ids stay unique without a shared counter.
 #[derive(Debug, Clone)]
 pub struct UniqueIdGenerator {
-    prefix: String,
+    /// The id being built: the hex prefix (address, pid, instance), then the time and counter
+    /// digits of the last id. Only the counter's digits change between ids of one millisecond.
+    text: [u8; MAX_ID_LEN],
+    /// Length of the hex prefix (20 digits for an IPv4 host, 44 for IPv6).
+    prefix_len: usize,
     counter: u16,
+    /// The clock reading whose time digits `text` holds (`None` before the first id).
+    millis: Option<i64>,
     /// The month of the last id, `[start, end)` in unix ms (recomputed when the clock leaves it).
     month: (i64, i64),
 }
+
+/// Hex digits of an IPv6 id: 16 address bytes, 2 pid, 4 instance, 4 time, 2 counter.
+const MAX_ID_LEN: usize = 2 * (16 + 2 + 4 + 4 + 2);
 
 impl UniqueIdGenerator {
     /// A generator for this host address, process id and instance value.
@@ -43,33 +52,38 @@ impl UniqueIdGenerator {
         }
         push_hex(&mut prefix, &(pid as u16).to_be_bytes());
         push_hex(&mut prefix, &instance.to_be_bytes());
+        let mut text = [b'0'; MAX_ID_LEN];
+        text[..prefix.len()].copy_from_slice(prefix.as_bytes());
         UniqueIdGenerator {
-            prefix,
+            text,
+            prefix_len: prefix.len(),
             counter: 0,
+            millis: None,
             month: (0, 0),
         }
     }
 
     /// The next id, for a clock reading of `unix_millis` (inline for an IPv4 host: no allocation).
     pub fn next_id(&mut self, unix_millis: i64) -> ShortString {
-        if !(self.month.0..self.month.1).contains(&unix_millis) {
-            self.month = month_millis(unix_millis);
+        let time_at = self.prefix_len;
+        if self.millis != Some(unix_millis) {
+            if !(self.month.0..self.month.1).contains(&unix_millis) {
+                self.month = month_millis(unix_millis);
+            }
+            // Java: (int) (now - startOfMonth); wraps after ~24.8 days exactly like Java's cast.
+            let since_month = (unix_millis - self.month.0) as i32;
+            for (i, b) in since_month.to_be_bytes().into_iter().enumerate() {
+                self.text[time_at + 2 * i..time_at + 2 * i + 2].copy_from_slice(&hex_digits(b));
+            }
+            self.millis = Some(unix_millis);
         }
-        // Java: (int) (now - startOfMonth); wraps after ~24.8 days exactly like Java's cast.
-        let since_month = (unix_millis - self.month.0) as i32;
-        let mut id = [0u8; 64];
-        id[..self.prefix.len()].copy_from_slice(self.prefix.as_bytes());
-        let mut len = self.prefix.len();
-        for b in since_month
-            .to_be_bytes()
-            .into_iter()
-            .chain(self.counter.to_be_bytes())
-        {
-            id[len..len + 2].copy_from_slice(&hex_digits(b));
-            len += 2;
+        let counter_at = time_at + 8;
+        for (i, b) in self.counter.to_be_bytes().into_iter().enumerate() {
+            self.text[counter_at + 2 * i..counter_at + 2 * i + 2].copy_from_slice(&hex_digits(b));
         }
         self.counter = self.counter.wrapping_add(1);
-        ShortString::new(std::str::from_utf8(&id[..len]).expect("hex digits are ASCII"))
+        let id = &self.text[..counter_at + 4];
+        ShortString::new(std::str::from_utf8(id).expect("hex digits are ASCII"))
     }
 }
 
@@ -191,6 +205,23 @@ mod tests {
         assert_eq!(b, "0A00000104D212345678000003E80001");
         let v6 = UniqueIdGenerator::new("::1".parse().unwrap(), 1, 1).next_id(t);
         assert_eq!(v6.len(), 56);
+    }
+
+    #[test]
+    fn time_digits_follow_each_clock_reading() {
+        let mut gen = UniqueIdGenerator::new("10.0.0.1".parse().unwrap(), 1234, 0x1234_5678);
+        let t = days_from_civil(2026, 11, 1) * 86_400_000 + 1000;
+        assert_eq!(gen.next_id(t), "0A00000104D212345678000003E80000");
+        assert_eq!(gen.next_id(t + 1), "0A00000104D212345678000003E90001");
+        assert_eq!(gen.next_id(t + 1), "0A00000104D212345678000003E90002");
+        // A clock that steps back is taken as it is.
+        assert_eq!(gen.next_id(t), "0A00000104D212345678000003E80003");
+        let mut v6 = UniqueIdGenerator::new("::1".parse().unwrap(), 1, 1);
+        let a = v6.next_id(t);
+        let b = v6.next_id(t + 1);
+        assert_eq!(&a[..44], &b[..44]);
+        assert_eq!(&a[44..], "000003E80000");
+        assert_eq!(&b[44..], "000003E90001");
     }
 
     #[test]

@@ -656,6 +656,8 @@ struct Counting {
     before: AtomicUsize,
     after_ok: AtomicUsize,
     requests: AtomicUsize,
+    /// Per batch attempt that was stored: the ids its context named and those of its results.
+    batches: Mutex<Vec<(Vec<String>, Vec<String>)>>,
 }
 
 impl SendHook for Counting {
@@ -667,6 +669,19 @@ impl SendHook for Counting {
     fn after_attempt(&self, _: &AttemptContext<'_>, outcome: Result<Option<&SendResult>, &Error>) {
         if outcome.is_ok() {
             self.after_ok.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn after_batch_attempt(
+        &self,
+        context: &AttemptContext<'_>,
+        outcome: Result<&[SendResult], &Error>,
+    ) {
+        if let Ok(results) = outcome {
+            let named = context.batch_unique_ids.unwrap_or_default();
+            let named = named.iter().map(|id| id.to_string()).collect();
+            let got = results.iter().map(|r| r.msg_id.to_string()).collect();
+            self.batches.lock().unwrap().push((named, got));
         }
     }
 }
@@ -731,6 +746,15 @@ pub fn hooks(cluster: &Cluster) {
         "{}: the refused message must not be stored",
         cluster.server
     );
+    // A batch's attempt hands the hook every member's result, with the ids the batch was sent
+    // with.
+    let batch: Vec<_> = (0..3)
+        .map(|i| Message::new(&topic, format!("hooked batch {i}")))
+        .collect();
+    let results = producer.send_batch(batch).wait().expect("send the batch");
+    let sent: Vec<String> = results.iter().map(|r| r.msg_id.to_string()).collect();
+    let seen = hooks.batches.lock().unwrap().clone();
+    assert_eq!(seen, [(sent.clone(), sent)], "{}", cluster.server);
     producer.shutdown(Duration::from_secs(5));
 }
 

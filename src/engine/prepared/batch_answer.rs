@@ -20,7 +20,8 @@ pub(crate) struct BatchAnswer {
     pub transaction_id: Option<ShortString>,
     pub region_id: ShortString,
     pub trace_on: bool,
-    /// The messages' unique ids, in order.
+    /// The messages' unique ids, in order: the batch's own, moved in when its send ends
+    /// (`Reply::finish`; empty before, so an answer costs no copy of them).
     pub uniq_keys: Vec<ShortString>,
 }
 
@@ -32,8 +33,17 @@ impl BatchAnswer {
 
     /// The result of each message, in order.
     pub(crate) fn results(&self) -> impl Iterator<Item = SendResult> + '_ {
+        self.results_for(&self.uniq_keys)
+    }
+
+    /// The result of each message of `uniq_keys` (the batch's ids, before its send has ended and
+    /// moved them into the answer).
+    pub(crate) fn results_for<'a>(
+        &'a self,
+        uniq_keys: &'a [ShortString],
+    ) -> impl Iterator<Item = SendResult> + 'a {
         let mut offset_ids = self.offset_ids.split(',');
-        self.uniq_keys.iter().enumerate().map(move |(i, key)| {
+        uniq_keys.iter().enumerate().map(move |(i, key)| {
             // Offsets from the broker saturate instead of overflowing near i64::MAX.
             let queue_offset = match self.first_offset {
                 Some(first) => first.saturating_add(i as i64),

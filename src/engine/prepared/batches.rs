@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 
-use super::{compress, encode_properties, next_unique_id, unix_millis, SendExtras};
+use super::{compress, encode_properties, unix_millis, with_id_generator, SendExtras};
 use crate::config::ProducerConfig;
 use crate::error::Error;
 use crate::message::Message;
@@ -110,17 +110,23 @@ fn build_batch(
     let mut body = bytes::BytesMut::with_capacity(total + messages.len() * 96);
     let mut uniq_keys = Vec::with_capacity(messages.len());
     let mut props = String::with_capacity(128);
-    for m in messages {
-        let uniq_key = next_unique_id(config.client_ip, unix_millis());
-        encode_properties(&mut props, m, &uniq_key, None)?;
-        if compressed {
-            let packed = compress(&m.body, config);
-            batch::encode_record(&mut body, m.flag, &packed, &props);
-        } else {
-            batch::encode_record(&mut body, m.flag, &m.body, &props);
+    // One clock reading and one borrow of the id generator for the whole batch: the ids differ
+    // by their counter, as Java's do within a millisecond.
+    let born_millis = unix_millis();
+    with_id_generator(config.client_ip, |ids| {
+        for m in messages {
+            let uniq_key = ids.next_id(born_millis);
+            encode_properties(&mut props, m, &uniq_key, None)?;
+            if compressed {
+                let packed = compress(&m.body, config);
+                batch::encode_record(&mut body, m.flag, &packed, &props);
+            } else {
+                batch::encode_record(&mut body, m.flag, &m.body, &props);
+            }
+            uniq_keys.push(uniq_key);
         }
-        uniq_keys.push(uniq_key);
-    }
+        Ok::<(), Error>(())
+    })?;
     if body.len() > config.max_message_size {
         return Err(Error::invalid_message(format!(
             "the batch encodes to {} bytes, over the {}-byte maximum",

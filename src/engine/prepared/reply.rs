@@ -25,8 +25,9 @@ impl Reply {
     #[inline]
     pub(crate) fn finish(result: Result<Reply, Error>, outgoing: Outgoing) -> Result<Reply, Error> {
         match (result, outgoing) {
-            (Ok(Reply::Batch(results, _)), Outgoing::Batch(batch)) => {
-                Ok(Reply::Batch(results, batch.originals))
+            (Ok(Reply::Batch(mut answer, _)), Outgoing::Batch(batch)) => {
+                answer.uniq_keys = batch.uniq_keys;
+                Ok(Reply::Batch(answer, batch.originals))
             }
             (Ok(reply), _) => Ok(reply),
             (Err(e), outgoing) => Err(e.with_returned(outgoing.into_returned())),
