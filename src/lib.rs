@@ -56,6 +56,7 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 mod acl;
+mod batch_result;
 mod client_address;
 mod config;
 mod engine;
@@ -108,6 +109,7 @@ pub mod internals {
 }
 
 pub use acl::AclCredentials;
+pub use batch_result::BatchResult;
 pub use config::{AutoBatch, CoreConfig, CoreSelection, ProducerConfig, QueueFullPolicy};
 pub use engine::resolve::Resolver;
 pub use error::{Error, ErrorKind, Outcome, Returned, MAX_REMARK_BYTES};

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use crate::batch_result::BatchResult;
 use crate::engine::core::{current_core, Core};
 use crate::engine::deadline::deadline_after;
 use crate::engine::inbox::SendMode;
@@ -206,7 +207,7 @@ impl LocalProducer {
     pub fn send_batch(
         &self,
         messages: Vec<Message>,
-    ) -> impl Future<Output = Result<Vec<SendResult>, Error>> + 'static {
+    ) -> impl Future<Output = Result<BatchResult, Error>> + 'static {
         self.send_batch_with(messages, SendOptions::default())
     }
 
@@ -219,7 +220,7 @@ impl LocalProducer {
         &self,
         messages: Vec<Message>,
         options: SendOptions,
-    ) -> impl Future<Output = Result<Vec<SendResult>, Error>> + 'static {
+    ) -> impl Future<Output = Result<BatchResult, Error>> + 'static {
         let timeout = options
             .timeout
             .unwrap_or(self.core.shared.config.send_timeout);

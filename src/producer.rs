@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use futures_channel::oneshot;
 
+use crate::batch_result::BatchResult;
 use crate::config::{ProducerConfig, QueueFullPolicy};
 use crate::engine::core::{current_core, CoreReport, Shared};
 use crate::engine::deadline::deadline_after;
@@ -151,11 +152,12 @@ impl Producer {
 
     /// Sends `messages` as one SEND_BATCH_MESSAGE (Java `DefaultMQProducer.send(Collection)`):
     /// one topic, no delay level, no retry topic, one wait-store flag, at most
-    /// `max_message_size` encoded. Each message gets its own id and offset in the result. When
-    /// the bodies together reach `compress_over`, every inner body is zlib-compressed.
+    /// `max_message_size` encoded. Each message gets its own id and offset in the
+    /// [`BatchResult`] (built when asked for). When the bodies' mean size reaches
+    /// `compress_over`, every inner body is compressed.
     ///
     /// Errors (and retries) apply to the whole batch.
-    pub fn send_batch(&self, messages: Vec<Message>) -> SendFuture<Vec<SendResult>> {
+    pub fn send_batch(&self, messages: Vec<Message>) -> SendFuture<BatchResult> {
         self.send_batch_with(messages, SendOptions::default())
     }
 
@@ -164,7 +166,7 @@ impl Producer {
         &self,
         messages: Vec<Message>,
         options: SendOptions,
-    ) -> SendFuture<Vec<SendResult>> {
+    ) -> SendFuture<BatchResult> {
         let shared = &self.inner.shared;
         let deadline = deadline_after(
             Instant::now(),

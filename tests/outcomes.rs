@@ -196,7 +196,8 @@ fn a_batch_stored_with_fewer_offset_ids_is_a_success_sent_once() {
             Message::new("T", "c"),
         ])
         .wait()
-        .unwrap();
+        .unwrap()
+        .into_vec();
     assert_eq!(results.len(), 3);
     assert_eq!(results[0].offset_msg_id, "7F00000100002A9F00000000000000AA");
     assert_eq!(results[1].offset_msg_id, "");

@@ -325,7 +325,7 @@ fn send(
                 messages.len(),
                 "{what}: results of the batch"
             );
-            Some(results)
+            Some(results.into_vec())
         }
         Sending::OnCore | Sending::OnCoreAtOnce => Some(all_ok(
             what,

@@ -921,9 +921,9 @@ pub fn trace(cluster: &Cluster) {
         )
         .wait()
         .unwrap_or_else(|e| panic!("{}: a traced batch: {e}", cluster.server));
-    let batch_ids: Vec<&str> = batch.iter().map(|r| r.msg_id.as_str()).collect();
+    let batch_ids: Vec<&str> = batch.msg_ids().collect();
     let batch_ids = batch_ids.join(",");
-    let batch_offsets: Vec<&str> = batch.iter().map(|r| r.offset_msg_id.as_str()).collect();
+    let batch_offsets: Vec<String> = batch.iter().map(|r| r.offset_msg_id.to_string()).collect();
     let batch_offsets = batch_offsets.join(",");
     producer.flush(Duration::from_secs(10)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -32,7 +32,7 @@ impl BatchAnswer {
     }
 
     /// The result of each message, in order.
-    pub(crate) fn results(&self) -> impl Iterator<Item = SendResult> + '_ {
+    pub(crate) fn results(&self) -> impl ExactSizeIterator<Item = SendResult> + '_ {
         self.results_for(&self.uniq_keys)
     }
 
@@ -41,7 +41,7 @@ impl BatchAnswer {
     pub(crate) fn results_for<'a>(
         &'a self,
         uniq_keys: &'a [ShortString],
-    ) -> impl Iterator<Item = SendResult> + 'a {
+    ) -> impl ExactSizeIterator<Item = SendResult> + 'a {
         let mut offset_ids = self.offset_ids.split(',');
         uniq_keys.iter().enumerate().map(move |(i, key)| {
             // Offsets from the broker saturate instead of overflowing near i64::MAX.
@@ -66,32 +66,53 @@ impl BatchAnswer {
     pub(crate) fn into_results(self) -> Vec<SendResult> {
         self.results().collect()
     }
+
+    /// The answer of a batch of one that came back as a single result.
+    pub(crate) fn from_one(result: SendResult) -> Self {
+        BatchAnswer {
+            status: result.status,
+            queue: result.queue,
+            first_offset: (result.queue_offset >= 0).then_some(result.queue_offset),
+            offset_ids: result.offset_msg_id.to_string(),
+            transaction_id: result.transaction_id,
+            region_id: result.region_id,
+            trace_on: result.trace_on,
+            uniq_keys: vec![result.msg_id],
+        }
+    }
+}
+
+/// An answer of `messages` ids `K0`, `K1`, … with `offset_ids`, stored from `first_offset` on in
+/// queue 3 of broker `b` (for the tests of this type and of the public batch result).
+#[cfg(test)]
+pub(crate) fn answer_for_tests(
+    offset_ids: &str,
+    first_offset: Option<i64>,
+    messages: usize,
+) -> BatchAnswer {
+    BatchAnswer {
+        status: SendStatus::SendOk,
+        queue: MessageQueue {
+            topic: std::sync::Arc::from("T"),
+            broker_name: std::sync::Arc::from("b"),
+            queue_id: 3,
+        },
+        first_offset,
+        offset_ids: offset_ids.into(),
+        transaction_id: None,
+        region_id: "DefaultRegion".into(),
+        trace_on: true,
+        uniq_keys: (0..messages)
+            .map(|i| format!("K{i}").as_str().into())
+            .collect(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
 
-    fn answer(offset_ids: &str, first_offset: Option<i64>, messages: usize) -> BatchAnswer {
-        BatchAnswer {
-            status: SendStatus::SendOk,
-            queue: MessageQueue {
-                topic: Arc::from("T"),
-                broker_name: Arc::from("b"),
-                queue_id: 3,
-            },
-            first_offset,
-            offset_ids: offset_ids.into(),
-            transaction_id: None,
-            region_id: "DefaultRegion".into(),
-            trace_on: true,
-            uniq_keys: (0..messages)
-                .map(|i| format!("K{i}").as_str().into())
-                .collect(),
-        }
-    }
+    use answer_for_tests as answer;
 
     #[test]
     fn results_pair_ids_and_count_offsets_up() {
@@ -123,6 +144,27 @@ mod tests {
         assert_eq!(&*results[0].offset_msg_id, "O0");
         assert_eq!(&*results[1].offset_msg_id, "");
         assert!(results.iter().all(|r| r.queue_offset == -1));
+    }
+
+    #[test]
+    fn a_single_result_becomes_an_answer_of_one() {
+        let one = answer("O0", Some(7), 1).into_results().remove(0);
+        let back = BatchAnswer::from_one(one.clone()).into_results();
+        assert_eq!(back.len(), 1);
+        assert_eq!(
+            (
+                &*back[0].msg_id,
+                &*back[0].offset_msg_id,
+                back[0].queue_offset
+            ),
+            (&*one.msg_id, &*one.offset_msg_id, 7)
+        );
+        let mut unread = one;
+        unread.queue_offset = -1;
+        assert_eq!(
+            BatchAnswer::from_one(unread).into_results()[0].queue_offset,
+            -1
+        );
     }
 
     #[test]

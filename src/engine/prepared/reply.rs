@@ -2,6 +2,7 @@
 //! caller gets (a result, a batch's results, or "written" for oneway).
 
 use super::{BatchAnswer, Outgoing};
+use crate::batch_result::BatchResult;
 use crate::error::{Error, Returned};
 use crate::message::Message;
 
@@ -49,11 +50,11 @@ impl Reply {
     }
 
     /// The results of a batch send, one per message (a batch of one may come back as one).
-    pub(crate) fn into_batch(self) -> Result<Vec<crate::send_result::SendResult>, Error> {
+    pub(crate) fn into_batch(self) -> Result<BatchResult, Error> {
         match self {
             // The messages are freed here, on the caller's thread.
-            Reply::Batch(answer, _messages) => Ok(answer.into_results()),
-            Reply::One(result) => Ok(vec![result]),
+            Reply::Batch(answer, _messages) => Ok(BatchResult::new(answer)),
+            Reply::One(result) => Ok(BatchResult::new(Box::new(BatchAnswer::from_one(result)))),
             Reply::Written => Err(mismatch("a batch send", &Reply::Written)),
         }
     }

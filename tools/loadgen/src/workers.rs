@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use rocketmq_tpc::{
-    Error, LocalProducer, LocalTransactionState, Message, Producer, ReceivedMessage, SendFuture,
-    SendOptions, SendResult, SendStatus, SendTarget, TransactionListener, TransactionProducer,
-    TransactionSendResult,
+    BatchResult, Error, LocalProducer, LocalTransactionState, Message, Producer, ReceivedMessage,
+    SendFuture, SendOptions, SendResult, SendStatus, SendTarget, TransactionListener,
+    TransactionProducer, TransactionSendResult,
 };
 
 use crate::cli::Mode;
@@ -466,7 +466,7 @@ pub async fn core_worker(local: LocalProducer, plan: Plan, live: Arc<Live>) -> O
 enum Pending {
     One(SendFuture<SendResult>),
     Oneway(SendFuture<()>),
-    Batch(SendFuture<Vec<SendResult>>),
+    Batch(SendFuture<BatchResult>),
 }
 
 impl Pending {

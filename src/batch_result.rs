@@ -1,0 +1,117 @@
+//! [`BatchResult`]: what the messages of a stored batch got, each message's [`SendResult`] built
+//! only when asked for.
+
+use crate::engine::prepared::BatchAnswer;
+use crate::send_result::{MessageQueue, SendResult, SendStatus};
+
+/// The outcome of a stored batch ([`crate::Producer::send_batch`]): one [`SendResult`] per
+/// message, in the order the messages were given.
+///
+/// The broker answers a batch once. Each message's result (its unique id, offset id and queue
+/// offset) is built from that answer when asked for, so a caller that needs only the count, the
+/// status or the ids pays nothing per message.
+///
+/// # Example
+///
+/// ```no_run
+/// # fn demo(producer: &rocketmq_tpc::Producer) -> Result<(), rocketmq_tpc::Error> {
+/// use rocketmq_tpc::Message;
+///
+/// let batch = vec![Message::new("Orders", "a"), Message::new("Orders", "b")];
+/// let stored = producer.send_batch(batch).wait()?;
+/// assert_eq!(stored.len(), 2);
+/// for result in stored.iter() {
+///     println!("{} at offset {}", result.msg_id, result.queue_offset);
+/// }
+/// let ids: Vec<&str> = stored.msg_ids().collect();
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct BatchResult(Box<BatchAnswer>);
+
+impl BatchResult {
+    pub(crate) fn new(answer: Box<BatchAnswer>) -> Self {
+        BatchResult(answer)
+    }
+
+    /// Messages in the batch.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the batch had no messages (a stored batch always has some).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The storage status, the same for every message of the batch.
+    pub fn status(&self) -> SendStatus {
+        self.0.status
+    }
+
+    /// The queue the batch was stored in.
+    pub fn queue(&self) -> &MessageQueue {
+        &self.0.queue
+    }
+
+    /// The messages' unique ids (`UNIQ_KEY`), in order, without building their results.
+    pub fn msg_ids(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.0.uniq_keys.iter().map(|id| id.as_str())
+    }
+
+    /// The result of message `index`, `None` past the end.
+    pub fn get(&self, index: usize) -> Option<SendResult> {
+        self.0.results().nth(index)
+    }
+
+    /// Every message's result, in order, each built as the iterator reaches it.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = SendResult> + '_ {
+        self.0.results()
+    }
+
+    /// Every message's result, in order.
+    pub fn into_vec(self) -> Vec<SendResult> {
+        self.0.into_results()
+    }
+}
+
+impl IntoIterator for BatchResult {
+    type Item = SendResult;
+    type IntoIter = std::vec::IntoIter<SendResult>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.into_vec().into_iter()
+    }
+}
+
+impl From<BatchResult> for Vec<SendResult> {
+    fn from(result: BatchResult) -> Self {
+        result.into_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::prepared::batch_answer_for_tests as answer;
+
+    #[test]
+    fn reads_the_answer_lazily_and_in_order() {
+        let result = BatchResult::new(Box::new(answer("O0,O1,O2", Some(10), 3)));
+        assert_eq!((result.len(), result.is_empty()), (3, false));
+        assert_eq!(result.status(), SendStatus::SendOk);
+        assert_eq!(result.queue().queue_id, 3);
+        assert_eq!(result.msg_ids().collect::<Vec<_>>(), ["K0", "K1", "K2"]);
+        let second = result.get(1).expect("three messages");
+        assert_eq!((&*second.msg_id, &*second.offset_msg_id), ("K1", "O1"));
+        assert_eq!(second.queue_offset, 11);
+        assert!(result.get(3).is_none());
+        let offsets: Vec<_> = result.iter().map(|r| r.queue_offset).collect();
+        assert_eq!(offsets, [10, 11, 12]);
+        assert_eq!(result.iter().len(), 3);
+        let all: Vec<SendResult> = result.clone().into();
+        assert_eq!(all.len(), 3);
+        let ids: Vec<_> = result.into_iter().map(|r| r.msg_id.to_string()).collect();
+        assert_eq!(ids, ["K0", "K1", "K2"]);
+    }
+}
