@@ -158,24 +158,37 @@ pub(crate) struct Batcher {
     next_id: Cell<u64>,
 }
 
-/// FNV-1a for the batcher's topic names: a few nanoseconds for a short name, where SipHash
-/// cost ~4 % of an auto-batching core. Topics come from the application, not from the network,
-/// so the hash needs no flooding resistance.
+/// A word-at-a-time multiplicative hash (the scheme of rustc's FxHasher) for the batcher's topic
+/// names: a few multiplies for a short name, where SipHash cost ~4 % of an auto-batching core
+/// and byte-at-a-time FNV still ~4 %. Topics come from the application, not from the network, so
+/// the hash needs no flooding resistance.
+#[derive(Default)]
 struct TopicHasher(u64);
 
-impl Default for TopicHasher {
-    fn default() -> Self {
-        TopicHasher(0xcbf2_9ce4_8422_2325)
+impl TopicHasher {
+    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::SEED);
     }
 }
 
 impl Hasher for TopicHasher {
     fn write(&mut self, bytes: &[u8]) {
-        let mut hash = self.0;
-        for &b in bytes {
-            hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            self.add(u64::from_le_bytes(word.try_into().expect("8 bytes")));
         }
-        self.0 = hash;
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut last = [0u8; 8];
+            last[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(last));
+        }
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.add(u64::from(byte));
     }
 
     fn finish(&self) -> u64 {
@@ -335,18 +348,35 @@ fn schedule_linger(
 
 #[cfg(test)]
 mod tests {
+    use std::hash::Hash;
+
     use super::*;
 
     #[test]
-    fn topic_hasher_is_fnv_1a() {
-        let hash = |bytes: &[u8]| {
+    fn topic_hasher_tells_names_apart() {
+        let hash = |topic: &str| {
             let mut h = TopicHasher::default();
-            h.write(bytes);
+            topic.hash(&mut h);
             h.finish()
         };
-        // The published FNV-1a 64-bit test vectors.
-        assert_eq!(hash(b"a"), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(hash(b"foobar"), 0x8594_4171_f739_67e8);
+        assert_eq!(hash("BenchTopic"), hash("BenchTopic"));
+        let names = [
+            "",
+            "a",
+            "b",
+            "ab",
+            "ba",
+            "TopicA",
+            "TopicB",
+            "TopicA1",
+            "exactly8",
+            "exactly8b",
+        ];
+        for (i, a) in names.iter().enumerate() {
+            for b in &names[i + 1..] {
+                assert_ne!(hash(a), hash(b), "{a:?} and {b:?}");
+            }
+        }
         let mut open: HashMap<String, u8, BuildHasherDefault<TopicHasher>> = HashMap::default();
         open.insert("TopicA".into(), 1);
         open.insert("TopicB".into(), 2);

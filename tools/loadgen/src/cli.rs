@@ -84,9 +84,10 @@ pub struct Args {
     /// Sharding keys of --mode ordered: message n is sent with key `n % keys-count` [default: 16].
     #[arg(long)]
     pub keys_count: Option<u64>,
-    /// Outstanding sends per worker (async/oneway/ordered).
-    #[arg(long, default_value_t = 256)]
-    pub inflight: usize,
+    /// Outstanding sends per worker [default: 256; auto-batch: 16 batches of --batch, at least
+    /// 256, so that batches fill instead of one batch waiting on the window].
+    #[arg(long)]
+    pub inflight: Option<usize>,
     /// On the cores, send through the future API (`LocalProducer::send`, one task per
     /// outstanding send) instead of delivery reports (`send_reported`, the fast path).
     #[arg(long)]
@@ -168,6 +169,16 @@ pub struct Args {
     /// Send timeout per message in milliseconds.
     #[arg(long, default_value_t = 3000)]
     pub timeout_ms: u64,
+}
+
+impl Args {
+    /// Outstanding sends per worker: `--inflight`, or the mode's default.
+    pub fn inflight(&self) -> usize {
+        self.inflight.unwrap_or(match self.mode {
+            Mode::AutoBatch => self.batch.saturating_mul(16).max(256),
+            _ => 256,
+        })
+    }
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
@@ -260,6 +271,26 @@ mod tests {
         assert_eq!(parse_size_range("100..4KiB").unwrap(), (100, 4096));
         assert!(parse_size_range("5..1").is_err());
         assert!(parse_size_range("0..1").is_err());
+    }
+
+    #[test]
+    fn inflight_defaults_by_mode() {
+        let inflight = |argv: &[&str]| Args::try_parse_from(argv).unwrap().inflight();
+        assert_eq!(inflight(&["loadgen"]), 256);
+        assert_eq!(inflight(&["loadgen", "--mode", "batch"]), 256);
+        assert_eq!(inflight(&["loadgen", "--mode", "auto-batch"]), 1024);
+        assert_eq!(
+            inflight(&["loadgen", "--mode", "auto-batch", "--batch", "256"]),
+            4096
+        );
+        assert_eq!(
+            inflight(&["loadgen", "--mode", "auto-batch", "--batch", "2"]),
+            256
+        );
+        assert_eq!(
+            inflight(&["loadgen", "--mode", "auto-batch", "--inflight", "7"]),
+            7
+        );
     }
 
     #[test]

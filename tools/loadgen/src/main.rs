@@ -71,7 +71,7 @@ fn run(args: Args) -> Result<i32, String> {
             args.size, max_message_size
         ));
     }
-    if args.inflight == 0 {
+    if args.inflight() == 0 {
         return Err("--inflight must be at least 1".into());
     }
     if args.keys_count.is_some() && args.mode != Mode::Ordered {
@@ -173,7 +173,7 @@ fn run(args: Args) -> Result<i32, String> {
     config.core.max_inflight = config
         .core
         .max_inflight
-        .max(args.inflight * (threads.max(1)));
+        .max(args.inflight() * (threads.max(1)));
     let mut builder = Producer::builder().config(config);
     // The recorder goes in before the producer publishes to it.
     let prometheus = match &args.prometheus {
@@ -238,7 +238,7 @@ fn run(args: Args) -> Result<i32, String> {
         numbers: Arc::new(Numbers::Shared(Arc::default())),
         messages: args.messages,
         until: started + duration,
-        inflight: args.inflight,
+        inflight: args.inflight(),
         batch: if args.mode == Mode::Batch {
             args.batch
         } else {
@@ -536,7 +536,7 @@ impl Report {
         put("body", format!("{:?}", args.body).to_lowercase().into());
         put("cores", cores.into());
         put("threads", threads.into());
-        put("inflight", args.inflight.into());
+        put("inflight", args.inflight().into());
         if matches!(args.mode, Mode::Batch | Mode::AutoBatch) {
             put("batch", args.batch.into());
         }
