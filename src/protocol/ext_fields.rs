@@ -80,10 +80,13 @@ impl<const N: usize> CustomHeader for [(&str, &str); N] {
 
 /// Where one field's key and value lie in [`ExtFields`]' text: `[key start, key end, value
 /// start, value end]`.
-type Span = [u32; 4];
+pub(crate) type Span = [u32; 4];
 
 /// Fields a header usually has at most; more spill to the heap.
-const INLINE_FIELDS: usize = 8;
+pub(crate) const INLINE_FIELDS: usize = 8;
+
+/// The spans of a decoded header, kept inline up to [`INLINE_FIELDS`].
+pub(crate) type Spans = SmallVec<[Span; INLINE_FIELDS]>;
 
 /// Custom-header fields as decoded or to be sent: wire order kept, duplicates allowed, lookups
 /// return the last value (like Java's `HashMap` after decoding).
@@ -121,6 +124,7 @@ impl ExtFields {
     ///
     /// `fields_from` is where the fields start in the text: when everything from there on is
     /// ASCII (one fast check), the spans added later need no UTF-8 check each.
+    #[inline]
     pub(crate) fn over(text: BytesMut, fields_from: usize) -> Self {
         let ascii = match text.get(fields_from..) {
             Some(rest) if rest.is_ascii() => fields_from..text.len(),
@@ -133,13 +137,30 @@ impl ExtFields {
         }
     }
 
-    /// Adds a field whose key and value already lie in the text.
+    /// The fields of a decoded header: `spans` over `text`, in wire order. When everything
+    /// from `fields_from` on is ASCII (one fast check), no span needs a UTF-8 check of its own.
     ///
     /// # Errors
     ///
-    /// Why the ranges cannot be a field: outside the text, or not UTF-8.
-    pub(crate) fn push_span(
-        &mut self,
+    /// Why a span cannot be a field: outside the text, or not UTF-8.
+    #[inline]
+    pub(crate) fn with_spans(
+        text: BytesMut,
+        fields_from: usize,
+        spans: Spans,
+    ) -> Result<Self, &'static str> {
+        let mut fields = ExtFields::over(text, fields_from);
+        for &[a, b, c, d] in &spans {
+            fields.check_span(a as usize..b as usize, c as usize..d as usize)?;
+        }
+        fields.spans = spans;
+        Ok(fields)
+    }
+
+    /// Whether `key` and `value` lie in the text and are UTF-8.
+    #[inline]
+    fn check_span(
+        &self,
         key: std::ops::Range<usize>,
         value: std::ops::Range<usize>,
     ) -> Result<(), &'static str> {
@@ -157,6 +178,20 @@ impl ExtFields {
                 return Err("value is not UTF-8");
             }
         }
+        Ok(())
+    }
+
+    /// Adds a field whose key and value already lie in the text.
+    ///
+    /// # Errors
+    ///
+    /// Why the ranges cannot be a field: outside the text, or not UTF-8.
+    pub(crate) fn push_span(
+        &mut self,
+        key: std::ops::Range<usize>,
+        value: std::ops::Range<usize>,
+    ) -> Result<(), &'static str> {
+        self.check_span(key.clone(), value.clone())?;
         let limit = u32::MAX as usize;
         if key.end > limit || value.end > limit {
             return Err("header larger than 4 GiB");

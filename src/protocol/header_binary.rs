@@ -5,14 +5,11 @@
 //! remarkLen:i32 remark  extLen:i32 { keyLen:i16 key valLen:i32 value }*
 //! ```
 
-use std::ops::Range;
-
 use bytes::{BufMut, BytesMut};
-use smallvec::SmallVec;
 
 use super::command::{LanguageCode, RemotingCommand};
 use super::decode_error::DecodeError;
-use super::ext_fields::{CustomHeader, EncodedFields, ExtFieldWriter, ExtFields};
+use super::ext_fields::{CustomHeader, EncodedFields, ExtFieldWriter, ExtFields, Spans};
 use super::header_json::CommandHead;
 
 const WHAT: &str = "binary header";
@@ -68,53 +65,60 @@ impl ExtFieldWriter for BinaryFieldWriter<'_> {
     }
 }
 
+/// Reads the header's numbers and slices front to back. Decoding a sound header is the hot path
+/// (every answer), so the errors are built out of line.
 struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, field: &str) -> Result<&'a [u8], DecodeError> {
-        if self.bytes.len() - self.pos < n {
-            return Err(DecodeError::malformed(
-                WHAT,
-                format!(
-                    "{field} needs {n} bytes, {} left",
-                    self.bytes.len() - self.pos
-                ),
-            ));
+    #[inline]
+    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], DecodeError> {
+        let left = self.bytes.len() - self.pos;
+        if left < n {
+            return Err(too_short(field, n, left));
         }
         let slice = &self.bytes[self.pos..self.pos + n];
         self.pos += n;
         Ok(slice)
     }
 
-    fn i16(&mut self, field: &str) -> Result<i16, DecodeError> {
+    #[inline]
+    fn i16(&mut self, field: &'static str) -> Result<i16, DecodeError> {
         let b = self.take(2, field)?;
         Ok(i16::from_be_bytes([b[0], b[1]]))
     }
 
-    fn i32(&mut self, field: &str) -> Result<i32, DecodeError> {
+    #[inline]
+    fn i32(&mut self, field: &'static str) -> Result<i32, DecodeError> {
         let b = self.take(4, field)?;
         Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 
-    fn length(&mut self, raw: i64, field: &str) -> Result<usize, DecodeError> {
-        if raw < 0 {
-            return Err(DecodeError::malformed(
-                WHAT,
-                format!("negative {field} length {raw}"),
-            ));
-        }
-        let _ = self;
-        Ok(raw as usize)
+    /// A length field's value, which must not be negative.
+    #[inline]
+    fn length(raw: i32, field: &'static str) -> Result<usize, DecodeError> {
+        usize::try_from(raw).map_err(|_| negative_length(field, raw))
     }
 
-    fn str(&mut self, len: usize, field: &str) -> Result<&'a str, DecodeError> {
+    fn str(&mut self, len: usize, field: &'static str) -> Result<&'a str, DecodeError> {
         let raw = self.take(len, field)?;
         std::str::from_utf8(raw)
             .map_err(|_| DecodeError::malformed(WHAT, format!("{field} is not UTF-8")))
     }
+}
+
+#[cold]
+#[inline(never)]
+fn too_short(field: &str, needed: usize, left: usize) -> DecodeError {
+    DecodeError::malformed(WHAT, format!("{field} needs {needed} bytes, {left} left"))
+}
+
+#[cold]
+#[inline(never)]
+fn negative_length(field: &str, raw: i32) -> DecodeError {
+    DecodeError::malformed(WHAT, format!("negative {field} length {raw}"))
 }
 
 /// Decodes a binary header (exactly `bytes`, no trailing data) into a command with an empty body.
@@ -126,21 +130,22 @@ pub fn decode(bytes: &[u8]) -> Result<RemotingCommand, DecodeError> {
 /// Like [`decode`], keeping the header's bytes: the ext fields are spans over them, not copies.
 pub fn decode_in_place(header: BytesMut) -> Result<RemotingCommand, DecodeError> {
     let bytes = &header[..];
+    if bytes.len() > u32::MAX as usize {
+        return Err(DecodeError::malformed(WHAT, "header larger than 4 GiB"));
+    }
     let mut r = Reader { bytes, pos: 0 };
     let code = r.i16("code")? as i32;
     let language = LanguageCode(r.take(1, "language")?[0]);
     let version = r.i16("version")? as i32;
     let opaque = r.i32("opaque")?;
     let flag = r.i32("flag")?;
-    let remark_len = r.i32("remark length")? as i64;
-    let remark_len = r.length(remark_len, "remark")?;
+    let remark_len = Reader::length(r.i32("remark length")?, "remark")?;
     let remark = if remark_len == 0 {
         None
     } else {
         Some(r.str(remark_len, "remark")?.to_owned())
     };
-    let ext_len = r.i32("ext length")? as i64;
-    let ext_len = r.length(ext_len, "ext")?;
+    let ext_len = Reader::length(r.i32("ext length")?, "ext")?;
     let ext_start = r.pos;
     r.take(ext_len, "ext fields")?;
     if r.pos != bytes.len() {
@@ -149,25 +154,31 @@ pub fn decode_in_place(header: BytesMut) -> Result<RemotingCommand, DecodeError>
             format!("{} bytes after the ext fields", bytes.len() - r.pos),
         ));
     }
-    // Where each key and value lies; the fields become spans over the header, not copies.
-    let mut spans: SmallVec<[(Range<usize>, Range<usize>); 8]> = SmallVec::new();
+    // Where each key and value lies (the header is at most 4 GiB, checked above); the fields
+    // become spans over the header, not copies.
+    let mut spans = Spans::new();
     r.pos = ext_start;
     while r.pos < bytes.len() {
-        let key_len = r.i16("key length")? as i64;
-        let key_len = r.length(key_len, "key")?;
-        let key = r.pos..r.pos + key_len;
+        let key_len = Reader::length(i32::from(r.i16("key length")?), "key")?;
+        let key_start = r.pos;
         r.take(key_len, "key")?;
-        let value_len = r.i32("value length")? as i64;
-        let value_len = r.length(value_len, "value")?;
-        let value = r.pos..r.pos + value_len;
+        let key_end = r.pos;
+        let value_len = Reader::length(r.i32("value length")?, "value")?;
+        let value_start = r.pos;
         r.take(value_len, "value")?;
-        if !key.is_empty() && !value.is_empty() {
-            spans.push((key, value));
+        if key_len != 0 && value_len != 0 {
+            spans.push([
+                key_start as u32,
+                key_end as u32,
+                value_start as u32,
+                r.pos as u32,
+            ]);
         }
     }
+    let ext_fields = ExtFields::with_spans(header, ext_start, spans)
+        .map_err(|why| DecodeError::malformed(WHAT, why))?;
     let head = (code, language, version, opaque, flag);
-    let ext_fields = ExtFields::over(header, ext_start);
-    RemotingCommand::decoded(head, remark, ext_fields, spans, WHAT)
+    RemotingCommand::decoded(head, remark, ext_fields, std::iter::empty(), WHAT)
 }
 
 /// The binary header of protocol notes §1's worked example (a GET_ROUTEINFO request for topic
@@ -253,5 +264,39 @@ mod tests {
         assert!(decode(&lying).is_err());
         lying[13..17].copy_from_slice(&(-5i32).to_be_bytes());
         assert!(decode(&lying).is_err());
+    }
+
+    #[test]
+    fn field_text_must_be_utf8_and_may_be_more_than_ascii() {
+        let head = CommandHead {
+            code: 0,
+            language: LanguageCode::JAVA,
+            version: 1,
+            opaque: 1,
+            flag: 1,
+            remark: None,
+        };
+        let mut out = BytesMut::new();
+        encode(
+            &mut out,
+            &head,
+            &[("k", "v"), ("名", "值 ✓"), ("empty", "")],
+        );
+        let back = decode(&out).unwrap();
+        assert_eq!(back.ext("名"), Some("值 ✓"));
+        assert_eq!(back.ext("k"), Some("v"));
+        assert_eq!(back.ext_fields.len(), 2, "an empty value is no field");
+        let mut broken = out.to_vec();
+        let last = broken.len() - 1;
+        broken[last] = 0xff;
+        let e = decode(&broken).unwrap_err().to_string();
+        assert!(e.contains("UTF-8"), "{e}");
+        // A negative key length.
+        let mut negative = BytesMut::new();
+        encode(&mut negative, &head, &[("k", "v")]);
+        let key_at = negative.len() - 1 - 4 - 1 - 2;
+        negative[key_at..key_at + 2].copy_from_slice(&(-1i16).to_be_bytes());
+        let e = decode(&negative).unwrap_err().to_string();
+        assert!(e.contains("negative key length"), "{e}");
     }
 }
