@@ -164,4 +164,107 @@ mod tests {
         let mut third: Pin<Box<dyn Future<Output = ()>>> = Box::pin(gate.flush());
         assert!(ready(&mut third));
     }
+
+    /// One step of a core's life as the gate sees it.
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// A send is taken in.
+        Enter,
+        /// The `pick`-th send ever taken in ends (if it has not).
+        Leave { pick: usize },
+        /// `flush()` is called.
+        Flush,
+        /// The caller of the `pick`-th flush polls it.
+        Poll { pick: usize },
+        /// The caller of the `pick`-th flush gives up on it.
+        Abandon { pick: usize },
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => Just(Step::Enter),
+            4 => (0usize..48).prop_map(|pick| Step::Leave { pick }),
+            2 => Just(Step::Flush),
+            3 => (0usize..16).prop_map(|pick| Step::Poll { pick }),
+            1 => (0usize..16).prop_map(|pick| Step::Abandon { pick }),
+        ]
+    }
+
+    /// Counts its wake-ups.
+    struct Counter(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Counter {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    struct Waiting {
+        future: Option<Pin<Box<dyn Future<Output = ()>>>>,
+        /// Sends taken in before it (by their number).
+        before: usize,
+        wakes: std::sync::Arc<Counter>,
+        /// Wake-ups counted when it last returned Pending (`None`: not pending).
+        pending_at: Option<usize>,
+    }
+
+    proptest::proptest! {
+        /// Random interleavings of sends taken in and ending, flushes started, polled and
+        /// abandoned: a flush is ready exactly when every send taken in before it has ended, and
+        /// one that returned Pending is woken once that happens (no flush hangs).
+        #[test]
+        fn a_flush_ends_exactly_when_older_sends_have_and_is_woken(
+            steps in proptest::collection::vec(step(), 1..150)
+        ) {
+            use std::sync::atomic::Ordering;
+            let gate = Rc::new(FlushGate::default());
+            let mut tickets: Vec<Option<FlushTicket>> = Vec::new();
+            let mut flushes: Vec<Waiting> = Vec::new();
+            for step in steps {
+                match step {
+                    Step::Enter => tickets.push(Some(gate.enter())),
+                    Step::Leave { pick } => {
+                        if let Some(ticket) = tickets.get_mut(pick) {
+                            ticket.take();
+                        }
+                    }
+                    Step::Flush => flushes.push(Waiting {
+                        future: Some(Box::pin(gate.flush())),
+                        before: tickets.len(),
+                        wakes: std::sync::Arc::new(Counter(0.into())),
+                        pending_at: None,
+                    }),
+                    Step::Poll { pick } => {
+                        if let Some(w) = flushes.get_mut(pick) {
+                            let done = tickets[..w.before].iter().all(Option::is_none);
+                            if let Some(future) = w.future.as_mut() {
+                                let waker = std::task::Waker::from(w.wakes.clone());
+                                let ready = future.as_mut().poll(&mut Context::from_waker(&waker)).is_ready();
+                                proptest::prop_assert_eq!(ready, done, "flush {} ready", pick);
+                                w.pending_at = (!ready).then(|| w.wakes.0.load(Ordering::SeqCst));
+                                if ready {
+                                    w.future = None;
+                                }
+                            }
+                        }
+                    }
+                    Step::Abandon { pick } => {
+                        if let Some(w) = flushes.get_mut(pick) {
+                            w.future = None;
+                        }
+                    }
+                }
+                for (i, w) in flushes.iter().enumerate() {
+                    let (Some(_), Some(at)) = (&w.future, w.pending_at) else { continue };
+                    if tickets[..w.before].iter().all(Option::is_none) {
+                        proptest::prop_assert!(
+                            w.wakes.0.load(Ordering::SeqCst) > at,
+                            "flush {} can end but was not woken", i
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
