@@ -4,8 +4,9 @@
 use crate::engine::prepared::BatchAnswer;
 use crate::send_result::{MessageQueue, SendResult, SendStatus};
 
-/// The outcome of a stored batch ([`crate::Producer::send_batch`]): one [`SendResult`] per
-/// message, in the order the messages were given.
+/// The outcome of a stored batch ([`crate::Producer::send_batch`],
+/// [`crate::LocalProducer::send_batch`]): one [`SendResult`] per message, in the order the
+/// messages were given.
 ///
 /// The broker answers a batch once. Each message's result (its unique id, offset id and queue
 /// offset) is built from that answer when asked for, so a caller that needs only the count, the
@@ -26,11 +27,15 @@ use crate::send_result::{MessageQueue, SendResult, SendStatus};
 /// let ids: Vec<&str> = stored.msg_ids().collect();
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BatchResult(Box<BatchAnswer>);
 
 impl BatchResult {
     pub(crate) fn new(answer: Box<BatchAnswer>) -> Self {
+        debug_assert!(
+            !answer.uniq_keys.is_empty(),
+            "a batch's answer gets its ids when its send ends (Reply::finish)"
+        );
         BatchResult(answer)
     }
 
@@ -59,9 +64,9 @@ impl BatchResult {
         self.0.uniq_keys.iter().map(|id| id.as_str())
     }
 
-    /// The result of message `index`, `None` past the end.
+    /// The result of message `index` (only that one is built), `None` past the end.
     pub fn get(&self, index: usize) -> Option<SendResult> {
-        self.0.results().nth(index)
+        self.0.result_at(index)
     }
 
     /// Every message's result, in order, each built as the iterator reaches it.
@@ -75,12 +80,21 @@ impl BatchResult {
     }
 }
 
+/// Every message's result, built into a `Vec` first ([`BatchResult::iter`] builds them one by
+/// one).
 impl IntoIterator for BatchResult {
     type Item = SendResult;
     type IntoIter = std::vec::IntoIter<SendResult>;
 
     fn into_iter(self) -> Self::IntoIter {
         self.into_vec().into_iter()
+    }
+}
+
+/// The results, as a list.
+impl std::fmt::Debug for BatchResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
     }
 }
 
@@ -106,6 +120,19 @@ mod tests {
         assert_eq!((&*second.msg_id, &*second.offset_msg_id), ("K1", "O1"));
         assert_eq!(second.queue_offset, 11);
         assert!(result.get(3).is_none());
+        let every: Vec<_> = result.iter().collect();
+        for (i, one) in every.iter().enumerate() {
+            let got = result.get(i).expect("in range");
+            assert_eq!(
+                (&got.msg_id, &got.offset_msg_id),
+                (&one.msg_id, &one.offset_msg_id)
+            );
+            assert_eq!(got.queue_offset, one.queue_offset);
+        }
+        assert!(
+            format!("{result:?}").contains("O2"),
+            "Debug lists the results"
+        );
         let offsets: Vec<_> = result.iter().map(|r| r.queue_offset).collect();
         assert_eq!(offsets, [10, 11, 12]);
         assert_eq!(result.iter().len(), 3);

@@ -192,6 +192,12 @@ impl Message {
     /// [`Error::InvalidMessage`] naming the broken rule.
     pub fn validate(&self, max_message_size: usize) -> Result<(), Error> {
         validate_topic(&self.topic)?;
+        self.validate_content(max_message_size)
+    }
+
+    /// [`Message::validate`] but the topic (for the members of a batch, whose topic is the
+    /// first member's, checked once).
+    pub(crate) fn validate_content(&self, max_message_size: usize) -> Result<(), Error> {
         if self.body.is_empty() {
             return Err(invalid("the message body is empty"));
         }

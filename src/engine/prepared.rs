@@ -401,6 +401,17 @@ mod tests {
             ),
             (vec![Message::new("%RETRY%g", "a")], "retry"),
             (vec![Message::new("T", "")], "empty"),
+            (
+                vec![Message::new("T", "a"), Message::new("T", "")],
+                "message 1 of the batch",
+            ),
+            (
+                vec![
+                    Message::new("bad topic", "a"),
+                    Message::new("bad topic", "b"),
+                ],
+                "message 0 of the batch",
+            ),
         ] {
             let e = prepare_batch(bad, &c, None).unwrap_err().to_string();
             assert!(e.contains(why), "{e}");

@@ -95,8 +95,9 @@ pub struct RemotingCommand {
 
 impl RemotingCommand {
     #[inline]
-    /// A decoded command with an empty body, its ext fields given as (key, value) `spans` over
-    /// `ext_fields`' text (both header decoders end here). `what` names the header in errors.
+    /// A decoded command with an empty body, with `ext_fields` and the (key, value) `spans` over
+    /// their text still to add (the JSON decoder passes its spans; the binary one has added
+    /// them already). Both header decoders end here; `what` names the header in errors.
     pub(crate) fn decoded(
         (code, language, version, opaque, flag): DecodedHead,
         remark: Option<String>,

@@ -225,7 +225,7 @@ impl ExtFields {
     fn str_at(&self, start: u32, end: u32) -> &str {
         let bytes = &self.text[start as usize..end as usize];
         // SAFETY: every span was checked to be UTF-8 (or to lie in a part of the text checked to
-        // be ASCII) when it was added (`push_span`), or copied
+        // be ASCII) when it was added (`push_span`, `with_spans`), or copied
         // from a `&str` (`push`, `append_text`), and the text is never changed, only appended to.
         // `utf8_spans_stay_valid` in the tests exercises both kinds of span.
         #[allow(unsafe_code)]

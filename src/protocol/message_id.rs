@@ -35,6 +35,11 @@ pub struct UniqueIdGenerator {
     counter: u16,
     /// The clock reading whose time digits `text` holds (`None` before the first id).
     millis: Option<i64>,
+    /// Ids made with those time digits: at most 65,536, one per counter value.
+    ids_in_millis: u32,
+    /// Set when a millisecond's 65,536 ids were all used and the ids went on in the next one,
+    /// ahead of the clock: readings up to it stay on it, so no id repeats.
+    ahead: Option<i64>,
     /// The month of the last id, `[start, end)` in unix ms (recomputed when the clock leaves it).
     month: (i64, i64),
 }
@@ -59,12 +64,30 @@ impl UniqueIdGenerator {
             prefix_len: prefix.len(),
             counter: 0,
             millis: None,
+            ids_in_millis: 0,
+            ahead: None,
             month: (0, 0),
         }
     }
 
     /// The next id, for a clock reading of `unix_millis` (inline for an IPv4 host: no allocation).
+    ///
+    /// Ids of one clock reading differ by their 16-bit counter; after 65,536 of them (a huge
+    /// batch prepared at one reading) the ids go on in the next millisecond, ahead of the clock,
+    /// instead of repeating.
     pub fn next_id(&mut self, unix_millis: i64) -> ShortString {
+        let mut unix_millis = unix_millis;
+        if let Some(ahead) = self.ahead {
+            if unix_millis <= ahead {
+                unix_millis = ahead;
+            } else {
+                self.ahead = None;
+            }
+        }
+        if self.millis == Some(unix_millis) && self.ids_in_millis > u32::from(u16::MAX) {
+            unix_millis += 1;
+            self.ahead = Some(unix_millis);
+        }
         let time_at = self.prefix_len;
         if self.millis != Some(unix_millis) {
             if !(self.month.0..self.month.1).contains(&unix_millis) {
@@ -76,12 +99,14 @@ impl UniqueIdGenerator {
                 self.text[time_at + 2 * i..time_at + 2 * i + 2].copy_from_slice(&hex_digits(b));
             }
             self.millis = Some(unix_millis);
+            self.ids_in_millis = 0;
         }
         let counter_at = time_at + 8;
         for (i, b) in self.counter.to_be_bytes().into_iter().enumerate() {
             self.text[counter_at + 2 * i..counter_at + 2 * i + 2].copy_from_slice(&hex_digits(b));
         }
         self.counter = self.counter.wrapping_add(1);
+        self.ids_in_millis += 1;
         let id = &self.text[..counter_at + 4];
         ShortString::new(std::str::from_utf8(id).expect("hex digits are ASCII"))
     }
@@ -222,6 +247,32 @@ mod tests {
         assert_eq!(&a[..44], &b[..44]);
         assert_eq!(&a[44..], "000003E80000");
         assert_eq!(&b[44..], "000003E90001");
+    }
+
+    #[test]
+    fn more_ids_than_counter_values_in_one_reading_never_repeat() {
+        let mut gen = UniqueIdGenerator::new("10.0.0.1".parse().unwrap(), 1, 1);
+        let t = days_from_civil(2026, 11, 1) * 86_400_000 + 1000;
+        let since = |id: &str| i64::from(u32::from_str_radix(&id[20..28], 16).unwrap());
+        let n = 65_536 * 2 + 10;
+        let ids: Vec<String> = (0..n).map(|_| gen.next_id(t).to_string()).collect();
+        let distinct: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), n, "an id repeated");
+        assert_eq!(since(&ids[65_535]), 1000);
+        assert_eq!(
+            since(&ids[65_536]),
+            1001,
+            "the next millisecond, ahead of the clock"
+        );
+        assert_eq!(since(&ids[n - 1]), 1002);
+        // Readings up to the millisecond the ids went ahead to stay on it; later ones move on.
+        assert_eq!(since(&gen.next_id(t + 1)), 1002);
+        assert_eq!(since(&gen.next_id(t + 5)), 1005);
+        assert_eq!(
+            since(&gen.next_id(t)),
+            1000,
+            "without ids ahead, a reading is taken as is"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! [`BatchAnswer`]: what a broker said about a stored batch, kept as it came (one offset-id list,
 //! the first offset) so that each message's [`SendResult`] is built only when asked for, and
-//! once: straight into its caller's outcome for automatic batches, into a `Vec` for explicit
-//! ones.
+//! once: straight into its caller's outcome for automatic batches, by the caller's
+//! [`crate::BatchResult`] for explicit ones.
 
 use crate::protocol::ShortString;
 use crate::send_result::{MessageQueue, SendResult, SendStatus};
@@ -43,23 +43,35 @@ impl BatchAnswer {
         uniq_keys: &'a [ShortString],
     ) -> impl ExactSizeIterator<Item = SendResult> + 'a {
         let mut offset_ids = self.offset_ids.split(',');
-        uniq_keys.iter().enumerate().map(move |(i, key)| {
-            // Offsets from the broker saturate instead of overflowing near i64::MAX.
-            let queue_offset = match self.first_offset {
-                Some(first) => first.saturating_add(i as i64),
-                None => -1,
-            };
-            SendResult {
-                status: self.status,
-                msg_id: key.clone(),
-                offset_msg_id: offset_ids.next().unwrap_or_default().into(),
-                queue: self.queue.clone(),
-                queue_offset,
-                transaction_id: self.transaction_id.clone(),
-                region_id: self.region_id.clone(),
-                trace_on: self.trace_on,
-            }
-        })
+        uniq_keys
+            .iter()
+            .enumerate()
+            .map(move |(i, key)| self.result(i, key, offset_ids.next().unwrap_or_default()))
+    }
+
+    /// The result of message `index` alone (none of the others built).
+    pub(crate) fn result_at(&self, index: usize) -> Option<SendResult> {
+        let key = self.uniq_keys.get(index)?;
+        let offset_id = self.offset_ids.split(',').nth(index).unwrap_or_default();
+        Some(self.result(index, key, offset_id))
+    }
+
+    fn result(&self, index: usize, key: &ShortString, offset_id: &str) -> SendResult {
+        // Offsets from the broker saturate instead of overflowing near i64::MAX.
+        let queue_offset = match self.first_offset {
+            Some(first) => first.saturating_add(index as i64),
+            None => -1,
+        };
+        SendResult {
+            status: self.status,
+            msg_id: key.clone(),
+            offset_msg_id: offset_id.into(),
+            queue: self.queue.clone(),
+            queue_offset,
+            transaction_id: self.transaction_id.clone(),
+            region_id: self.region_id.clone(),
+            trace_on: self.trace_on,
+        }
     }
 
     /// Every message's result.

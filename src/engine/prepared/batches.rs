@@ -47,14 +47,19 @@ fn check_batch_rules(messages: &[Message], config: &ProducerConfig) -> Result<()
         return invalid("a batch needs at least one message".into());
     };
     for (i, m) in messages.iter().enumerate() {
-        m.validate(config.max_message_size)
-            .map_err(|e| Error::invalid_message(format!("message {i} of the batch: {e}")))?;
-        if m.topic != first.topic {
+        // The first message's topic is checked once; the others must be the same.
+        if i > 0 && m.topic != first.topic {
             return invalid(format!(
                 "message {i} of the batch is for topic {}, the batch is for {}",
                 m.topic, first.topic
             ));
         }
+        let valid = if i == 0 {
+            m.validate(config.max_message_size)
+        } else {
+            m.validate_content(config.max_message_size)
+        };
+        valid.map_err(|e| Error::invalid_message(format!("message {i} of the batch: {e}")))?;
         if m.delay_level > 0 {
             return invalid(format!(
                 "message {i} of the batch has a delay level; batches cannot be delayed"

@@ -84,8 +84,10 @@ pub struct Args {
     /// Sharding keys of --mode ordered: message n is sent with key `n % keys-count` [default: 16].
     #[arg(long)]
     pub keys_count: Option<u64>,
-    /// Outstanding sends per worker [default: 256; auto-batch: 16 batches of --batch, at least
-    /// 256, so that batches fill instead of one batch waiting on the window].
+    /// Outstanding sends per worker, for async, oneway, ordered and auto-batch (batch: batches
+    /// outstanding; sync and transaction send one at a time per thread) [default: 256;
+    /// auto-batch: 16 batches of --batch, at least 256, so that batches fill instead of one
+    /// batch waiting on the window].
     #[arg(long)]
     pub inflight: Option<usize>,
     /// On the cores, send through the future API (`LocalProducer::send`, one task per

@@ -173,7 +173,7 @@ fn run(args: Args) -> Result<i32, String> {
     config.core.max_inflight = config
         .core
         .max_inflight
-        .max(args.inflight() * (threads.max(1)));
+        .max(args.inflight().saturating_mul(threads.max(1)));
     let mut builder = Producer::builder().config(config);
     // The recorder goes in before the producer publishes to it.
     let prometheus = match &args.prometheus {
