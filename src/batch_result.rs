@@ -70,13 +70,56 @@ impl BatchResult {
     }
 
     /// Every message's result, in order, each built as the iterator reaches it.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = SendResult> + '_ {
-        self.0.results()
+    pub fn iter(&self) -> BatchResultIter<'_> {
+        BatchResultIter {
+            answer: &self.0,
+            next: 0,
+            offset_ids: self.0.offset_ids.split(','),
+        }
     }
 
     /// Every message's result, in order.
     pub fn into_vec(self) -> Vec<SendResult> {
         self.0.into_results()
+    }
+}
+
+/// The results of a [`BatchResult`] in order, each built as the iterator reaches it
+/// ([`BatchResult::iter`], `for result in &batch_result`).
+#[derive(Debug, Clone)]
+pub struct BatchResultIter<'a> {
+    answer: &'a BatchAnswer,
+    next: usize,
+    offset_ids: std::str::Split<'a, char>,
+}
+
+impl Iterator for BatchResultIter<'_> {
+    type Item = SendResult;
+
+    fn next(&mut self) -> Option<SendResult> {
+        let key = self.answer.uniq_keys.get(self.next)?;
+        let offset_id = self.offset_ids.next().unwrap_or_default();
+        let result = self.answer.result(self.next, key, offset_id);
+        self.next += 1;
+        Some(result)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.answer.len() - self.next;
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for BatchResultIter<'_> {}
+
+impl std::iter::FusedIterator for BatchResultIter<'_> {}
+
+impl<'a> IntoIterator for &'a BatchResult {
+    type Item = SendResult;
+    type IntoIter = BatchResultIter<'a>;
+
+    fn into_iter(self) -> BatchResultIter<'a> {
+        self.iter()
     }
 }
 
@@ -133,6 +176,16 @@ mod tests {
             format!("{result:?}").contains("O2"),
             "Debug lists the results"
         );
+        let mut by_ref = Vec::new();
+        for r in &result {
+            by_ref.push(r.offset_msg_id.to_string());
+        }
+        assert_eq!(by_ref, ["O0", "O1", "O2"]);
+        let mut iter = result.iter();
+        iter.next();
+        assert_eq!(iter.len(), 2);
+        assert_eq!(iter.by_ref().count(), 2);
+        assert!(iter.next().is_none(), "fused");
         let offsets: Vec<_> = result.iter().map(|r| r.queue_offset).collect();
         assert_eq!(offsets, [10, 11, 12]);
         assert_eq!(result.iter().len(), 3);

@@ -109,7 +109,7 @@ pub mod internals {
 }
 
 pub use acl::AclCredentials;
-pub use batch_result::BatchResult;
+pub use batch_result::{BatchResult, BatchResultIter};
 pub use config::{AutoBatch, CoreConfig, CoreSelection, ProducerConfig, QueueFullPolicy};
 pub use engine::resolve::Resolver;
 pub use error::{Error, ErrorKind, Outcome, Returned, MAX_REMARK_BYTES};

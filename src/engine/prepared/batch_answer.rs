@@ -56,7 +56,8 @@ impl BatchAnswer {
         Some(self.result(index, key, offset_id))
     }
 
-    fn result(&self, index: usize, key: &ShortString, offset_id: &str) -> SendResult {
+    /// Message `index`'s result, with its id and the broker's offset id for it.
+    pub(crate) fn result(&self, index: usize, key: &ShortString, offset_id: &str) -> SendResult {
         // Offsets from the broker saturate instead of overflowing near i64::MAX.
         let queue_offset = match self.first_offset {
             Some(first) => first.saturating_add(index as i64),
