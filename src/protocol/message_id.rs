@@ -13,9 +13,10 @@ fn hex_digits(b: u8) -> [u8; 2] {
     [HEX_UPPER[(b >> 4) as usize], HEX_UPPER[(b & 0xf) as usize]]
 }
 
-fn push_hex(out: &mut String, bytes: &[u8]) {
-    for &b in bytes {
-        out.extend(hex_digits(b).map(char::from));
+/// Writes the uppercase hex digits of `bytes` (two per byte) at the start of `out`.
+fn put_hex(out: &mut [u8], bytes: &[u8]) {
+    for (pair, &b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair.copy_from_slice(&hex_digits(b));
     }
 }
 
@@ -50,18 +51,21 @@ const MAX_ID_LEN: usize = 2 * (16 + 2 + 4 + 4 + 2);
 impl UniqueIdGenerator {
     /// A generator for this host address, process id and instance value.
     pub fn new(ip: IpAddr, pid: u32, instance: u32) -> Self {
-        let mut prefix = String::with_capacity(44);
-        match ip {
-            IpAddr::V4(v4) => push_hex(&mut prefix, &v4.octets()),
-            IpAddr::V6(v6) => push_hex(&mut prefix, &v6.octets()),
-        }
-        push_hex(&mut prefix, &(pid as u16).to_be_bytes());
-        push_hex(&mut prefix, &instance.to_be_bytes());
         let mut text = [b'0'; MAX_ID_LEN];
-        text[..prefix.len()].copy_from_slice(prefix.as_bytes());
+        let mut prefix_len = 0;
+        let mut put = |bytes: &[u8]| {
+            put_hex(&mut text[prefix_len..], bytes);
+            prefix_len += 2 * bytes.len();
+        };
+        match ip {
+            IpAddr::V4(v4) => put(&v4.octets()),
+            IpAddr::V6(v6) => put(&v6.octets()),
+        }
+        put(&(pid as u16).to_be_bytes());
+        put(&instance.to_be_bytes());
         UniqueIdGenerator {
             text,
-            prefix_len: prefix.len(),
+            prefix_len,
             counter: 0,
             millis: None,
             ids_in_millis: 0,
@@ -95,16 +99,12 @@ impl UniqueIdGenerator {
             }
             // Java: (int) (now - startOfMonth); wraps after ~24.8 days exactly like Java's cast.
             let since_month = (unix_millis - self.month.0) as i32;
-            for (i, b) in since_month.to_be_bytes().into_iter().enumerate() {
-                self.text[time_at + 2 * i..time_at + 2 * i + 2].copy_from_slice(&hex_digits(b));
-            }
+            put_hex(&mut self.text[time_at..], &since_month.to_be_bytes());
             self.millis = Some(unix_millis);
             self.ids_in_millis = 0;
         }
         let counter_at = time_at + 8;
-        for (i, b) in self.counter.to_be_bytes().into_iter().enumerate() {
-            self.text[counter_at + 2 * i..counter_at + 2 * i + 2].copy_from_slice(&hex_digits(b));
-        }
+        put_hex(&mut self.text[counter_at..], &self.counter.to_be_bytes());
         self.counter = self.counter.wrapping_add(1);
         self.ids_in_millis += 1;
         let id = &self.text[..counter_at + 4];
