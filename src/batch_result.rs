@@ -2,6 +2,7 @@
 //! only when asked for.
 
 use crate::engine::prepared::BatchAnswer;
+use crate::protocol::ShortString;
 use crate::send_result::{MessageQueue, SendResult, SendStatus};
 
 /// The outcome of a stored batch ([`crate::Producer::send_batch`],
@@ -71,11 +72,7 @@ impl BatchResult {
 
     /// Every message's result, in order, each built as the iterator reaches it.
     pub fn iter(&self) -> BatchResultIter<'_> {
-        BatchResultIter {
-            answer: &self.0,
-            next: 0,
-            offset_ids: self.0.offset_ids.split(','),
-        }
+        self.0.results()
     }
 
     /// Every message's result, in order.
@@ -89,15 +86,29 @@ impl BatchResult {
 #[derive(Debug, Clone)]
 pub struct BatchResultIter<'a> {
     answer: &'a BatchAnswer,
+    /// The ids of the messages, in order (the answer's own once its send has ended).
+    keys: &'a [ShortString],
     next: usize,
     offset_ids: std::str::Split<'a, char>,
+}
+
+impl<'a> BatchResultIter<'a> {
+    /// The results of the messages of `keys` in `answer`.
+    pub(crate) fn new(answer: &'a BatchAnswer, keys: &'a [ShortString]) -> Self {
+        BatchResultIter {
+            answer,
+            keys,
+            next: 0,
+            offset_ids: answer.offset_ids.split(','),
+        }
+    }
 }
 
 impl Iterator for BatchResultIter<'_> {
     type Item = SendResult;
 
     fn next(&mut self) -> Option<SendResult> {
-        let key = self.answer.uniq_keys.get(self.next)?;
+        let key = self.keys.get(self.next)?;
         let offset_id = self.offset_ids.next().unwrap_or_default();
         let result = self.answer.result(self.next, key, offset_id);
         self.next += 1;
@@ -105,7 +116,7 @@ impl Iterator for BatchResultIter<'_> {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = self.answer.len() - self.next;
+        let left = self.keys.len() - self.next;
         (left, Some(left))
     }
 }

@@ -3,6 +3,7 @@
 //! once: straight into its caller's outcome for automatic batches, by the caller's
 //! [`crate::BatchResult`] for explicit ones.
 
+use crate::batch_result::BatchResultIter;
 use crate::protocol::ShortString;
 use crate::send_result::{MessageQueue, SendResult, SendStatus};
 
@@ -32,21 +33,14 @@ impl BatchAnswer {
     }
 
     /// The result of each message, in order.
-    pub(crate) fn results(&self) -> impl ExactSizeIterator<Item = SendResult> + '_ {
+    pub(crate) fn results(&self) -> BatchResultIter<'_> {
         self.results_for(&self.uniq_keys)
     }
 
     /// The result of each message of `uniq_keys` (the batch's ids, before its send has ended and
     /// moved them into the answer).
-    pub(crate) fn results_for<'a>(
-        &'a self,
-        uniq_keys: &'a [ShortString],
-    ) -> impl ExactSizeIterator<Item = SendResult> + 'a {
-        let mut offset_ids = self.offset_ids.split(',');
-        uniq_keys
-            .iter()
-            .enumerate()
-            .map(move |(i, key)| self.result(i, key, offset_ids.next().unwrap_or_default()))
+    pub(crate) fn results_for<'a>(&'a self, uniq_keys: &'a [ShortString]) -> BatchResultIter<'a> {
+        BatchResultIter::new(self, uniq_keys)
     }
 
     /// The result of message `index` alone (none of the others built).
