@@ -26,8 +26,6 @@
 //! when it can. Sending a closed batch and handing out its outcomes is [`closed`].
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -37,6 +35,7 @@ use super::core::{Core, InFlightPermit};
 use super::inbox::SendMode;
 use super::prepared::{Outgoing, PreparedMessage};
 use super::records::ReplyTarget;
+use super::text_hasher::TextMap;
 use crate::config::AutoBatch;
 use crate::message::Message;
 use crate::protocol::batch::{encode_record, RECORD_OVERHEAD};
@@ -154,53 +153,15 @@ impl OpenBatch {
 /// nothing), the few kinds of batch open for it.
 pub(crate) struct Batcher {
     config: AutoBatch,
-    open: RefCell<HashMap<String, Vec<OpenBatch>, BuildHasherDefault<TopicHasher>>>,
+    open: RefCell<TextMap<Vec<OpenBatch>>>,
     next_id: Cell<u64>,
-}
-
-/// A word-at-a-time multiplicative hash (the scheme of rustc's FxHasher) for the batcher's topic
-/// names: a few multiplies for a short name, where SipHash cost ~4 % of an auto-batching core
-/// and byte-at-a-time FNV still ~4 %. Topics come from the application, not from the network, so
-/// the hash needs no flooding resistance.
-#[derive(Default)]
-struct TopicHasher(u64);
-
-impl TopicHasher {
-    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::SEED);
-    }
-}
-
-impl Hasher for TopicHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut words = bytes.chunks_exact(8);
-        for word in &mut words {
-            self.add(u64::from_le_bytes(word.try_into().expect("8 bytes")));
-        }
-        let rest = words.remainder();
-        if !rest.is_empty() {
-            let mut last = [0u8; 8];
-            last[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(last));
-        }
-    }
-
-    fn write_u8(&mut self, byte: u8) {
-        self.add(u64::from(byte));
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
 }
 
 impl Batcher {
     pub(crate) fn new(config: AutoBatch) -> Self {
         Batcher {
             config,
-            open: RefCell::new(HashMap::default()),
+            open: RefCell::new(TextMap::default()),
             next_id: Cell::new(0),
         }
     }
@@ -344,45 +305,4 @@ fn schedule_linger(
         }
     };
     super::guarded::spawn_guarded("batch linger", linger_task, |_| {});
-}
-
-#[cfg(test)]
-mod tests {
-    use std::hash::Hash;
-
-    use super::*;
-
-    #[test]
-    fn topic_hasher_tells_names_apart() {
-        let hash = |topic: &str| {
-            let mut h = TopicHasher::default();
-            topic.hash(&mut h);
-            h.finish()
-        };
-        assert_eq!(hash("BenchTopic"), hash("BenchTopic"));
-        let names = [
-            "",
-            "a",
-            "b",
-            "ab",
-            "ba",
-            "TopicA",
-            "TopicB",
-            "TopicA1",
-            "exactly8",
-            "exactly8b",
-        ];
-        for (i, a) in names.iter().enumerate() {
-            for b in &names[i + 1..] {
-                assert_ne!(hash(a), hash(b), "{a:?} and {b:?}");
-            }
-        }
-        let mut open: HashMap<String, u8, BuildHasherDefault<TopicHasher>> = HashMap::default();
-        open.insert("TopicA".into(), 1);
-        open.insert("TopicB".into(), 2);
-        assert_eq!(
-            (open.get("TopicA"), open.get("TopicB")),
-            (Some(&1), Some(&2))
-        );
-    }
 }

@@ -20,8 +20,9 @@ use std::time::Instant;
 use bytes::BytesMut;
 
 use super::in_flight::{DoneRecords, InFlight, Responded};
-use super::records::RecordBook;
-use crate::protocol::{RemotingCommand, ResponseCode};
+use super::records::{RecordAnswer, RecordBook};
+use crate::protocol::send_response_header::SendResponse;
+use crate::protocol::{binary_response, frame, RemotingCommand, ResponseCode};
 
 mod enqueue;
 mod response;
@@ -134,6 +135,25 @@ impl Connection {
         if let Some(w) = self.expiry_waker.take() {
             w.wake();
         }
+    }
+
+    /// Completes a send record with the answer at the front of `buf` read where it lies (no
+    /// decoded command), and returns the frame's size; `None` leaves the frame to
+    /// [`frame::decode`](crate::protocol::frame::decode) and [`Connection::dispatch`]: not a
+    /// whole frame yet, not a clean binary response, or no record waits for it.
+    #[inline]
+    fn complete_in_place(&self, buf: &[u8]) -> Option<usize> {
+        let book = self.records.as_deref()?;
+        let total = frame::check(buf, self.settings.max_frame_bytes).ok()?;
+        let frame = &buf[..total];
+        let opaque = binary_response::response_opaque(frame)?;
+        if !self.in_flight.borrow().awaits_record(opaque) {
+            return None;
+        }
+        let (_, response) = SendResponse::read_frame(frame)?;
+        let record = self.in_flight.borrow_mut().take_record(opaque)?;
+        book.complete_with(record, RecordAnswer::Response(response), &self.peer);
+        Some(total)
     }
 
     #[inline]

@@ -31,6 +31,7 @@ use super::deadline::{deadline_after, until};
 use super::selector::QueueSelector;
 use super::single_flight::SingleFlight;
 use super::stats::CoreStats;
+use super::text_hasher::TextMap;
 use crate::config::{CoreConfig, ProducerConfig};
 use crate::error::{Error, Outcome};
 use crate::route::{RouteTable, TopicRoute};
@@ -77,7 +78,7 @@ pub(crate) struct Core {
     pub shared: Arc<Shared>,
     pub core_config: CoreConfig,
     /// Open connections per peer address, `connections_per_broker` slots each.
-    connections: RefCell<HashMap<String, Vec<Option<Rc<Connection>>>>>,
+    connections: RefCell<TextMap<Vec<Option<Rc<Connection>>>>>,
     connects: Rc<ConnectFlights>,
     /// Round-robin position over the connection slots of a broker.
     next_slot: Cell<usize>,
@@ -126,7 +127,7 @@ impl Core {
             index,
             permits: Rc::new(Semaphore::new(core_config.max_inflight as u64)),
             byte_permits: Rc::new(Semaphore::new(core_config.max_buffered_bytes as u64)),
-            connections: RefCell::new(HashMap::new()),
+            connections: RefCell::new(TextMap::default()),
             connects: Rc::new(SingleFlight::new()),
             next_slot: Cell::new(0),
             route_fetches: Rc::new(SingleFlight::new()),

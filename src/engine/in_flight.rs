@@ -180,6 +180,30 @@ impl InFlight {
         }
     }
 
+    /// Whether a send record (not a future, not a oneway) waits for the answer to `opaque`.
+    #[inline]
+    pub(crate) fn awaits_record(&self, opaque: i32) -> bool {
+        self.slots
+            .get(&opaque)
+            .is_some_and(|slot| !slot.oneway && matches!(slot.state, SlotState::Record(_)))
+    }
+
+    /// Takes out the slot of `opaque` when a send record waits for its answer (see
+    /// [`InFlight::awaits_record`]) and returns the record's number.
+    #[inline]
+    pub(crate) fn take_record(&mut self, opaque: i32) -> Option<u32> {
+        let std::collections::hash_map::Entry::Occupied(entry) = self.slots.entry(opaque) else {
+            return None;
+        };
+        match entry.get().state {
+            SlotState::Record(record) if !entry.get().oneway => {
+                entry.remove();
+                Some(record)
+            }
+            _ => None,
+        }
+    }
+
     /// Resolves every oneway slot whose frame is now written (`seq <= written`).
     pub(crate) fn complete_written_oneways(&mut self, written: u64, done: &mut DoneRecords) {
         self.slots.retain(|_, slot| match slot.state {
@@ -378,6 +402,21 @@ mod tests {
         assert!(
             matches!(t.respond(3, response(3)), Responded::Ignored),
             "a oneway record's slot takes no response"
+        );
+        assert!(
+            !t.awaits_record(3) && t.take_record(3).is_none(),
+            "nor in place"
+        );
+        assert!(
+            !t.awaits_record(5) && t.take_record(5).is_none(),
+            "a future's slot"
+        );
+        t.insert_record(6, 6, false, later(), 60);
+        assert!(t.awaits_record(6));
+        assert_eq!(t.take_record(6), Some(60));
+        assert!(
+            !t.awaits_record(6) && t.take_record(6).is_none(),
+            "taken once"
         );
         let mut done = DoneRecords::new();
         assert!(t.expire(now, &mut done).is_some());

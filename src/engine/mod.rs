@@ -26,4 +26,5 @@ pub(crate) mod send_wire;
 pub(crate) mod single_flight;
 pub(crate) mod stats;
 pub(crate) mod target_queue;
+pub(crate) mod text_hasher;
 pub(crate) mod transaction_end;

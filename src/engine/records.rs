@@ -22,12 +22,13 @@ use std::time::Instant;
 use super::connection::failure_to_error;
 use super::core::{attempt_timeout, Core, InFlightPermit};
 use super::deadline::deadline_after;
-use super::in_flight::Answer;
+use super::in_flight::{Answer, ConnFailure};
 use super::inbox::SendMode;
 use super::prepared::{Outgoing, Reply};
 use super::send::{send_message, Resume};
 use super::send_wire::{send_header, to_reply};
 use crate::error::Error;
+use crate::protocol::send_response_header::SendResponse;
 use crate::route::PublishQueue;
 
 pub(crate) use super::reply_target::{Delivery, ReplyTarget};
@@ -136,6 +137,20 @@ impl RecordBook {
 
     /// Completes record `index` with the answer its connection (`peer`) got.
     pub(crate) fn complete(&self, index: u32, answer: Answer, peer: &str) {
+        match answer {
+            Ok(Some(response)) => self.complete_with(
+                index,
+                RecordAnswer::Response(SendResponse::of(&response)),
+                peer,
+            ),
+            Ok(None) => self.complete_with(index, RecordAnswer::Written, peer),
+            Err(failure) => self.complete_with(index, RecordAnswer::Failed(failure), peer),
+        }
+    }
+
+    /// Completes record `index` with `answer`, which may borrow the connection's read buffer
+    /// (a response read in place).
+    pub(crate) fn complete_with(&self, index: u32, answer: RecordAnswer<'_>, peer: &str) {
         let Some(record) = self.take(index) else {
             tracing::trace!(index, "no send record for an answer");
             return;
@@ -148,14 +163,23 @@ impl RecordBook {
     }
 }
 
-fn complete(core: &Rc<Core>, record: SendRecord, answer: Answer, peer: &str) {
+/// What ended a record's request: an answer (borrowed), its oneway frame written, or a failure.
+pub(crate) enum RecordAnswer<'a> {
+    Response(SendResponse<'a>),
+    Written,
+    Failed(ConnFailure),
+}
+
+fn complete(core: &Rc<Core>, record: SendRecord, answer: RecordAnswer<'_>, peer: &str) {
     let started = record.started;
     let result = match answer {
-        Err(failure) if failure.timed_out => Err(attempt_timeout(started, record.attempt_deadline)),
-        Err(failure) => Err(failure_to_error(peer, failure)),
-        Ok(None) => Ok(Reply::Written),
-        Ok(Some(response)) => to_reply(
-            response,
+        RecordAnswer::Failed(failure) if failure.timed_out => {
+            Err(attempt_timeout(started, record.attempt_deadline))
+        }
+        RecordAnswer::Failed(failure) => Err(failure_to_error(peer, failure)),
+        RecordAnswer::Written => Ok(Reply::Written),
+        RecordAnswer::Response(response) => to_reply(
+            &response,
             peer,
             (&record.topic, &record.queue),
             &record.message,

@@ -1,14 +1,13 @@
 //! Queue selection, one shard per core (Java `TopicPublishInfo.selectOneMessageQueue` with a
 //! `ThreadLocalIndex`): round robin from a random start, skipping the broker that just failed.
 
-use std::collections::HashMap;
-
+use super::text_hasher::TextMap;
 use crate::route::{PublishQueue, TopicRoute};
 
 /// Per-core round-robin positions, per topic. No shared counters.
 #[allow(unreachable_pub)]
 pub struct QueueSelector {
-    positions: HashMap<String, usize>,
+    positions: TextMap<usize>,
     seed: usize,
 }
 
@@ -16,7 +15,7 @@ impl QueueSelector {
     /// A selector starting at `seed`.
     pub fn new(seed: usize) -> Self {
         QueueSelector {
-            positions: HashMap::new(),
+            positions: TextMap::default(),
             seed,
         }
     }

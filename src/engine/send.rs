@@ -25,6 +25,7 @@ use super::prepared::{unix_millis, Outgoing, Reply};
 use super::send_wire::{send_header, to_reply};
 use crate::error::{Error, Outcome};
 use crate::hooks::AttemptContext;
+use crate::protocol::send_response_header::SendResponse;
 use crate::protocol::ResponseCode;
 use crate::route::{PublishQueue, TopicRoute};
 use crate::send_result::SendStatus;
@@ -402,7 +403,7 @@ async fn send_attempt(
                 Some(namespace) => Arc::from(crate::namespace::strip(namespace, &route.topic)),
                 None => Arc::clone(&route.topic),
             };
-            to_reply(reply, addr, (&topic, queue), message)
+            to_reply(&SendResponse::of(&reply), addr, (&topic, queue), message)
         }
     }
 }

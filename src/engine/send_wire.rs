@@ -8,9 +8,11 @@ use super::core::Core;
 use super::prepared::{BatchAnswer, Outgoing, Reply};
 use crate::error::{bounded_remark, Error, Outcome};
 use crate::protocol::send_request_header::SendMessageRequestHeaderV2;
-use crate::protocol::send_response_header::{SendMessageResponseHeader, DEFAULT_REGION};
+use crate::protocol::send_response_header::{
+    SendMessageResponseHeader, SendResponse, DEFAULT_REGION,
+};
 use crate::protocol::ShortString;
-use crate::protocol::{RemotingCommand, RequestCode, ResponseCode};
+use crate::protocol::{RequestCode, ResponseCode};
 use crate::route::{PublishQueue, TopicRoute};
 use crate::send_result::{MessageQueue, SendResult, SendStatus};
 
@@ -86,7 +88,7 @@ fn is_timer_disabled(remark: &str) -> bool {
 /// with offset -1 and no offset id, and a batch answered with fewer offset ids than messages
 /// gets empty offset ids for the rest.
 pub(crate) fn to_reply(
-    reply: RemotingCommand,
+    reply: &SendResponse<'_>,
     addr: &str,
     (topic, queue): (&Arc<str>, &PublishQueue),
     message: &Outgoing,
@@ -94,7 +96,7 @@ pub(crate) fn to_reply(
     let code = ResponseCode::from_i32(reply.code);
     let Some(status) = SendStatus::from_response_code(code) else {
         // Bounded once here, then shared by every caller of a batch and every log line.
-        let remark = bounded_remark(reply.remark.as_deref().unwrap_or_default());
+        let remark = bounded_remark(reply.remark.unwrap_or_default());
         if matches!(code, ResponseCode::SystemError | ResponseCode::NoPermission)
             && crate::acl::is_access_denied(&remark)
         {
@@ -120,7 +122,7 @@ pub(crate) fn to_reply(
             outcome: Outcome::NotStored,
         });
     };
-    let parsed = SendMessageResponseHeader::from_command(&reply);
+    let parsed = reply.fields.header();
     let readable = parsed.is_ok();
     let header = parsed.unwrap_or_else(|e| {
         tracing::warn!(broker = %addr, error = %bounded_remark(&e.to_string()), "the broker stored the message but its reply header is unreadable; reporting it stored, without offsets");

@@ -5,6 +5,7 @@
 //! Java sources of Apache RocketMQ 4.9.7 / 5.3 (each file names the class it mirrors).
 
 pub mod batch;
+pub mod binary_response;
 pub mod command;
 pub mod compression;
 pub mod decode_error;

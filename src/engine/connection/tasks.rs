@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::task::Poll;
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use glommio::net::TcpStream;
 use tracing::Instrument;
 
@@ -279,9 +279,17 @@ async fn read_loop(conn: Rc<Connection>) {
         let mut clock = conn.records.as_deref().map(RecordBook::hold_clock);
         let mut burst = 0;
         loop {
-            match frame::decode(&mut buf, conn.settings.max_frame_bytes) {
-                Ok(Some(command)) => {
-                    conn.dispatch(command);
+            // A send record's answer is read where it lies; anything else is decoded whole.
+            let answered = match conn.complete_in_place(&buf) {
+                Some(size) => {
+                    buf.advance(size);
+                    Ok(Some(()))
+                }
+                None => frame::decode(&mut buf, conn.settings.max_frame_bytes)
+                    .map(|decoded| decoded.map(|command| conn.dispatch(command))),
+            };
+            match answered {
+                Ok(Some(())) => {
                     burst += 1;
                     if burst == DISPATCH_BURST {
                         // Twice: the senders woken above run first (queueing their next
