@@ -32,8 +32,9 @@ pub fn encode(out: &mut BytesMut, head: &CommandHead<'_>, fields: &dyn CustomHea
     }
     let length_at = out.len();
     out.put_i32(0);
-    let mut writer = BinaryFieldWriter { out };
-    fields.write_fields(&mut writer);
+    if !fields.write_binary_fields(out) {
+        fields.write_fields(&mut BinaryFieldWriter { out });
+    }
     let ext_len = (out.len() - length_at - 4) as i32;
     out[length_at..length_at + 4].copy_from_slice(&ext_len.to_be_bytes());
 }

@@ -1,5 +1,7 @@
 //! `SendMessageRequestHeaderV2` (Java class of the same name): the short-named send header.
 
+use bytes::{BufMut, BytesMut};
+
 use super::command::RemotingCommand;
 use super::decode_error::DecodeError;
 use super::ext_fields::{parse_bool, parse_i64, CustomHeader, EncodedFields, ExtFieldWriter};
@@ -107,6 +109,101 @@ impl CustomHeader for SendMessageRequestHeaderV2<'_> {
         if let Some(name) = self.broker_name {
             out.put_str("n", name);
         }
+    }
+
+    fn write_binary_fields(&self, out: &mut BytesMut) -> bool {
+        self.write_binary_fast(out)
+    }
+}
+
+impl SendMessageRequestHeaderV2<'_> {
+    /// The binary fields written in a few copies: the pre-encoded `a`–`d`, then the short fields
+    /// built on the stack (a field by field write made ~40 tiny copies per send, ~10 % of a
+    /// sending core). Only with [`SendMessageRequestHeaderV2::constant_fields`].
+    fn write_binary_fast(&self, out: &mut BytesMut) -> bool {
+        let Some(constant) = self.constant_fields else {
+            return false;
+        };
+        out.put_slice(&constant.binary);
+        let mut run = ShortFields::new(out);
+        run.number(b'e', i64::from(self.queue_id));
+        run.number(b'f', i64::from(self.sys_flag));
+        run.number(b'g', self.born_timestamp);
+        run.number(b'h', i64::from(self.flag));
+        run.text(b'i', self.properties.as_bytes());
+        run.number(b'j', i64::from(self.reconsume_times));
+        run.text(b'k', bool_text(self.unit_mode));
+        if let Some(max) = self.max_reconsume_times {
+            run.number(b'l', i64::from(max));
+        }
+        run.text(b'm', bool_text(self.batch));
+        if let Some(name) = self.broker_name {
+            run.text(b'n', name.as_bytes());
+        }
+        run.flush();
+        true
+    }
+}
+
+fn bool_text(value: bool) -> &'static [u8] {
+    if value {
+        b"true"
+    } else {
+        b"false"
+    }
+}
+
+/// Binary fields with one-letter keys gathered on the stack and appended to the output in one
+/// copy; long values are copied on their own. Empty values are skipped, as the field-by-field
+/// writer skips them.
+struct ShortFields<'a> {
+    out: &'a mut BytesMut,
+    run: [u8; 128],
+    len: usize,
+}
+
+impl<'a> ShortFields<'a> {
+    /// A key's length (2 bytes), the key (1) and the value's length (4).
+    const PREFIX: usize = 7;
+
+    fn new(out: &'a mut BytesMut) -> Self {
+        ShortFields {
+            out,
+            run: [0; 128],
+            len: 0,
+        }
+    }
+
+    #[inline]
+    fn number(&mut self, key: u8, value: i64) {
+        let mut digits = itoa::Buffer::new();
+        self.text(key, digits.format(value).as_bytes());
+    }
+
+    #[inline]
+    fn text(&mut self, key: u8, value: &[u8]) {
+        if value.is_empty() {
+            return;
+        }
+        if self.len + Self::PREFIX + value.len() > self.run.len() {
+            self.flush();
+        }
+        let mut prefix = [0, 1, key, 0, 0, 0, 0];
+        prefix[3..].copy_from_slice(&(value.len() as i32).to_be_bytes());
+        if Self::PREFIX + value.len() > self.run.len() {
+            self.out.put_slice(&prefix);
+            self.out.put_slice(value);
+            return;
+        }
+        let at = self.len;
+        self.run[at..at + Self::PREFIX].copy_from_slice(&prefix);
+        self.run[at + Self::PREFIX..at + Self::PREFIX + value.len()].copy_from_slice(value);
+        self.len += Self::PREFIX + value.len();
+    }
+
+    fn flush(&mut self) {
+        self.out.put_slice(&self.run[..self.len]);
+        self.len = 0;
     }
 }
 
@@ -228,6 +325,45 @@ mod tests {
             "{text}"
         );
         serde_json::from_str::<serde_json::Value>(text).unwrap();
+    }
+
+    proptest::proptest! {
+        /// The stack-built binary fields are the bytes the field-by-field writer gives.
+        #[test]
+        fn fast_binary_fields_match_field_by_field(
+            queue_id in proptest::prelude::any::<i32>(),
+            sys_flag in proptest::prelude::any::<i32>(),
+            born in proptest::prelude::any::<i64>(),
+            flag in proptest::prelude::any::<i32>(),
+            properties in "[ -~\u{1}\u{2}]{0,300}",
+            reconsume in proptest::prelude::any::<i32>(),
+            unit_mode in proptest::prelude::any::<bool>(),
+            max in proptest::option::of(proptest::prelude::any::<i32>()),
+            batch in proptest::prelude::any::<bool>(),
+            broker in proptest::option::of("[a-z-]{0,200}"),
+        ) {
+            let constant = constant_fields("PG", "T", DEFAULT_TOPIC, 4);
+            let header = SendMessageRequestHeaderV2 {
+                queue_id,
+                sys_flag,
+                born_timestamp: born,
+                flag,
+                properties: &properties,
+                reconsume_times: reconsume,
+                unit_mode,
+                max_reconsume_times: max,
+                batch,
+                broker_name: broker.as_deref(),
+                ..header()
+            };
+            let head = CommandHead::request(310, 5, LanguageCode::JAVA, 407);
+            let mut plain = BytesMut::new();
+            crate::protocol::header_binary::encode(&mut plain, &head, &header);
+            let mut fast = BytesMut::new();
+            let with_constant = SendMessageRequestHeaderV2 { constant_fields: Some(&constant), ..header };
+            crate::protocol::header_binary::encode(&mut fast, &head, &with_constant);
+            proptest::prop_assert_eq!(plain, fast);
+        }
     }
 
     #[test]
