@@ -199,6 +199,14 @@ fn complete(core: &Rc<Core>, record: SendRecord, answer: RecordAnswer<'_>, peer:
     }
     let count = message_count(&record.message);
     let error = match result {
+        // A single message's result goes to its target as it is (a reported send's handler
+        // gets it without the reply's wrapping); the message is dropped after.
+        Ok(Reply::One(result)) => {
+            core.stats.record(count, true, None, micros);
+            drop(record.permit);
+            record.reply.send_result(result);
+            return;
+        }
         Ok(reply) => {
             core.stats.record(count, true, None, micros);
             drop(record.permit);
@@ -291,23 +299,22 @@ pub(crate) fn try_start<F: FnOnce() -> ReplyTarget>(
     let Some(route) = core.cached_route(topic) else {
         return Err((message, permit, reply));
     };
-    // Where the round robin stands: a send handed to the slow path selects again from there,
+    // Where the round robin stood: a send handed to the slow path selects again from there,
     // so falling back does not skip a queue.
-    let mark = core.selector.borrow().position(topic);
-    let rewind = || core.selector.borrow_mut().rewind(topic, mark);
-    let queue = {
+    let (queue, mark) = {
         let mut selector = core.selector.borrow_mut();
         let selected = if config.send_latency_fault_enable {
             let faults = core.faults.borrow();
-            selector.select_available(topic, &route, None, &|b| faults.is_available(b, started))
+            selector.select_marked(topic, &route, None, &|b| faults.is_available(b, started))
         } else {
-            selector.select(topic, &route, None)
+            selector.select_marked(topic, &route, None, &|_| true)
         };
         match selected {
-            Some(queue) => queue.clone(),
+            Some((queue, mark)) => (queue.clone(), mark),
             None => return Err((message, permit, reply)),
         }
     };
+    let rewind = || core.selector.borrow_mut().rewind(topic, mark);
     let Some(conn) = route
         .master_addr(&queue.broker_name)
         .and_then(|addr| core.open_send_connection(addr))

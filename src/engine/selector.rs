@@ -62,6 +62,19 @@ impl QueueSelector {
         avoid_broker: Option<&str>,
         available: &dyn Fn(&str) -> bool,
     ) -> Option<&'r PublishQueue> {
+        self.select_marked(topic, route, avoid_broker, available)
+            .map(|(queue, _)| queue)
+    }
+
+    /// Like [`QueueSelector::select_available`], also returning where the round robin stood
+    /// before, to [`QueueSelector::rewind`] to if the queue goes unused (one lookup for both).
+    pub fn select_marked<'r>(
+        &mut self,
+        topic: &str,
+        route: &'r TopicRoute,
+        avoid_broker: Option<&str>,
+        available: &dyn Fn(&str) -> bool,
+    ) -> Option<(&'r PublishQueue, usize)> {
         let queues = &route.queues;
         if queues.is_empty() {
             return None;
@@ -70,11 +83,12 @@ impl QueueSelector {
             Some(p) => p,
             None => self.positions.entry(topic.to_owned()).or_insert(self.seed),
         };
+        let mark = *position;
         for _ in 0..queues.len() {
             *position = position.wrapping_add(1);
             let queue = &queues[*position % queues.len()];
             if Some(&*queue.broker_name) != avoid_broker && available(&queue.broker_name) {
-                return Some(queue);
+                return Some((queue, mark));
             }
         }
         if let Some(avoid) = avoid_broker {
@@ -82,12 +96,12 @@ impl QueueSelector {
                 *position = position.wrapping_add(1);
                 let queue = &queues[*position % queues.len()];
                 if &*queue.broker_name != avoid {
-                    return Some(queue);
+                    return Some((queue, mark));
                 }
             }
         }
         *position = position.wrapping_add(1);
-        Some(&queues[*position % queues.len()])
+        Some((&queues[*position % queues.len()], mark))
     }
 }
 
@@ -120,8 +134,8 @@ mod tests {
         let first = s.select("T", &r, None).unwrap().clone();
         s.rewind("T", mark);
         assert_eq!(s.select("T", &r, None).unwrap(), &first);
-        let mark = s.position("T");
-        let second = s.select("T", &r, None).unwrap().clone();
+        let (second, mark) = s.select_marked("T", &r, None, &|_| true).unwrap();
+        let second = second.clone();
         assert_ne!(second, first);
         s.rewind("T", mark);
         assert_eq!(s.select("T", &r, None).unwrap(), &second);
