@@ -79,6 +79,7 @@ mod stats;
 mod stats_reporter;
 mod target;
 mod tls;
+mod topic;
 mod trace;
 mod transaction;
 
@@ -129,6 +130,7 @@ pub use send_result::{MessageQueue, SendResult, SendStatus};
 pub use stats::{CoreStatsSnapshot, ProducerStats};
 pub use target::{java_string_hash, MessageQueueSelector, SendTarget};
 pub use tls::TlsOptions;
+pub use topic::Topic;
 pub use transaction::{
     LocalTransactionState, TransactionListener, TransactionProducer, TransactionSendResult,
 };

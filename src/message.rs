@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use crate::error::Error;
 use crate::protocol::properties;
+use crate::topic::Topic;
 
 /// Longest topic name a broker accepts (`TopicValidator.TOPIC_MAX_LENGTH`).
 pub const MAX_TOPIC_LENGTH: usize = 127;
@@ -47,7 +48,7 @@ pub const MAX_TIMER_MILLIS: u64 = i64::MAX as u64 / 2;
 #[derive(Clone, PartialEq, Eq)]
 pub struct Message {
     /// Topic name: 1–127 characters from `[%|a-zA-Z0-9_-]`.
-    pub topic: String,
+    pub topic: Topic,
     /// Payload; must not be empty and at most `max_message_size` bytes (default 4 MiB).
     pub body: Bytes,
     /// Optional tag (property `TAGS`).
@@ -119,7 +120,7 @@ impl std::fmt::Debug for Message {
 
 impl Message {
     /// A message with a topic and a body; everything else at its default.
-    pub fn new(topic: impl Into<String>, body: impl Into<Bytes>) -> Self {
+    pub fn new(topic: impl Into<Topic>, body: impl Into<Bytes>) -> Self {
         Message {
             topic: topic.into(),
             body: body.into(),

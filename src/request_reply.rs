@@ -80,7 +80,7 @@ impl Producer {
             let started = Instant::now();
             let topic = match &producer.config().namespace {
                 Some(ns) => crate::namespace::wrap(ns, &message.topic),
-                None => message.topic.clone(),
+                None => message.topic.to_string(),
             };
             crate::message::validate_topic(&topic)?;
             // The brokers must know where to push the reply before the request can reach them.

@@ -469,7 +469,7 @@ fn an_invalid_message_is_handed_back_with_its_error() {
     });
     let e = local.expect("the job ran").unwrap_err();
     assert_eq!(
-        e.into_message().map(|m| m.topic),
+        e.into_message().map(|m| m.topic.to_string()),
         Some("no spaces allowed".to_owned())
     );
 }

@@ -61,7 +61,7 @@ pub(super) fn send(core: &Rc<Core>, topic: String, mut batch: OpenBatch) {
         return;
     }
     let outgoing = Outgoing::Batch(PreparedBatch {
-        topic,
+        topic: topic.into(),
         uniq_keys: std::mem::take(&mut batch.uniq_keys),
         body: std::mem::take(&mut batch.body).freeze(),
         sys_flag: batch.kind.sys_flag,

@@ -18,7 +18,7 @@ use crate::target::SendTarget;
 #[derive(Debug, Clone)]
 pub(crate) struct PreparedBatch {
     /// The topic as sent (with the namespace, when one is configured).
-    pub topic: String,
+    pub topic: crate::Topic,
     pub uniq_keys: Vec<ShortString>,
     pub body: Bytes,
     pub sys_flag: i32,
@@ -147,7 +147,7 @@ fn build_batch(
     Ok(PreparedBatch {
         topic: extras
             .as_ref()
-            .and_then(|e| e.wire_topic.clone())
+            .and_then(|e| e.wire_topic.as_deref().map(crate::Topic::from))
             .unwrap_or_else(|| first.topic.clone()),
         properties,
         sys_flag: if compressed {

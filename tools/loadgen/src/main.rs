@@ -229,7 +229,7 @@ fn run(args: Args) -> Result<i32, String> {
     let started = Instant::now();
     let plan = Plan {
         mode: args.mode,
-        topic,
+        topic: topic.into(),
         body: bytes::Bytes::from(args.body.make(max_size)),
         size_range: args.size_range,
         tags: args.tags.clone(),

@@ -109,7 +109,7 @@ fn transaction_outcome(result: Result<TransactionSendResult, Error>) -> Result<(
 #[derive(Clone)]
 pub struct Plan {
     pub mode: Mode,
-    pub topic: String,
+    pub topic: rocketmq_tpc::Topic,
     /// A body of the largest size; messages take a prefix of it (zero-copy).
     pub body: bytes::Bytes,
     /// Body sizes MIN..=MAX, else every body is `body`.
