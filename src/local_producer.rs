@@ -175,7 +175,8 @@ impl LocalProducer {
         let born = core.records.unix_millis();
         let extras = SendExtras::from_options(&options);
         let prepared = prepare_at(message, config, extras, born)?;
-        let Some(permit) = core.try_permit(prepared.body.len() + prepared.properties.len()) else {
+        let Some(permit) = core.try_permit(prepared.body().len() + prepared.properties.len())
+        else {
             core.stats.refused.set(core.stats.refused.get() + 1);
             return Err(Error::QueueFull {
                 returned: Returned::one(prepared.original),

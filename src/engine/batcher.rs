@@ -141,7 +141,7 @@ impl OpenBatch {
         encode_record(
             &mut self.body,
             message.original.flag,
-            &message.body,
+            message.body(),
             &message.properties,
         );
         self.uniq_keys.push(message.uniq_key);
@@ -212,7 +212,7 @@ pub(crate) fn for_batcher(
 /// glommio's `spawn_local` polls a new task before returning, so nothing is spawned while the
 /// open batches are borrowed (a linger task that finds its time already up would take them).
 pub(crate) fn add(core: &Rc<Core>, batcher: &Batcher, item: BatchItem) {
-    let size = item.message.body.len() + item.message.properties.len() + RECORD_OVERHEAD;
+    let size = item.message.body().len() + item.message.properties.len() + RECORD_OVERHEAD;
     let kind = BatchKind {
         sys_flag: item.message.sys_flag,
         wait: item.message.original.wait_store_ok,

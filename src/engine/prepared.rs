@@ -39,8 +39,9 @@ pub(crate) use reply::Reply;
 pub(crate) struct PreparedMessage {
     /// The caller's message, kept so a refusal can hand it back (its body is shared, not copied).
     pub original: Message,
-    /// The body as sent: the original, or its zlib form.
-    pub body: Bytes,
+    /// The compressed body, when the original is sent compressed (else the original's body is
+    /// sent as it is: no second handle on it to count and move): see [`PreparedMessage::body`].
+    pub compressed: Option<Bytes>,
     pub sys_flag: i32,
     /// The encoded properties, in this thread's text chunk (no allocation of their own).
     pub properties: ArenaText,
@@ -54,6 +55,12 @@ pub(crate) struct PreparedMessage {
 }
 
 impl PreparedMessage {
+    /// The body as sent: the original, or its compressed form.
+    #[inline]
+    pub(crate) fn body(&self) -> &Bytes {
+        self.compressed.as_ref().unwrap_or(&self.original.body)
+    }
+
     /// The topic as sent (with the namespace, when one is configured).
     pub(crate) fn topic(&self) -> &str {
         self.extras
@@ -225,15 +232,13 @@ pub(crate) fn prepare_at(
         Err(e) => return Err(e.with_message(message)),
     };
     let mut flags = extras.as_ref().map_or(0, |e| e.sys_flag);
-    let body = if message.body.len() >= config.compress_over {
+    let compressed = (message.body.len() >= config.compress_over).then(|| {
         flags |= config.compress_type.sys_flag();
         Bytes::from(compress(&message.body, config))
-    } else {
-        message.body.clone()
-    };
+    });
     Ok(PreparedMessage {
         original: message,
-        body,
+        compressed,
         sys_flag: flags,
         properties: props,
         uniq_key,
@@ -262,7 +267,7 @@ impl Outgoing {
     /// Bytes this request pins while in progress (body as sent + properties).
     pub(crate) fn buffered_bytes(&self) -> usize {
         match self {
-            Outgoing::One(m) => m.body.len() + m.properties.len(),
+            Outgoing::One(m) => m.body().len() + m.properties.len(),
             Outgoing::Batch(b) => b.body.len() + b.properties.len(),
         }
     }
@@ -321,7 +326,7 @@ mod tests {
         assert_eq!(p.uniq_key.len(), 32);
         assert_eq!(p.sys_flag, 0x301);
         assert_eq!(
-            compression::decompress(&p.body, 1000).unwrap(),
+            compression::decompress(p.body(), 1000).unwrap(),
             vec![b'a'; 100]
         );
         let small = prepare(Message::new("T", "tiny"), &config(), None).unwrap();
@@ -381,7 +386,7 @@ mod tests {
             let m = prepare(Message::new("T", vec![b'z'; 100]), &typed, None).unwrap();
             assert_eq!(m.sys_flag, kind.sys_flag());
             assert_eq!(
-                compression::decompress_by_flag(m.sys_flag, &m.body, 100).unwrap(),
+                compression::decompress_by_flag(m.sys_flag, m.body(), 100).unwrap(),
                 vec![b'z'; 100]
             );
         }

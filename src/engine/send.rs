@@ -200,7 +200,7 @@ pub(crate) async fn send_message(
                 Outgoing::Batch(b) => Some(&b.uniq_keys),
             },
             body_len: match message {
-                Outgoing::One(m) => m.body.len(),
+                Outgoing::One(m) => m.body().len(),
                 Outgoing::Batch(b) => b.body.len(),
             },
             started: attempt_started,

@@ -35,7 +35,7 @@ pub(crate) fn send_header<'a>(
             m.sys_flag,
             m.original.flag,
             m.properties.as_str(),
-            &m.body,
+            m.body(),
             false,
         ),
         Outgoing::Batch(b) => (

@@ -222,7 +222,7 @@ mod tests {
         let mut answers = Vec::new();
         for (body, deadline) in bodies.iter().zip(deadlines) {
             let message = prepare(Message::new("T", body.to_string()), &config, None).unwrap();
-            let size = message.body.len() + message.properties.len() + batch::RECORD_OVERHEAD;
+            let size = message.body().len() + message.properties.len() + batch::RECORD_OVERHEAD;
             let (tx, rx) = oneshot::channel();
             let member = Member {
                 reply: Some(ReplyTarget::Channel(tx)),
