@@ -226,10 +226,12 @@ pub(crate) fn add(core: &Rc<Core>, batcher: &Batcher, item: BatchItem) {
     {
         let mut open = batcher.open.borrow_mut();
         let topic = item.message.topic();
-        if !open.contains_key(topic) {
-            open.insert(topic.to_owned(), Vec::new());
-        }
-        let batches = open.get_mut(topic).expect("just ensured");
+        // One lookup when the topic has open batches (the usual case); the name is copied only
+        // when it has none.
+        let batches = match open.get_mut(topic) {
+            Some(batches) => batches,
+            None => open.entry(topic.to_owned()).or_default(),
+        };
         let mut at = batches.iter().position(|b| b.kind == kind);
         if let Some(i) = at {
             // A batch this message would push over the byte limit goes as it is.
