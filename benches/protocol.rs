@@ -9,7 +9,7 @@ use rocketmq_tpc::protocol::frame::{self, MAX_FRAME_BYTES};
 use rocketmq_tpc::protocol::header_json::CommandHead;
 use rocketmq_tpc::protocol::message_id::UniqueIdGenerator;
 use rocketmq_tpc::protocol::send_request_header::SendMessageRequestHeaderV2;
-use rocketmq_tpc::protocol::send_response_header::SendMessageResponseHeader;
+use rocketmq_tpc::protocol::send_response_header::{SendMessageResponseHeader, SendResponse};
 use rocketmq_tpc::protocol::{batch, properties, route_data};
 
 fn send_header() -> SendMessageRequestHeaderV2<'static> {
@@ -99,6 +99,14 @@ fn headers(c: &mut Criterion) {
             })
         });
     }
+    // What a send record's answer costs: read where it lies, no decoded command.
+    let frame_bytes = response_frame(HeaderEncoding::Binary);
+    g.bench_function("Binary_in_place", |b| {
+        b.iter(|| {
+            let (_, response) = SendResponse::read_frame(black_box(&frame_bytes)).unwrap();
+            black_box(response.fields.header().unwrap());
+        })
+    });
     g.finish();
 }
 
