@@ -152,6 +152,22 @@ impl std::fmt::Debug for BatchResult {
     }
 }
 
+/// Equal when every message's result is (as the `Vec<SendResult>` it replaces compared).
+impl PartialEq for BatchResult {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for BatchResult {}
+
+/// Equal to the list of the same results, in order.
+impl PartialEq<Vec<SendResult>> for BatchResult {
+    fn eq(&self, other: &Vec<SendResult>) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter().cloned())
+    }
+}
+
 impl From<BatchResult> for Vec<SendResult> {
     fn from(result: BatchResult) -> Self {
         result.into_vec()
@@ -197,6 +213,12 @@ mod tests {
         assert_eq!(iter.len(), 2);
         assert_eq!(iter.by_ref().count(), 2);
         assert!(iter.next().is_none(), "fused");
+        assert_eq!(result, result.clone());
+        assert_eq!(result, result.iter().collect::<Vec<_>>());
+        let other = BatchResult::new(Box::new(answer("O0,O1,X2", Some(10), 3)));
+        assert_ne!(result, other, "one offset id differs");
+        let shorter = BatchResult::new(Box::new(answer("O0,O1", Some(10), 2)));
+        assert_ne!(result, shorter);
         let offsets: Vec<_> = result.iter().map(|r| r.queue_offset).collect();
         assert_eq!(offsets, [10, 11, 12]);
         assert_eq!(result.iter().len(), 3);
