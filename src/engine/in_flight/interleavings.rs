@@ -18,6 +18,9 @@ enum Step {
     },
     /// A response arrives for the `pick`-th opaque ever used (or an unknown one).
     Respond { pick: usize },
+    /// The same, read in place: a record waiting for it is taken out, else the frame goes to
+    /// the general decoder and `respond` (as `Connection::complete_in_place` does).
+    RespondInPlace { pick: usize },
     /// Time passes and the expiry task runs.
     Advance { ms: u64 },
     /// The writer hands frames up to the `pick`-th sequence to the socket.
@@ -36,7 +39,8 @@ fn step() -> impl proptest::strategy::Strategy<Value = Step> {
         3 => (any::<bool>(), proptest::bool::weighted(0.2), 0u64..50).prop_map(
             |(record, oneway, deadline_ms)| Step::Insert { record, oneway, deadline_ms }
         ),
-        3 => (0usize..64).prop_map(|pick| Step::Respond { pick }),
+        2 => (0usize..64).prop_map(|pick| Step::Respond { pick }),
+        2 => (0usize..64).prop_map(|pick| Step::RespondInPlace { pick }),
         2 => (0u64..20).prop_map(|ms| Step::Advance { ms }),
         2 => (0usize..64).prop_map(|pick| Step::Write { pick }),
         2 => (0usize..64).prop_map(|pick| Step::Poll { pick }),
@@ -97,6 +101,19 @@ proptest::proptest! {
                     // As the connection dispatches.
                     if let Responded::Record(r, answer) = table.respond(opaque, response(opaque)) {
                         done.push((r, Ok(Some(answer))));
+                    }
+                }
+                Step::RespondInPlace { pick } => {
+                    let opaque = sent.get(pick).map_or(10_000 + pick as i32, |s| s.opaque);
+                    let in_place = table.awaits_record(opaque).then(|| table.take_record(opaque));
+                    match in_place {
+                        Some(Some(r)) => done.push((r, Ok(Some(response(opaque))))),
+                        Some(None) => proptest::prop_assert!(false, "awaited record {} not taken", opaque),
+                        None => {
+                            if let Responded::Record(r, answer) = table.respond(opaque, response(opaque)) {
+                                done.push((r, Ok(Some(answer))));
+                            }
+                        }
                     }
                 }
                 Step::Advance { ms } => {
