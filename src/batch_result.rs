@@ -164,7 +164,7 @@ impl Eq for BatchResult {}
 /// Equal to the list of the same results, in order.
 impl PartialEq<Vec<SendResult>> for BatchResult {
     fn eq(&self, other: &Vec<SendResult>) -> bool {
-        self.len() == other.len() && self.iter().eq(other.iter().cloned())
+        self.len() == other.len() && self.iter().zip(other).all(|(a, b)| a == *b)
     }
 }
 

@@ -47,7 +47,8 @@ pub const MAX_TIMER_MILLIS: u64 = i64::MAX as u64 / 2;
 /// [`Error`] that hands a message back is often logged).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Message {
-    /// Topic name: 1–127 characters from `[%|a-zA-Z0-9_-]`.
+    /// Topic name: 1–127 characters from `[%|a-zA-Z0-9_-]`. A shared [`Topic`] (it was a
+    /// `String`): build one per topic and sending thread, and clone it into each message.
     pub topic: Topic,
     /// Payload; must not be empty and at most `max_message_size` bytes (default 4 MiB).
     pub body: Bytes,
@@ -119,7 +120,8 @@ impl std::fmt::Debug for Message {
 }
 
 impl Message {
-    /// A message with a topic and a body; everything else at its default.
+    /// A message with a topic and a body; everything else at its default. The topic is a
+    /// `&str`, a `String` or a shared [`Topic`] (cloning one copies nothing).
     pub fn new(topic: impl Into<Topic>, body: impl Into<Bytes>) -> Self {
         Message {
             topic: topic.into(),

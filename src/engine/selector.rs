@@ -30,13 +30,16 @@ impl QueueSelector {
         self.positions.retain(|t, _| keep(t));
     }
 
-    /// Where `topic`'s round robin stands, to [`QueueSelector::rewind`] to when a selected
-    /// queue goes unused (the fast path handing a send to the slow path, which selects again).
+    /// Where `topic`'s round robin stands (tests; the send path takes it from
+    /// [`QueueSelector::select_marked`]).
+    #[cfg(test)]
     pub fn position(&self, topic: &str) -> usize {
         self.positions.get(topic).copied().unwrap_or(self.seed)
     }
 
-    /// Puts `topic`'s round robin back to `position` (from [`QueueSelector::position`]).
+    /// Puts `topic`'s round robin back to `position` (the mark [`QueueSelector::select_marked`]
+    /// gave), when the selected queue goes unused (the fast path handing a send to the slow
+    /// path, which selects again).
     pub fn rewind(&mut self, topic: &str, position: usize) {
         if let Some(p) = self.positions.get_mut(topic) {
             *p = position;

@@ -1,22 +1,22 @@
-//! A fast hash for the per-core maps keyed by text the application or its configuration names
-//! (topics, broker addresses): looked up once or more per send, where SipHash cost ~4 % of a
-//! core.
+//! A fast hash for the per-core maps keyed by names (topics from the application, broker
+//! addresses from the application's NameServers): looked up once or more per send, where SipHash
+//! cost ~4 % of a core.
 //!
 //! Word-at-a-time and multiplicative (the scheme of rustc's FxHasher): a few multiplies for a
-//! short name (byte-at-a-time FNV still cost ~4 %). The keys are not chosen by a peer, so the
-//! hash needs no flooding resistance.
+//! short name (byte-at-a-time FNV still cost ~4 %). The keys come from the application and the
+//! NameServers it trusts, not from an arbitrary peer, so the hash needs no flooding resistance.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-/// A map from text to `V` hashed with [`TextHasherState`].
-pub(crate) type TextMap<V> = HashMap<String, V, BuildHasherDefault<TextHasherState>>;
+/// A map from text to `V` hashed with [`TextHasher`].
+pub(crate) type TextMap<V> = HashMap<String, V, BuildHasherDefault<TextHasher>>;
 
-/// The hasher's state (see the module's notes).
+/// The hasher (see the module's notes).
 #[derive(Default)]
-pub(crate) struct TextHasherState(u64);
+pub(crate) struct TextHasher(u64);
 
-impl TextHasherState {
+impl TextHasher {
     const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
 
     #[inline]
@@ -25,7 +25,7 @@ impl TextHasherState {
     }
 }
 
-impl Hasher for TextHasherState {
+impl Hasher for TextHasher {
     #[inline]
     fn write(&mut self, bytes: &[u8]) {
         let mut words = bytes.chunks_exact(8);
@@ -60,7 +60,7 @@ mod tests {
     #[test]
     fn names_hash_apart_and_maps_find_them() {
         let hash = |text: &str| {
-            let mut h = TextHasherState::default();
+            let mut h = TextHasher::default();
             text.hash(&mut h);
             h.finish()
         };

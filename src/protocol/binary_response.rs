@@ -88,8 +88,8 @@ pub fn read<'a>(
     })
 }
 
-/// `bytes` as text when it is ASCII (`from_utf8` would check them a second time: it cost as
-/// much as the rest of the reading).
+/// `bytes` as text when it is ASCII (`from_utf8` would check them a second time: in a profile of
+/// `loadgen --sink --mode async` it was half of `SendResponse::read_frame`'s 10 % of the core).
 #[inline]
 fn ascii(bytes: &[u8]) -> Option<&str> {
     if bytes.is_ascii() {

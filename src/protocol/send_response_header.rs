@@ -27,6 +27,7 @@ pub struct SendMessageResponseHeader<'a> {
 
 impl<'a> SendMessageResponseHeader<'a> {
     /// Reads the header from a response's ext fields; `msgId`, `queueId` and `queueOffset` are required.
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub fn from_command(command: &'a RemotingCommand) -> Result<Self, DecodeError> {
         SendResponseFields::of(command).header()
     }

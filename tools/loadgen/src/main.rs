@@ -258,6 +258,8 @@ fn run(args: Args) -> Result<i32, String> {
     // of its own keys, so one key's messages are sent by one worker, in order.
     let plan_of = |i: usize| {
         let mut plan = plan.clone();
+        // A topic of its own per worker (not a clone): workers do not share its count.
+        plan.topic = rocketmq_tpc::Topic::from(plan.topic.as_str());
         if args.mode == Mode::Ordered {
             plan.numbers = Arc::new(Numbers::own_keys(i as u64, workers as u64, keys_count));
         }
