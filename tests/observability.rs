@@ -60,23 +60,19 @@ fn stats_are_reported_every_interval_and_stop_at_shutdown() {
         s.acked() >= 30 && s.started() >= 30 && s.latency_us().len() >= 30
     });
     // With 2 permits, a core-local burst past them is refused with QueueFull, and counted.
-    let refused = producer
-        .run_on_core(0, {
-            let topic = topic.clone();
-            move |local: LocalProducer| async move {
-                local.set_delivery_handler(|_, _| {});
-                (0..10)
-                    .filter(|i| {
-                        let m = Message::new(topic.as_str(), format!("burst {i}"));
-                        matches!(local.send_reported(m, *i), Err(Error::QueueFull { .. }))
-                    })
-                    .count() as u64
-            }
-        })
-        .unwrap()
-        .wait_timeout(Duration::from_secs(60))
-        .expect("the core task finished within 60 s")
-        .unwrap();
+    let refused = common::on_core(&producer, 0, {
+        let topic = topic.clone();
+        move |local: LocalProducer| async move {
+            local.set_delivery_handler(|_, _| {});
+            (0..10)
+                .filter(|i| {
+                    let m = Message::new(topic.as_str(), format!("burst {i}"));
+                    matches!(local.send_reported(m, *i), Err(Error::QueueFull { .. }))
+                })
+                .count() as u64
+        }
+    })
+    .unwrap();
     assert!(refused >= 8, "refused {refused} of 10 with 2 permits");
     wait_report(&reports, Duration::from_secs(10), "the refusals", |s| {
         s.refused() >= refused

@@ -575,12 +575,9 @@ fn reported_sends_take_send_options() {
     let (token, result) = next("the app thread's send");
     outcomes.insert(token, (result, Duration::ZERO));
     let local_options = to_third();
-    p.run_on_core(0, move |local| async move {
+    common::on_core(&p, 0, move |local| async move {
         local.send_reported_with(Message::new("T", "on the core"), 2, local_options)
     })
-    .unwrap()
-    .wait_timeout(Duration::from_secs(60))
-    .expect("the core task finished within 60 s")
     .unwrap()
     .expect("handed over on the core");
     let (token, result) = next("the core's send");

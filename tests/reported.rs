@@ -66,17 +66,13 @@ fn reported_sends_from_threads_and_cores_get_one_outcome_each_and_are_stored() {
             .expect("handed over");
     }
     let local_topic = topic.clone();
-    producer
-        .run_on_core(0, move |local: LocalProducer| async move {
-            for n in 300..600u64 {
-                let message = Message::new(local_topic.clone(), format!("core {n}"));
-                local.send_reported(message, n).expect("handed over");
-            }
-        })
-        .expect("runs on core 0")
-        .wait_timeout(Duration::from_secs(60))
-        .expect("the core task finished within 60 s")
-        .expect("core job done");
+    common::on_core(&producer, 0, move |local: LocalProducer| async move {
+        for n in 300..600u64 {
+            let message = Message::new(local_topic.clone(), format!("core {n}"));
+            local.send_reported(message, n).expect("handed over");
+        }
+    })
+    .expect("core job done");
     wait_delivered(&deliveries, 0..600, Duration::from_secs(30));
     let d = deliveries.lock().unwrap();
     assert_eq!(d.len(), 600, "no outcome for a token never sent");
@@ -108,14 +104,10 @@ fn send_reported_without_a_delivery_handler_is_refused_at_the_call() {
         Err(Error::InvalidConfig { .. }) => {}
         other => panic!("expected InvalidConfig, got {other:?}"),
     }
-    let local = producer
-        .run_on_core(0, |local: LocalProducer| async move {
-            local.send_reported(Message::new("no_handler", "x"), 1)
-        })
-        .unwrap()
-        .wait_timeout(Duration::from_secs(60))
-        .expect("the core task finished within 60 s")
-        .unwrap();
+    let local = common::on_core(&producer, 0, |local: LocalProducer| async move {
+        local.send_reported(Message::new("no_handler", "x"), 1)
+    })
+    .unwrap();
     assert!(
         matches!(local, Err(Error::InvalidConfig { .. })),
         "{local:?}"
@@ -158,21 +150,17 @@ fn a_core_without_room_refuses_reported_sends_at_once_with_the_message() {
         c.core.max_inflight = 4;
         c.send_timeout = Duration::from_millis(300);
     });
-    let refused = producer
-        .run_on_core(0, |local: LocalProducer| async move {
-            let mut refused = Vec::new();
-            for n in 0..10u64 {
-                let message = Message::new("reported_full", format!("m{n}"));
-                if let Err(e) = local.send_reported(message, n) {
-                    refused.push((n, e));
-                }
+    let refused = common::on_core(&producer, 0, |local: LocalProducer| async move {
+        let mut refused = Vec::new();
+        for n in 0..10u64 {
+            let message = Message::new("reported_full", format!("m{n}"));
+            if let Err(e) = local.send_reported(message, n) {
+                refused.push((n, e));
             }
-            refused
-        })
-        .unwrap()
-        .wait_timeout(Duration::from_secs(60))
-        .expect("the core task finished within 60 s")
-        .unwrap();
+        }
+        refused
+    })
+    .unwrap();
     assert_eq!(refused.len(), 6, "{refused:?}");
     for (n, e) in refused {
         match e {
@@ -220,24 +208,20 @@ fn producer_send_reported_on_a_core_refuses_a_full_inbox_at_once() {
         c.send_timeout = Duration::from_secs(5);
     });
     let handle = producer.clone();
-    let (refused, took) = producer
-        .run_on_core(0, move |_local: LocalProducer| async move {
-            let started = Instant::now();
-            let mut refused = 0;
-            for n in 0..4u64 {
-                if let Err(e @ Error::QueueFull { .. }) =
-                    handle.send_reported(Message::new("reported_full_inbox", "x"), n)
-                {
-                    assert!(e.returned().message().is_some(), "{e:?}");
-                    refused += 1;
-                }
+    let (refused, took) = common::on_core(&producer, 0, move |_local: LocalProducer| async move {
+        let started = Instant::now();
+        let mut refused = 0;
+        for n in 0..4u64 {
+            if let Err(e @ Error::QueueFull { .. }) =
+                handle.send_reported(Message::new("reported_full_inbox", "x"), n)
+            {
+                assert!(e.returned().message().is_some(), "{e:?}");
+                refused += 1;
             }
-            (refused, started.elapsed())
-        })
-        .unwrap()
-        .wait_timeout(Duration::from_secs(60))
-        .expect("the core task finished within 60 s")
-        .unwrap();
+        }
+        (refused, started.elapsed())
+    })
+    .unwrap();
     assert_eq!(
         refused, 2,
         "sends past the inbox's room are refused with their message"

@@ -376,3 +376,18 @@ pub fn rss_bytes() -> u64 {
         .unwrap()
         * 1024
 }
+
+/// Runs `f` on core `core` of `producer` and waits for what it returns (or the core's error);
+/// fails the test when the core does not take it or it has not finished within 60 s.
+pub fn on_core<F, Fut, T>(producer: &Producer, core: usize, f: F) -> Result<T, rocketmq_tpc::Error>
+where
+    F: FnOnce(rocketmq_tpc::LocalProducer) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    producer
+        .run_on_core(core, f)
+        .expect("the core takes the task")
+        .wait_timeout(Duration::from_secs(60))
+        .expect("the core task finished within 60 s")
+}
