@@ -13,6 +13,7 @@
 //! ```
 
 use super::command::FLAG_RESPONSE;
+use super::header_binary::Reader;
 
 /// Where the header starts in a frame (after the length and the type-and-length fields).
 const HEADER_AT: usize = 8;
@@ -60,23 +61,21 @@ pub fn read<'a>(
     let opaque = response_opaque(frame)?;
     let header_len = u32::from_be_bytes(frame.get(4..HEADER_AT)?.try_into().ok()?) & 0x00FF_FFFF;
     let header = frame.get(HEADER_AT..HEADER_AT + header_len as usize)?;
-    let mut r = Cursor {
-        bytes: header,
-        pos: 0,
-    };
-    let fixed = r.take(FIXED_HEAD)?;
+    // The general decoder's reader, through its steps that build no error.
+    let mut r = Reader::new(header);
+    let fixed = r.next(FIXED_HEAD)?;
     let code = i32::from(i16::from_be_bytes([fixed[0], fixed[1]]));
     let remark_len = i32::from_be_bytes(fixed[13..17].try_into().ok()?);
-    let remark = ascii(r.take(usize::try_from(remark_len).ok()?)?)?;
-    let ext_len = usize::try_from(r.i32()?).ok()?;
+    let remark = ascii(r.next(usize::try_from(remark_len).ok()?)?)?;
+    let ext_len = usize::try_from(r.next_i32()?).ok()?;
     if r.pos + ext_len != header.len() {
         return None;
     }
     while r.pos < header.len() {
-        let key_len = usize::try_from(r.i16()?).ok()?;
-        let key = ascii(r.take(key_len)?)?;
-        let value_len = usize::try_from(r.i32()?).ok()?;
-        let value = ascii(r.take(value_len)?)?;
+        let key_len = usize::try_from(r.next_i16()?).ok()?;
+        let key = ascii(r.next(key_len)?)?;
+        let value_len = usize::try_from(r.next_i32()?).ok()?;
+        let value = ascii(r.next(value_len)?)?;
         if !key.is_empty() && !value.is_empty() {
             field(key, value);
         }
@@ -99,30 +98,6 @@ fn ascii(bytes: &[u8]) -> Option<&str> {
         Some(unsafe { std::str::from_utf8_unchecked(bytes) })
     } else {
         None
-    }
-}
-
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Cursor<'a> {
-    #[inline]
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let slice = self.bytes.get(self.pos..self.pos.checked_add(n)?)?;
-        self.pos += n;
-        Some(slice)
-    }
-
-    #[inline]
-    fn i16(&mut self) -> Option<i16> {
-        Some(i16::from_be_bytes(self.take(2)?.try_into().ok()?))
-    }
-
-    #[inline]
-    fn i32(&mut self) -> Option<i32> {
-        Some(i32::from_be_bytes(self.take(4)?.try_into().ok()?))
     }
 }
 
