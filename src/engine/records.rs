@@ -199,18 +199,15 @@ fn complete(core: &Rc<Core>, record: SendRecord, answer: RecordAnswer<'_>, peer:
     }
     let count = message_count(&record.message);
     let error = match result {
-        // A single message's result goes to its target as it is (a reported send's handler
-        // gets it without the reply's wrapping); the message is dropped after.
-        Ok(Reply::One(result)) => {
-            core.stats.record(count, true, None, micros);
-            drop(record.permit);
-            record.reply.send_result(result);
-            return;
-        }
         Ok(reply) => {
             core.stats.record(count, true, None, micros);
             drop(record.permit);
-            record.reply.send(Reply::finish(Ok(reply), record.message));
+            match reply {
+                // A single message's result goes to its target as it is (a reported send's
+                // handler gets it without the reply's wrapping); the message is dropped after.
+                Reply::One(result) => record.reply.send_result(result),
+                reply => record.reply.send(Reply::finish(Ok(reply), record.message)),
+            }
             return;
         }
         Err(e) => e,

@@ -111,16 +111,10 @@ impl CustomHeader for SendMessageRequestHeaderV2<'_> {
         }
     }
 
-    fn write_binary_fields(&self, out: &mut BytesMut) -> bool {
-        self.write_binary_fast(out)
-    }
-}
-
-impl SendMessageRequestHeaderV2<'_> {
     /// The binary fields written in a few copies: the pre-encoded `a`–`d`, then the short fields
     /// built on the stack (a field by field write made ~40 tiny copies per send, ~10 % of a
     /// sending core). Only with [`SendMessageRequestHeaderV2::constant_fields`].
-    fn write_binary_fast(&self, out: &mut BytesMut) -> bool {
+    fn write_binary_fields(&self, out: &mut BytesMut) -> bool {
         let Some(constant) = self.constant_fields else {
             return false;
         };
