@@ -5,11 +5,14 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::batch_result::BatchResult;
+use crate::engine::batcher::add_plain;
 use crate::engine::core::{current_core, Core};
 use crate::engine::deadline::deadline_after;
 use crate::engine::inbox::SendMode;
 use crate::engine::local_send::{admit, budget, drive, is_closing, Step};
-use crate::engine::prepared::{prepare, prepare_at, prepare_batch, Outgoing, Reply, SendExtras};
+use crate::engine::prepared::{
+    is_plain, prepare, prepare_at, prepare_batch, Outgoing, Reply, SendExtras,
+};
 use crate::engine::records::{Delivery, ReplyTarget};
 use crate::error::{Error, Returned};
 use crate::message::Message;
@@ -173,6 +176,13 @@ impl LocalProducer {
         let started = core.records.now();
         let deadline = deadline_after(started, options.timeout.unwrap_or(config.send_timeout));
         let born = core.records.unix_millis();
+        let reply = || ReplyTarget::Report(Delivery::new(handler, token));
+        if let Some(batcher) = core.batcher.as_ref() {
+            if options.target.is_auto() && is_plain(&message, config) {
+                let times = (deadline, born);
+                return add_plain(core, batcher, message, SendMode::Async, times, reply);
+            }
+        }
         let extras = SendExtras::from_options(&options);
         let prepared = prepare_at(message, config, extras, born)?;
         let Some(permit) = core.try_permit(prepared.body().len() + prepared.properties.len())
@@ -188,7 +198,7 @@ impl LocalProducer {
             SendMode::Async,
             (started, deadline),
             permit,
-            ReplyTarget::Report(Delivery::new(handler, token)),
+            reply(),
         );
         Ok(())
     }

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::read_back::{stored_when_visible, Layout};
-use rocketmq_tpc::{Error, LocalProducer, Message, Producer, ProducerConfig, SendResult};
+use rocketmq_tpc::{
+    AutoBatch, Error, LocalProducer, Message, Producer, ProducerConfig, SendResult,
+};
 
 type Deliveries = Arc<Mutex<BTreeMap<u64, Vec<Result<SendResult, Error>>>>>;
 
@@ -97,6 +99,88 @@ fn reported_sends_from_threads_and_cores_get_one_outcome_each_and_are_stored() {
     producer.shutdown(Duration::from_secs(5));
 }
 
+/// Plain messages sent from a core with automatic batching on skip the prepared-message step
+/// and are written straight into their batch: each still gets one outcome, its own id, and is
+/// stored with its body, tags, keys and properties; an invalid one is refused at the call with
+/// the message, and one large enough to be compressed takes the usual path beside them.
+#[test]
+fn reported_sends_through_the_automatic_batcher_are_stored_as_sent() {
+    common::init_tracing();
+    let rmq = common::rocketmq();
+    let topic = common::topic("reported_batched");
+    let (producer, deliveries) = reporting_producer(&rmq.namesrv, |c| {
+        c.core.auto_batch = Some(AutoBatch {
+            linger: Duration::from_millis(2),
+            max_messages: 32,
+            ..AutoBatch::default()
+        });
+    });
+    let message = |n: u64| {
+        Message::new(topic.clone(), format!("batched {n}"))
+            .with_tags(format!("tag{}", n % 3))
+            .with_keys([format!("key{n}")])
+            .with_property("n", n.to_string())
+    };
+    // The route and connection first, so that the rest batch on an open connection.
+    producer.send(message(0)).expect("first send");
+    let mut sent: Vec<Message> = (1..400).map(message).collect();
+    sent.push(Message::new(topic.clone(), "z".repeat(8 * 1024)).with_property("n", "400"));
+    let on_core = sent.clone();
+    let refused = common::on_core(&producer, 0, move |local: LocalProducer| async move {
+        for (n, message) in (1u64..).zip(on_core) {
+            local.send_reported(message, n).expect("handed over");
+        }
+        local.send_reported(Message::new("bad topic!", "x"), 401)
+    })
+    .expect("core job done");
+    match refused {
+        Err(e @ Error::InvalidMessage { .. }) => {
+            let m = e.into_message().expect("the refused message comes back");
+            assert_eq!(&m.body[..], b"x");
+        }
+        other => panic!("expected InvalidMessage at the call, got {other:?}"),
+    }
+    wait_delivered(&deliveries, 1..401, Duration::from_secs(30));
+    let d = deliveries.lock().unwrap();
+    assert!(!d.contains_key(&401), "a refused message is not reported");
+    let mut ids = Vec::new();
+    for (token, outcomes) in d.iter() {
+        assert_eq!(outcomes.len(), 1, "token {token}: {outcomes:?}");
+        match &outcomes[0] {
+            Ok(result) => ids.push((*token, result.msg_id.to_string())),
+            Err(e) => panic!("token {token} failed: {e}"),
+        }
+    }
+    let distinct: std::collections::BTreeSet<_> = ids.iter().map(|(_, id)| id).collect();
+    assert_eq!(distinct.len(), ids.len(), "every message has its own id");
+    let expected: Vec<&str> = ids.iter().map(|(_, id)| id.as_str()).collect();
+    let layout = Layout::of(&rmq.namesrv, &rmq.brokers[..1], &topic);
+    let stored = stored_when_visible(&layout, &topic, &expected);
+    for (token, id) in &ids {
+        let copies = stored
+            .get(id.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        assert_eq!(copies.len(), 1, "token {token} ({id}) stored once");
+        let got = &copies[0];
+        let want = &sent[*token as usize - 1];
+        assert_eq!(got.body, want.body, "token {token}: body");
+        assert_eq!(
+            got.properties.get("TAGS"),
+            want.tags.as_ref(),
+            "token {token}"
+        );
+        assert_eq!(
+            got.properties.get("KEYS").cloned(),
+            (!want.keys.is_empty()).then(|| want.keys.join(" ")),
+            "token {token}"
+        );
+        assert_eq!(got.properties["n"], token.to_string(), "token {token}");
+        assert_eq!(got.properties["UNIQ_KEY"], *id, "token {token}");
+    }
+    producer.shutdown(Duration::from_secs(5));
+}
+
 #[test]
 fn send_reported_without_a_delivery_handler_is_refused_at_the_call() {
     let producer = common::producer("127.0.0.1:1");
@@ -146,8 +230,21 @@ fn reported_sends_without_a_nameserver_fail_through_the_handler_within_their_bud
 
 #[test]
 fn a_core_without_room_refuses_reported_sends_at_once_with_the_message() {
+    refuses_without_room(None);
+}
+
+#[test]
+fn a_core_without_room_refuses_automatically_batched_reported_sends_with_the_message() {
+    refuses_without_room(Some(AutoBatch {
+        linger: Duration::from_millis(50),
+        ..AutoBatch::default()
+    }));
+}
+
+fn refuses_without_room(auto_batch: Option<AutoBatch>) {
     let (producer, deliveries) = reporting_producer("127.0.0.1:1", |c| {
         c.core.max_inflight = 4;
+        c.core.auto_batch = auto_batch;
         c.send_timeout = Duration::from_millis(300);
     });
     let refused = common::on_core(&producer, 0, |local: LocalProducer| async move {

@@ -26,6 +26,7 @@
 //! when it can. Sending a closed batch and handing out its outcomes is [`closed`].
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -33,7 +34,7 @@ use bytes::BytesMut;
 
 use super::core::{Core, InFlightPermit};
 use super::inbox::SendMode;
-use super::prepared::{Outgoing, PreparedMessage};
+use super::prepared::{prepare_plain, Outgoing, PreparedMessage};
 use super::records::ReplyTarget;
 use super::text_hasher::TextMap;
 use crate::config::AutoBatch;
@@ -101,6 +102,69 @@ struct OpenBatch {
     bytes: usize,
 }
 
+/// A message joining a batch: prepared ([`PreparedMessage`]), or plain ([`PlainJoining`]) with
+/// its properties still in the batcher's scratch. Generic, so that each kind moves only itself.
+trait Joining {
+    /// The topic as sent.
+    fn topic(&self) -> &str;
+    /// As a batch's first message (kept as it is while it is alone).
+    fn into_first(self) -> PreparedMessage;
+    /// Appended to `batch`'s body as a record.
+    fn encode_into(self, batch: &mut OpenBatch);
+}
+
+impl Joining for PreparedMessage {
+    fn topic(&self) -> &str {
+        PreparedMessage::topic(self)
+    }
+
+    fn into_first(self) -> PreparedMessage {
+        self
+    }
+
+    fn encode_into(self, batch: &mut OpenBatch) {
+        batch.encode(self);
+    }
+}
+
+/// A plain message ([`crate::engine::prepared::is_plain`]) written straight into the batch
+/// body: no [`PreparedMessage`] is built unless it opens a batch.
+struct PlainJoining<'a> {
+    original: Message,
+    properties: &'a str,
+    uniq_key: ShortString,
+    born_millis: i64,
+}
+
+impl Joining for PlainJoining<'_> {
+    fn topic(&self) -> &str {
+        &self.original.topic
+    }
+
+    fn into_first(self) -> PreparedMessage {
+        PreparedMessage::plain(
+            self.original,
+            self.properties,
+            self.uniq_key,
+            self.born_millis,
+        )
+    }
+
+    #[inline]
+    fn encode_into(self, batch: &mut OpenBatch) {
+        // Its own body, no system flag.
+        let original = self.original;
+        encode_record(
+            &mut batch.body,
+            original.flag,
+            &original.body,
+            self.properties,
+        );
+        batch.uniq_keys.push(self.uniq_key);
+        batch.originals.push(original);
+    }
+}
+
 impl OpenBatch {
     fn new(id: u64, kind: BatchKind, opened: Instant) -> Self {
         OpenBatch {
@@ -117,9 +181,10 @@ impl OpenBatch {
     }
 
     /// Adds a message of `size` encoded bytes; the second one encodes the first too.
-    fn join(&mut self, message: PreparedMessage, member: Member, size: usize, config: &AutoBatch) {
+    #[inline]
+    fn join(&mut self, message: impl Joining, member: Member, size: usize, config: &AutoBatch) {
         if self.members.is_empty() {
-            self.first = Some(message);
+            self.first = Some(message.into_first());
         } else {
             if let Some(first) = self.first.take() {
                 // A batch is forming: room for the records it will likely hold, in one go.
@@ -131,7 +196,7 @@ impl OpenBatch {
                 self.members.reserve(room);
                 self.encode(first);
             }
-            self.encode(message);
+            message.encode_into(self);
         }
         self.members.push(member);
         self.bytes += size;
@@ -154,6 +219,10 @@ impl OpenBatch {
 pub(crate) struct Batcher {
     config: AutoBatch,
     open: RefCell<TextMap<Vec<OpenBatch>>>,
+    /// Scratch for the properties of plain messages joining ([`add_plain`]).
+    properties: RefCell<String>,
+    /// What joins left to do, for [`Batcher::close`].
+    closing: RefCell<VecDeque<Closing>>,
     next_id: Cell<u64>,
 }
 
@@ -162,6 +231,8 @@ impl Batcher {
         Batcher {
             config,
             open: RefCell::new(TextMap::default()),
+            properties: RefCell::new(String::new()),
+            closing: RefCell::new(VecDeque::new()),
             next_id: Cell::new(0),
         }
     }
@@ -208,9 +279,6 @@ pub(crate) fn for_batcher(
 }
 
 /// Adds `item` to its open batch on `core`, sending the batch when it is full.
-///
-/// glommio's `spawn_local` polls a new task before returning, so nothing is spawned while the
-/// open batches are borrowed (a linger task that finds its time already up would take them).
 pub(crate) fn add(core: &Rc<Core>, batcher: &Batcher, item: BatchItem) {
     let size = item.message.body().len() + item.message.properties.len() + RECORD_OVERHEAD;
     let kind = BatchKind {
@@ -218,14 +286,113 @@ pub(crate) fn add(core: &Rc<Core>, batcher: &Batcher, item: BatchItem) {
         wait: item.message.original.wait_store_ok,
         sync: item.mode == SendMode::Sync,
     };
-    let config = &batcher.config;
-    let mut linger = None;
-    // At most two batches close here: one this message would overflow, and its own when full.
-    let mut overflowed = None;
-    let mut full = None;
-    {
-        let mut open = batcher.open.borrow_mut();
-        let topic = item.message.topic();
+    let member = Member {
+        reply: Some(item.reply),
+        deadline: item.deadline,
+        permit: Some(item.permit),
+    };
+    batcher.enter(core, item.message, kind, size, member);
+    batcher.close(core);
+}
+
+/// A plain message ([`crate::engine::prepared::is_plain`]) from code on `core`, validated and
+/// written straight into its open batch: no [`PreparedMessage`] unless it opens the batch. Takes
+/// its in-flight permit here; `reply` is built only once it is in. The send's own budget ends
+/// at `deadline`.
+///
+/// # Errors
+///
+/// Refusals, with the message handed back: [`crate::Error::InvalidMessage`],
+/// [`crate::Error::QueueFull`] (no permit free).
+pub(crate) fn add_plain(
+    core: &Rc<Core>,
+    batcher: &Batcher,
+    message: Message,
+    mode: SendMode,
+    (deadline, born_millis): (Instant, i64),
+    reply: impl FnOnce() -> ReplyTarget,
+) -> Result<(), crate::Error> {
+    let config = &core.shared.config;
+    // The batcher's own scratch: nothing below runs callers' code while it is borrowed.
+    let mut props = batcher.properties.borrow_mut();
+    let uniq_key = match prepare_plain(&message, config, born_millis, &mut props) {
+        Ok(key) => key,
+        Err(e) => return Err(e.with_message(message)),
+    };
+    let original = message;
+    let Some(permit) = core.try_permit(original.body.len() + props.len()) else {
+        core.stats.refused.set(core.stats.refused.get() + 1);
+        return Err(crate::Error::QueueFull {
+            returned: crate::error::Returned::one(original),
+        });
+    };
+    let kind = BatchKind {
+        sys_flag: 0,
+        wait: original.wait_store_ok,
+        sync: mode == SendMode::Sync,
+    };
+    let size = original.body.len() + props.len() + RECORD_OVERHEAD;
+    let member = Member {
+        reply: Some(reply()),
+        deadline,
+        permit: Some(permit),
+    };
+    let joining = PlainJoining {
+        original,
+        properties: &props,
+        uniq_key,
+        born_millis,
+    };
+    batcher.enter(core, joining, kind, size, member);
+    drop(props);
+    // What closes may run delivery handlers that send again.
+    batcher.close(core);
+    Ok(())
+}
+
+/// What joining a message left to do once the open batches are no longer borrowed (glommio's
+/// `spawn_local` polls a new task before returning, and a linger task that finds its time
+/// already up would take them): in order, a batch it would have overflowed, the linger of the
+/// batch it opened, its own batch when full.
+#[allow(clippy::large_enum_variant)] // a few at a time, in a queue that keeps its room: no box
+enum Closing {
+    Send(String, OpenBatch),
+    Linger(String, BatchKind, u64),
+}
+
+impl Batcher {
+    /// Sends the batches closed and schedules the lingers opened since the last call.
+    fn close(&self, core: &Rc<Core>) {
+        loop {
+            // Taken one at a time: what runs here may join (and close) batches itself.
+            let next = self.closing.borrow_mut().pop_front();
+            match next {
+                Some(Closing::Send(topic, batch)) => closed::send(core, topic, batch),
+                Some(Closing::Linger(topic, kind, id)) => {
+                    schedule_linger(core, topic, kind, id, self.config.linger)
+                }
+                None => return,
+            }
+        }
+    }
+}
+
+impl Batcher {
+    /// Puts `message` (`size` encoded bytes, a batch of `kind`) in its open batch, opening one
+    /// when there is none; what closed waits for [`Batcher::close`].
+    #[inline]
+    fn enter(
+        &self,
+        core: &Core,
+        message: impl Joining,
+        kind: BatchKind,
+        size: usize,
+        member: Member,
+    ) {
+        let config = &self.config;
+        let mut closing = self.closing.borrow_mut();
+        let mut open = self.open.borrow_mut();
+        let topic = message.topic();
         // One lookup when the topic has open batches (the usual case); the name is copied only
         // when it has none.
         let batches = match open.get_mut(topic) {
@@ -236,14 +403,14 @@ pub(crate) fn add(core: &Rc<Core>, batcher: &Batcher, item: BatchItem) {
         if let Some(i) = at {
             // A batch this message would push over the byte limit goes as it is.
             if batches[i].bytes + size > config.max_bytes {
-                overflowed = Some((topic.to_owned(), batches.swap_remove(i)));
+                closing.push_back(Closing::Send(topic.to_owned(), batches.swap_remove(i)));
                 at = None;
             }
         }
         let at = at.unwrap_or_else(|| {
-            let id = batcher.next_id.get();
-            batcher.next_id.set(id + 1);
-            linger = Some((topic.to_owned(), id));
+            let id = self.next_id.get();
+            self.next_id.set(id + 1);
+            closing.push_back(Closing::Linger(topic.to_owned(), kind, id));
             batches.push(OpenBatch::new(id, kind, core.records.now()));
             batches.len() - 1
         });
@@ -252,18 +419,6 @@ pub(crate) fn add(core: &Rc<Core>, batcher: &Batcher, item: BatchItem) {
             || batch.bytes + size >= config.max_bytes;
         // Owned only when the batch closes (once per batch, not per message).
         let full_topic = fills.then(|| topic.to_owned());
-        let BatchItem {
-            message,
-            reply,
-            deadline,
-            permit,
-            ..
-        } = item;
-        let member = Member {
-            reply: Some(reply),
-            deadline,
-            permit: Some(permit),
-        };
         batches[at].join(message, member, size, config);
         if let Some(topic) = full_topic {
             let batch = batches.swap_remove(at);
@@ -271,17 +426,8 @@ pub(crate) fn add(core: &Rc<Core>, batcher: &Batcher, item: BatchItem) {
             if batches.is_empty() {
                 open.remove(&topic);
             }
-            full = Some((topic, batch));
+            closing.push_back(Closing::Send(topic, batch));
         }
-    }
-    if let Some((topic, batch)) = overflowed {
-        closed::send(core, topic, batch);
-    }
-    if let Some((topic, id)) = linger {
-        schedule_linger(core, topic, kind, id, config.linger);
-    }
-    if let Some((topic, batch)) = full {
-        closed::send(core, topic, batch);
     }
 }
 
@@ -307,4 +453,100 @@ fn schedule_linger(
         }
     };
     super::guarded::spawn_guarded("batch linger", linger_task, |_| {});
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ProducerConfig;
+    use crate::engine::prepared::{is_plain, prepare_at};
+    use crate::protocol::{batch, properties};
+
+    fn message(n: u32) -> Message {
+        Message::new("T", format!("body {n}"))
+            .with_tags("t")
+            .with_keys([format!("k{n}")])
+            .with_property("p", n.to_string())
+    }
+
+    /// A plain message written straight into a batch makes the same record as the prepared
+    /// path would (its own unique id in its properties), the first one included.
+    #[test]
+    fn plain_joins_encode_what_prepared_joins_do() {
+        let config = ProducerConfig {
+            producer_group: "pg".into(),
+            namesrv_addrs: vec!["127.0.0.1:1".into()],
+            ..Default::default()
+        };
+        let kind = BatchKind {
+            sys_flag: 0,
+            wait: true,
+            sync: false,
+        };
+        let member = || Member {
+            reply: None,
+            deadline: Instant::now(),
+            permit: None,
+        };
+        let now = Instant::now();
+        let born = 1_700_000_000_000;
+        let (mut plain, mut prepared) =
+            (OpenBatch::new(0, kind, now), OpenBatch::new(1, kind, now));
+        let mut props = String::new();
+        for n in 0..3 {
+            let m = message(n);
+            assert!(is_plain(&m, &config));
+            let uniq_key = prepare_plain(&m, &config, born, &mut props).unwrap();
+            let size = m.body.len() + props.len() + RECORD_OVERHEAD;
+            let joining = PlainJoining {
+                original: m,
+                properties: &props,
+                uniq_key,
+                born_millis: born,
+            };
+            plain.join(joining, member(), size, &AutoBatch::default());
+            let p = prepare_at(message(n), &config, None, born).unwrap();
+            let size = p.body().len() + p.properties.len() + RECORD_OVERHEAD;
+            prepared.join(p, member(), size, &AutoBatch::default());
+        }
+        assert_eq!(plain.bytes, plain.body.len());
+        assert_eq!(plain.bytes, prepared.bytes);
+        let records = |b: &OpenBatch| batch::decode(b.body.clone().freeze()).unwrap();
+        let (a, b) = (records(&plain), records(&prepared));
+        assert_eq!(a.len(), 3);
+        for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+            assert_eq!((a.flag, &a.body), (b.flag, &b.body));
+            let (mut pa, mut pb) = (
+                properties::decode(&a.properties),
+                properties::decode(&b.properties),
+            );
+            assert_eq!(pa.remove("UNIQ_KEY").unwrap(), plain.uniq_keys[i]);
+            assert_eq!(pb.remove("UNIQ_KEY").unwrap(), prepared.uniq_keys[i]);
+            assert_eq!(pa, pb);
+        }
+        assert_ne!(plain.uniq_keys[0], plain.uniq_keys[1]);
+        let originals: Vec<_> = plain.originals.iter().map(|m| m.body.clone()).collect();
+        assert_eq!(originals, [&b"body 0"[..], b"body 1", b"body 2"]);
+    }
+
+    #[test]
+    fn only_messages_sent_as_they_are_are_plain() {
+        let config = ProducerConfig {
+            producer_group: "pg".into(),
+            namesrv_addrs: vec!["127.0.0.1:1".into()],
+            compress_over: 16,
+            ..Default::default()
+        };
+        assert!(is_plain(&Message::new("T", "short"), &config));
+        assert!(!is_plain(&Message::new("T", "x".repeat(16)), &config));
+        assert!(!is_plain(
+            &Message::new("T", "x").with_delay_level(2),
+            &config
+        ));
+        let namespaced = ProducerConfig {
+            namespace: Some("ns".into()),
+            ..config
+        };
+        assert!(!is_plain(&Message::new("T", "x"), &namespaced));
+    }
 }

@@ -195,6 +195,53 @@ fn encode_properties(
     Ok(())
 }
 
+/// Whether `message`, sent with no options beyond a plain send, goes out exactly as its
+/// properties say: no namespace, delay or timer to add, a body below `compress_over`. Such a
+/// message may skip [`PreparedMessage`] and be written straight into an automatic batch
+/// ([`prepare_plain`]).
+#[inline]
+pub(crate) fn is_plain(message: &Message, config: &ProducerConfig) -> bool {
+    config.namespace.is_none()
+        && message.delay_level == 0
+        && message.timer.is_none()
+        && message.body.len() < config.compress_over
+}
+
+/// Validates a plain message ([`is_plain`]), gives it a unique id born at `born_millis` and
+/// writes its properties into `props` (cleared first).
+pub(crate) fn prepare_plain(
+    message: &Message,
+    config: &ProducerConfig,
+    born_millis: i64,
+    props: &mut String,
+) -> Result<ShortString, Error> {
+    debug_assert!(is_plain(message, config));
+    message.validate(config.max_message_size)?;
+    let uniq_key = next_unique_id(config.client_ip, born_millis);
+    encode_properties(props, message, &uniq_key, None)?;
+    Ok(uniq_key)
+}
+
+impl PreparedMessage {
+    /// A plain message ([`is_plain`]) whose properties [`prepare_plain`] encoded.
+    pub(crate) fn plain(
+        original: Message,
+        properties: &str,
+        uniq_key: ShortString,
+        born_millis: i64,
+    ) -> Self {
+        PreparedMessage {
+            original,
+            compressed: None,
+            sys_flag: 0,
+            properties: ArenaText::copy(properties),
+            uniq_key,
+            born_millis,
+            extras: None,
+        }
+    }
+}
+
 /// Validates and prepares `message`; on failure the error hands the message back
 /// ([`Error::into_message`]).
 pub(crate) fn prepare(
