@@ -1,7 +1,7 @@
 //! [`BatchResult`]: what the messages of a stored batch got, each message's [`SendResult`] built
 //! only when asked for.
 
-use crate::engine::prepared::BatchAnswer;
+use crate::engine::prepared::{BatchAnswer, OffsetIds};
 use crate::protocol::ShortString;
 use crate::send_result::{MessageQueue, SendResult, SendStatus};
 
@@ -89,7 +89,7 @@ pub struct BatchResultIter<'a> {
     /// The ids of the messages, in order (the answer's own once its send has ended).
     keys: &'a [ShortString],
     next: usize,
-    offset_ids: std::str::Split<'a, char>,
+    offset_ids: OffsetIds<'a>,
 }
 
 impl<'a> BatchResultIter<'a> {
@@ -99,7 +99,7 @@ impl<'a> BatchResultIter<'a> {
             answer,
             keys,
             next: 0,
-            offset_ids: answer.offset_ids.split(','),
+            offset_ids: OffsetIds::of(&answer.offset_ids),
         }
     }
 }

@@ -27,7 +27,7 @@ mod reply;
 
 #[cfg(test)]
 pub(crate) use batch_answer::answer_for_tests as batch_answer_for_tests;
-pub(crate) use batch_answer::BatchAnswer;
+pub(crate) use batch_answer::{BatchAnswer, OffsetIds};
 pub(crate) use batches::{
     prepare_batch, wrapper_properties as batch_wrapper_properties, PreparedBatch,
 };

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::core::Core;
-use super::prepared::{BatchAnswer, Outgoing, Reply};
+use super::prepared::{BatchAnswer, OffsetIds, Outgoing, Reply};
 use crate::error::{bounded_remark, Error, Outcome};
 use crate::protocol::send_request_header::SendMessageRequestHeaderV2;
 use crate::protocol::send_response_header::{
@@ -152,7 +152,7 @@ pub(crate) fn to_reply(
             trace_on: header.trace_on,
         })),
         Outgoing::Batch(b) => {
-            let given = header.msg_id.split(',').count();
+            let given = OffsetIds::count_in(header.msg_id);
             if given != b.uniq_keys.len() && readable {
                 tracing::warn!(broker = %addr, messages = b.uniq_keys.len(), offset_ids = given, "the broker stored a batch but its offset ids do not match its messages; the missing ones are left empty");
             }

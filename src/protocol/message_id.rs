@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::decode_error::DecodeError;
-use super::short_string::ShortString;
+use super::short_string::{ShortString, INLINE_CAPACITY};
 
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 
@@ -107,8 +107,14 @@ impl UniqueIdGenerator {
         put_hex(&mut self.text[counter_at..], &self.counter.to_be_bytes());
         self.counter = self.counter.wrapping_add(1);
         self.ids_in_millis += 1;
-        let id = &self.text[..counter_at + 4];
-        ShortString::new(std::str::from_utf8(id).expect("hex digits are ASCII"))
+        let len = counter_at + 4;
+        // An IPv4 host's id (32 digits) fits inline: one fixed-size copy of the digits.
+        let head: &[u8; INLINE_CAPACITY] = self.text[..INLINE_CAPACITY]
+            .try_into()
+            .expect("the id buffer is longer than an inline string");
+        ShortString::from_ascii(head, len).unwrap_or_else(|| {
+            ShortString::new(std::str::from_utf8(&self.text[..len]).expect("hex digits are ASCII"))
+        })
     }
 }
 

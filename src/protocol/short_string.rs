@@ -6,7 +6,7 @@ use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 
 /// Longest text kept inline: a message id of an IPv4 host (32 hex digits) fits with room to spare.
-const INLINE_CAPACITY: usize = 38;
+pub(crate) const INLINE_CAPACITY: usize = 38;
 
 /// An immutable string stored inline up to 38 bytes and on the heap beyond.
 ///
@@ -53,14 +53,30 @@ impl ShortString {
         }
     }
 
+    /// The first `len` bytes of `bytes`, when `len` fits inline and every byte of `bytes` is
+    /// ASCII: for text built byte by byte (message ids), with one fixed-size copy and no UTF-8
+    /// scan. `None` otherwise.
+    #[inline]
+    pub(crate) fn from_ascii(bytes: &[u8; INLINE_CAPACITY], len: usize) -> Option<Self> {
+        // One OR over the whole array (the compiler vectorises it), the unused tail included.
+        let ascii = bytes.iter().fold(0u8, |any, &b| any | b) < 0x80;
+        (ascii && len <= INLINE_CAPACITY).then(|| {
+            ShortString(Repr::Inline {
+                len: len as u8,
+                bytes: *bytes,
+            })
+        })
+    }
+
     /// The text.
     pub fn as_str(&self) -> &str {
         match &self.0 {
             Repr::Inline { len, bytes } => {
                 let bytes = &bytes[..*len as usize];
                 // SAFETY: an inline value's first `len` bytes were copied from a `&str` in
-                // `ShortString::new` and are never changed (the type is immutable); the tests
-                // below cover empty, ASCII, multi-byte and boundary-length text.
+                // `ShortString::new`, or checked to be ASCII in `ShortString::from_ascii`, and
+                // are never changed (the type is immutable); the tests below cover empty,
+                // ASCII, multi-byte and boundary-length text and both constructors.
                 #[allow(unsafe_code)]
                 unsafe {
                     std::str::from_utf8_unchecked(bytes)
@@ -210,6 +226,25 @@ mod tests {
         // A multi-byte character ending exactly at the capacity stays whole.
         let edge = format!("{}é", "z".repeat(INLINE_CAPACITY - 2));
         assert_eq!(ShortString::new(&edge), edge.as_str());
+    }
+
+    #[test]
+    fn from_ascii_takes_ascii_prefixes_that_fit_inline() {
+        let mut bytes = [b'x'; INLINE_CAPACITY];
+        bytes[..4].copy_from_slice(b"7F00");
+        let four = ShortString::from_ascii(&bytes, 4).unwrap();
+        assert_eq!(four, "7F00");
+        assert!(four.is_inline());
+        assert_eq!(ShortString::from_ascii(&bytes, 0).unwrap(), "");
+        let all = ShortString::from_ascii(&bytes, INLINE_CAPACITY).unwrap();
+        assert_eq!(all.len(), INLINE_CAPACITY);
+        assert!(ShortString::from_ascii(&bytes, INLINE_CAPACITY + 1).is_none());
+        // Any byte that is not ASCII, even past `len`, refuses (nothing is ever half-checked).
+        let mut high = bytes;
+        high[INLINE_CAPACITY - 1] = 0xC3;
+        assert!(ShortString::from_ascii(&high, 4).is_none());
+        high[0] = 0xFF;
+        assert!(ShortString::from_ascii(&high, 1).is_none());
     }
 
     #[test]

@@ -46,7 +46,9 @@ impl BatchAnswer {
     /// The result of message `index` alone (none of the others built).
     pub(crate) fn result_at(&self, index: usize) -> Option<SendResult> {
         let key = self.uniq_keys.get(index)?;
-        let offset_id = self.offset_ids.split(',').nth(index).unwrap_or_default();
+        let offset_id = OffsetIds::of(&self.offset_ids)
+            .nth(index)
+            .unwrap_or_default();
         Some(self.result(index, key, offset_id))
     }
 
@@ -87,6 +89,59 @@ impl BatchAnswer {
             uniq_keys: vec![result.msg_id],
         }
     }
+}
+
+/// The broker's comma-joined offset ids one by one: `split(',')`, with a search for the next
+/// comma the compiler can vectorise (a batch of 256 has an 8 KiB list, split once per answer).
+#[derive(Debug, Clone)]
+pub(crate) struct OffsetIds<'a> {
+    rest: Option<&'a str>,
+}
+
+impl<'a> OffsetIds<'a> {
+    pub(crate) fn of(list: &'a str) -> Self {
+        OffsetIds { rest: Some(list) }
+    }
+
+    /// How many ids `list` holds (as `list.split(',').count()`).
+    pub(crate) fn count_in(list: &str) -> usize {
+        list.bytes().filter(|&b| b == b',').count() + 1
+    }
+}
+
+impl<'a> Iterator for OffsetIds<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let rest = self.rest?;
+        match find_comma(rest.as_bytes()) {
+            // A comma is ASCII: both sides of it are char boundaries.
+            Some(at) => {
+                self.rest = Some(&rest[at + 1..]);
+                Some(&rest[..at])
+            }
+            None => {
+                self.rest = None;
+                Some(rest)
+            }
+        }
+    }
+}
+
+/// The first comma in `bytes`, looked for 16 bytes at a time.
+#[inline]
+fn find_comma(bytes: &[u8]) -> Option<usize> {
+    const CHUNK: usize = 16;
+    let mut chunks = bytes.chunks_exact(CHUNK);
+    let mut start = 0;
+    for chunk in &mut chunks {
+        if chunk.iter().fold(false, |any, &b| any | (b == b',')) {
+            return chunk.iter().position(|&b| b == b',').map(|i| start + i);
+        }
+        start += CHUNK;
+    }
+    let tail = chunks.remainder();
+    tail.iter().position(|&b| b == b',').map(|i| start + i)
 }
 
 /// An answer of `messages` ids `K0`, `K1`, … with `offset_ids`, stored from `first_offset` on in
@@ -172,6 +227,38 @@ mod tests {
             BatchAnswer::from_one(unread).into_results()[0].queue_offset,
             -1
         );
+    }
+
+    #[test]
+    fn offset_ids_split_as_split_does() {
+        let long = ["A".repeat(32), "B".repeat(32), "C".repeat(40)].join(",");
+        let lists = [
+            "",
+            ",",
+            ",,",
+            "a",
+            "a,",
+            ",a",
+            "a,b,c",
+            "é,☃,,x",
+            long.as_str(),
+        ];
+        for list in lists {
+            let got: Vec<_> = OffsetIds::of(list).collect();
+            let want: Vec<_> = list.split(',').collect();
+            assert_eq!(got, want, "{list:?}");
+            assert_eq!(OffsetIds::count_in(list), want.len(), "{list:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn offset_ids_match_split_on_any_text(list in "[a-f0-9,é]{0,80}") {
+            let got: Vec<_> = OffsetIds::of(&list).collect();
+            let want: Vec<_> = list.split(',').collect();
+            proptest::prop_assert_eq!(OffsetIds::count_in(&list), want.len());
+            proptest::prop_assert_eq!(got, want);
+        }
     }
 
     #[test]
