@@ -60,12 +60,10 @@ impl ShortString {
     pub(crate) fn from_ascii(bytes: &[u8; INLINE_CAPACITY], len: usize) -> Option<Self> {
         // One OR over the whole array (the compiler vectorises it), the unused tail included.
         let ascii = bytes.iter().fold(0u8, |any, &b| any | b) < 0x80;
-        (ascii && len <= INLINE_CAPACITY).then(|| {
-            ShortString(Repr::Inline {
-                len: len as u8,
-                bytes: *bytes,
-            })
-        })
+        (ascii && len <= INLINE_CAPACITY).then_some(ShortString(Repr::Inline {
+            len: len as u8,
+            bytes: *bytes,
+        }))
     }
 
     /// The text.
