@@ -5,15 +5,16 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::batch_result::BatchResult;
-use crate::engine::batcher::add_plain;
+use crate::engine::batcher::{add_plain, PlainRefusal};
 use crate::engine::core::{current_core, Core};
 use crate::engine::deadline::deadline_after;
 use crate::engine::inbox::SendMode;
-use crate::engine::local_send::{admit, budget, drive, is_closing, Step};
+use crate::engine::local_send::{admit, budget, drive, is_closing, no_reply_slot, Step};
 use crate::engine::prepared::{
     is_plain, prepare, prepare_at, prepare_batch, Outgoing, Reply, SendExtras,
 };
 use crate::engine::records::{Delivery, ReplyTarget};
+use crate::engine::reply_slots::reply_pair;
 use crate::error::{Error, Returned};
 use crate::message::Message;
 use crate::send_options::SendOptions;
@@ -180,7 +181,16 @@ impl LocalProducer {
         if let Some(batcher) = core.batcher.as_ref() {
             if options.target.is_auto() && is_plain(&message, config) {
                 let times = (deadline, born);
-                return add_plain(core, batcher, message, SendMode::Async, times, reply);
+                return match add_plain(core, batcher, message, SendMode::Async, times, reply) {
+                    Ok(()) => Ok(()),
+                    Err(PlainRefusal::Invalid(e)) => Err(e),
+                    Err(PlainRefusal::NoRoom(message)) => {
+                        core.stats.refused.set(core.stats.refused.get() + 1);
+                        Err(Error::QueueFull {
+                            returned: Returned::one(message),
+                        })
+                    }
+                };
             }
         }
         let extras = SendExtras::from_options(&options);
@@ -374,11 +384,37 @@ impl LocalProducer {
         mode: SendMode,
         deadline: Instant,
     ) -> Step {
-        let config = &self.core.shared.config;
+        let core = &self.core;
+        let config = &core.shared.config;
         if message.body.len() >= config.compress_over
             && message.body.len() >= OFFLOAD_COMPRESSION_OVER
         {
             return Step::Compress(message, extras);
+        }
+        let mut message = message;
+        if let Some(batcher) = core.batcher.as_ref() {
+            if extras.is_none()
+                && mode != SendMode::Oneway
+                && is_plain(&message, config)
+                && !is_closing(core)
+            {
+                let mut answer = None;
+                let open_slot = || {
+                    let (reply, receiver) = reply_pair(&core.reply_slots);
+                    answer = Some(receiver);
+                    ReplyTarget::Slot(reply)
+                };
+                let times = (deadline, core.records.unix_millis());
+                match add_plain(core, batcher, message, mode, times, open_slot) {
+                    Ok(()) => match answer {
+                        Some(answer) => return Step::Batched(answer),
+                        None => return Step::Done(Err(no_reply_slot())),
+                    },
+                    Err(PlainRefusal::Invalid(e)) => return Step::Done(Err(e)),
+                    // No room: prepared as usual below, to wait for a permit.
+                    Err(PlainRefusal::NoRoom(refused)) => message = refused,
+                }
+            }
         }
         match prepare(message, config, extras) {
             Ok(prepared) => admit(&self.core, Outgoing::One(prepared), mode, deadline),

@@ -169,6 +169,18 @@ const ROWS: &[Row] = &[
         check: |_| {},
     },
     Row {
+        name: "autofew",
+        // Sends on the core beyond the in-flight cap wait for room instead of being refused,
+        // and still batch (plain messages join their batch without a prepared copy).
+        config: |c| {
+            c.core.auto_batch = Some(AutoBatch::default());
+            c.core.max_inflight = 4;
+        },
+        sending: Sending::OnCoreAtOnce,
+        messages: |topic| varied_messages(topic, 60, 30),
+        check: |_| {},
+    },
+    Row {
         name: "bigcore",
         config: |_| {},
         sending: Sending::OnCore,

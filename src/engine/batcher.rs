@@ -295,15 +295,19 @@ pub(crate) fn add(core: &Rc<Core>, batcher: &Batcher, item: BatchItem) {
     batcher.close(core);
 }
 
+/// Why [`add_plain`] did not take a message.
+pub(crate) enum PlainRefusal {
+    /// It breaks a rule (the error hands it back).
+    Invalid(crate::Error),
+    /// No in-flight permit is free: the caller refuses it or waits for one.
+    NoRoom(Message),
+}
+
 /// A plain message ([`crate::engine::prepared::is_plain`]) from code on `core`, validated and
 /// written straight into its open batch: no [`PreparedMessage`] unless it opens the batch. Takes
 /// its in-flight permit here; `reply` is built only once it is in. The send's own budget ends
 /// at `deadline`.
-///
-/// # Errors
-///
-/// Refusals, with the message handed back: [`crate::Error::InvalidMessage`],
-/// [`crate::Error::QueueFull`] (no permit free).
+#[allow(clippy::result_large_err)] // refusals are rare; the message goes back by value anyway
 pub(crate) fn add_plain(
     core: &Rc<Core>,
     batcher: &Batcher,
@@ -311,20 +315,17 @@ pub(crate) fn add_plain(
     mode: SendMode,
     (deadline, born_millis): (Instant, i64),
     reply: impl FnOnce() -> ReplyTarget,
-) -> Result<(), crate::Error> {
+) -> Result<(), PlainRefusal> {
     let config = &core.shared.config;
     // The batcher's own scratch: nothing below runs callers' code while it is borrowed.
     let mut props = batcher.properties.borrow_mut();
     let uniq_key = match prepare_plain(&message, config, born_millis, &mut props) {
         Ok(key) => key,
-        Err(e) => return Err(e.with_message(message)),
+        Err(e) => return Err(PlainRefusal::Invalid(e.with_message(message))),
     };
     let original = message;
     let Some(permit) = core.try_permit(original.body.len() + props.len()) else {
-        core.stats.refused.set(core.stats.refused.get() + 1);
-        return Err(crate::Error::QueueFull {
-            returned: crate::error::Returned::one(original),
-        });
+        return Err(PlainRefusal::NoRoom(original));
     };
     let kind = BatchKind {
         sys_flag: 0,

@@ -103,7 +103,7 @@ fn with_permit(
 
 /// A record started without opening its caller's reply slot: a bug, reported as a typed error.
 #[cold]
-fn no_reply_slot() -> Error {
+pub(crate) fn no_reply_slot() -> Error {
     Error::CoreStopped {
         returned: crate::error::Returned::NOTHING,
         reason: "a started send record has no reply slot (a bug in the engine)".into(),

@@ -105,7 +105,13 @@ impl<'a> OffsetIds<'a> {
 
     /// How many ids `list` holds (as `list.split(',').count()`).
     pub(crate) fn count_in(list: &str) -> usize {
-        list.bytes().filter(|&b| b == b',').count() + 1
+        // Counted in byte lanes, 255 bytes at a time (a lane cannot overflow).
+        let commas: usize = list
+            .as_bytes()
+            .chunks(255)
+            .map(|chunk| usize::from(chunk.iter().fold(0u8, |n, &b| n + u8::from(b == b','))))
+            .sum();
+        commas + 1
     }
 }
 
