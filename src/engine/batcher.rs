@@ -26,7 +26,8 @@
 //! when it can. Sending a closed batch and handing out its outcomes is [`closed`].
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasherDefault;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -36,11 +37,12 @@ use super::core::{Core, InFlightPermit};
 use super::inbox::SendMode;
 use super::prepared::{prepare_plain, Outgoing, PreparedMessage};
 use super::records::ReplyTarget;
-use super::text_hasher::TextMap;
+use super::text_hasher::TextHasher;
 use crate::config::AutoBatch;
 use crate::message::Message;
 use crate::protocol::batch::{encode_record, RECORD_OVERHEAD};
 use crate::protocol::ShortString;
+use crate::topic::Topic;
 
 mod closed;
 
@@ -86,6 +88,8 @@ struct Member {
 /// A batch still taking messages.
 struct OpenBatch {
     id: u64,
+    /// The topic as sent.
+    topic: Topic,
     kind: BatchKind,
     /// When its first message joined: the start of every member's send.
     opened: Instant,
@@ -105,8 +109,12 @@ struct OpenBatch {
 /// A message joining a batch: prepared ([`PreparedMessage`]), or plain ([`PlainJoining`]) with
 /// its properties still in the batcher's scratch. Generic, so that each kind moves only itself.
 trait Joining {
-    /// The topic as sent.
+    /// Whether it goes to `topic` (a pointer comparison when both share one [`Topic`]).
+    fn goes_to(&self, topic: &Topic) -> bool;
+    /// The topic as sent, looked up by name.
     fn topic(&self) -> &str;
+    /// The topic as sent, for a batch it opens.
+    fn shared_topic(&self) -> Topic;
     /// As a batch's first message (kept as it is while it is alone).
     fn into_first(self) -> PreparedMessage;
     /// Appended to `batch`'s body as a record.
@@ -114,8 +122,22 @@ trait Joining {
 }
 
 impl Joining for PreparedMessage {
+    fn goes_to(&self, topic: &Topic) -> bool {
+        match self.extras.as_ref().and_then(|e| e.wire_topic.as_deref()) {
+            Some(wire) => topic == wire,
+            None => self.original.topic == *topic,
+        }
+    }
+
     fn topic(&self) -> &str {
         PreparedMessage::topic(self)
+    }
+
+    fn shared_topic(&self) -> Topic {
+        match self.extras.as_ref().and_then(|e| e.wire_topic.as_deref()) {
+            Some(wire) => Topic::from(wire),
+            None => self.original.topic.clone(),
+        }
     }
 
     fn into_first(self) -> PreparedMessage {
@@ -137,8 +159,17 @@ struct PlainJoining<'a> {
 }
 
 impl Joining for PlainJoining<'_> {
+    #[inline]
+    fn goes_to(&self, topic: &Topic) -> bool {
+        self.original.topic == *topic
+    }
+
     fn topic(&self) -> &str {
         &self.original.topic
+    }
+
+    fn shared_topic(&self) -> Topic {
+        self.original.topic.clone()
     }
 
     fn into_first(self) -> PreparedMessage {
@@ -166,9 +197,10 @@ impl Joining for PlainJoining<'_> {
 }
 
 impl OpenBatch {
-    fn new(id: u64, kind: BatchKind, opened: Instant) -> Self {
+    fn new(id: u64, topic: Topic, kind: BatchKind, opened: Instant) -> Self {
         OpenBatch {
             id,
+            topic,
             kind,
             opened,
             first: None,
@@ -214,11 +246,76 @@ impl OpenBatch {
     }
 }
 
-/// The open batches of one core: per topic (looked up by `&str`, so adding a message allocates
-/// nothing), the few kinds of batch open for it.
+/// Open batches found by comparing topics (their pointers, when the messages share one
+/// [`Topic`]) before any hashing: a few topics sent to in turn never reach the map.
+const HOT_BATCHES: usize = 4;
+
+/// The open batches of one core.
+#[derive(Default)]
+struct OpenBatches {
+    /// The batches the latest messages joined (at most [`HOT_BATCHES`], oldest first), kept out
+    /// of the map.
+    hot: Vec<OpenBatch>,
+    /// The others: per topic (looked up by `&str`), the few kinds of batch open for it. A
+    /// topic's list stays when it empties (no allocation when its batches come and go); empty
+    /// lists are dropped once they are half the map.
+    cold: HashMap<Topic, Vec<OpenBatch>, BuildHasherDefault<TextHasher>>,
+    /// When the map is pruned of empty lists next.
+    prune_at: usize,
+}
+
+impl OpenBatches {
+    /// Where the open batch of `kind` for `message`'s topic is among the hot ones, bringing it
+    /// there from the map when it is open but cold.
+    #[inline]
+    fn find(&mut self, message: &impl Joining, kind: BatchKind) -> Option<usize> {
+        if let Some(at) = self
+            .hot
+            .iter()
+            .position(|b| b.kind == kind && message.goes_to(&b.topic))
+        {
+            return Some(at);
+        }
+        let batch = self.take_cold(message.topic(), kind)?;
+        Some(self.heat(batch))
+    }
+
+    /// Makes `batch` hot (the oldest hot one goes to the map when there are too many); returns
+    /// its place.
+    fn heat(&mut self, batch: OpenBatch) -> usize {
+        if self.hot.len() >= HOT_BATCHES {
+            let oldest = self.hot.remove(0);
+            self.cool(oldest);
+        }
+        self.hot.push(batch);
+        self.hot.len() - 1
+    }
+
+    fn cool(&mut self, batch: OpenBatch) {
+        match self.cold.get_mut(batch.topic.as_str()) {
+            Some(batches) => batches.push(batch),
+            None => {
+                self.cold.insert(batch.topic.clone(), vec![batch]);
+                if self.cold.len() >= self.prune_at {
+                    self.cold.retain(|_, batches| !batches.is_empty());
+                    self.prune_at = (2 * self.cold.len()).max(64);
+                }
+            }
+        }
+    }
+
+    /// Takes the open batch of `topic` and `kind` out of the map.
+    fn take_cold(&mut self, topic: &str, kind: BatchKind) -> Option<OpenBatch> {
+        let batches = self.cold.get_mut(topic)?;
+        let at = batches.iter().position(|b| b.kind == kind)?;
+        Some(batches.swap_remove(at))
+    }
+}
+
+/// The open batches of one core, and what joining messages left to do.
 pub(crate) struct Batcher {
     config: AutoBatch,
-    open: RefCell<TextMap<Vec<OpenBatch>>>,
+    open: RefCell<OpenBatches>,
     /// Scratch for the properties of plain messages joining ([`add_plain`]).
     properties: RefCell<String>,
     /// What joins left to do, for [`Batcher::close`].
@@ -230,31 +327,22 @@ impl Batcher {
     pub(crate) fn new(config: AutoBatch) -> Self {
         Batcher {
             config,
-            open: RefCell::new(TextMap::default()),
+            open: RefCell::new(OpenBatches::default()),
             properties: RefCell::new(String::new()),
             closing: RefCell::new(VecDeque::new()),
             next_id: Cell::new(0),
         }
     }
 
-    /// Takes the open batch of `topic` and `kind` out, if `want` says so.
-    fn take(
-        &self,
-        topic: &str,
-        kind: BatchKind,
-        want: impl FnOnce(&OpenBatch) -> bool,
-    ) -> Option<OpenBatch> {
+    /// Takes open batch `id` of `topic` and `kind` out, if it is still open.
+    fn take(&self, topic: &Topic, kind: BatchKind, id: u64) -> Option<OpenBatch> {
         let mut open = self.open.borrow_mut();
-        let batches = open.get_mut(topic)?;
-        let at = batches.iter().position(|b| b.kind == kind)?;
-        if !want(&batches[at]) {
-            return None;
+        if let Some(at) = open.hot.iter().position(|b| b.id == id) {
+            return Some(open.hot.remove(at));
         }
-        let batch = batches.swap_remove(at);
-        if batches.is_empty() {
-            open.remove(topic);
-        }
-        Some(batch)
+        let batches = open.cold.get_mut(topic.as_str())?;
+        let at = batches.iter().position(|b| b.kind == kind && b.id == id)?;
+        Some(batches.swap_remove(at))
     }
 }
 
@@ -357,8 +445,8 @@ pub(crate) fn add_plain(
 /// batch it opened, its own batch when full.
 #[allow(clippy::large_enum_variant)] // a few at a time, in a queue that keeps its room: no box
 enum Closing {
-    Send(String, OpenBatch),
-    Linger(String, BatchKind, u64),
+    Send(OpenBatch),
+    Linger(Topic, BatchKind, u64),
 }
 
 impl Batcher {
@@ -368,7 +456,7 @@ impl Batcher {
             // Taken one at a time: what runs here may join (and close) batches itself.
             let next = self.closing.borrow_mut().pop_front();
             match next {
-                Some(Closing::Send(topic, batch)) => closed::send(core, topic, batch),
+                Some(Closing::Send(batch)) => closed::send(core, batch),
                 Some(Closing::Linger(topic, kind, id)) => {
                     schedule_linger(core, topic, kind, id, self.config.linger)
                 }
@@ -393,48 +481,37 @@ impl Batcher {
         let config = &self.config;
         let mut closing = self.closing.borrow_mut();
         let mut open = self.open.borrow_mut();
-        let topic = message.topic();
-        // One lookup when the topic has open batches (the usual case); the name is copied only
-        // when it has none.
-        let batches = match open.get_mut(topic) {
-            Some(batches) => batches,
-            None => open.entry(topic.to_owned()).or_default(),
-        };
-        let mut at = batches.iter().position(|b| b.kind == kind);
+        let mut at = open.find(&message, kind);
         if let Some(i) = at {
             // A batch this message would push over the byte limit goes as it is.
-            if batches[i].bytes + size > config.max_bytes {
-                closing.push_back(Closing::Send(topic.to_owned(), batches.swap_remove(i)));
+            if open.hot[i].bytes + size > config.max_bytes {
+                closing.push_back(Closing::Send(open.hot.remove(i)));
                 at = None;
             }
         }
-        let at = at.unwrap_or_else(|| {
-            let id = self.next_id.get();
-            self.next_id.set(id + 1);
-            closing.push_back(Closing::Linger(topic.to_owned(), kind, id));
-            batches.push(OpenBatch::new(id, kind, core.records.now()));
-            batches.len() - 1
-        });
-        let batch = &batches[at];
+        let at = match at {
+            Some(at) => at,
+            None => {
+                let id = self.next_id.get();
+                self.next_id.set(id + 1);
+                let topic = message.shared_topic();
+                closing.push_back(Closing::Linger(topic.clone(), kind, id));
+                open.heat(OpenBatch::new(id, topic, kind, core.records.now()))
+            }
+        };
+        let batch = &mut open.hot[at];
         let fills = batch.members.len() + 1 >= config.max_messages
             || batch.bytes + size >= config.max_bytes;
-        // Owned only when the batch closes (once per batch, not per message).
-        let full_topic = fills.then(|| topic.to_owned());
-        batches[at].join(message, member, size, config);
-        if let Some(topic) = full_topic {
-            let batch = batches.swap_remove(at);
-            // Only taking the full batch can empty the topic's list.
-            if batches.is_empty() {
-                open.remove(&topic);
-            }
-            closing.push_back(Closing::Send(topic, batch));
+        batch.join(message, member, size, config);
+        if fills {
+            closing.push_back(Closing::Send(open.hot.remove(at)));
         }
     }
 }
 
 fn schedule_linger(
     core: &Rc<Core>,
-    topic: String,
+    topic: Topic,
     kind: BatchKind,
     id: u64,
     linger: std::time::Duration,
@@ -449,8 +526,8 @@ fn schedule_linger(
         let Some(batcher) = core.batcher.as_ref() else {
             return;
         };
-        if let Some(batch) = batcher.take(&topic, kind, |b| b.id == id) {
-            closed::send(&core, topic, batch);
+        if let Some(batch) = batcher.take(&topic, kind, id) {
+            closed::send(&core, batch);
         }
     };
     super::guarded::spawn_guarded("batch linger", linger_task, |_| {});
@@ -491,8 +568,10 @@ mod tests {
         };
         let now = Instant::now();
         let born = 1_700_000_000_000;
-        let (mut plain, mut prepared) =
-            (OpenBatch::new(0, kind, now), OpenBatch::new(1, kind, now));
+        let (mut plain, mut prepared) = (
+            OpenBatch::new(0, "T".into(), kind, now),
+            OpenBatch::new(1, "T".into(), kind, now),
+        );
         let mut props = String::new();
         for n in 0..3 {
             let m = message(n);
@@ -528,6 +607,81 @@ mod tests {
         assert_ne!(plain.uniq_keys[0], plain.uniq_keys[1]);
         let originals: Vec<_> = plain.originals.iter().map(|m| m.body.clone()).collect();
         assert_eq!(originals, [&b"body 0"[..], b"body 1", b"body 2"]);
+    }
+
+    fn kind(sync: bool) -> BatchKind {
+        BatchKind {
+            sys_flag: 0,
+            wait: true,
+            sync,
+        }
+    }
+
+    /// A plain message for `topic`, as the batcher looks it up.
+    fn joining(topic: &Topic) -> PlainJoining<'static> {
+        PlainJoining {
+            original: Message::new(topic.clone(), "x"),
+            properties: "",
+            uniq_key: "K".into(),
+            born_millis: 0,
+        }
+    }
+
+    /// Topics sent to in turn, more than stay hot: each message still finds the one open
+    /// batch of its topic and kind (by pointer or by name), wherever it is, and a linger takes
+    /// exactly its own batch.
+    #[test]
+    fn open_batches_are_found_hot_or_cold() {
+        let batcher = Batcher::new(AutoBatch::default());
+        let topics: Vec<Topic> = (0..7).map(|i| Topic::from(format!("T{i}"))).collect();
+        let now = Instant::now();
+        let mut open = batcher.open.borrow_mut();
+        let mut ids = Vec::new();
+        for (i, topic) in topics.iter().enumerate() {
+            for sync in [false, true] {
+                let id = (2 * i + usize::from(sync)) as u64;
+                open.heat(OpenBatch::new(id, topic.clone(), kind(sync), now));
+                ids.push((topic.clone(), sync, id));
+                assert!(open.hot.len() <= HOT_BATCHES);
+            }
+        }
+        let open_count =
+            |o: &OpenBatches| o.hot.len() + o.cold.values().map(Vec::len).sum::<usize>();
+        assert_eq!(open_count(&open), 14);
+        for round in 0..3 {
+            for (topic, sync, id) in &ids {
+                // A name equal to the topic but not the same `Topic` finds it too.
+                let by_name = Topic::from(topic.as_str());
+                let message = joining(if round == 1 { &by_name } else { topic });
+                let at = open.find(&message, kind(*sync)).expect("open");
+                assert_eq!((open.hot[at].id, &open.hot[at].topic), (*id, topic));
+                assert_eq!(open_count(&open), 14, "nothing lost or doubled");
+            }
+        }
+        assert!(open
+            .find(&joining(&Topic::from("other")), kind(false))
+            .is_none());
+        drop(open);
+        for (topic, sync, id) in ids.iter().rev() {
+            assert!(batcher.take(topic, kind(*sync), id + 100).is_none());
+            let taken = batcher.take(topic, kind(*sync), *id).expect("still open");
+            assert_eq!(taken.id, *id);
+        }
+        let open = batcher.open.borrow();
+        assert_eq!(open_count(&open), 0);
+    }
+
+    #[test]
+    fn emptied_topics_leave_the_map() {
+        let batcher = Batcher::new(AutoBatch::default());
+        let mut open = batcher.open.borrow_mut();
+        let now = Instant::now();
+        for i in 0..10_000u64 {
+            let topic = Topic::from(format!("T{i}"));
+            open.cool(OpenBatch::new(i, topic.clone(), kind(false), now));
+            assert!(open.take_cold(&topic, kind(false)).is_some());
+        }
+        assert!(open.cold.len() <= 64, "{} topics kept", open.cold.len());
     }
 
     #[test]

@@ -35,8 +35,8 @@ fn member_timeout(started: Instant, deadline: Instant, outcome: Outcome) -> Erro
     }
 }
 
-/// Sends `batch` (of `topic`) from `core`.
-pub(super) fn send(core: &Rc<Core>, topic: String, mut batch: OpenBatch) {
+/// Sends `batch` from `core`.
+pub(super) fn send(core: &Rc<Core>, mut batch: OpenBatch) {
     let mode = batch.kind.mode();
     let now = core.records.now();
     if let Some(first) = batch.first.take() {
@@ -61,7 +61,7 @@ pub(super) fn send(core: &Rc<Core>, topic: String, mut batch: OpenBatch) {
         return;
     }
     let outgoing = Outgoing::Batch(PreparedBatch {
-        topic: topic.into(),
+        topic: batch.topic.clone(),
         uniq_keys: std::mem::take(&mut batch.uniq_keys),
         body: std::mem::take(&mut batch.body).freeze(),
         sys_flag: batch.kind.sys_flag,
@@ -218,7 +218,7 @@ mod tests {
             sync: false,
         };
         let now = Instant::now();
-        let mut open = OpenBatch::new(0, kind, now);
+        let mut open = OpenBatch::new(0, "T".into(), kind, now);
         let mut answers = Vec::new();
         for (body, deadline) in bodies.iter().zip(deadlines) {
             let message = prepare(Message::new("T", body.to_string()), &config, None).unwrap();
