@@ -66,6 +66,16 @@ pub(crate) fn wrap(namespace: &str, resource: &str) -> String {
     out
 }
 
+/// A route's topic as the caller knows it: without the producer's `namespace`, when it has one
+/// (shared, not copied, when that leaves it unchanged).
+pub(crate) fn caller_topic(namespace: Option<&str>, topic: &crate::Topic) -> crate::Topic {
+    match namespace.map(|ns| strip(ns, topic)) {
+        Some(std::borrow::Cow::Borrowed(bare)) if bare.len() == topic.len() => topic.clone(),
+        Some(stripped) => crate::Topic::from(stripped.as_ref()),
+        None => topic.clone(),
+    }
+}
+
 /// `resource` without `namespace` (Java `NamespaceUtil.withoutNamespace(resource, namespace)`):
 /// unchanged when it is not in that namespace.
 pub(crate) fn strip<'a>(namespace: &str, resource: &'a str) -> std::borrow::Cow<'a, str> {

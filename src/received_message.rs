@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
+use crate::topic::Topic;
+
 use crate::protocol::properties::keys;
 
 /// A message a broker sent to this producer: a half message it asks about
@@ -14,7 +16,7 @@ use crate::protocol::properties::keys;
 #[non_exhaustive]
 pub struct ReceivedMessage {
     /// Topic (the namespace removed, when the producer has one).
-    pub topic: String,
+    pub topic: Topic,
     /// Body, decompressed.
     pub body: Bytes,
     /// Every property, the broker's and the client's included (`UNIQ_KEY`, `TAGS`, ...).
@@ -36,7 +38,7 @@ impl ReceivedMessage {
     /// responders build one from what a consumer pulled, to answer it with
     /// [`crate::Producer::send_reply`].
     pub fn new(
-        topic: impl Into<String>,
+        topic: impl Into<Topic>,
         body: impl Into<Bytes>,
         properties: BTreeMap<String, String>,
     ) -> Self {

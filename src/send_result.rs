@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::protocol::ResponseCode;
 use crate::protocol::ShortString;
+use crate::topic::Topic;
 
 /// How a broker stored a message it accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -33,11 +34,12 @@ impl SendStatus {
 
 /// A queue of a topic on one broker (Java `MessageQueue`).
 ///
-/// The names are shared with the producer's route (`Arc<str>`), so results cost no copies of them.
+/// The names are shared with the producer's route (a [`Topic`] and an `Arc<str>`), so results
+/// cost no copies of them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct MessageQueue {
     /// Topic.
-    pub topic: Arc<str>,
+    pub topic: Topic,
     /// Broker name.
     pub broker_name: Arc<str>,
     /// Queue id on that broker.

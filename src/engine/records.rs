@@ -16,7 +16,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
-use std::sync::Arc;
 use std::time::Instant;
 
 use super::connection::failure_to_error;
@@ -42,7 +41,7 @@ struct SendRecord {
     deadline: Instant,
     attempt_deadline: Instant,
     /// The topic as results name it (without the namespace).
-    topic: Arc<str>,
+    topic: crate::Topic,
     queue: PublishQueue,
     permit: InFlightPermit,
     reply: ReplyTarget,
@@ -346,10 +345,7 @@ pub(crate) fn try_start<F: FnOnce() -> ReplyTarget>(
     }
     let count = message_count(&message);
     core.stats.started.set(core.stats.started.get() + count);
-    let topic = match &config.namespace {
-        Some(namespace) => Arc::from(crate::namespace::strip(namespace, &route.topic)),
-        None => Arc::clone(&route.topic),
-    };
+    let topic = crate::namespace::caller_topic(config.namespace.as_deref(), &route.topic);
     book.fill(
         index,
         SendRecord {

@@ -119,7 +119,7 @@ mod tests {
             queue_id: id,
         };
         TopicRoute {
-            topic: Arc::from("T"),
+            topic: "T".into(),
             queues: vec![q("a", 0), q("a", 1), q("b", 0), q("b", 1)],
             master_addrs: Default::default(),
             order_topic: false,

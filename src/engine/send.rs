@@ -13,7 +13,6 @@
 //! ```
 
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::connection::failure_to_error;
@@ -399,10 +398,7 @@ async fn send_attempt(
         Err(failure) => Err(failure_to_error(addr, failure)),
         Ok(None) => Ok(Reply::Written),
         Ok(Some(reply)) => {
-            let topic = match &config.namespace {
-                Some(namespace) => Arc::from(crate::namespace::strip(namespace, &route.topic)),
-                None => Arc::clone(&route.topic),
-            };
+            let topic = crate::namespace::caller_topic(config.namespace.as_deref(), &route.topic);
             to_reply(&SendResponse::of(&reply), addr, (&topic, queue), message)
         }
     }

@@ -90,7 +90,7 @@ fn is_timer_disabled(remark: &str) -> bool {
 pub(crate) fn to_reply(
     reply: &SendResponse<'_>,
     addr: &str,
-    (topic, queue): (&Arc<str>, &PublishQueue),
+    (topic, queue): (&crate::Topic, &PublishQueue),
     message: &Outgoing,
 ) -> Result<Reply, Error> {
     let code = ResponseCode::from_i32(reply.code);
@@ -136,7 +136,7 @@ pub(crate) fn to_reply(
         }
     });
     let queue = MessageQueue {
-        topic: Arc::clone(topic),
+        topic: topic.clone(),
         broker_name: Arc::clone(&queue.broker_name),
         queue_id: header.queue_id,
     };

@@ -14,18 +14,12 @@ use crate::target::{index_by_hash, SendTarget};
 
 /// The publish queues of `route` as the caller sees them (namespace stripped from the topic).
 pub(crate) fn publish_queues(route: &TopicRoute, namespace: Option<&str>) -> Vec<MessageQueue> {
-    let topic: Arc<str> = match namespace {
-        Some(ns) => match crate::namespace::strip(ns, &route.topic) {
-            Cow::Borrowed(t) if t.len() == route.topic.len() => Arc::clone(&route.topic),
-            stripped => Arc::from(stripped.as_ref()),
-        },
-        None => Arc::clone(&route.topic),
-    };
+    let topic = crate::namespace::caller_topic(namespace, &route.topic);
     route
         .queues
         .iter()
         .map(|q| MessageQueue {
-            topic: Arc::clone(&topic),
+            topic: topic.clone(),
             broker_name: Arc::clone(&q.broker_name),
             queue_id: q.queue_id,
         })

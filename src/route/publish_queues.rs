@@ -35,7 +35,7 @@ pub struct PublishQueue {
 pub struct TopicRoute {
     /// The topic (set when the route is installed in the [`crate::route::RouteTable`]); shared
     /// by every [`crate::SendResult`] for it.
-    pub topic: Arc<str>,
+    pub topic: crate::topic::Topic,
     /// Writable queues, grouped by broker name in name order (order topics: configured order).
     pub queues: Vec<PublishQueue>,
     /// Master address per broker name.
@@ -86,7 +86,7 @@ pub fn from_route(data: TopicRouteData) -> TopicRoute {
             push_queues(&mut queues, &name, nums);
         }
         return TopicRoute {
-            topic: Arc::from(""),
+            topic: crate::Topic::default(),
             queues,
             master_addrs: masters,
             order_topic: true,
@@ -107,7 +107,7 @@ pub fn from_route(data: TopicRouteData) -> TopicRoute {
         push_queues(&mut queues, name, qd.write_queue_nums);
     }
     TopicRoute {
-        topic: Arc::from(""),
+        topic: crate::Topic::default(),
         queues,
         master_addrs: masters,
         order_topic: false,

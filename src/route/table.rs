@@ -157,7 +157,7 @@ impl RouteTable {
     /// Installs `route` for `topic` (and sets its [`TopicRoute::topic`]). Returns `false` (and swaps nothing) when the table already
     /// holds an equal route, so repeated refreshes that learn nothing cost no swap.
     pub fn update(&self, topic: &str, mut route: TopicRoute) -> bool {
-        route.topic = Arc::from(topic);
+        route.topic = crate::Topic::from(topic);
         let route = Arc::new(route);
         let mut changed = false;
         let epoch = self.epoch.load(Ordering::Relaxed);

@@ -247,7 +247,7 @@ pub fn chosen_queue_and_selectors(cluster: &Cluster) {
     assert!(batch.iter().all(|r| r.queue == last));
     // Bad targets: typed errors, nothing sent.
     let mut other = last.clone();
-    other.topic = Arc::from("some_other_topic");
+    other.topic = "some_other_topic".into();
     let mut missing = last.clone();
     missing.queue_id = 999;
     for (target, why) in [

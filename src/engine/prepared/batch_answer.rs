@@ -161,7 +161,7 @@ pub(crate) fn answer_for_tests(
     BatchAnswer {
         status: SendStatus::SendOk,
         queue: MessageQueue {
-            topic: std::sync::Arc::from("T"),
+            topic: "T".into(),
             broker_name: std::sync::Arc::from("b"),
             queue_id: 3,
         },
