@@ -23,7 +23,7 @@ use common::java_servers::java_rocketmq;
 use common::parity::Cluster;
 use common::read_back::{assert_stored_as_sent, Layout};
 use common::{parity, topic, varied_messages};
-use rocketmq_tpc::{Message, Producer, SendStatus, ShortString};
+use rocketmq_tpc::{LocalProducer, Message, Producer, SendStatus, ShortString};
 
 /// A one-core producer on the Java NameServer.
 fn producer(namesrv: &str) -> Producer {
@@ -84,6 +84,30 @@ fn auto_batched_sends_are_stored_as_sent_on_the_java_broker() {
     let limit = Duration::from_secs(60);
     for (m, outcome) in common::wait_all_sent("auto-batched sends", limit, pending) {
         let r = outcome.unwrap_or_else(|e| panic!("auto-batched send to the Java broker: {e}"));
+        assert_eq!(r.status, SendStatus::SendOk);
+        sent.push((m, Some(r.msg_id)));
+    }
+    // On the core, plain messages are written straight into their batch (no prepared copy):
+    // all at once from tasks, so that they batch.
+    let on_core: Vec<Message> = varied_messages(&topic, 150, 90);
+    let to_send = on_core.clone();
+    let outcomes = common::on_core(&producer, 0, move |local: LocalProducer| async move {
+        let tasks: Vec<_> = to_send
+            .into_iter()
+            .map(|m| {
+                let local = local.clone();
+                glommio::spawn_local(async move { local.send(m).await })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            outcomes.push(task.await);
+        }
+        outcomes
+    })
+    .expect("the core job ends");
+    for (m, outcome) in on_core.into_iter().zip(outcomes) {
+        let r = outcome.unwrap_or_else(|e| panic!("auto-batched send on the core: {e}"));
         assert_eq!(r.status, SendStatus::SendOk);
         sent.push((m, Some(r.msg_id)));
     }
