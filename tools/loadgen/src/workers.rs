@@ -271,7 +271,15 @@ impl Tally {
 
 /// Kind of an error, for the report.
 fn kind<T>(result: Result<T, Error>) -> Result<(), String> {
-    result.map(|_| ()).map_err(|e| e.kind().as_str().to_owned())
+    kind_of(&result)
+}
+
+/// [`kind`] of an outcome left where it is (a delivery handler's, dropped after).
+fn kind_of<T>(result: &Result<T, Error>) -> Result<(), String> {
+    result
+        .as_ref()
+        .map(|_| ())
+        .map_err(|e| e.kind().as_str().to_owned())
 }
 
 /// Whether `plan` runs through delivery reports on the cores (async, sync and automatic
@@ -304,7 +312,7 @@ pub async fn reported_worker(local: LocalProducer, plan: Plan, live: Arc<Live>) 
         pump.outstanding.set(pump.outstanding.get() - 1);
         let from = pump.base + Duration::from_nanos(token);
         pump.tally
-            .done_at(&pump.live, kind(result), from, pump.local.now(), 1);
+            .done_at(&pump.live, kind_of(&result), from, pump.local.now(), 1);
         pump.fill();
     });
     pump.fill();
