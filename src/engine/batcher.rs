@@ -547,20 +547,21 @@ mod tests {
             .with_property("p", n.to_string())
     }
 
+    /// A producer configuration for the batcher's tests.
+    pub(super) fn config() -> ProducerConfig {
+        ProducerConfig {
+            producer_group: "pg".into(),
+            namesrv_addrs: vec!["127.0.0.1:1".into()],
+            ..Default::default()
+        }
+    }
+
     /// A plain message written straight into a batch makes the same record as the prepared
     /// path would (its own unique id in its properties), the first one included.
     #[test]
     fn plain_joins_encode_what_prepared_joins_do() {
-        let config = ProducerConfig {
-            producer_group: "pg".into(),
-            namesrv_addrs: vec!["127.0.0.1:1".into()],
-            ..Default::default()
-        };
-        let kind = BatchKind {
-            sys_flag: 0,
-            wait: true,
-            sync: false,
-        };
+        let config = config();
+        let kind = kind(false);
         let member = || Member {
             reply: None,
             deadline: Instant::now(),
@@ -609,7 +610,8 @@ mod tests {
         assert_eq!(originals, [&b"body 0"[..], b"body 1", b"body 2"]);
     }
 
-    fn kind(sync: bool) -> BatchKind {
+    /// The kind of an uncompressed batch waiting for the store, of sync or async sends.
+    pub(super) fn kind(sync: bool) -> BatchKind {
         BatchKind {
             sys_flag: 0,
             wait: true,
@@ -687,10 +689,8 @@ mod tests {
     #[test]
     fn only_messages_sent_as_they_are_are_plain() {
         let config = ProducerConfig {
-            producer_group: "pg".into(),
-            namesrv_addrs: vec!["127.0.0.1:1".into()],
             compress_over: 16,
-            ..Default::default()
+            ..config()
         };
         assert!(is_plain(&Message::new("T", "short"), &config));
         assert!(!is_plain(&Message::new("T", "x".repeat(16)), &config));

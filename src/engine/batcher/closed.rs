@@ -191,9 +191,9 @@ mod tests {
 
     use futures_channel::oneshot;
 
-    use super::super::{BatchKind, Member, OpenBatch};
+    use super::super::{Member, OpenBatch};
     use super::*;
-    use crate::config::{AutoBatch, ProducerConfig};
+    use crate::config::AutoBatch;
     use crate::engine::prepared::prepare;
     use crate::engine::records::ReplyTarget;
     use crate::message::Message;
@@ -207,16 +207,8 @@ mod tests {
         OpenBatch,
         Vec<oneshot::Receiver<crate::engine::inbox::SendReply>>,
     ) {
-        let config = ProducerConfig {
-            producer_group: "pg".into(),
-            namesrv_addrs: vec!["127.0.0.1:1".into()],
-            ..Default::default()
-        };
-        let kind = BatchKind {
-            sys_flag: 0,
-            wait: true,
-            sync: false,
-        };
+        let config = super::super::tests::config();
+        let kind = super::super::tests::kind(false);
         let now = Instant::now();
         let mut open = OpenBatch::new(0, "T".into(), kind, now);
         let mut answers = Vec::new();
