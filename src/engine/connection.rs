@@ -22,7 +22,7 @@ use bytes::BytesMut;
 use super::in_flight::{DoneRecords, InFlight, Responded};
 use super::records::{RecordAnswer, RecordBook};
 use crate::protocol::send_response_header::SendResponse;
-use crate::protocol::{frame, RemotingCommand, ResponseCode};
+use crate::protocol::{binary_response, frame, RemotingCommand, ResponseCode};
 
 mod enqueue;
 mod response;
@@ -146,10 +146,11 @@ impl Connection {
         let book = self.records.as_deref()?;
         let total = frame::check(buf, self.settings.max_frame_bytes).ok()?;
         let frame = &buf[..total];
-        // Read first (it changes nothing), so the slot is looked up once: an answer a future
-        // or a oneway waits for is read here for nothing and decoded again by the general path
-        // (rare on a connection that carries records).
-        let (opaque, response) = SendResponse::read_frame(frame)?;
+        let opaque = binary_response::response_opaque(frame)?;
+        if !self.in_flight.borrow().awaits_record(opaque) {
+            return None;
+        }
+        let (_, response) = SendResponse::read_frame(frame)?;
         let record = self.in_flight.borrow_mut().take_record(opaque)?;
         book.complete_with(record, RecordAnswer::Response(response), &self.peer);
         Some(total)

@@ -181,15 +181,15 @@ impl InFlight {
     }
 
     /// Whether a send record (not a future, not a oneway) waits for the answer to `opaque`.
-    #[cfg(test)]
+    #[inline]
     pub(crate) fn awaits_record(&self, opaque: i32) -> bool {
         self.slots
             .get(&opaque)
             .is_some_and(|slot| !slot.oneway && matches!(slot.state, SlotState::Record(_)))
     }
 
-    /// Takes out the slot of `opaque` when a send record (not a future, not a oneway) waits for
-    /// its answer, and returns the record's number; anything else stays as it is.
+    /// Takes out the slot of `opaque` when a send record waits for its answer (see
+    /// [`InFlight::awaits_record`]) and returns the record's number.
     #[inline]
     pub(crate) fn take_record(&mut self, opaque: i32) -> Option<u32> {
         let std::collections::hash_map::Entry::Occupied(entry) = self.slots.entry(opaque) else {
