@@ -147,6 +147,8 @@ impl Connection {
         let total = frame::check(buf, self.settings.max_frame_bytes).ok()?;
         let frame = &buf[..total];
         let opaque = binary_response::response_opaque(frame)?;
+        // Checked before the read (a second lookup to take it after): answers that futures
+        // wait for, such as every automatic batch's, are not read twice.
         if !self.in_flight.borrow().awaits_record(opaque) {
             return None;
         }
