@@ -79,7 +79,8 @@ impl LocalProducer {
     /// Sends and waits for the broker's answer, with the producer's send timeout and retries.
     ///
     /// The message is validated and prepared when this is called; the returned future does the
-    /// sending (nothing is sent if it is dropped unpolled).
+    /// sending (nothing is sent if it is dropped unpolled, except with automatic batching: the
+    /// message joins its batch at the call, and its outcome is dropped with the future).
     ///
     /// # Errors
     ///
@@ -180,8 +181,8 @@ impl LocalProducer {
         let reply = || ReplyTarget::Report(Delivery::new(handler, token));
         if let Some(batcher) = core.batcher.as_ref() {
             if options.target.is_auto() && is_plain(&message, config) {
-                let times = (deadline, born);
-                return match add_plain(core, batcher, message, SendMode::Async, times, reply) {
+                let mode = SendMode::Async;
+                return match add_plain(core, batcher, message, mode, deadline, born, reply) {
                     Ok(()) => Ok(()),
                     Err(PlainRefusal::Invalid(e)) => Err(e),
                     Err(PlainRefusal::NoRoom(message)) => {
@@ -375,8 +376,9 @@ impl LocalProducer {
         )
     }
 
-    /// Prepares `message` here, or hands a large body that must be compressed to the blocking
-    /// pool, then takes the message to the point where it waits.
+    /// Prepares `message` here (a plain one joins its automatic batch at once, unprepared), or
+    /// hands a large body that must be compressed to the blocking pool, then takes the message
+    /// to the point where it waits.
     fn start_one(
         &self,
         message: Message,
@@ -404,8 +406,8 @@ impl LocalProducer {
                     answer = Some(receiver);
                     ReplyTarget::Slot(reply)
                 };
-                let times = (deadline, core.records.unix_millis());
-                match add_plain(core, batcher, message, mode, times, open_slot) {
+                let born = core.records.unix_millis();
+                match add_plain(core, batcher, message, mode, deadline, born, open_slot) {
                     Ok(()) => match answer {
                         Some(answer) => return Step::Batched(answer),
                         None => return Step::Done(Err(no_reply_slot())),

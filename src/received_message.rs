@@ -5,9 +5,8 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use crate::topic::Topic;
-
 use crate::protocol::properties::keys;
+use crate::topic::Topic;
 
 /// A message a broker sent to this producer: a half message it asks about
 /// ([`crate::TransactionListener::check_local_transaction`]) or the reply to a

@@ -1,6 +1,7 @@
 //! The core-local send path: admission (refused while closing, a permit or a wait for one, the
 //! automatic batcher) and the drive from a prepared request to its reply. `LocalProducer` is a
-//! thin layer over it.
+//! thin layer over it. Plain messages on a core with automatic batching skip preparing and
+//! admission here: they join their batch at once (`batcher::add_plain`).
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};

@@ -30,7 +30,8 @@ pub struct ShortString(Repr);
 
 #[derive(Clone)]
 enum Repr {
-    /// `bytes[..len]` is valid UTF-8: it was copied from a `&str`.
+    /// `bytes[..len]` is valid UTF-8: it was copied from a `&str` (`new`), or every byte was
+    /// checked to be ASCII (`from_ascii`).
     Inline {
         len: u8,
         bytes: [u8; INLINE_CAPACITY],
