@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use common::fake_broker::{Action, FakeBroker};
 use rocketmq_tpc::ResponseCode;
 use rocketmq_tpc::{
-    AutoBatch, Error, Message, Outcome, Producer, ProducerConfig, SendOptions, SendStatus,
+    AutoBatch, Error, LocalProducer, Message, Outcome, Producer, ProducerConfig, SendOptions,
+    SendStatus,
 };
 
 fn config_for(addr: &str, send_timeout: Duration, attempt: Duration) -> ProducerConfig {
@@ -602,5 +603,141 @@ fn reported_sends_take_send_options() {
     assert!(
         *after < Duration::from_secs(2),
         "the option's budget: {after:?}"
+    );
+}
+
+// ---- automatic batching re-entered from the outcomes it hands out ------------------------
+
+/// A delivery handler that sends again from the outcome of a member whose budget ran out while
+/// its batch lingered (delivered while that batch closes, and for a lone message while its
+/// batch of one closes) re-enters the batcher safely: every message, old and new, gets exactly
+/// one outcome, the expired ones `Timeout` / `NotStored` with their messages.
+#[test]
+fn a_handler_sending_again_while_its_batch_closes_gets_one_outcome_per_message() {
+    let fake = FakeBroker::start(|_| Action::Reply(0));
+    let (tx, rx) = std::sync::mpsc::channel::<(u64, Result<rocketmq_tpc::SendResult, Error>)>();
+    let tx = std::sync::Mutex::new(tx);
+    let mut config = config_for(&fake.addr, Duration::from_secs(5), Duration::from_secs(3));
+    config.cores = rocketmq_tpc::CoreSelection::Count(1);
+    config.core.auto_batch = Some(AutoBatch {
+        linger: Duration::from_millis(200),
+        ..Default::default()
+    });
+    let p = Producer::builder()
+        .config(config)
+        .on_delivery(move |token, result| {
+            if token < 100 && result.is_err() {
+                let local = LocalProducer::current().expect("the handler runs on its core");
+                local
+                    .send_reported(Message::new("T", format!("again {token}")), token + 100)
+                    .expect("sent again from the handler");
+            }
+            let _ = tx.lock().unwrap().send((token, result));
+        })
+        .build()
+        .unwrap();
+    p.send(Message::new("T", "route and connection first"))
+        .expect("warm-up send");
+    let short = || SendOptions::new().timeout(Duration::from_millis(50));
+    common::on_core(&p, 0, move |local: LocalProducer| async move {
+        local.send_reported(Message::new("T", "long"), 0)?;
+        for token in 1..=20 {
+            local.send_reported_with(
+                Message::new("T", format!("short {token}")),
+                token,
+                short(),
+            )?;
+        }
+        // Alone in its batch (a topic of its own): it closes as a batch of one.
+        local.send_reported_with(Message::new("U", "lone short"), 21, short())
+    })
+    .unwrap()
+    .expect("handed over on the core");
+    let expected: Vec<u64> = (0..=21).chain(101..=121).collect();
+    let mut outcomes = std::collections::BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while outcomes.len() < expected.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok((token, result)) = rx.recv_timeout(left) else {
+            let missing: Vec<_> = expected
+                .iter()
+                .filter(|t| !outcomes.contains_key(*t))
+                .collect();
+            panic!("no outcome within 15 s for tokens {missing:?}");
+        };
+        assert!(
+            outcomes.insert(token, result).is_none(),
+            "token {token} got a second outcome"
+        );
+    }
+    // Late duplicates would arrive within the next linger.
+    if let Ok((token, result)) = rx.recv_timeout(Duration::from_millis(500)) {
+        panic!("an outcome beyond one per message: token {token}: {result:?}");
+    }
+    for (token, result) in outcomes {
+        match token {
+            0 | 101..=121 => {
+                let r = result.unwrap_or_else(|e| panic!("token {token}: {e}"));
+                assert_eq!(r.status, SendStatus::SendOk, "token {token}");
+            }
+            _ => {
+                let e = result.expect_err("its budget ran out while the batch lingered");
+                assert!(matches!(e, Error::Timeout { .. }), "token {token}: {e}");
+                assert_eq!(e.outcome(), Outcome::NotStored, "token {token}: {e}");
+                let m = e.into_message().expect("the expired message comes back");
+                let body = if token == 21 {
+                    "lone short".to_string()
+                } else {
+                    format!("short {token}")
+                };
+                assert_eq!(&m.body[..], body.as_bytes(), "token {token}");
+            }
+        }
+    }
+}
+
+/// Futures on a core (`LocalProducer::send`) with automatic batching and no room left: the
+/// messages that found no permit wait for one and still join batches, and each future ends
+/// with its own result.
+#[test]
+fn automatically_batched_futures_without_room_wait_for_it_and_all_complete() {
+    let fake = FakeBroker::start(|_| Action::ReplyAfter(Duration::from_millis(50), 0));
+    let mut config = config_for(&fake.addr, Duration::from_secs(10), Duration::from_secs(5));
+    config.cores = rocketmq_tpc::CoreSelection::Count(1);
+    config.core.max_inflight = 2;
+    config.core.auto_batch = Some(AutoBatch {
+        linger: Duration::from_millis(5),
+        ..Default::default()
+    });
+    let p = build(config);
+    p.send(Message::new("T", "route and connection first"))
+        .expect("warm-up send");
+    let results = within(
+        "20 futures with 2 permits",
+        Duration::from_secs(30),
+        move || {
+            common::on_core(&p, 0, |local: LocalProducer| async move {
+                let sends: Vec<_> = (0..20)
+                    .map(|n| glommio::spawn_local(local.send(Message::new("T", format!("m{n}")))))
+                    .collect();
+                let mut results = Vec::new();
+                for send in sends {
+                    results.push(send.await.map(|r| r.msg_id.to_string()));
+                }
+                results
+            })
+            .expect("core job done")
+        },
+    );
+    let mut ids = std::collections::BTreeSet::new();
+    for (n, result) in results.into_iter().enumerate() {
+        let id = result.unwrap_or_else(|e| panic!("message {n}: {e}"));
+        assert!(ids.insert(id), "message {n} shares an id");
+    }
+    // No more than 2 messages in progress: at least 10 requests for the 20 (plus the warm-up).
+    let sends = fake.sends.load(Ordering::SeqCst);
+    assert!(
+        sends >= 11,
+        "2 permits held 20 messages in {sends} requests"
     );
 }
