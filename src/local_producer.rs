@@ -9,7 +9,9 @@ use crate::engine::batcher::{add_plain, PlainRefusal};
 use crate::engine::core::{current_core, Core};
 use crate::engine::deadline::deadline_after;
 use crate::engine::inbox::SendMode;
-use crate::engine::local_send::{admit, budget, drive, is_closing, no_reply_slot, Step};
+use crate::engine::local_send::{
+    admit, budget, drive, is_closing, no_reply_slot, start_plain, Step,
+};
 use crate::engine::prepared::{
     is_plain, prepare, prepare_at, prepare_batch, Outgoing, Reply, SendExtras,
 };
@@ -179,20 +181,22 @@ impl LocalProducer {
         let deadline = deadline_after(started, options.timeout.unwrap_or(config.send_timeout));
         let born = core.records.unix_millis();
         let reply = || ReplyTarget::Report(Delivery::new(handler, token));
-        if let Some(batcher) = core.batcher.as_ref() {
-            if options.target.is_auto() && is_plain(&message, config) {
-                let mode = SendMode::Async;
-                return match add_plain(core, batcher, message, mode, deadline, born, reply) {
-                    Ok(()) => Ok(()),
-                    Err(PlainRefusal::Invalid(e)) => Err(e),
-                    Err(PlainRefusal::NoRoom(message)) => {
-                        core.stats.refused.set(core.stats.refused.get() + 1);
-                        Err(Error::QueueFull {
-                            returned: Returned::one(message),
-                        })
-                    }
-                };
-            }
+        if options.target.is_auto() && is_plain(&message, config) {
+            let mode = SendMode::Async;
+            let started = match core.batcher.as_ref() {
+                Some(batcher) => add_plain(core, batcher, message, mode, deadline, born, reply),
+                None => start_plain(core, message, mode, (started, deadline), born, reply),
+            };
+            return match started {
+                Ok(()) => Ok(()),
+                Err(PlainRefusal::Invalid(e)) => Err(e),
+                Err(PlainRefusal::NoRoom(message)) => {
+                    core.stats.refused.set(core.stats.refused.get() + 1);
+                    Err(Error::QueueFull {
+                        returned: Returned::one(message),
+                    })
+                }
+            };
         }
         let extras = SendExtras::from_options(&options);
         let prepared = prepare_at(message, config, extras, born)?;
@@ -366,7 +370,8 @@ impl LocalProducer {
             .timeout
             .unwrap_or(self.core.shared.config.send_timeout);
         let (started, deadline) = budget(timeout);
-        let step = self.start_one(message, SendExtras::from_options(options), mode, deadline);
+        let extras = SendExtras::from_options(options);
+        let step = self.start_one(message, extras, mode, (started, deadline));
         drive(
             Rc::clone(&self.core),
             step,
@@ -376,15 +381,15 @@ impl LocalProducer {
         )
     }
 
-    /// Prepares `message` here (a plain one joins its automatic batch at once, unprepared), or
-    /// hands a large body that must be compressed to the blocking pool, then takes the message
-    /// to the point where it waits.
+    /// Prepares `message` here (a plain one joins its automatic batch at once, or starts with
+    /// its properties written straight into the request), or hands a large body that must be
+    /// compressed to the blocking pool, then takes the message to the point where it waits.
     fn start_one(
         &self,
         message: Message,
         extras: Option<Box<SendExtras>>,
         mode: SendMode,
-        deadline: Instant,
+        (started, deadline): (Instant, Instant),
     ) -> Step {
         let core = &self.core;
         let config = &core.shared.config;
@@ -394,28 +399,31 @@ impl LocalProducer {
             return Step::Compress(message, extras);
         }
         let mut message = message;
-        if let Some(batcher) = core.batcher.as_ref() {
-            if extras.is_none()
-                && mode != SendMode::Oneway
-                && is_plain(&message, config)
-                && !is_closing(core)
-            {
-                let mut answer = None;
-                let open_slot = || {
-                    let (reply, receiver) = reply_pair(&core.reply_slots);
-                    answer = Some(receiver);
-                    ReplyTarget::Slot(reply)
-                };
-                let born = core.records.unix_millis();
-                match add_plain(core, batcher, message, mode, deadline, born, open_slot) {
-                    Ok(()) => match answer {
-                        Some(answer) => return Step::Batched(answer),
-                        None => return Step::Done(Err(no_reply_slot())),
-                    },
-                    Err(PlainRefusal::Invalid(e)) => return Step::Done(Err(e)),
-                    // No room: prepared as usual below, to wait for a permit.
-                    Err(PlainRefusal::NoRoom(refused)) => message = refused,
-                }
+        let batcher = core.batcher.as_ref();
+        if extras.is_none()
+            && (batcher.is_none() || mode != SendMode::Oneway)
+            && is_plain(&message, config)
+            && !is_closing(core)
+        {
+            let mut answer = None;
+            let open_slot = || {
+                let (reply, receiver) = reply_pair(&core.reply_slots);
+                answer = Some(receiver);
+                ReplyTarget::Slot(reply)
+            };
+            let born = core.records.unix_millis();
+            let outcome = match batcher {
+                Some(batcher) => add_plain(core, batcher, message, mode, deadline, born, open_slot),
+                None => start_plain(core, message, mode, (started, deadline), born, open_slot),
+            };
+            match outcome {
+                Ok(()) => match answer {
+                    Some(answer) => return Step::Waiting(answer),
+                    None => return Step::Done(Err(no_reply_slot())),
+                },
+                Err(PlainRefusal::Invalid(e)) => return Step::Done(Err(e)),
+                // No room: prepared as usual below, to wait for a permit.
+                Err(PlainRefusal::NoRoom(refused)) => message = refused,
             }
         }
         match prepare(message, config, extras) {

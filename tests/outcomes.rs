@@ -741,3 +741,75 @@ fn automatically_batched_futures_without_room_wait_for_it_and_all_complete() {
         "2 permits held 20 messages in {sends} requests"
     );
 }
+
+/// A plain message reported from a core without automatic batching goes out with its
+/// properties written straight into the request (none kept): a retry after a retryable answer
+/// sends the very same properties (unique id included) and reports the one stored result; a
+/// final refusal hands the message back whole. A future on the core (`LocalProducer::send`)
+/// does the same.
+#[test]
+fn a_plain_reported_send_retried_from_a_core_sends_the_same_properties() {
+    let fake = FakeBroker::start(|n| match n {
+        1 | 4 => Action::Reply(14), // SERVICE_NOT_AVAILABLE: retried
+        3 => Action::Reply(13),     // MESSAGE_ILLEGAL: final
+        _ => Action::Reply(0),
+    });
+    let (tx, rx) = std::sync::mpsc::channel::<(u64, Result<rocketmq_tpc::SendResult, Error>)>();
+    let tx = std::sync::Mutex::new(tx);
+    let mut config = config_for(&fake.addr, Duration::from_secs(5), Duration::from_secs(3));
+    config.cores = rocketmq_tpc::CoreSelection::Count(1);
+    let p = Producer::builder()
+        .config(config)
+        .on_delivery(move |token, result| {
+            let _ = tx.lock().unwrap().send((token, result));
+        })
+        .build()
+        .unwrap();
+    p.send(Message::new("T", "route and connection first"))
+        .expect("warm-up send");
+    let message = |n: u64| {
+        Message::new("T", format!("plain {n}"))
+            .with_tags("tagA")
+            .with_keys([format!("key{n}")])
+            .with_property("n", n.to_string())
+    };
+    let next = |what: &str| {
+        rx.recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("no outcome within 10 s for {what}"))
+    };
+    // One at a time, so the fake's answers go to the sends in order.
+    common::on_core(&p, 0, move |local: LocalProducer| async move {
+        local.send_reported(message(1), 1)
+    })
+    .unwrap()
+    .expect("handed over");
+    let (token, result) = next("the retried send");
+    assert_eq!(token, 1);
+    let stored = result.expect("stored on its second attempt");
+    let sent = fake.sent_properties.lock().unwrap().clone();
+    assert_eq!(sent.len(), 3, "warm-up, attempt 1, attempt 2: {sent:?}");
+    assert_eq!(sent[1], sent[2], "the retry sends the same properties");
+    let props = rocketmq_tpc::protocol::properties::decode(&sent[2]);
+    assert_eq!(props["UNIQ_KEY"], stored.msg_id.as_str());
+    assert_eq!(props["TAGS"], "tagA");
+    assert_eq!(props["KEYS"], "key1");
+    assert_eq!(props["n"], "1");
+    assert_eq!(props["WAIT"], "true");
+    common::on_core(&p, 0, move |local: LocalProducer| async move {
+        local.send_reported(message(2), 2)
+    })
+    .unwrap()
+    .expect("handed over");
+    let (token, result) = next("the refused send");
+    assert_eq!(token, 2);
+    let e = result.expect_err("MESSAGE_ILLEGAL is final");
+    assert_eq!(e.outcome(), Outcome::NotStored, "{e}");
+    let m = e.into_message().expect("the refused message comes back");
+    assert_eq!(&m.body[..], b"plain 2");
+    assert_eq!(m.tags.as_deref(), Some("tagA"));
+    assert_eq!(
+        fake.sends.load(Ordering::SeqCst),
+        4,
+        "no retry of a final refusal"
+    );
+}

@@ -117,6 +117,9 @@ pub(crate) struct Core {
     pub records: Rc<super::records::RecordBook>,
     /// Where reported sends (`send_reported`) deliver their outcomes on this core.
     pub delivery: RefCell<Option<Rc<super::records::DeliveryHandler>>>,
+    /// Scratch for the properties of plain messages sent on this core
+    /// ([`super::local_send::start_plain`]); taken out while in use.
+    pub plain_properties: Cell<String>,
 }
 
 impl Core {
@@ -157,6 +160,7 @@ impl Core {
                     as Rc<super::records::DeliveryHandler>
             })),
             shared,
+            plain_properties: Cell::new(String::new()),
         }
     }
 

@@ -1,17 +1,23 @@
 //! The core-local send path: admission (refused while closing, a permit or a wait for one, the
 //! automatic batcher) and the drive from a prepared request to its reply. `LocalProducer` is a
-//! thin layer over it. Plain messages on a core with automatic batching skip preparing and
-//! admission here: they join their batch at once (`batcher::add_plain`).
+//! thin layer over it. Plain messages sent on a core skip most of it: with automatic batching
+//! they join their batch at once (`batcher::add_plain`), without it they go out from
+//! [`start_plain`] with their properties written straight into the request.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use crate::engine::arena_text::ArenaText;
+use crate::engine::batcher::PlainRefusal;
+use crate::engine::core::start_unbatched;
 use crate::engine::core::{Core, InFlightPermit};
 use crate::engine::deadline::deadline_after;
 use crate::engine::inbox::SendMode;
 use crate::engine::order_gate::OrderTicket;
-use crate::engine::prepared::{prepare, Outgoing, Reply, SendExtras};
-use crate::engine::records::{try_start, ReplyTarget};
+use crate::engine::prepared::{
+    prepare, prepare_plain, Outgoing, PreparedMessage, Reply, SendExtras,
+};
+use crate::engine::records::{try_start, try_start_unkept, ReplyTarget};
 use crate::engine::reply_slots::{reply_pair, ReplyReceiver};
 use crate::engine::send::send_message;
 use crate::error::Error;
@@ -37,8 +43,9 @@ pub(crate) enum Step {
     Send(Outgoing, InFlightPermit, Option<OrderTicket>),
     /// Waiting for an in-flight permit.
     WaitPermit(Outgoing),
-    /// Handed to this core's automatic batcher; the answer comes through a reply slot.
-    Batched(ReplyReceiver),
+    /// Handed to this core's automatic batcher or started as a send record: the answer comes
+    /// through a reply slot.
+    Waiting(ReplyReceiver),
     /// A large body to compress on the blocking pool first.
     Compress(Message, Option<Box<SendExtras>>),
 }
@@ -51,6 +58,57 @@ pub(crate) fn is_closing(core: &Core) -> bool {
             .shared
             .closing
             .load(std::sync::atomic::Ordering::Acquire)
+}
+
+/// Starts a plain message ([`crate::engine::prepared::is_plain`], no send options beyond a
+/// timeout) sent from code on `core` without automatic batching: validated, given its unique
+/// id born at `born_millis`, admitted, and started as a send record with its properties encoded
+/// into the core's scratch and written straight into the request (no copy kept: a retry
+/// rebuilds them). When it cannot start as a record it takes the usual path, properties kept.
+/// The caller has checked that the core is not closing.
+#[allow(clippy::result_large_err)] // refusals are rare; the message goes back by value anyway
+pub(crate) fn start_plain(
+    core: &Rc<Core>,
+    message: Message,
+    mode: SendMode,
+    times: (Instant, Instant),
+    born_millis: i64,
+    reply: impl FnOnce() -> ReplyTarget,
+) -> Result<(), PlainRefusal> {
+    let config = &core.shared.config;
+    // Taken out, not borrowed: nothing below holds it across callers' code.
+    let mut props = core.plain_properties.take();
+    let uniq_key = match prepare_plain(&message, config, born_millis, &mut props) {
+        Ok(key) => key,
+        Err(e) => {
+            core.plain_properties.set(props);
+            return Err(PlainRefusal::Invalid(e.with_message(message)));
+        }
+    };
+    let Some(permit) = core.try_permit(message.body.len() + props.len()) else {
+        core.plain_properties.set(props);
+        return Err(PlainRefusal::NoRoom(message));
+    };
+    let prepared = PreparedMessage::plain_unkept(message, uniq_key, born_millis);
+    let outgoing = Outgoing::One(prepared);
+    let refused = try_start_unkept(core, outgoing, &props, mode, times, permit, reply);
+    let (outgoing, permit, reply) = match refused {
+        Ok(()) => {
+            core.plain_properties.set(props);
+            return Ok(());
+        }
+        Err(refused) => refused,
+    };
+    let outgoing = match outgoing {
+        Outgoing::One(mut prepared) => {
+            prepared.properties = ArenaText::copy(&props);
+            Outgoing::One(prepared)
+        }
+        batch => batch,
+    };
+    core.plain_properties.set(props);
+    start_unbatched(core, outgoing, mode, times, permit, reply());
+    Ok(())
 }
 
 /// Admits a prepared request: refused while closing, else with a permit if one is free.
@@ -93,7 +151,7 @@ fn with_permit(
                 permit,
             };
             crate::engine::batcher::add(core, batcher, item);
-            Step::Batched(answer)
+            Step::Waiting(answer)
         }
         Err(outgoing) => {
             let ticket = outgoing.keeps_order().then(|| core.order_gate.ticket());
@@ -151,7 +209,7 @@ pub(crate) async fn drive<T>(
                 drop(permit);
                 return result.and_then(finish);
             }
-            Step::Batched(answer) => return answer.await.and_then(finish),
+            Step::Waiting(answer) => return answer.await.and_then(finish),
             // Rare: boxed, so their futures do not enlarge every send's.
             Step::WaitPermit(outgoing) => {
                 let bytes = outgoing.buffered_bytes();

@@ -240,6 +240,43 @@ impl PreparedMessage {
             extras: None,
         }
     }
+
+    /// A plain message ([`is_plain`]) whose properties [`prepare_plain`] encoded into a scratch
+    /// that goes straight onto the wire: it keeps no copy of them (see
+    /// [`PreparedMessage::restore_properties`]).
+    pub(crate) fn plain_unkept(original: Message, uniq_key: ShortString, born_millis: i64) -> Self {
+        PreparedMessage {
+            original,
+            compressed: None,
+            sys_flag: 0,
+            properties: ArenaText::default(),
+            uniq_key,
+            born_millis,
+            extras: None,
+        }
+    }
+
+    /// Gives a message made by [`PreparedMessage::plain_unkept`] its properties again (the same
+    /// bytes its first attempt sent: they depend only on the message and its unique id), before
+    /// a later attempt or anything else that reads them. Does nothing to a message that kept
+    /// them (every encoding has at least `WAIT` and `UNIQ_KEY`, so kept ones are never empty).
+    pub(crate) fn restore_properties(&mut self) {
+        if !self.properties.is_empty() {
+            return;
+        }
+        let mut props = String::new();
+        // It was encoded once already, so it fits.
+        if encode_properties(
+            &mut props,
+            &self.original,
+            &self.uniq_key,
+            self.extras.as_deref(),
+        )
+        .is_ok()
+        {
+            self.properties = ArenaText::copy(&props);
+        }
+    }
 }
 
 /// Validates and prepares `message`; on failure the error hands the message back

@@ -43,8 +43,10 @@ struct SendRecord {
     /// The topic as results name it (without the namespace).
     topic: crate::Topic,
     queue: PublishQueue,
-    permit: InFlightPermit,
-    reply: ReplyTarget,
+    /// Always set until the record completes (taken out when it completes in its slot).
+    permit: Option<InFlightPermit>,
+    /// As `permit`.
+    reply: Option<ReplyTarget>,
 }
 
 /// One core's send records, indexed by the number their request's in-flight slot carries.
@@ -149,16 +151,56 @@ impl RecordBook {
 
     /// Completes record `index` with `answer`, which may borrow the connection's read buffer
     /// (a response read in place).
+    ///
+    /// A stored single message, the common case, completes in its slot: its result is built from
+    /// the record where it lies and only its reply target and permit are taken out. Anything
+    /// else takes the whole record out first.
     pub(crate) fn complete_with(&self, index: u32, answer: RecordAnswer<'_>, peer: &str) {
-        let Some(record) = self.take(index) else {
+        let Some(core) = self.core.upgrade() else {
+            // Dropping the record's reply target answers CoreStopped.
+            drop(self.take(index));
+            return;
+        };
+        let mut slab = self.slab.borrow_mut();
+        let Some(record) = slab
+            .records
+            .get_mut(index as usize)
+            .and_then(Option::as_mut)
+        else {
             tracing::trace!(index, "no send record for an answer");
             return;
         };
-        let Some(core) = self.core.upgrade() else {
-            // Dropping the record's reply target answers CoreStopped.
+        let result = outcome(record, answer, peer);
+        let now = self.now();
+        let started = record.started;
+        if core.shared.config.send_latency_fault_enable {
+            let failed = matches!(
+                result,
+                Err(Error::Connection { .. } | Error::Protocol { .. } | Error::Timeout { .. })
+            );
+            core.faults
+                .borrow_mut()
+                .record(&record.queue.broker_name, now - started, failed, now);
+        }
+        let micros = now.saturating_duration_since(started).as_micros() as u64;
+        if let Ok(Reply::One(_)) = &result {
+            let (reply, permit) = (record.reply.take(), record.permit.take());
+            let count = message_count(&record.message);
+            slab.records[index as usize] = None;
+            slab.free.push(index);
+            drop(slab);
+            core.stats.record(count, true, None, micros);
+            drop(permit);
+            if let (Some(reply), Ok(Reply::One(result))) = (reply, result) {
+                // A reported send's handler gets the result without the reply's wrapping.
+                reply.send_result(result);
+            }
             return;
-        };
-        complete(&core, record, answer, peer);
+        }
+        drop(slab);
+        if let Some(record) = self.take(index) {
+            finish(&core, record, result, micros, peer);
+        }
     }
 }
 
@@ -169,11 +211,11 @@ pub(crate) enum RecordAnswer<'a> {
     Failed(ConnFailure),
 }
 
-fn complete(core: &Rc<Core>, record: SendRecord, answer: RecordAnswer<'_>, peer: &str) {
-    let started = record.started;
-    let result = match answer {
+/// The outcome of `record`'s attempt given `answer`.
+fn outcome(record: &SendRecord, answer: RecordAnswer<'_>, peer: &str) -> Result<Reply, Error> {
+    match answer {
         RecordAnswer::Failed(failure) if failure.timed_out => {
-            Err(attempt_timeout(started, record.attempt_deadline))
+            Err(attempt_timeout(record.started, record.attempt_deadline))
         }
         RecordAnswer::Failed(failure) => Err(failure_to_error(peer, failure)),
         RecordAnswer::Written => Ok(Reply::Written),
@@ -183,30 +225,27 @@ fn complete(core: &Rc<Core>, record: SendRecord, answer: RecordAnswer<'_>, peer:
             (&record.topic, &record.queue),
             &record.message,
         ),
-    };
-    let config = &core.shared.config;
-    let now = core.records.now();
-    let micros = now.saturating_duration_since(started).as_micros() as u64;
-    if config.send_latency_fault_enable {
-        let failed = matches!(
-            result,
-            Err(Error::Connection { .. } | Error::Protocol { .. } | Error::Timeout { .. })
-        );
-        core.faults
-            .borrow_mut()
-            .record(&record.queue.broker_name, now - started, failed, now);
     }
+}
+
+/// Hands out the outcome of a record taken out of its slot: a final one to its reply target, a
+/// retryable error to the slow path for attempt 2.
+fn finish(
+    core: &Rc<Core>,
+    record: SendRecord,
+    result: Result<Reply, Error>,
+    micros: u64,
+    peer: &str,
+) {
     let count = message_count(&record.message);
+    let (Some(reply), Some(permit)) = (record.reply, record.permit) else {
+        return;
+    };
     let error = match result {
-        Ok(reply) => {
+        Ok(reply_value) => {
             core.stats.record(count, true, None, micros);
-            drop(record.permit);
-            match reply {
-                // A single message's result goes to its target as it is (a reported send's
-                // handler gets it without the reply's wrapping); the message is dropped after.
-                Reply::One(result) => record.reply.send_result(result),
-                reply => record.reply.send(Reply::finish(Ok(reply), record.message)),
-            }
+            drop(permit);
+            reply.send(Reply::finish(Ok(reply_value), record.message));
             return;
         }
         Err(e) => e,
@@ -219,8 +258,8 @@ fn complete(core: &Rc<Core>, record: SendRecord, answer: RecordAnswer<'_>, peer:
     }
     if !error.is_retryable() {
         core.stats.record(count, false, Some(error.kind()), micros);
-        drop(record.permit);
-        record.reply.send(Reply::finish(Err(error), record.message));
+        drop(permit);
+        reply.send(Reply::finish(Err(error), record.message));
         return;
     }
     // Retries are rare: the slow path takes over from attempt 2, with the same budget.
@@ -233,13 +272,16 @@ fn complete(core: &Rc<Core>, record: SendRecord, answer: RecordAnswer<'_>, peer:
         last_error: error,
     };
     let SendRecord {
-        message,
+        mut message,
         mode,
+        started,
         deadline,
-        permit,
-        reply,
         ..
     } = record;
+    if let Outgoing::One(prepared) = &mut message {
+        // A plain message whose properties went straight onto the wire (`start_plain`).
+        prepared.restore_properties();
+    }
     let core = Rc::clone(core);
     super::guarded::spawn_guarded(
         "send retry",
@@ -277,6 +319,38 @@ fn message_count(message: &Outgoing) -> u64 {
 pub(crate) fn try_start<F: FnOnce() -> ReplyTarget>(
     core: &Rc<Core>,
     message: Outgoing,
+    mode: SendMode,
+    times: (Instant, Instant),
+    permit: InFlightPermit,
+    reply: F,
+) -> Result<(), (Outgoing, InFlightPermit, F)> {
+    try_start_with(core, message, None, mode, times, permit, reply)
+}
+
+/// [`try_start`] for a message that keeps no properties ([`PreparedMessage::plain_unkept`]):
+/// `properties` go on the wire in their place. The record keeps none either: a retry restores
+/// them. A message handed back must have them restored before it goes anywhere else.
+///
+/// [`PreparedMessage::plain_unkept`]: super::prepared::PreparedMessage::plain_unkept
+#[allow(clippy::result_large_err)]
+pub(crate) fn try_start_unkept<F: FnOnce() -> ReplyTarget>(
+    core: &Rc<Core>,
+    message: Outgoing,
+    properties: &str,
+    mode: SendMode,
+    times: (Instant, Instant),
+    permit: InFlightPermit,
+    reply: F,
+) -> Result<(), (Outgoing, InFlightPermit, F)> {
+    try_start_with(core, message, Some(properties), mode, times, permit, reply)
+}
+
+#[allow(clippy::result_large_err)]
+#[inline(always)]
+fn try_start_with<F: FnOnce() -> ReplyTarget>(
+    core: &Rc<Core>,
+    message: Outgoing,
+    properties: Option<&str>,
     mode: SendMode,
     (started, deadline): (Instant, Instant),
     permit: InFlightPermit,
@@ -325,7 +399,10 @@ pub(crate) fn try_start<F: FnOnce() -> ReplyTarget>(
     };
     let book = &core.records;
     let index = book.reserve();
-    let (code, header, body) = send_header(core, &route, &queue, &message, born_millis);
+    let (code, mut header, body) = send_header(core, &route, &queue, &message, born_millis);
+    if let Some(properties) = properties {
+        header.properties = properties;
+    }
     let oneway = mode == SendMode::Oneway;
     if conn
         .request_record(
@@ -356,8 +433,8 @@ pub(crate) fn try_start<F: FnOnce() -> ReplyTarget>(
             attempt_deadline,
             topic,
             queue,
-            permit,
-            reply: reply(),
+            permit: Some(permit),
+            reply: Some(reply()),
         },
     );
     Ok(())

@@ -52,6 +52,8 @@ pub struct FakeBroker {
     pub sends: Arc<AtomicU64>,
     /// Of those, the ones flagged oneway (never answered).
     pub oneway_sends: Arc<AtomicU64>,
+    /// The properties (header field `i`) of each send request, in arrival order.
+    pub sent_properties: Arc<std::sync::Mutex<Vec<String>>>,
     /// Requests by code (heartbeats are 34, unregisters 35, routes 105).
     pub requests: Arc<std::sync::Mutex<std::collections::BTreeMap<i32, u64>>>,
     /// Last heartbeat body.
@@ -75,6 +77,7 @@ impl FakeBroker {
         let addr = listener.local_addr().unwrap().to_string();
         let sends = Arc::new(AtomicU64::new(0));
         let oneway_sends = Arc::new(AtomicU64::new(0));
+        let sent_properties = Arc::new(std::sync::Mutex::new(Vec::new()));
         let requests = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
         let last_heartbeat = Arc::new(std::sync::Mutex::new(String::new()));
         let script = Arc::new(script);
@@ -82,6 +85,7 @@ impl FakeBroker {
             addr: addr.clone(),
             sends: sends.clone(),
             oneway_sends: oneway_sends.clone(),
+            sent_properties: sent_properties.clone(),
             requests: requests.clone(),
             last_heartbeat: last_heartbeat.clone(),
             route,
@@ -113,6 +117,7 @@ impl FakeBroker {
             addr,
             sends,
             oneway_sends,
+            sent_properties,
             requests,
             last_heartbeat,
             stopped,
@@ -162,6 +167,7 @@ struct Shared {
     addr: String,
     sends: Arc<AtomicU64>,
     oneway_sends: Arc<AtomicU64>,
+    sent_properties: Arc<std::sync::Mutex<Vec<String>>>,
     requests: Arc<std::sync::Mutex<std::collections::BTreeMap<i32, u64>>>,
     last_heartbeat: Arc<std::sync::Mutex<String>>,
     route: RouteFn,
@@ -193,6 +199,11 @@ fn serve(mut stream: TcpStream, shared: &Shared, script: &(dyn Fn(u64) -> Action
                 if request.is_oneway() {
                     shared.oneway_sends.fetch_add(1, Ordering::SeqCst);
                 }
+                shared
+                    .sent_properties
+                    .lock()
+                    .unwrap()
+                    .push(request.ext("i").unwrap_or_default().to_owned());
                 let n = sends.fetch_add(1, Ordering::SeqCst);
                 // One offset id per message, comma-joined for a batch (as brokers answer).
                 let records = match request.code {
