@@ -89,7 +89,7 @@ pub(crate) struct Core {
     refreshes_scheduled: RefCell<HashMap<String, Instant>>,
     /// The route of the topic sent to last, with the route table's change count when it was
     /// read: consecutive sends to one topic skip the table lookup.
-    last_route: RefCell<Option<(u64, Arc<TopicRoute>)>>,
+    last_route: RefCell<Option<(u64, Rc<routes::CoreRoute>)>>,
     /// The route table's use epoch when this core last marked `last_route` used.
     touched_epoch: Cell<u64>,
     /// Where the automatic batcher hands local callers their outcomes.

@@ -40,13 +40,26 @@ struct SendRecord {
     started: Instant,
     deadline: Instant,
     attempt_deadline: Instant,
-    /// The topic as results name it (without the namespace).
-    topic: crate::Topic,
+    /// The topic as results name it (without the namespace) when that is not the message's own
+    /// topic object: `None` without a namespace (see [`SendRecord::result_topic`]).
+    caller_topic: Option<crate::Topic>,
     queue: PublishQueue,
     /// Always set until the record completes (taken out when it completes in its slot).
     permit: Option<InFlightPermit>,
     /// As `permit`.
     reply: Option<ReplyTarget>,
+}
+
+impl SendRecord {
+    /// The topic as results name it: without a namespace, the message's own (a record's
+    /// message has no extras, so it is also the topic sent).
+    fn result_topic(&self) -> &crate::Topic {
+        match (&self.caller_topic, &self.message) {
+            (Some(topic), _) => topic,
+            (None, Outgoing::One(m)) => &m.original.topic,
+            (None, Outgoing::Batch(b)) => &b.topic,
+        }
+    }
 }
 
 /// One core's send records, indexed by the number their request's in-flight slot carries.
@@ -222,7 +235,7 @@ fn outcome(record: &SendRecord, answer: RecordAnswer<'_>, peer: &str) -> Result<
         RecordAnswer::Response(response) => to_reply(
             &response,
             peer,
-            (&record.topic, &record.queue),
+            (record.result_topic(), &record.queue),
             &record.message,
         ),
     }
@@ -366,7 +379,7 @@ fn try_start_with<F: FnOnce() -> ReplyTarget>(
         return Err((message, permit, reply));
     }
     let topic = message.topic();
-    let Some(route) = core.cached_route(topic) else {
+    let Some(route) = core.cached_route_here(topic) else {
         return Err((message, permit, reply));
     };
     // Where the round robin stood: a send handed to the slow path selects again from there,
@@ -422,7 +435,10 @@ fn try_start_with<F: FnOnce() -> ReplyTarget>(
     }
     let count = message_count(&message);
     core.stats.started.set(core.stats.started.get() + count);
-    let topic = crate::namespace::caller_topic(config.namespace.as_deref(), &route.topic);
+    let caller_topic = config
+        .namespace
+        .as_deref()
+        .map(|namespace| crate::namespace::caller_topic(Some(namespace), &route.topic));
     book.fill(
         index,
         SendRecord {
@@ -431,7 +447,7 @@ fn try_start_with<F: FnOnce() -> ReplyTarget>(
             started,
             deadline,
             attempt_deadline,
-            topic,
+            caller_topic,
             queue,
             permit: Some(permit),
             reply: Some(reply()),

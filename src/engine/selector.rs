@@ -87,24 +87,40 @@ impl QueueSelector {
             None => self.positions.entry(topic.to_owned()).or_insert(self.seed),
         };
         let mark = *position;
-        for _ in 0..queues.len() {
-            *position = position.wrapping_add(1);
-            let queue = &queues[*position % queues.len()];
+        let len = queues.len();
+        // The position is kept below the queue count, so a step is a compare, not a division
+        // (only a seed or a route that shrank needs one).
+        let mut at = if *position < len {
+            *position
+        } else {
+            *position % len
+        };
+        let mut step = || {
+            at = if at + 1 >= len { 0 } else { at + 1 };
+            at
+        };
+        let mut chosen = None;
+        for _ in 0..len {
+            let queue = &queues[step()];
             if Some(&*queue.broker_name) != avoid_broker && available(&queue.broker_name) {
-                return Some((queue, mark));
+                chosen = Some(queue);
+                break;
             }
         }
-        if let Some(avoid) = avoid_broker {
-            for _ in 0..queues.len() {
-                *position = position.wrapping_add(1);
-                let queue = &queues[*position % queues.len()];
-                if &*queue.broker_name != avoid {
-                    return Some((queue, mark));
+        if chosen.is_none() {
+            if let Some(avoid) = avoid_broker {
+                for _ in 0..len {
+                    let queue = &queues[step()];
+                    if &*queue.broker_name != avoid {
+                        chosen = Some(queue);
+                        break;
+                    }
                 }
             }
         }
-        *position = position.wrapping_add(1);
-        Some((&queues[*position % queues.len()], mark))
+        let queue = chosen.unwrap_or_else(|| &queues[step()]);
+        *position = at;
+        Some((queue, mark))
     }
 }
 
@@ -142,6 +158,38 @@ mod tests {
         assert_ne!(second, first);
         s.rewind("T", mark);
         assert_eq!(s.select("T", &r, None).unwrap(), &second);
+    }
+
+    #[test]
+    fn a_large_seed_and_a_shrunk_route_still_rotate_over_every_queue() {
+        let r = route();
+        let mut s = QueueSelector::new(usize::MAX);
+        let ids = |s: &mut QueueSelector, r: &TopicRoute, n| -> Vec<(String, i32)> {
+            (0..n)
+                .map(|_| {
+                    let q = s.select("T", r, None).unwrap();
+                    (q.broker_name.to_string(), q.queue_id)
+                })
+                .collect()
+        };
+        let mut first = ids(&mut s, &r, 4);
+        assert_eq!(
+            ids(&mut s, &r, 4),
+            first,
+            "a second round repeats the first"
+        );
+        first.sort();
+        first.dedup();
+        assert_eq!(first.len(), 4, "every queue once per round");
+        assert!(s.position("T") < 4);
+        let shrunk = TopicRoute {
+            queues: r.queues[..3].to_vec(),
+            ..r.clone()
+        };
+        let mut seen = ids(&mut s, &shrunk, 3);
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 3, "a shrunk route is rotated over whole");
     }
 
     #[test]

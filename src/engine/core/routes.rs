@@ -15,6 +15,17 @@ use crate::protocol::send_request_header;
 use crate::protocol::{RemotingCommand, RequestCode, ResponseCode};
 use crate::route::{publish_queues, TopicRoute};
 
+/// A route as a core holds it for its sends: shared on the core by a count that is not atomic.
+pub(crate) struct CoreRoute(Arc<TopicRoute>);
+
+impl std::ops::Deref for CoreRoute {
+    type Target = TopicRoute;
+
+    fn deref(&self) -> &TopicRoute {
+        &self.0
+    }
+}
+
 impl Core {
     /// One request/response exchange with `addr`, bounded by `deadline`.
     pub(crate) async fn round_trip(
@@ -100,6 +111,14 @@ impl Core {
 
     /// The route of `topic` if the shared snapshot has it (no NameServer request).
     pub(crate) fn cached_route(&self, topic: &str) -> Option<Arc<TopicRoute>> {
+        self.cached_route_here(topic)
+            .map(|route| Arc::clone(&route.0))
+    }
+
+    /// [`Core::cached_route`] as this core's own handle on it: consecutive sends to one topic
+    /// share it by a count that is not atomic (the send path's clone and drop of the route's
+    /// `Arc` were two atomic operations per message).
+    pub(crate) fn cached_route_here(&self, topic: &str) -> Option<Rc<CoreRoute>> {
         let changes = self.shared.routes.changes();
         if let Some((seen, route)) = &*self.last_route.borrow() {
             if *seen == changes && &*route.topic == topic {
@@ -110,13 +129,14 @@ impl Core {
                     self.touched_epoch.set(epoch);
                     self.shared.routes.touch(topic);
                 }
-                return Some(Arc::clone(route));
+                return Some(Rc::clone(route));
             }
         }
         if let Some(route) = self.shared.routes.get(topic) {
             self.shared.routes.touch(topic);
             self.touched_epoch.set(self.shared.routes.epoch());
-            *self.last_route.borrow_mut() = Some((changes, Arc::clone(&route)));
+            let route = Rc::new(CoreRoute(route));
+            *self.last_route.borrow_mut() = Some((changes, Rc::clone(&route)));
             let mut selector = self.selector.borrow_mut();
             if selector.topics() > 2 * self.shared.routes.len() + 64 {
                 // Forget positions of topics the table evicted.
