@@ -21,6 +21,7 @@ pub mod response_code;
 pub mod route_data;
 pub mod send_request_header;
 pub mod send_response_header;
+mod short_copy;
 pub mod short_string;
 pub mod stored_message;
 pub mod transaction;

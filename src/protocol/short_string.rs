@@ -44,7 +44,7 @@ impl ShortString {
     pub fn new(text: &str) -> Self {
         if text.len() <= INLINE_CAPACITY {
             let mut bytes = [0; INLINE_CAPACITY];
-            bytes[..text.len()].copy_from_slice(text.as_bytes());
+            super::short_copy::copy_short(&mut bytes[..text.len()], text.as_bytes());
             ShortString(Repr::Inline {
                 len: text.len() as u8,
                 bytes,
