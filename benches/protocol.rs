@@ -47,10 +47,12 @@ fn response_frame(encoding: HeaderEncoding) -> BytesMut {
     let header = SendMessageResponseHeader {
         msg_id: "7F00000100002A9F0000000000001234",
         queue_id: 3,
-        queue_offset: 123_456,
+        // A queue of a busy topic: its fields take more than 127 bytes, so the ext-fields
+        // length has a byte above 0x7F, as most real answers have.
+        queue_offset: 12_345_678,
         transaction_id: None,
         region_id: "DefaultRegion",
-        trace_on: true,
+        trace_on: false,
     };
     let mut out = BytesMut::new();
     frame::encode(
