@@ -778,11 +778,14 @@ fn a_plain_reported_send_retried_from_a_core_sends_the_same_properties() {
             .unwrap_or_else(|_| panic!("no outcome within 10 s for {what}"))
     };
     // One at a time, so the fake's answers go to the sends in order.
-    common::on_core(&p, 0, move |local: LocalProducer| async move {
-        local.send_reported(message(1), 1)
-    })
-    .unwrap()
-    .expect("handed over");
+    let report_on_core = |n: u64| {
+        common::on_core(&p, 0, move |local: LocalProducer| async move {
+            local.send_reported(message(n), n)
+        })
+        .unwrap()
+        .expect("handed over")
+    };
+    report_on_core(1);
     let (token, result) = next("the retried send");
     assert_eq!(token, 1);
     let stored = result.expect("stored on its second attempt");
@@ -795,11 +798,7 @@ fn a_plain_reported_send_retried_from_a_core_sends_the_same_properties() {
     assert_eq!(props["KEYS"], "key1");
     assert_eq!(props["n"], "1");
     assert_eq!(props["WAIT"], "true");
-    common::on_core(&p, 0, move |local: LocalProducer| async move {
-        local.send_reported(message(2), 2)
-    })
-    .unwrap()
-    .expect("handed over");
+    report_on_core(2);
     let (token, result) = next("the refused send");
     assert_eq!(token, 2);
     let e = result.expect_err("MESSAGE_ILLEGAL is final");
