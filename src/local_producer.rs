@@ -80,9 +80,11 @@ impl LocalProducer {
 
     /// Sends and waits for the broker's answer, with the producer's send timeout and retries.
     ///
-    /// The message is validated and prepared when this is called; the returned future does the
-    /// sending (nothing is sent if it is dropped unpolled, except with automatic batching: the
-    /// message joins its batch at the call, and its outcome is dropped with the future).
+    /// The message is validated and prepared when this is called. A plain one (no namespace,
+    /// delay or timer, a body below `compress_over`) is also handed over at the call: its
+    /// request is started, or with automatic batching it joins its batch, and dropping the
+    /// future drops only its outcome. Any other message is sent by the returned future (nothing
+    /// is sent if it is dropped unpolled).
     ///
     /// # Errors
     ///
@@ -271,6 +273,8 @@ impl LocalProducer {
     }
 
     /// Sends without waiting for the broker: resolves once the request is written to the socket.
+    /// Without automatic batching a plain message is handed over at the call, as with
+    /// [`LocalProducer::send`].
     ///
     /// # Errors
     ///

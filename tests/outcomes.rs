@@ -746,7 +746,7 @@ fn automatically_batched_futures_without_room_wait_for_it_and_all_complete() {
 /// properties written straight into the request (none kept): a retry after a retryable answer
 /// sends the very same properties (unique id included) and reports the one stored result; a
 /// final refusal hands the message back whole. A future on the core (`LocalProducer::send`)
-/// does the same.
+/// does the same, and hands its message over at the call (sent even if never polled).
 #[test]
 fn a_plain_reported_send_retried_from_a_core_sends_the_same_properties() {
     let fake = FakeBroker::start(|n| match n {
@@ -810,5 +810,40 @@ fn a_plain_reported_send_retried_from_a_core_sends_the_same_properties() {
         fake.sends.load(Ordering::SeqCst),
         4,
         "no retry of a final refusal"
+    );
+    // A future on the core takes the same path: retried with the same properties.
+    let stored = common::on_core(&p, 0, move |local: LocalProducer| async move {
+        local.send(message(3)).await
+    })
+    .unwrap()
+    .expect("the future's send is stored on its second attempt");
+    let sent = fake.sent_properties.lock().unwrap().clone();
+    assert_eq!(sent.len(), 6, "the future's two attempts: {sent:?}");
+    assert_eq!(
+        sent[4], sent[5],
+        "the future's retry sends the same properties"
+    );
+    let props = rocketmq_tpc::protocol::properties::decode(&sent[5]);
+    assert_eq!(props["UNIQ_KEY"], stored.msg_id.as_str());
+    assert_eq!(props["n"], "3");
+    // A plain message is handed over when `send` is called: dropping the future unpolled
+    // drops only its outcome.
+    common::on_core(&p, 0, move |local: LocalProducer| async move {
+        drop(local.send(message(4)));
+    })
+    .unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while fake.sends.load(Ordering::SeqCst) < 7 {
+        assert!(
+            std::time::Instant::now() < until,
+            "the unpolled future's message never reached the broker (sends: {})",
+            fake.sends.load(Ordering::SeqCst)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let sent = fake.sent_properties.lock().unwrap().clone();
+    assert_eq!(
+        rocketmq_tpc::protocol::properties::decode(&sent[6])["n"],
+        "4"
     );
 }

@@ -200,7 +200,8 @@ impl<'a> ShortFields<'a> {
                 const { std::cell::Cell::new((i64::MIN, [0; 20], 0)) };
         }
         let (last, mut digits, len) = LAST.get();
-        if last != millis {
+        // `len == 0`: nothing kept yet (whatever `last` says, even for `i64::MIN`).
+        if len == 0 || last != millis {
             let mut buffer = itoa::Buffer::new();
             let text = buffer.format(millis).as_bytes();
             digits[..text.len()].copy_from_slice(text);
@@ -348,38 +349,44 @@ mod tests {
 
     #[test]
     fn repeated_and_changing_numbers_give_the_field_by_field_bytes() {
-        let constant = constant_fields("PG", "T", DEFAULT_TOPIC, 4);
-        let head = CommandHead::request(310, 5, LanguageCode::JAVA, 407);
-        let borns = [
-            1,
-            1,
-            1_700_000_000_000,
-            1_700_000_000_000,
-            1_700_000_000_001,
-            -5,
-            9,
-            10,
-        ];
-        for (n, born) in borns
-            .into_iter()
-            .chain([i64::MIN, i64::MIN, i64::MAX])
-            .enumerate()
-        {
-            let header = SendMessageRequestHeaderV2 {
-                born_timestamp: born,
-                queue_id: n as i32 * 7 - 20,
-                ..header()
-            };
-            let mut plain = BytesMut::new();
-            crate::protocol::header_binary::encode(&mut plain, &head, &header);
-            let mut fast = BytesMut::new();
-            let with_constant = SendMessageRequestHeaderV2 {
-                constant_fields: Some(&constant),
-                ..header
-            };
-            crate::protocol::header_binary::encode(&mut fast, &head, &with_constant);
-            assert_eq!(plain, fast, "born {born}, queue {}", header.queue_id);
-        }
+        std::thread::spawn(|| {
+            let constant = constant_fields("PG", "T", DEFAULT_TOPIC, 4);
+            let head = CommandHead::request(310, 5, LanguageCode::JAVA, 407);
+            // `i64::MIN` first, on a thread of its own: against a cache that holds nothing yet.
+            let borns = [
+                i64::MIN,
+                1,
+                1,
+                1_700_000_000_000,
+                1_700_000_000_000,
+                1_700_000_000_001,
+                -5,
+                9,
+                10,
+            ];
+            for (n, born) in borns
+                .into_iter()
+                .chain([i64::MIN, i64::MIN, i64::MAX])
+                .enumerate()
+            {
+                let header = SendMessageRequestHeaderV2 {
+                    born_timestamp: born,
+                    queue_id: n as i32 * 7 - 20,
+                    ..header()
+                };
+                let mut plain = BytesMut::new();
+                crate::protocol::header_binary::encode(&mut plain, &head, &header);
+                let mut fast = BytesMut::new();
+                let with_constant = SendMessageRequestHeaderV2 {
+                    constant_fields: Some(&constant),
+                    ..header
+                };
+                crate::protocol::header_binary::encode(&mut fast, &head, &with_constant);
+                assert_eq!(plain, fast, "born {born}, queue {}", header.queue_id);
+            }
+        })
+        .join()
+        .unwrap();
     }
 
     proptest::proptest! {
