@@ -14,6 +14,7 @@
 
 use super::command::FLAG_RESPONSE;
 use super::header_binary::Reader;
+use super::short_string::all_ascii;
 
 /// Where the header starts in a frame (after the length and the type-and-length fields).
 const HEADER_AT: usize = 8;
@@ -66,21 +67,19 @@ pub fn read<'a>(
     let fixed = r.next(FIXED_HEAD)?;
     let code = i32::from(i16::from_be_bytes([fixed[0], fixed[1]]));
     let remark_len = i32::from_be_bytes(fixed[13..17].try_into().ok()?);
-    let remark = ascii(r.next(usize::try_from(remark_len).ok()?)?)?;
+    let remark = ascii(r.next(usize::try_from(remark_len).ok()?)?, false)?;
     let ext_len = usize::try_from(r.next_i32()?).ok()?;
     if r.pos + ext_len != header.len() {
         return None;
     }
     // The fields are usually ASCII, their lengths included (they are small): one check of them
     // all instead of one per key and value (a third of this read).
-    let text = Text {
-        all_ascii: all_ascii(&header[r.pos..]),
-    };
+    let fields_ascii = all_ascii(&header[r.pos..]);
     while r.pos < header.len() {
         let key_len = usize::try_from(r.next_i16()?).ok()?;
-        let key = text.of(r.next(key_len)?)?;
+        let key = ascii(r.next(key_len)?, fields_ascii)?;
         let value_len = usize::try_from(r.next_i32()?).ok()?;
-        let value = text.of(r.next(value_len)?)?;
+        let value = ascii(r.next(value_len)?, fields_ascii)?;
         if !key.is_empty() && !value.is_empty() {
             field(key, value);
         }
@@ -92,44 +91,16 @@ pub fn read<'a>(
     })
 }
 
-/// Whether every byte is ASCII, by one OR over them all, which the compiler vectorises (here
-/// `<[u8]>::is_ascii` became a loop of one byte a turn, slower than checking field by field).
+/// `bytes` as text when it is ASCII, checked here unless `known_ascii` says it lies in a region
+/// already checked whole (`from_utf8` would check them a second time: in a profile of `loadgen
+/// --sink --mode async` it was half of `SendResponse::read_frame`'s 10 % of the core).
 #[inline]
-fn all_ascii(bytes: &[u8]) -> bool {
-    bytes.iter().fold(0u8, |any, &b| any | b) < 0x80
-}
-
-/// Reads the keys and values of one header as text.
-#[derive(Clone, Copy)]
-struct Text {
-    /// Whether all of the header's fields (after the ext-fields length) are ASCII: then so is
-    /// every key and value.
-    all_ascii: bool,
-}
-
-impl Text {
-    /// `part` (a key or value of the header's fields) as text when it is ASCII.
-    #[inline]
-    fn of(self, part: &[u8]) -> Option<&str> {
-        if self.all_ascii {
-            // SAFETY: `part` lies in the header's fields, all of which were checked to be ASCII,
-            // and ASCII is valid UTF-8 (tested: `non_ascii_lengths_still_read_their_fields`, and
-            // the property test compares with the checked decoder).
-            #[allow(unsafe_code)]
-            Some(unsafe { std::str::from_utf8_unchecked(part) })
-        } else {
-            ascii(part)
-        }
-    }
-}
-
-/// `bytes` as text when it is ASCII (`from_utf8` would check them a second time: in a profile of
-/// `loadgen --sink --mode async` it was half of `SendResponse::read_frame`'s 10 % of the core).
-#[inline]
-fn ascii(bytes: &[u8]) -> Option<&str> {
-    if bytes.is_ascii() {
-        // SAFETY: ASCII bytes are valid UTF-8 (tested: `anything_unusual_is_left_to_the_general_
-        // decoder` refuses non-ASCII text, the property test compares with the checked decoder).
+fn ascii(bytes: &[u8], known_ascii: bool) -> Option<&str> {
+    if known_ascii || bytes.is_ascii() {
+        // SAFETY: ASCII bytes are valid UTF-8, and `known_ascii` is only set for parts of the
+        // fields `all_ascii` checked (tested: `anything_unusual_is_left_to_the_general_decoder`
+        // refuses non-ASCII text, `non_ascii_lengths_still_read_their_fields` covers the
+        // fallback, the property test compares with the checked decoder).
         #[allow(unsafe_code)]
         Some(unsafe { std::str::from_utf8_unchecked(bytes) })
     } else {

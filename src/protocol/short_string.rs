@@ -39,6 +39,13 @@ enum Repr {
     Heap(Box<str>),
 }
 
+/// Whether every byte is ASCII, by one OR over them all, which the compiler vectorises
+/// (`<[u8]>::is_ascii` can become a loop of one byte a turn when inlined).
+#[inline]
+pub(crate) fn all_ascii(bytes: &[u8]) -> bool {
+    bytes.iter().fold(0u8, |any, &b| any | b) < 0x80
+}
+
 impl ShortString {
     /// A copy of `text`.
     pub fn new(text: &str) -> Self {
@@ -60,7 +67,7 @@ impl ShortString {
     #[inline]
     pub(crate) fn from_ascii(bytes: &[u8; INLINE_CAPACITY], len: usize) -> Option<Self> {
         // One OR over the whole array (the compiler vectorises it), the unused tail included.
-        let ascii = bytes.iter().fold(0u8, |any, &b| any | b) < 0x80;
+        let ascii = all_ascii(bytes);
         (ascii && len <= INLINE_CAPACITY).then_some(ShortString(Repr::Inline {
             len: len as u8,
             bytes: *bytes,
