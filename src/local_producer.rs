@@ -5,12 +5,12 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::batch_result::BatchResult;
-use crate::engine::batcher::{add_plain, PlainRefusal};
+use crate::engine::batcher::PlainRefusal;
 use crate::engine::core::{current_core, Core};
 use crate::engine::deadline::deadline_after;
 use crate::engine::inbox::SendMode;
 use crate::engine::local_send::{
-    admit, budget, drive, is_closing, no_reply_slot, start_plain, Step,
+    admit, budget, drive, hand_over_plain, is_closing, no_reply_slot, Step,
 };
 use crate::engine::prepared::{
     is_plain, prepare, prepare_at, prepare_batch, Outgoing, Reply, SendExtras,
@@ -184,12 +184,15 @@ impl LocalProducer {
         let born = core.records.unix_millis();
         let reply = || ReplyTarget::Report(Delivery::new(handler, token));
         if options.target.is_auto() && is_plain(&message, config) {
-            let mode = SendMode::Async;
-            let started = match core.batcher.as_ref() {
-                Some(batcher) => add_plain(core, batcher, message, mode, deadline, born, reply),
-                None => start_plain(core, message, mode, (started, deadline), born, reply),
-            };
-            return match started {
+            let handed = hand_over_plain(
+                core,
+                message,
+                SendMode::Async,
+                (started, deadline),
+                born,
+                reply,
+            );
+            return match handed {
                 Ok(()) => Ok(()),
                 Err(PlainRefusal::Invalid(e)) => Err(e),
                 Err(PlainRefusal::NoRoom(message)) => {
@@ -403,9 +406,8 @@ impl LocalProducer {
             return Step::Compress(message, extras);
         }
         let mut message = message;
-        let batcher = core.batcher.as_ref();
         if extras.is_none()
-            && (batcher.is_none() || mode != SendMode::Oneway)
+            && (core.batcher.is_none() || mode != SendMode::Oneway)
             && is_plain(&message, config)
             && !is_closing(core)
         {
@@ -416,11 +418,7 @@ impl LocalProducer {
                 ReplyTarget::Slot(reply)
             };
             let born = core.records.unix_millis();
-            let outcome = match batcher {
-                Some(batcher) => add_plain(core, batcher, message, mode, deadline, born, open_slot),
-                None => start_plain(core, message, mode, (started, deadline), born, open_slot),
-            };
-            match outcome {
+            match hand_over_plain(core, message, mode, (started, deadline), born, open_slot) {
                 Ok(()) => match answer {
                     Some(answer) => return Step::Waiting(answer),
                     None => return Step::Done(Err(no_reply_slot())),

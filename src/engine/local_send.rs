@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::engine::arena_text::ArenaText;
-use crate::engine::batcher::PlainRefusal;
+use crate::engine::batcher::{add_plain, PlainRefusal};
 use crate::engine::core::start_unbatched;
 use crate::engine::core::{Core, InFlightPermit};
 use crate::engine::deadline::deadline_after;
@@ -60,6 +60,25 @@ pub(crate) fn is_closing(core: &Core) -> bool {
             .load(std::sync::atomic::Ordering::Acquire)
 }
 
+/// Hands over a plain message ([`crate::engine::prepared::is_plain`]) sent from code on `core`:
+/// into its open batch with automatic batching ([`crate::engine::batcher::add_plain`]), else
+/// started as a send record ([`start_plain`]). The caller has checked that the core is not
+/// closing.
+#[allow(clippy::result_large_err)] // as start_plain
+pub(crate) fn hand_over_plain(
+    core: &Rc<Core>,
+    message: Message,
+    mode: SendMode,
+    (started, deadline): (Instant, Instant),
+    born_millis: i64,
+    reply: impl FnOnce() -> ReplyTarget,
+) -> Result<(), PlainRefusal> {
+    match core.batcher.as_ref() {
+        Some(batcher) => add_plain(core, batcher, message, mode, deadline, born_millis, reply),
+        None => start_plain(core, message, mode, (started, deadline), born_millis, reply),
+    }
+}
+
 /// Starts a plain message ([`crate::engine::prepared::is_plain`], no send options beyond a
 /// timeout) sent from code on `core` without automatic batching: validated, given its unique
 /// id born at `born_millis`, admitted, and started as a send record with its properties encoded
@@ -67,7 +86,7 @@ pub(crate) fn is_closing(core: &Core) -> bool {
 /// rebuilds them). When it cannot start as a record it takes the usual path, properties kept.
 /// The caller has checked that the core is not closing.
 #[allow(clippy::result_large_err)] // refusals are rare; the message goes back by value anyway
-pub(crate) fn start_plain(
+fn start_plain(
     core: &Rc<Core>,
     message: Message,
     mode: SendMode,
