@@ -28,7 +28,7 @@ use std::sync::Arc;
 /// assert_eq!(messages[2].topic, "orders");
 /// assert!(messages[1].topic.starts_with("ord"));
 /// ```
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Eq, PartialOrd, Ord)]
 pub struct Topic(Arc<str>);
 
 impl Topic {
@@ -118,6 +118,22 @@ impl From<Topic> for Arc<str> {
     }
 }
 
+impl PartialEq for Topic {
+    /// Clones of one `Topic` compare by pointer, without reading the names (`Arc<str>`'s own
+    /// comparison always compares the text: its pointer shortcut needs a sized type).
+    #[inline]
+    fn eq(&self, other: &Topic) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || *self.0 == *other.0
+    }
+}
+
+impl std::hash::Hash for Topic {
+    /// As the name (so that a `Topic` key is found by `&str`).
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state)
+    }
+}
+
 impl PartialEq<str> for Topic {
     fn eq(&self, other: &str) -> bool {
         &*self.0 == other
@@ -169,6 +185,8 @@ mod tests {
         assert_eq!(String::from("orders"), a);
         assert_eq!(a, Topic::from(String::from("orders")));
         assert_ne!(a, Topic::from("other"));
+        assert_ne!(a, Topic::from("order"), "a prefix is another topic");
+        assert_eq!(a, b, "clones compare equal (by pointer)");
         assert_eq!(format!("{a} {a:?}"), "orders \"orders\"");
         assert_eq!(String::from(b), "orders");
         assert_eq!(a.len(), 6);

@@ -14,6 +14,15 @@ fn hex_digits(b: u8) -> [u8; 2] {
 }
 
 /// Writes the uppercase hex digits of `bytes` (two per byte) at the start of `out`.
+/// The four upper-case hex digits of `value`, most significant first.
+fn hex4(value: u16) -> [u8; 4] {
+    let digit = |shift: u16| HEX_UPPER[usize::from((value >> shift) & 0xf)];
+    [digit(12), digit(8), digit(4), digit(0)]
+}
+
+/// Hex digits of an IPv4 address, the pid and the instance: where an IPv4 id's time starts.
+const IPV4_PREFIX_LEN: usize = 2 * (4 + 2 + 4);
+
 fn put_hex(out: &mut [u8], bytes: &[u8]) {
     for (pair, &b) in out.chunks_exact_mut(2).zip(bytes) {
         pair.copy_from_slice(&hex_digits(b));
@@ -103,18 +112,28 @@ impl UniqueIdGenerator {
             self.millis = Some(unix_millis);
             self.ids_in_millis = 0;
         }
-        let counter_at = time_at + 8;
-        put_hex(&mut self.text[counter_at..], &self.counter.to_be_bytes());
-        self.counter = self.counter.wrapping_add(1);
+        let counter = self.counter;
+        self.counter = counter.wrapping_add(1);
         self.ids_in_millis += 1;
+        if time_at == IPV4_PREFIX_LEN {
+            // An IPv4 host's id (32 digits) fits inline: a copy of the digits (the prefix and
+            // time, written when the millisecond changed) with the counter's put in.
+            const COUNTER_AT: usize = IPV4_PREFIX_LEN + 8;
+            let mut head: [u8; INLINE_CAPACITY] = self.text[..INLINE_CAPACITY]
+                .try_into()
+                .expect("the id buffer is longer than an inline string");
+            head[COUNTER_AT..COUNTER_AT + 4].copy_from_slice(&hex4(counter));
+            // SAFETY: `text` starts as ASCII `'0'`s and is only ever written by `put_hex`,
+            // whose bytes come from `HEX_UPPER`, and `hex4` takes its digits from there too: the
+            // whole head is ASCII (checked in debug builds, which the tests below run in:
+            // `java_layout`, `ids_stay_ascii_across_millis_and_wraps`).
+            #[allow(unsafe_code)]
+            return unsafe { ShortString::from_ascii_unchecked(&head, COUNTER_AT + 4) };
+        }
+        let counter_at = time_at + 8;
+        put_hex(&mut self.text[counter_at..], &counter.to_be_bytes());
         let len = counter_at + 4;
-        // An IPv4 host's id (32 digits) fits inline: one fixed-size copy of the digits.
-        let head: &[u8; INLINE_CAPACITY] = self.text[..INLINE_CAPACITY]
-            .try_into()
-            .expect("the id buffer is longer than an inline string");
-        ShortString::from_ascii(head, len).unwrap_or_else(|| {
-            ShortString::new(std::str::from_utf8(&self.text[..len]).expect("hex digits are ASCII"))
-        })
+        ShortString::new(std::str::from_utf8(&self.text[..len]).expect("hex digits are ASCII"))
     }
 }
 
@@ -236,6 +255,28 @@ mod tests {
         assert_eq!(b, "0A00000104D212345678000003E80001");
         let v6 = UniqueIdGenerator::new("::1".parse().unwrap(), 1, 1).next_id(t);
         assert_eq!(v6.len(), 56);
+    }
+
+    #[test]
+    fn ids_stay_ascii_across_millis_and_wraps() {
+        // Each id against a separate formatting of its fields, over counter wraps, clock steps
+        // and every pid digit (the inline ids are built unchecked: debug builds assert ASCII).
+        let t = days_from_civil(2026, 11, 1) * 86_400_000;
+        for (pid, instance) in [(0u32, 0u32), (0xABCD, 0xFFFF_FFFF), (70_000, 0x0102_0304)] {
+            let mut gen = UniqueIdGenerator::new("192.168.7.254".parse().unwrap(), pid, instance);
+            for n in 0..70_000u32 {
+                let millis = t + i64::from(n / 300);
+                let id = gen.next_id(millis);
+                let want = format!(
+                    "C0A807FE{:04X}{instance:08X}{:08X}{:04X}",
+                    pid as u16,
+                    (millis - t) as i32,
+                    n as u16
+                );
+                assert!(id.is_inline());
+                assert_eq!(id, want.as_str(), "id {n}");
+            }
+        }
     }
 
     #[test]

@@ -30,8 +30,8 @@ pub struct ShortString(Repr);
 
 #[derive(Clone)]
 enum Repr {
-    /// `bytes[..len]` is valid UTF-8: it was copied from a `&str` (`new`), or every byte was
-    /// checked to be ASCII (`from_ascii`).
+    /// `bytes[..len]` is valid UTF-8: it was copied from a `&str` (`new`), or its maker vouched
+    /// for every byte being ASCII (`from_ascii_unchecked`, for unique ids' hex digits).
     Inline {
         len: u8,
         bytes: [u8; INLINE_CAPACITY],
@@ -61,17 +61,20 @@ impl ShortString {
         }
     }
 
-    /// The first `len` bytes of `bytes`, when `len` fits inline and every byte of `bytes` is
-    /// ASCII: for text built byte by byte (message ids), with one fixed-size copy and no UTF-8
-    /// scan. `None` otherwise.
+    /// The first `len` bytes of `bytes` (at most [`INLINE_CAPACITY`]), not checked.
+    ///
+    /// # Safety
+    ///
+    /// `bytes` must be ASCII, the unused tail included (debug builds check it): a unique id's
+    /// digits, written from a table of hex digits, are.
     #[inline]
-    pub(crate) fn from_ascii(bytes: &[u8; INLINE_CAPACITY], len: usize) -> Option<Self> {
-        // One OR over the whole array (the compiler vectorises it), the unused tail included.
-        let ascii = all_ascii(bytes);
-        (ascii && len <= INLINE_CAPACITY).then_some(ShortString(Repr::Inline {
-            len: len as u8,
+    #[allow(unsafe_code)]
+    pub(crate) unsafe fn from_ascii_unchecked(bytes: &[u8; INLINE_CAPACITY], len: usize) -> Self {
+        debug_assert!(all_ascii(bytes) && len <= INLINE_CAPACITY);
+        ShortString(Repr::Inline {
+            len: len.min(INLINE_CAPACITY) as u8,
             bytes: *bytes,
-        }))
+        })
     }
 
     /// The text.
@@ -80,9 +83,9 @@ impl ShortString {
             Repr::Inline { len, bytes } => {
                 let bytes = &bytes[..*len as usize];
                 // SAFETY: an inline value's first `len` bytes were copied from a `&str` in
-                // `ShortString::new`, or checked to be ASCII in `ShortString::from_ascii`, and
-                // are never changed (the type is immutable); the tests below cover empty,
-                // ASCII, multi-byte and boundary-length text and both constructors.
+                // `ShortString::new`, or are ASCII by `ShortString::from_ascii_unchecked`'s
+                // contract, and are never changed (the type is immutable); the tests below
+                // cover empty, ASCII, multi-byte and boundary-length text and both constructors.
                 #[allow(unsafe_code)]
                 unsafe {
                     std::str::from_utf8_unchecked(bytes)
@@ -235,22 +238,23 @@ mod tests {
     }
 
     #[test]
-    fn from_ascii_takes_ascii_prefixes_that_fit_inline() {
+    fn unchecked_ascii_keeps_prefixes_that_fit_inline() {
         let mut bytes = [b'x'; INLINE_CAPACITY];
         bytes[..4].copy_from_slice(b"7F00");
-        let four = ShortString::from_ascii(&bytes, 4).unwrap();
+        // SAFETY (all three): `bytes` is ASCII.
+        #[allow(unsafe_code)]
+        let (four, none, all) = unsafe {
+            (
+                ShortString::from_ascii_unchecked(&bytes, 4),
+                ShortString::from_ascii_unchecked(&bytes, 0),
+                ShortString::from_ascii_unchecked(&bytes, INLINE_CAPACITY),
+            )
+        };
         assert_eq!(four, "7F00");
         assert!(four.is_inline());
-        assert_eq!(ShortString::from_ascii(&bytes, 0).unwrap(), "");
-        let all = ShortString::from_ascii(&bytes, INLINE_CAPACITY).unwrap();
+        assert_eq!(none, "");
         assert_eq!(all.len(), INLINE_CAPACITY);
-        assert!(ShortString::from_ascii(&bytes, INLINE_CAPACITY + 1).is_none());
-        // Any byte that is not ASCII, even past `len`, refuses (nothing is ever half-checked).
-        let mut high = bytes;
-        high[INLINE_CAPACITY - 1] = 0xC3;
-        assert!(ShortString::from_ascii(&high, 4).is_none());
-        high[0] = 0xFF;
-        assert!(ShortString::from_ascii(&high, 1).is_none());
+        assert!(all.starts_with("7F00x") && all.ends_with("xx"));
     }
 
     #[test]
