@@ -119,7 +119,7 @@ impl LocalProducer {
     /// (the fastest way to send: no future, channel or task per message). The handler is the
     /// one set with [`crate::ProducerBuilder::on_delivery`], or the one set on this core with
     /// [`LocalProducer::set_delivery_handler`]; it is called exactly once per message accepted
-    /// here, on this core.
+    /// here, on this core, and borrows the result for the call (`result.cloned()` keeps it).
     ///
     /// Does not wait: when this core already has `max_inflight` sends in progress the message
     /// is refused with [`Error::QueueFull`] (send again after some outcomes come in). The body
@@ -226,7 +226,10 @@ impl LocalProducer {
     /// Sets the delivery handler of reported sends on this core
     /// ([`LocalProducer::send_reported`], and [`crate::Producer::send_reported`] calls this core
     /// takes), replacing the producer's. It runs on this core and need not be `Send`.
-    pub fn set_delivery_handler(&self, handler: impl Fn(u64, Result<SendResult, Error>) + 'static) {
+    pub fn set_delivery_handler(
+        &self,
+        handler: impl Fn(u64, Result<&SendResult, Error>) + 'static,
+    ) {
         *self.core.delivery.borrow_mut() = Some(Rc::new(handler));
     }
 

@@ -557,7 +557,7 @@ fn reported_sends_take_send_options() {
         Producer::builder()
             .config(config)
             .on_delivery(move |token, result| {
-                let _ = tx.lock().unwrap().send((token, result));
+                let _ = tx.lock().unwrap().send((token, result.cloned()));
             })
             .build()
             .unwrap(),
@@ -632,7 +632,7 @@ fn a_handler_sending_again_while_its_batch_closes_gets_one_outcome_per_message()
                     .send_reported(Message::new("T", format!("again {token}")), token + 100)
                     .expect("sent again from the handler");
             }
-            let _ = tx.lock().unwrap().send((token, result));
+            let _ = tx.lock().unwrap().send((token, result.cloned()));
         })
         .build()
         .unwrap();
@@ -761,7 +761,7 @@ fn a_plain_reported_send_retried_from_a_core_sends_the_same_properties() {
     let p = Producer::builder()
         .config(config)
         .on_delivery(move |token, result| {
-            let _ = tx.lock().unwrap().send((token, result));
+            let _ = tx.lock().unwrap().send((token, result.cloned()));
         })
         .build()
         .unwrap();

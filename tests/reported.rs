@@ -26,7 +26,11 @@ fn reporting_producer(
     let producer = Producer::builder()
         .config(config)
         .on_delivery(move |token, result| {
-            sink.lock().unwrap().entry(token).or_default().push(result);
+            sink.lock()
+                .unwrap()
+                .entry(token)
+                .or_default()
+                .push(result.cloned());
         })
         .build()
         .expect("producer starts");

@@ -92,6 +92,9 @@ pub(crate) struct Batcher {
     /// What joins left to do, for [`Batcher::close`].
     closing: RefCell<VecDeque<Closing>>,
     next_id: Cell<u64>,
+    /// How many messages the batch sent last held: the room a forming batch makes at once
+    /// (growing a large batch's body by doubling copied it several times over).
+    last_size: Cell<usize>,
 }
 
 impl Batcher {
@@ -102,6 +105,7 @@ impl Batcher {
             properties: RefCell::new(String::new()),
             closing: RefCell::new(VecDeque::new()),
             next_id: Cell::new(0),
+            last_size: Cell::new(64),
         }
     }
 
@@ -111,13 +115,19 @@ impl Batcher {
             // Taken one at a time: what runs here may join (and close) batches itself.
             let next = self.closing.borrow_mut().pop_front();
             match next {
-                Some(Closing::Send(batch)) => closed::send(core, batch),
+                Some(Closing::Send(batch)) => self.send(core, batch),
                 Some(Closing::Linger(topic, kind, id)) => {
                     schedule_linger(core, topic, kind, id, self.config.linger)
                 }
                 None => return,
             }
         }
+    }
+
+    /// Sends `batch`, remembering its size.
+    fn send(&self, core: &Rc<Core>, batch: OpenBatch) {
+        self.last_size.set(batch.members.len());
+        closed::send(core, batch);
     }
 
     /// Takes open batch `id` of `topic` and `kind` out, if it is still open.
@@ -166,7 +176,7 @@ impl Batcher {
         let batch = &mut open.hot[at];
         let fills = batch.members.len() + 1 >= config.max_messages
             || batch.bytes + size >= config.max_bytes;
-        batch.join(message, member, size, config);
+        batch.join(message, member, size, (self.last_size.get(), config));
         if fills {
             closing.push_back(Closing::Send(open.hot.remove(at)));
         }
@@ -296,7 +306,7 @@ fn schedule_linger(
             return;
         };
         if let Some(batch) = batcher.take(&topic, kind, id) {
-            closed::send(&core, batch);
+            batcher.send(&core, batch);
         }
     };
     super::guarded::spawn_guarded("batch linger", linger_task, |_| {});

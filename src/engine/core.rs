@@ -156,8 +156,11 @@ impl Core {
             records: Rc::new(super::records::RecordBook::new(this)),
             delivery: RefCell::new(shared.delivery.as_ref().map(|handler| {
                 let handler = Arc::clone(handler);
-                Rc::new(move |token, result| handler(token, result))
-                    as Rc<super::records::DeliveryHandler>
+                Rc::new(
+                    move |token, result: Result<&crate::SendResult, crate::Error>| {
+                        handler(token, result)
+                    },
+                ) as Rc<super::records::DeliveryHandler>
             })),
             shared,
             plain_properties: Cell::new(String::new()),

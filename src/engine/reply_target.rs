@@ -11,11 +11,12 @@ use super::reply_slots::ReplySender;
 use crate::error::Error;
 use crate::send_result::SendResult;
 
-/// A delivery handler: called on the producer core with the caller's token and the outcome.
-pub type DeliveryHandler = dyn Fn(u64, Result<SendResult, Error>);
+/// A delivery handler: called on the producer core with the caller's token and the outcome (a
+/// result lent for the call, so that handing it over counts no references and copies nothing).
+pub type DeliveryHandler = dyn Fn(u64, Result<&SendResult, Error>);
 
 /// A delivery handler shared by every core (set on the builder).
-pub type SharedDeliveryHandler = dyn Fn(u64, Result<SendResult, Error>) + Send + Sync;
+pub type SharedDeliveryHandler = dyn Fn(u64, Result<&SendResult, Error>) + Send + Sync;
 
 /// One outcome owed to a delivery handler; dropped undelivered, it reports `CoreStopped`.
 pub(crate) struct Delivery {
@@ -31,7 +32,7 @@ impl Delivery {
         }
     }
 
-    fn deliver(mut self, result: Result<SendResult, Error>) {
+    fn deliver(mut self, result: Result<&SendResult, Error>) {
         if let Some(handler) = self.handler.take() {
             handler(self.token, result);
         }
@@ -70,15 +71,27 @@ impl ReplyTarget {
                 let _ = tx.send(reply);
             }
             ReplyTarget::Slot(tx) => tx.send(reply),
-            ReplyTarget::Report(delivery) => delivery.deliver(reply.and_then(Reply::into_one)),
+            ReplyTarget::Report(delivery) => match reply.and_then(Reply::into_one) {
+                Ok(result) => delivery.deliver(Ok(&result)),
+                Err(e) => delivery.deliver(Err(e)),
+            },
         }
     }
 
-    /// Hands over one stored message's result (a reported send's goes to its handler as it is).
+    /// Hands over one stored message's result (a reported send's handler borrows it).
     pub(crate) fn send_result(self, result: SendResult) {
         match self {
-            ReplyTarget::Report(delivery) => delivery.deliver(Ok(result)),
+            ReplyTarget::Report(delivery) => delivery.deliver(Ok(&result)),
             other => other.send(Ok(Reply::One(result))),
+        }
+    }
+
+    /// Hands over a result that serves several messages in turn (a batch's fan-out): lent to a
+    /// delivery handler, copied for any other caller.
+    pub(crate) fn send_shared_result(self, result: &SendResult) {
+        match self {
+            ReplyTarget::Report(delivery) => delivery.deliver(Ok(result)),
+            other => other.send(Ok(Reply::One(result.clone()))),
         }
     }
 }

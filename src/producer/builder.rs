@@ -146,7 +146,10 @@ impl ProducerBuilder {
     /// Sets the delivery handler of
     /// [`Producer::send_reported`](crate::Producer::send_reported) and
     /// [`crate::LocalProducer::send_reported`]: called once per reported send, on the producer core that
-    /// sent it, with the caller's token and the outcome (rdkafka's delivery report).
+    /// sent it, with the caller's token and the outcome (rdkafka's delivery report). A result is
+    /// lent for the call (the engine rewrites one result for all the messages of a batch's
+    /// answer): clone it (`result.cloned()`) to keep it; an error is the handler's, with the
+    /// message handed back where it may not be stored.
     ///
     /// This is the fastest way to send: no future, channel or task per message. The handler runs
     /// on a producer core and must not block; it may send more messages (through
@@ -179,7 +182,7 @@ impl ProducerBuilder {
     /// ```
     pub fn on_delivery(
         mut self,
-        handler: impl Fn(u64, Result<SendResult, Error>) + Send + Sync + 'static,
+        handler: impl Fn(u64, Result<&SendResult, Error>) + Send + Sync + 'static,
     ) -> Self {
         self.delivery = Some(DeliverySetting(Arc::new(handler)));
         self

@@ -152,18 +152,15 @@ async fn send_batch(
     // One clock read for the whole fan-out: the callers that send again from their delivery
     // handlers stamp their sends with it, as they do when a connection dispatches answers.
     let _clock = core.records.hold_clock();
-    let replies = members.into_iter().map(|m| m.reply);
     match result {
         Ok(Reply::Batch(answer, _)) => {
-            // Each result is built once, straight into its caller's outcome.
-            for (reply, result) in replies.zip(answer.results()) {
-                if let Some(reply) = reply {
-                    reply.send_result(result);
-                }
-            }
+            // One result rewritten member by member: lent to delivery handlers, copied for
+            // other callers.
+            let replies = members.into_iter().map(|m| m.reply);
+            answer.fan_out(replies, |reply, result| reply.send_shared_result(result));
         }
         Ok(other) => {
-            for reply in replies.flatten() {
+            for reply in members.into_iter().filter_map(|m| m.reply) {
                 reply.send(Ok(other.clone()));
             }
         }
@@ -172,7 +169,7 @@ async fn send_batch(
             // `Arc`): no per-caller copy of broker text.
             let (e, returned) = e.split_returned();
             let mut messages = returned.into_messages().into_iter();
-            for reply in replies {
+            for reply in members.into_iter().map(|m| m.reply) {
                 let message = messages.next();
                 if let Some(reply) = reply {
                     reply.send(Err(match message {
@@ -221,7 +218,7 @@ mod tests {
                 deadline: *deadline,
                 permit: None,
             };
-            open.join(message, member, size, &AutoBatch::default());
+            open.join(message, member, size, (64, &AutoBatch::default()));
             answers.push(rx);
         }
         (open, answers)

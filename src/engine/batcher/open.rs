@@ -144,21 +144,21 @@ impl OpenBatch {
         }
     }
 
-    /// Adds a message of `size` encoded bytes; the second one encodes the first too.
+    /// Adds a message of `size` encoded bytes; the second one encodes the first too, and makes
+    /// room for `room` messages (the batch's likely size) in one go.
     #[inline]
     pub(super) fn join(
         &mut self,
         message: impl Joining,
         member: Member,
         size: usize,
-        config: &AutoBatch,
+        (room, config): (usize, &AutoBatch),
     ) {
         if self.members.is_empty() {
             self.first = Some(message.into_first());
         } else {
             if let Some(first) = self.first.take() {
-                // A batch is forming: room for the records it will likely hold, in one go.
-                let room = config.max_messages.min(64);
+                let room = room.clamp(2, config.max_messages.max(2));
                 self.body
                     .reserve(self.bytes.saturating_mul(room).min(config.max_bytes));
                 self.uniq_keys.reserve(room);
@@ -296,10 +296,10 @@ mod tests {
                 uniq_key,
                 born_millis: born,
             };
-            plain.join(joining, member(), size, &AutoBatch::default());
+            plain.join(joining, member(), size, (64, &AutoBatch::default()));
             let p = prepare_at(message(n), &config, None, born).unwrap();
             let size = p.body().len() + p.properties.len() + RECORD_OVERHEAD;
-            prepared.join(p, member(), size, &AutoBatch::default());
+            prepared.join(p, member(), size, (64, &AutoBatch::default()));
         }
         assert_eq!(plain.bytes, plain.body.len());
         assert_eq!(plain.bytes, prepared.bytes);

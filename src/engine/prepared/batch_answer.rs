@@ -54,20 +54,52 @@ impl BatchAnswer {
 
     /// Message `index`'s result, with its id and the broker's offset id for it.
     pub(crate) fn result(&self, index: usize, key: &ShortString, offset_id: &str) -> SendResult {
-        // Offsets from the broker saturate instead of overflowing near i64::MAX.
-        let queue_offset = match self.first_offset {
-            Some(first) => first.saturating_add(index as i64),
-            None => -1,
-        };
         SendResult {
             status: self.status,
             msg_id: key.clone(),
             offset_msg_id: offset_id.into(),
             queue: self.queue.clone(),
-            queue_offset,
+            queue_offset: self.queue_offset(index),
             transaction_id: self.transaction_id.clone(),
             region_id: self.region_id.clone(),
             trace_on: self.trace_on,
+        }
+    }
+
+    fn queue_offset(&self, index: usize) -> i64 {
+        // Offsets from the broker saturate instead of overflowing near i64::MAX.
+        match self.first_offset {
+            Some(first) => first.saturating_add(index as i64),
+            None => -1,
+        }
+    }
+
+    /// Hands each message's result to its reply (`replies` in message order; `None`: nobody
+    /// reads that one). One result is built and rewritten message by message (its ids and
+    /// offset): the fields the messages share, the queue's topic and broker name among them, are
+    /// not cloned and dropped once per message.
+    pub(crate) fn fan_out<R>(
+        &self,
+        replies: impl IntoIterator<Item = Option<R>>,
+        mut each: impl FnMut(R, &SendResult),
+    ) {
+        let mut offset_ids = OffsetIds::of(&self.offset_ids);
+        let mut shared: Option<SendResult> = None;
+        for (index, (reply, key)) in replies.into_iter().zip(&self.uniq_keys).enumerate() {
+            let offset_id = offset_ids.next().unwrap_or_default();
+            let Some(reply) = reply else {
+                continue;
+            };
+            let result = match &mut shared {
+                Some(result) => {
+                    result.msg_id = key.clone();
+                    result.offset_msg_id = offset_id.into();
+                    result.queue_offset = self.queue_offset(index);
+                    result
+                }
+                None => shared.insert(self.result(index, key, offset_id)),
+            };
+            each(reply, result);
         }
     }
 
@@ -272,5 +304,26 @@ mod tests {
         let results = answer("", Some(i64::MAX - 1), 3).into_results();
         let offsets: Vec<_> = results.iter().map(|r| r.queue_offset).collect();
         assert_eq!(offsets, [i64::MAX - 1, i64::MAX, i64::MAX]);
+    }
+
+    #[test]
+    fn a_fan_out_rewrites_one_result_into_each_wanted_message() {
+        // Message 1 is unwanted and message 3 has no offset id: the others get exactly what
+        // `result_at` builds on its own.
+        let answer = answer("O0,O1,O2", Some(10), 4);
+        let mut got = Vec::new();
+        answer.fan_out([Some(0), None, Some(2), Some(3)], |i, result| {
+            got.push((i, result.clone()))
+        });
+        let want: Vec<_> = [0, 2, 3]
+            .into_iter()
+            .map(|i| (i, answer.result_at(i).unwrap()))
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!((&*got[2].1.msg_id, &*got[2].1.offset_msg_id), ("K3", ""));
+        // Fewer replies than messages: the fan-out ends with them.
+        let mut count = 0;
+        answer.fan_out([Some(()); 2], |_, _| count += 1);
+        assert_eq!(count, 2);
     }
 }
