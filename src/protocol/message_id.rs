@@ -13,16 +13,10 @@ fn hex_digits(b: u8) -> [u8; 2] {
     [HEX_UPPER[(b >> 4) as usize], HEX_UPPER[(b & 0xf) as usize]]
 }
 
-/// Writes the uppercase hex digits of `bytes` (two per byte) at the start of `out`.
-/// The four upper-case hex digits of `value`, most significant first.
-fn hex4(value: u16) -> [u8; 4] {
-    let digit = |shift: u16| HEX_UPPER[usize::from((value >> shift) & 0xf)];
-    [digit(12), digit(8), digit(4), digit(0)]
-}
-
 /// Hex digits of an IPv4 address, the pid and the instance: where an IPv4 id's time starts.
 const IPV4_PREFIX_LEN: usize = 2 * (4 + 2 + 4);
 
+/// Writes the uppercase hex digits of `bytes` (two per byte) at the start of `out`.
 fn put_hex(out: &mut [u8], bytes: &[u8]) {
     for (pair, &b) in out.chunks_exact_mut(2).zip(bytes) {
         pair.copy_from_slice(&hex_digits(b));
@@ -122,10 +116,9 @@ impl UniqueIdGenerator {
             let mut head: [u8; INLINE_CAPACITY] = self.text[..INLINE_CAPACITY]
                 .try_into()
                 .expect("the id buffer is longer than an inline string");
-            head[COUNTER_AT..COUNTER_AT + 4].copy_from_slice(&hex4(counter));
-            // SAFETY: `text` starts as ASCII `'0'`s and is only ever written by `put_hex`,
-            // whose bytes come from `HEX_UPPER`, and `hex4` takes its digits from there too: the
-            // whole head is ASCII (checked in debug builds, which the tests below run in:
+            put_hex(&mut head[COUNTER_AT..], &counter.to_be_bytes());
+            // SAFETY: `text` starts as ASCII `'0'`s and, like `head`, is only ever written by
+            // `put_hex`, whose bytes come from `HEX_UPPER`: the whole head is ASCII (checked in debug builds, which the tests below run in:
             // `java_layout`, `ids_stay_ascii_across_millis_and_wraps`).
             #[allow(unsafe_code)]
             return unsafe { ShortString::from_ascii_unchecked(&head, COUNTER_AT + 4) };
@@ -259,8 +252,9 @@ mod tests {
 
     #[test]
     fn ids_stay_ascii_across_millis_and_wraps() {
-        // Each id against a separate formatting of its fields, over counter wraps, clock steps
-        // and every pid digit (the inline ids are built unchecked: debug builds assert ASCII).
+        // Each id against a separate formatting of its fields, over counter wraps, clock steps,
+        // pids with letter digits and one over 16 bits (the inline ids are built unchecked:
+        // debug builds assert ASCII).
         let t = days_from_civil(2026, 11, 1) * 86_400_000;
         for (pid, instance) in [(0u32, 0u32), (0xABCD, 0xFFFF_FFFF), (70_000, 0x0102_0304)] {
             let mut gen = UniqueIdGenerator::new("192.168.7.254".parse().unwrap(), pid, instance);
