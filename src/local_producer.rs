@@ -314,7 +314,7 @@ impl LocalProducer {
     pub fn flush(&self, timeout: Duration) -> impl Future<Output = Result<(), Error>> + 'static {
         let started = Instant::now();
         let deadline = started.checked_add(timeout);
-        let wait = self.core.flush_gate.flush();
+        let wait = self.core.caps.flush.flush();
         async move {
             let finished = match deadline {
                 Some(deadline) => crate::engine::deadline::until(deadline, wait)

@@ -16,12 +16,14 @@
 //! batch lingered is left out of it (`Timeout`, `NotStored`; it learns so when the linger ends,
 //! which `linger < send_timeout` bounds).
 //!
-//! Each message carries its in-flight permit, so `max_inflight` bounds the messages a core holds
-//! (open batches included) and a stalled broker cannot grow memory without bound.
+//! Each message takes its in-flight permit as it joins, so `max_inflight` bounds the messages a
+//! core holds (open batches included) and a stalled broker cannot grow memory without bound. A
+//! batch's permits become one ([`InFlightPermit::absorb`]), released when the batch's answer is
+//! in; a member left out for its deadline keeps its share until then.
 //!
 //! A message joining a batch is encoded straight into the batch's body (the records of
 //! SEND_BATCH_MESSAGE); what stays of it is its unique id, the caller's message (handed back on
-//! failure) and a member entry (reply target, deadline, permit). The first message stays as it
+//! failure) and a member entry (reply target, deadline). The first message stays as it
 //! is until a second joins, so a batch of one goes out as a plain send, through a send record
 //! when it can. Sending a closed batch and handing out its outcomes is [`closed`].
 
@@ -75,12 +77,11 @@ impl BatchKind {
     }
 }
 
-/// A caller waiting on a batch: where its outcome goes, its own deadline, and its share of the
-/// core's caps (released when the batch's answer is in, before the outcomes go out).
+/// A caller waiting on a batch: where its outcome goes and its own deadline (its share of the
+/// core's caps is in the batch's permit).
 struct Member {
     reply: Option<ReplyTarget>,
     deadline: Instant,
-    permit: Option<InFlightPermit>,
 }
 
 /// The open batches of one core, and what joining messages left to do.
@@ -141,8 +142,9 @@ impl Batcher {
         Some(batches.swap_remove(at))
     }
 
-    /// Puts `message` (`size` encoded bytes, a batch of `kind`) in its open batch, opening one
-    /// when there is none; what closed waits for [`Batcher::close`].
+    /// Puts `message` (`size` encoded bytes, a batch of `kind`) with its member entry and permit
+    /// (`None`: tests) in its open batch, opening one when there is none; what closed waits for
+    /// [`Batcher::close`].
     #[inline]
     fn enter(
         &self,
@@ -150,7 +152,7 @@ impl Batcher {
         message: impl Joining,
         kind: BatchKind,
         size: usize,
-        member: Member,
+        joined: (Member, Option<InFlightPermit>),
     ) {
         let config = &self.config;
         let mut closing = self.closing.borrow_mut();
@@ -176,7 +178,7 @@ impl Batcher {
         let batch = &mut open.hot[at];
         let fills = batch.members.len() + 1 >= config.max_messages
             || batch.bytes + size >= config.max_bytes;
-        batch.join(message, member, size, (self.last_size.get(), config));
+        batch.join(message, joined, size, (self.last_size.get(), config));
         if fills {
             closing.push_back(Closing::Send(open.hot.remove(at)));
         }
@@ -214,9 +216,9 @@ pub(crate) fn add(core: &Rc<Core>, batcher: &Batcher, item: BatchItem) {
     let member = Member {
         reply: Some(item.reply),
         deadline: item.deadline,
-        permit: Some(item.permit),
     };
-    batcher.enter(core.records.now(), item.message, kind, size, member);
+    let now = core.records.now();
+    batcher.enter(now, item.message, kind, size, (member, Some(item.permit)));
     batcher.close(core);
 }
 
@@ -263,7 +265,6 @@ pub(crate) fn add_plain(
     let member = Member {
         reply: Some(reply()),
         deadline,
-        permit: Some(permit),
     };
     let joining = PlainJoining {
         original,
@@ -271,7 +272,8 @@ pub(crate) fn add_plain(
         uniq_key,
         born_millis,
     };
-    batcher.enter(core.records.now(), joining, kind, size, member);
+    let now = core.records.now();
+    batcher.enter(now, joining, kind, size, (member, Some(permit)));
     drop(props);
     // What closes may run delivery handlers that send again.
     batcher.close(core);
@@ -337,12 +339,12 @@ mod tests {
         }
     }
 
-    fn member() -> Member {
-        Member {
+    fn member() -> (Member, Option<InFlightPermit>) {
+        let member = Member {
             reply: None,
             deadline: Instant::now(),
-            permit: None,
-        }
+        };
+        (member, None)
     }
 
     /// What each join left to do, in order (`L`: a linger to schedule, `S`: a batch to send, with

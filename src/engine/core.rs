@@ -17,8 +17,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use glommio::sync::Semaphore;
-
 mod admission;
 mod routes;
 mod run;
@@ -98,16 +96,14 @@ pub(crate) struct Core {
     /// Broker availability for latency fault avoidance (used when enabled).
     pub faults: RefCell<super::latency::FaultTracker>,
     ns_cursor: Cell<usize>,
-    pub permits: Rc<Semaphore>,
-    /// Message bytes in progress (`max_buffered_bytes`).
-    pub byte_permits: Rc<Semaphore>,
+    /// Messages and bytes in progress (`max_inflight`, `max_buffered_bytes`), and which of
+    /// them a `flush()` waits for.
+    pub caps: Rc<admission::Caps>,
     pub aborting: Cell<bool>,
     /// Keeps sends to chosen queues in the order they reached the core.
     pub order_gate: Rc<super::order_gate::OrderGate>,
     /// One request in flight per chosen queue, in order (see `send_attempt`).
     queue_orders: RefCell<HashMap<QueueKey, Rc<super::order_gate::OrderGate>>>,
-    /// Which sends a `flush()` waits for.
-    pub flush_gate: Rc<super::flush_gate::FlushGate>,
     pub stats: CoreStats,
     /// Open automatic batches, when auto-batching is on.
     pub batcher: Option<super::batcher::Batcher>,
@@ -128,8 +124,10 @@ impl Core {
         let batcher = core_config.auto_batch.map(super::batcher::Batcher::new);
         Core {
             index,
-            permits: Rc::new(Semaphore::new(core_config.max_inflight as u64)),
-            byte_permits: Rc::new(Semaphore::new(core_config.max_buffered_bytes as u64)),
+            caps: Rc::new(admission::Caps::new(
+                core_config.max_inflight,
+                core_config.max_buffered_bytes,
+            )),
             connections: RefCell::new(TextMap::default()),
             connects: Rc::new(SingleFlight::new()),
             next_slot: Cell::new(0),
@@ -145,7 +143,6 @@ impl Core {
                 shared.config.fault_table.clone(),
             )),
             aborting: Cell::new(false),
-            flush_gate: Rc::default(),
             order_gate: Rc::default(),
             queue_orders: RefCell::default(),
             core_config,
@@ -317,7 +314,7 @@ impl Core {
                 .collect(),
             retries: self.stats.retries.get(),
             refused: self.stats.refused.get(),
-            in_flight: self.core_config.max_inflight as u64 - self.permits.available(),
+            in_flight: self.core_config.max_inflight as u64 - self.caps.messages.available(),
             connections: conns.len(),
             writes: self.closed_counters.writes.get() + sum(&|c| c.counters.writes.get()),
             frames_written: self.closed_counters.frames_written.get()

@@ -35,39 +35,28 @@ impl Default for FlushGate {
     }
 }
 
-/// A send's place in its epoch; leaves it when dropped.
-#[derive(Debug)]
-pub(crate) struct FlushTicket {
-    gate: Rc<FlushGate>,
-    epoch: u64,
-}
-
-impl Drop for FlushTicket {
-    fn drop(&mut self) {
-        self.gate.leave(self.epoch);
-    }
-}
-
 impl FlushGate {
-    /// Counts a send into the current epoch.
-    pub(crate) fn enter(self: &Rc<Self>) -> FlushTicket {
+    /// Counts a send into the current epoch, which it returns: the send hands it back to
+    /// [`FlushGate::leave`] when it ends.
+    pub(crate) fn enter(&self) -> u64 {
         let mut counts = self.counts.borrow_mut();
         let epoch = self.front.get() + counts.len() as u64 - 1;
         if let Some(current) = counts.back_mut() {
             *current += 1;
         }
-        FlushTicket {
-            gate: Rc::clone(self),
-            epoch,
-        }
+        epoch
     }
 
-    fn leave(&self, epoch: u64) {
+    /// `sends` sends of `epoch` ended.
+    pub(crate) fn leave(&self, epoch: u64, sends: u64) {
+        if sends == 0 {
+            return;
+        }
         let mut counts = self.counts.borrow_mut();
         let Some(count) = counts.get_mut((epoch - self.front.get()) as usize) else {
             return;
         };
-        *count = count.saturating_sub(1);
+        *count = count.saturating_sub(sends);
         let mut advanced = false;
         while counts.len() > 1 && counts.front() == Some(&0) {
             counts.pop_front();
@@ -81,6 +70,25 @@ impl FlushGate {
                 waker.wake();
             }
         }
+    }
+
+    /// Makes two groups of sends that end together (`sends` sends of `epoch` each, neither
+    /// ended) one group, counted in the older epoch, which it returns: a flush of the newer
+    /// epoch waits for the older anyway, and one of the older now also waits for sends that
+    /// end at the same moment as its own.
+    pub(crate) fn merge(&self, a: (u64, u64), b: (u64, u64)) -> u64 {
+        let ((older, _), (newer, moved)) = if a.0 <= b.0 { (a, b) } else { (b, a) };
+        if older != newer && moved > 0 {
+            let front = self.front.get();
+            let mut counts = self.counts.borrow_mut();
+            if let Some(count) = counts.get_mut((newer - front) as usize) {
+                *count = count.saturating_sub(moved);
+            }
+            if let Some(count) = counts.get_mut((older - front) as usize) {
+                *count += moved;
+            }
+        }
+        older
     }
 
     /// Starts a new epoch; the returned future ends once every send of the older epochs ended.
@@ -134,6 +142,27 @@ impl Future for FlushWait {
 mod tests {
     use super::*;
 
+    /// A send's place in its epoch, leaving it when dropped (as a permit does).
+    struct FlushTicket {
+        gate: Rc<FlushGate>,
+        epoch: u64,
+        sends: u64,
+    }
+
+    impl Drop for FlushTicket {
+        fn drop(&mut self) {
+            self.gate.leave(self.epoch, self.sends);
+        }
+    }
+
+    fn enter(gate: &Rc<FlushGate>) -> FlushTicket {
+        FlushTicket {
+            gate: Rc::clone(gate),
+            epoch: gate.enter(),
+            sends: 1,
+        }
+    }
+
     fn ready(f: &mut Pin<Box<dyn Future<Output = ()>>>) -> bool {
         let waker = futures_lite::future::block_on(futures_lite::future::poll_fn(|cx| {
             Poll::Ready(cx.waker().clone())
@@ -146,10 +175,10 @@ mod tests {
         let gate = Rc::new(FlushGate::default());
         let mut idle: Pin<Box<dyn Future<Output = ()>>> = Box::pin(gate.flush());
         assert!(ready(&mut idle), "nothing in progress: done at once");
-        let a = gate.enter();
-        let b = gate.enter();
+        let a = enter(&gate);
+        let b = enter(&gate);
         let mut first: Pin<Box<dyn Future<Output = ()>>> = Box::pin(gate.flush());
-        let c = gate.enter(); // after the flush: not waited for
+        let c = enter(&gate); // after the flush: not waited for
         assert!(!ready(&mut first));
         drop(a);
         assert!(!ready(&mut first));
@@ -159,7 +188,7 @@ mod tests {
         assert!(!ready(&mut second), "c still runs");
         drop(c);
         assert!(ready(&mut second));
-        let d = gate.enter();
+        let d = enter(&gate);
         drop(d);
         let mut third: Pin<Box<dyn Future<Output = ()>>> = Box::pin(gate.flush());
         assert!(ready(&mut third));
@@ -223,7 +252,7 @@ mod tests {
             let mut flushes: Vec<Waiting> = Vec::new();
             for step in steps {
                 match step {
-                    Step::Enter => tickets.push(Some(gate.enter())),
+                    Step::Enter => tickets.push(Some(enter(&gate))),
                     Step::Leave { pick } => {
                         if let Some(ticket) = tickets.get_mut(pick) {
                             ticket.take();

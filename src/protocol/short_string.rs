@@ -30,7 +30,7 @@ pub struct ShortString(Repr);
 
 #[derive(Clone)]
 enum Repr {
-    /// `bytes[..len]` is valid UTF-8: it was copied from a `&str` (`new`), or its maker vouched
+    /// `bytes[..len]` is valid UTF-8: it was copied from a `&str` (`new`, `assign`), or its maker vouched
     /// for every byte being ASCII (`from_ascii_unchecked`, for unique ids' hex digits).
     Inline {
         len: u8,
@@ -61,6 +61,20 @@ impl ShortString {
         }
     }
 
+    /// Makes this a copy of `text` where it lies: inline text is overwritten in place (no new
+    /// value built and moved in, which for a field of a result rewritten per message is most of
+    /// the cost).
+    #[inline]
+    pub(crate) fn assign(&mut self, text: &str) {
+        match &mut self.0 {
+            Repr::Inline { len, bytes } if text.len() <= INLINE_CAPACITY => {
+                super::short_copy::copy_short(&mut bytes[..text.len()], text.as_bytes());
+                *len = text.len() as u8;
+            }
+            _ => *self = ShortString::new(text),
+        }
+    }
+
     /// The first `len` bytes of `bytes` (at most [`INLINE_CAPACITY`]), not checked.
     ///
     /// # Safety
@@ -83,9 +97,10 @@ impl ShortString {
             Repr::Inline { len, bytes } => {
                 let bytes = &bytes[..*len as usize];
                 // SAFETY: an inline value's first `len` bytes were copied from a `&str` in
-                // `ShortString::new`, or are ASCII by `ShortString::from_ascii_unchecked`'s
-                // contract, and are never changed (the type is immutable); the tests below
-                // cover empty, ASCII, multi-byte and boundary-length text and both constructors.
+                // `ShortString::new` or `ShortString::assign` (which sets `len` with them), or
+                // are ASCII by `ShortString::from_ascii_unchecked`'s contract, and nothing else
+                // changes them; the tests below cover empty, ASCII, multi-byte and
+                // boundary-length text, both constructors and assignments over each other.
                 #[allow(unsafe_code)]
                 unsafe {
                     std::str::from_utf8_unchecked(bytes)
@@ -235,6 +250,29 @@ mod tests {
         // A multi-byte character ending exactly at the capacity stays whole.
         let edge = format!("{}é", "z".repeat(INLINE_CAPACITY - 2));
         assert_eq!(ShortString::new(&edge), edge.as_str());
+    }
+
+    #[test]
+    fn an_assignment_leaves_exactly_the_new_text() {
+        let long = "L".repeat(INLINE_CAPACITY + 5);
+        let edge = format!("{}é", "z".repeat(INLINE_CAPACITY - 2));
+        let texts = [
+            "",
+            "7F00000100002A9F0000000000000000",
+            "é☃",
+            "ab",
+            edge.as_str(),
+            long.as_str(),
+            "after the heap",
+        ];
+        for from in texts {
+            for to in texts {
+                let mut s = ShortString::new(from);
+                s.assign(to);
+                assert_eq!(s.as_str(), to, "{from:?} then {to:?}");
+                assert_eq!(s.is_inline(), to.len() <= INLINE_CAPACITY);
+            }
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use bytes::{Buf, BytesMut};
 
 use super::{Member, OpenBatch};
 use crate::engine::core::start_unbatched;
-use crate::engine::core::Core;
+use crate::engine::core::{Core, InFlightPermit};
 use crate::engine::deadline::until;
 use crate::engine::inbox::SendMode;
 use crate::engine::prepared::{batch_wrapper_properties, Outgoing, PreparedBatch, Reply};
@@ -43,7 +43,7 @@ pub(super) fn send(core: &Rc<Core>, mut batch: OpenBatch) {
         let Some(member) = batch.members.pop() else {
             return;
         };
-        let (Some(reply), Some(permit)) = (member.reply, member.permit) else {
+        let (Some(reply), Some(permit)) = (member.reply, batch.permit.take()) else {
             return;
         };
         if member.deadline <= now {
@@ -73,7 +73,10 @@ pub(super) fn send(core: &Rc<Core>, mut batch: OpenBatch) {
     // A panic drops the members: each caller gets CoreStopped.
     crate::engine::guarded::spawn_guarded(
         "batch send",
-        async move { send_batch(&core, mode, batch.opened, batch.members, outgoing).await },
+        async move {
+            let (members, permit) = (batch.members, batch.permit);
+            send_batch(&core, mode, batch.opened, (members, permit), outgoing).await
+        },
         |_| {},
     );
 }
@@ -111,7 +114,7 @@ async fn send_batch(
     core: &Rc<Core>,
     mode: SendMode,
     started: Instant,
-    mut members: Vec<Member>,
+    (mut members, permit): (Vec<Member>, Option<InFlightPermit>),
     outgoing: Outgoing,
 ) {
     let Some(latest) = members.iter().map(|m| m.deadline).max() else {
@@ -146,9 +149,7 @@ async fn send_batch(
         }
     };
     // Released first, so callers that send again from their handlers find room.
-    for member in &mut members {
-        member.permit = None;
-    }
+    drop(permit);
     // One clock read for the whole fan-out: the callers that send again from their delivery
     // handlers stamp their sends with it, as they do when a connection dispatches answers.
     let _clock = core.records.hold_clock();
@@ -216,9 +217,8 @@ mod tests {
             let member = Member {
                 reply: Some(ReplyTarget::Channel(tx)),
                 deadline: *deadline,
-                permit: None,
             };
-            open.join(message, member, size, (64, &AutoBatch::default()));
+            open.join(message, (member, None), size, (64, &AutoBatch::default()));
             answers.push(rx);
         }
         (open, answers)

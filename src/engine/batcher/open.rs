@@ -10,6 +10,7 @@ use bytes::BytesMut;
 
 use super::{BatchKind, Member};
 use crate::config::AutoBatch;
+use crate::engine::core::InFlightPermit;
 use crate::engine::prepared::PreparedMessage;
 use crate::engine::text_hasher::TextHasher;
 use crate::message::Message;
@@ -34,6 +35,8 @@ pub(super) struct OpenBatch {
     pub(super) originals: Vec<Message>,
     /// One per message, in order (the first one's too).
     pub(super) members: Vec<Member>,
+    /// The members' permits as one (`None` only in tests).
+    pub(super) permit: Option<InFlightPermit>,
     /// Encoded size, the lone first message included.
     pub(super) bytes: usize,
 }
@@ -140,17 +143,19 @@ impl OpenBatch {
             uniq_keys: Vec::new(),
             originals: Vec::new(),
             members: Vec::new(),
+            permit: None,
             bytes: 0,
         }
     }
 
-    /// Adds a message of `size` encoded bytes; the second one encodes the first too, and makes
-    /// room for `room` messages (the batch's likely size) in one go.
+    /// Adds a message of `size` encoded bytes with its member entry and permit (`None`: tests);
+    /// the second one encodes the first too, and makes room for `room` messages (the batch's
+    /// likely size) in one go.
     #[inline]
     pub(super) fn join(
         &mut self,
         message: impl Joining,
-        member: Member,
+        (member, permit): (Member, Option<InFlightPermit>),
         size: usize,
         (room, config): (usize, &AutoBatch),
     ) {
@@ -169,6 +174,10 @@ impl OpenBatch {
             message.encode_into(self);
         }
         self.members.push(member);
+        match (&mut self.permit, permit) {
+            (Some(all), Some(permit)) => all.absorb(permit),
+            (all, permit) => *all = all.take().or(permit),
+        }
         self.bytes += size;
     }
 
@@ -273,10 +282,12 @@ mod tests {
     fn plain_joins_encode_what_prepared_joins_do() {
         let config = config();
         let kind = kind(false);
-        let member = || Member {
-            reply: None,
-            deadline: Instant::now(),
-            permit: None,
+        let member = || {
+            let member = Member {
+                reply: None,
+                deadline: Instant::now(),
+            };
+            (member, None)
         };
         let now = Instant::now();
         let born = 1_700_000_000_000;

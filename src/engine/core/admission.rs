@@ -1,17 +1,78 @@
 //! Admission: a send's share of its core's caps (`max_inflight` messages and
 //! `max_buffered_bytes`), taken at once or waited for within the send's budget.
+//!
+//! A permit is units of both semaphores and a count in the flush gate, behind one reference to
+//! the core's [`Caps`]: taking or dropping one touches one reference count. The permits of the
+//! messages of an automatic batch become one ([`InFlightPermit::absorb`]), released at once when
+//! the batch's answer is in.
 
+use std::rc::Rc;
 use std::time::Instant;
+
+use glommio::sync::Semaphore;
 
 use super::Core;
 use crate::engine::deadline::until;
+use crate::engine::flush_gate::FlushGate;
 
-/// A message's share of its core's caps: one of `max_inflight` and its bytes of
+/// A core's caps: messages in progress (`max_inflight`), their bytes (`max_buffered_bytes`),
+/// and which of them a `flush()` waits for.
+pub(crate) struct Caps {
+    pub messages: Semaphore,
+    pub bytes: Semaphore,
+    pub flush: Rc<FlushGate>,
+}
+
+impl Caps {
+    pub(crate) fn new(max_inflight: usize, max_buffered_bytes: usize) -> Self {
+        Caps {
+            messages: Semaphore::new(max_inflight as u64),
+            bytes: Semaphore::new(max_buffered_bytes as u64),
+            flush: Rc::default(),
+        }
+    }
+}
+
+/// Messages' share of their core's caps: one of `max_inflight` each and their bytes of
 /// `max_buffered_bytes`. Released when dropped.
 pub(crate) struct InFlightPermit {
-    _message: glommio::sync::StaticPermit,
-    _bytes: glommio::sync::StaticPermit,
-    _flush: crate::engine::flush_gate::FlushTicket,
+    caps: Rc<Caps>,
+    messages: u64,
+    bytes: u64,
+    /// The flush epoch its messages count in.
+    epoch: u64,
+}
+
+impl InFlightPermit {
+    /// Takes `other`'s share into this one: both are released together, when this one is.
+    /// For messages that end at the same moment (an automatic batch's).
+    pub(crate) fn absorb(&mut self, mut other: InFlightPermit) {
+        debug_assert!(Rc::ptr_eq(&self.caps, &other.caps), "permits of two cores");
+        self.epoch = self
+            .caps
+            .flush
+            .merge((self.epoch, self.messages), (other.epoch, other.messages));
+        self.messages += std::mem::take(&mut other.messages);
+        self.bytes += std::mem::take(&mut other.bytes);
+    }
+
+    /// Messages it counts.
+    #[cfg(test)]
+    pub(crate) fn messages(&self) -> u64 {
+        self.messages
+    }
+}
+
+impl Drop for InFlightPermit {
+    fn drop(&mut self) {
+        if self.messages > 0 {
+            self.caps.messages.signal(self.messages);
+        }
+        if self.bytes > 0 {
+            self.caps.bytes.signal(self.bytes);
+        }
+        self.caps.flush.leave(self.epoch, self.messages);
+    }
 }
 
 impl Core {
@@ -19,18 +80,27 @@ impl Core {
         bytes.clamp(1, self.core_config.max_buffered_bytes) as u64
     }
 
-    /// Takes a permit at once if both caps allow it.
+    fn permit(&self, bytes: u64) -> InFlightPermit {
+        InFlightPermit {
+            caps: Rc::clone(&self.caps),
+            messages: 1,
+            bytes,
+            epoch: self.caps.flush.enter(),
+        }
+    }
+
+    /// Takes a permit at once if both caps allow it (and nobody waits for one).
     pub(crate) fn try_permit(&self, bytes: usize) -> Option<InFlightPermit> {
-        let message = self.permits.try_acquire_static_permit(1).ok()?;
-        let bytes = self
-            .byte_permits
-            .try_acquire_static_permit(self.byte_units(bytes))
-            .ok()?;
-        Some(InFlightPermit {
-            _message: message,
-            _bytes: bytes,
-            _flush: self.flush_gate.enter(),
-        })
+        let caps = &self.caps;
+        if !caps.messages.try_acquire(1).unwrap_or(false) {
+            return None;
+        }
+        let units = self.byte_units(bytes);
+        if !caps.bytes.try_acquire(units).unwrap_or(false) {
+            caps.messages.signal(1);
+            return None;
+        }
+        Some(self.permit(units))
     }
 
     /// Waits for a permit until `deadline`.
@@ -39,20 +109,63 @@ impl Core {
         bytes: usize,
         deadline: Instant,
     ) -> Option<InFlightPermit> {
-        let message = until(deadline, self.permits.acquire_static_permit(1))
-            .await?
-            .ok()?;
-        let bytes = until(
-            deadline,
-            self.byte_permits
-                .acquire_static_permit(self.byte_units(bytes)),
-        )
-        .await?
-        .ok()?;
-        Some(InFlightPermit {
-            _message: message,
-            _bytes: bytes,
-            _flush: self.flush_gate.enter(),
-        })
+        let caps = &self.caps;
+        until(deadline, caps.messages.acquire(1)).await?.ok()?;
+        let units = self.byte_units(bytes);
+        match until(deadline, caps.bytes.acquire(units)).await {
+            Some(Ok(())) => Some(self.permit(units)),
+            _ => {
+                caps.messages.signal(1);
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+
+    use super::*;
+
+    fn permit(caps: &Rc<Caps>, bytes: u64) -> InFlightPermit {
+        assert!(caps.messages.try_acquire(1).unwrap());
+        assert!(caps.bytes.try_acquire(bytes).unwrap());
+        InFlightPermit {
+            caps: Rc::clone(caps),
+            messages: 1,
+            bytes,
+            epoch: caps.flush.enter(),
+        }
+    }
+
+    #[test]
+    fn absorbed_permits_are_released_together_and_a_flush_waits_for_them() {
+        let caps = Rc::new(Caps::new(8, 1000));
+        let mut merged = permit(&caps, 100);
+        let before_flush = permit(&caps, 10);
+        let flush = caps.flush.flush();
+        let mut flush = Box::pin(flush);
+        // Taken after the flush started: a newer epoch, counted in the older one once absorbed.
+        let after_flush = permit(&caps, 20);
+        merged.absorb(after_flush);
+        merged.absorb(before_flush);
+        assert_eq!(merged.messages(), 3);
+        assert_eq!(
+            (caps.messages.available(), caps.bytes.available()),
+            (5, 870)
+        );
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        assert!(flush.as_mut().poll(&mut cx).is_pending());
+        drop(merged);
+        assert_eq!(
+            (caps.messages.available(), caps.bytes.available()),
+            (8, 1000)
+        );
+        assert!(flush.as_mut().poll(&mut cx).is_ready());
+        // Nothing is left counted: a new flush ends at once.
+        let mut idle = Box::pin(caps.flush.flush());
+        assert!(idle.as_mut().poll(&mut cx).is_ready());
     }
 }

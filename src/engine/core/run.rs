@@ -286,8 +286,11 @@ async fn stop_core(core: &Rc<Core>) -> CoreReport {
         refused_at_shutdown: core.stats.refused_at_shutdown.get(),
         ..CoreReport::default()
     };
-    if until(deadline, core.permits.acquire(all)).await.is_none() {
-        report.cut_at_deadline = all - core.permits.available();
+    if until(deadline, core.caps.messages.acquire(all))
+        .await
+        .is_none()
+    {
+        report.cut_at_deadline = all - core.caps.messages.available();
         tracing::warn!(
             core = core.index,
             sends = report.cut_at_deadline,
@@ -297,11 +300,11 @@ async fn stop_core(core: &Rc<Core>) -> CoreReport {
         core.close_all("the producer shut down before an answer arrived");
         let _ = until(
             Instant::now() + Duration::from_secs(2),
-            core.permits.acquire(all),
+            core.caps.messages.acquire(all),
         )
         .await;
     } else {
-        core.permits.signal(all);
+        core.caps.messages.signal(all);
     }
     if core.index == 0 {
         crate::engine::control::unregister(core).await;

@@ -75,9 +75,9 @@ impl BatchAnswer {
     }
 
     /// Hands each message's result to its reply (`replies` in message order; `None`: nobody
-    /// reads that one). One result is built and rewritten message by message (its ids and
-    /// offset): the fields the messages share, the queue's topic and broker name among them, are
-    /// not cloned and dropped once per message.
+    /// reads that one). One result is built and rewritten message by message, its ids and
+    /// offset in place: the fields the messages share, the queue's topic and broker name among
+    /// them, are not cloned and dropped once per message.
     pub(crate) fn fan_out<R>(
         &self,
         replies: impl IntoIterator<Item = Option<R>>,
@@ -92,8 +92,8 @@ impl BatchAnswer {
             };
             let result = match &mut shared {
                 Some(result) => {
-                    result.msg_id = key.clone();
-                    result.offset_msg_id = offset_id.into();
+                    result.msg_id.assign(key);
+                    result.offset_msg_id.assign(offset_id);
                     result.queue_offset = self.queue_offset(index);
                     result
                 }
