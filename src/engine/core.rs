@@ -80,6 +80,9 @@ pub(crate) struct Core {
     connects: Rc<ConnectFlights>,
     /// Round-robin position over the connection slots of a broker.
     next_slot: Cell<usize>,
+    /// The connection the last plain send found (one slot per broker): the next send to the
+    /// same address, the common case, takes it without hashing the address.
+    last_send_connection: RefCell<std::rc::Weak<Connection>>,
     route_fetches: Rc<SingleFlight<String, Result<Arc<TopicRoute>, Error>>>,
     /// When each topic's last background refresh was scheduled ([`Core::schedule_refresh`]):
     /// the failures of one lost connection schedule one refresh per topic per
@@ -131,6 +134,7 @@ impl Core {
             connections: RefCell::new(TextMap::default()),
             connects: Rc::new(SingleFlight::new()),
             next_slot: Cell::new(0),
+            last_send_connection: RefCell::new(std::rc::Weak::new()),
             route_fetches: Rc::new(SingleFlight::new()),
             last_route: RefCell::new(None),
             touched_epoch: Cell::new(u64::MAX),
@@ -205,6 +209,18 @@ impl Core {
     /// open now.
     pub(crate) fn open_send_connection(&self, addr: &str) -> Option<Rc<Connection>> {
         let slots = self.core_config.connections_per_broker.max(1);
+        if slots == 1 {
+            if let Some(conn) = self.last_send_connection.borrow().upgrade() {
+                // An open connection is the one its slot holds: a slot is refilled only once
+                // its connection closed.
+                if conn.peer() == addr && !conn.is_closed() {
+                    return Some(conn);
+                }
+            }
+            let conn = self.open_connection(addr, 0)?;
+            *self.last_send_connection.borrow_mut() = Rc::downgrade(&conn);
+            return Some(conn);
+        }
         let next = self.next_slot.get();
         self.next_slot.set(next.wrapping_add(1));
         self.open_connection(addr, next % slots)
