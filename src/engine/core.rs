@@ -22,6 +22,7 @@ mod routes;
 mod run;
 
 pub(crate) use admission::InFlightPermit;
+pub(crate) use routes::CoreRoute;
 pub(crate) use run::{spawn_core, start_send_at, start_unbatched};
 
 use super::connection::{ConnSettings, Connection};

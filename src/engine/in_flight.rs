@@ -67,6 +67,9 @@ pub(crate) const EXPIRY_GRANULARITY: Duration = Duration::from_millis(1);
 #[derive(Default)]
 pub(crate) struct InFlight {
     slots: HashMap<i32, Slot, BuildHasherDefault<OpaqueHasher>>,
+    /// At least the oneway slots in the table (counted exactly by each scan for them; slots
+    /// leaving otherwise do not lower it): with none, a write scans nothing.
+    oneways: usize,
 }
 
 impl InFlight {
@@ -108,6 +111,7 @@ impl InFlight {
             deadline,
             state,
         };
+        self.oneways += usize::from(oneway);
         self.slots.insert(opaque, slot);
     }
 
@@ -206,6 +210,9 @@ impl InFlight {
 
     /// Resolves every oneway slot whose frame is now written (`seq <= written`).
     pub(crate) fn complete_written_oneways(&mut self, written: u64, done: &mut DoneRecords) {
+        if self.oneways == 0 {
+            return;
+        }
         self.slots.retain(|_, slot| match slot.state {
             SlotState::Record(record) if slot.oneway && slot.seq <= written => {
                 done.push((record, Ok(None)));
@@ -224,6 +231,11 @@ impl InFlight {
                 }
             }
         }
+        self.oneways = self
+            .slots
+            .values()
+            .filter(|slot| slot.oneway && !matches!(slot.state, SlotState::Done(_)))
+            .count();
     }
 
     /// Fails every waiting slot; `attempted` is the last sequence handed to the socket.
@@ -329,6 +341,22 @@ mod tests {
         assert!(matches!(cx_poll(&mut t, 1), Poll::Ready(Ok(Some(_)))));
         assert_eq!(t.len(), 0);
         assert!(matches!(t.respond(1, response(1)), Responded::Ignored));
+    }
+
+    #[test]
+    fn a_oneway_is_resolved_after_scans_that_found_none() {
+        let mut t = InFlight::default();
+        let mut done = DoneRecords::new();
+        t.insert(1, 1, false, later());
+        t.complete_written_oneways(1, &mut done);
+        t.insert(2, 2, true, later());
+        t.insert_record(3, 3, true, later(), 7);
+        t.complete_written_oneways(2, &mut done);
+        assert!(matches!(cx_poll(&mut t, 2), Poll::Ready(Ok(None))));
+        assert!(done.is_empty(), "record 7's frame is not written yet");
+        t.complete_written_oneways(3, &mut done);
+        assert!(matches!(done.as_slice(), [(7, Ok(None))]));
+        assert!(cx_poll(&mut t, 1).is_pending(), "not a oneway");
     }
 
     #[test]

@@ -14,21 +14,22 @@
 //! namespaces, ordered sends, shutdown) goes to the slow path from the start, with the same
 //! reply target: every send still ends in exactly one outcome.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, RefMut};
 use std::rc::{Rc, Weak};
 use std::time::Instant;
 
 use super::connection::failure_to_error;
-use super::core::{attempt_timeout, Core, InFlightPermit};
+use super::core::{attempt_timeout, Core, CoreRoute, InFlightPermit};
 use super::deadline::deadline_after;
 use super::in_flight::{Answer, ConnFailure};
 use super::inbox::SendMode;
 use super::prepared::{Outgoing, Reply};
 use super::send::{send_message, Resume};
-use super::send_wire::{send_header, to_reply};
+use super::send_wire::{one_result_into, send_header, stored, to_reply};
 use crate::error::Error;
 use crate::protocol::send_response_header::SendResponse;
 use crate::route::PublishQueue;
+use crate::send_result::SendResult;
 
 pub(crate) use super::reply_target::{Delivery, ReplyTarget};
 pub use super::reply_target::{DeliveryHandler, SharedDeliveryHandler};
@@ -43,7 +44,10 @@ struct SendRecord {
     /// The topic as results name it (without the namespace) when that is not the message's own
     /// topic object: `None` without a namespace (see [`SendRecord::result_topic`]).
     caller_topic: Option<crate::Topic>,
-    queue: PublishQueue,
+    /// The route the queue was chosen from, and the queue's index in it (the route is
+    /// immutable: the index stays valid).
+    route: Rc<CoreRoute>,
+    queue_index: usize,
     /// Always set until the record completes (taken out when it completes in its slot).
     permit: Option<InFlightPermit>,
     /// As `permit`.
@@ -51,6 +55,10 @@ struct SendRecord {
 }
 
 impl SendRecord {
+    fn queue(&self) -> &PublishQueue {
+        &self.route.queues[self.queue_index]
+    }
+
     /// The topic as results name it: without a namespace, the message's own (a record's
     /// message has no extras, so it is also the topic sent).
     fn result_topic(&self) -> &crate::Topic {
@@ -66,6 +74,9 @@ impl SendRecord {
 pub(crate) struct RecordBook {
     core: Weak<Core>,
     slab: RefCell<Slab>,
+    /// The result last lent to a delivery handler, rewritten for the next one (a handler that
+    /// sends again and sees an answer meanwhile gets a result of its own).
+    lent: RefCell<Option<SendResult>>,
     /// The coarse clock: the time of the read whose answers are being dispatched (monotonic,
     /// and Unix milliseconds), so the sends and outcomes of one read share two clock reads.
     clock: Cell<Option<(Instant, i64)>>,
@@ -91,6 +102,7 @@ impl RecordBook {
         RecordBook {
             core,
             slab: RefCell::default(),
+            lent: RefCell::new(None),
             clock: Cell::new(None),
         }
     }
@@ -166,8 +178,8 @@ impl RecordBook {
     /// (a response read in place).
     ///
     /// A stored single message, the common case, completes in its slot: its result is built from
-    /// the record where it lies and only its reply target and permit are taken out. Anything
-    /// else takes the whole record out first.
+    /// the record where it lies (for a delivery handler, over the result lent last) and only its
+    /// reply target and permit are taken out. Anything else takes the whole record out first.
     pub(crate) fn complete_with(&self, index: u32, answer: RecordAnswer<'_>, peer: &str) {
         let Some(core) = self.core.upgrade() else {
             // Dropping the record's reply target answers CoreStopped.
@@ -183,38 +195,88 @@ impl RecordBook {
             tracing::trace!(index, "no send record for an answer");
             return;
         };
-        let result = outcome(record, answer, peer);
+        // A reported single message stored, the common case: its result is written over the one
+        // this core lent last (same topic and broker: nothing cloned) and lent to the handler.
+        let ending = match (&answer, &record.reply, &record.message) {
+            (RecordAnswer::Response(response), Some(ReplyTarget::Report(_)), Outgoing::One(m)) => {
+                match (
+                    self.lent.try_borrow_mut(),
+                    stored(response, peer, record.queue()),
+                ) {
+                    (Ok(mut lent), Ok(stored)) => {
+                        let queue = (record.result_topic(), record.queue());
+                        one_result_into(&mut lent, &stored, queue, &m.uniq_key);
+                        Ending::Lent(lent)
+                    }
+                    _ => Ending::Result(outcome(record, answer, peer)),
+                }
+            }
+            _ => Ending::Result(outcome(record, answer, peer)),
+        };
         let now = self.now();
         let started = record.started;
         if core.shared.config.send_latency_fault_enable {
             let failed = matches!(
-                result,
-                Err(Error::Connection { .. } | Error::Protocol { .. } | Error::Timeout { .. })
+                ending,
+                Ending::Result(Err(Error::Connection { .. }
+                    | Error::Protocol { .. }
+                    | Error::Timeout { .. }))
             );
-            core.faults
-                .borrow_mut()
-                .record(&record.queue.broker_name, now - started, failed, now);
+            core.faults.borrow_mut().record(
+                &record.queue().broker_name,
+                now - started,
+                failed,
+                now,
+            );
         }
         let micros = now.saturating_duration_since(started).as_micros() as u64;
-        if let Ok(Reply::One(_)) = &result {
-            let (reply, permit) = (record.reply.take(), record.permit.take());
-            let count = message_count(&record.message);
-            slab.records[index as usize] = None;
-            slab.free.push(index);
-            drop(slab);
-            core.stats.record(count, true, None, micros);
-            drop(permit);
-            if let (Some(reply), Ok(Reply::One(result))) = (reply, result) {
-                // A reported send's handler gets the result without the reply's wrapping.
-                reply.send_result(result);
+        match ending {
+            Ending::Lent(lent) => {
+                let reply = end_stored(&core, slab, index, micros);
+                if let (Some(reply), Some(result)) = (reply, &*lent) {
+                    reply.send_shared_result(result);
+                }
             }
-            return;
-        }
-        drop(slab);
-        if let Some(record) = self.take(index) {
-            finish(&core, record, result, micros, peer);
+            Ending::Result(Ok(Reply::One(result))) => {
+                if let Some(reply) = end_stored(&core, slab, index, micros) {
+                    // A reported send's handler gets the result without the reply's wrapping.
+                    reply.send_result(result);
+                }
+            }
+            Ending::Result(result) => {
+                drop(slab);
+                if let Some(record) = self.take(index) {
+                    finish(&core, record, result, micros, peer);
+                }
+            }
         }
     }
+}
+
+/// How a record's attempt ended: a stored result written into the core's lent one, or a reply
+/// or error of its own.
+enum Ending<'a> {
+    Lent(RefMut<'a, Option<SendResult>>),
+    Result(Result<Reply, Error>),
+}
+
+/// Ends record `index`, whose message(s) `slab` holds stored, in its slot: its permit released
+/// first (callers sending again from their handlers find room), its reply target handed out.
+fn end_stored(
+    core: &Core,
+    mut slab: RefMut<'_, Slab>,
+    index: u32,
+    micros: u64,
+) -> Option<ReplyTarget> {
+    let record = slab.records.get_mut(index as usize)?.as_mut()?;
+    let (reply, permit) = (record.reply.take(), record.permit.take());
+    let count = message_count(&record.message);
+    slab.records[index as usize] = None;
+    slab.free.push(index);
+    drop(slab);
+    core.stats.record(count, true, None, micros);
+    drop(permit);
+    reply
 }
 
 /// What ended a record's request: an answer (borrowed), its oneway frame written, or a failure.
@@ -235,7 +297,7 @@ fn outcome(record: &SendRecord, answer: RecordAnswer<'_>, peer: &str) -> Result<
         RecordAnswer::Response(response) => to_reply(
             &response,
             peer,
-            (record.result_topic(), &record.queue),
+            (record.result_topic(), record.queue()),
             &record.message,
         ),
     }
@@ -263,7 +325,9 @@ fn finish(
         }
         Err(e) => e,
     };
-    core.stats.note_attempt_error(&record.queue.broker_name);
+    // As `SendRecord::queue`, field by field: the reply and permit are moved out.
+    let broker = &record.route.queues[record.queue_index].broker_name;
+    core.stats.note_attempt_error(broker);
     if matches!(error, Error::Connection { .. } | Error::Protocol { .. })
         || error.response_code() == Some(crate::protocol::ResponseCode::TopicNotExist)
     {
@@ -280,7 +344,7 @@ fn finish(
     tracing::trace!(core = core.index, topic = record.message.topic(), broker = %peer, attempt = 1, code = ?error.response_code(), error = %error, "send attempt failed; retrying");
     let resume = Resume {
         attempts: 1,
-        last_broker: Rc::from(&*record.queue.broker_name),
+        last_broker: Rc::from(&**broker),
         any_unknown: error.outcome() == crate::Outcome::Unknown,
         last_error: error,
     };
@@ -384,7 +448,7 @@ fn try_start_with<F: FnOnce() -> ReplyTarget>(
     };
     // Where the round robin stood: a send handed to the slow path selects again from there,
     // so falling back does not skip a queue.
-    let (queue, mark) = {
+    let (queue_index, mark) = {
         let mut selector = core.selector.borrow_mut();
         let selected = if config.send_latency_fault_enable {
             let faults = core.faults.borrow();
@@ -393,10 +457,11 @@ fn try_start_with<F: FnOnce() -> ReplyTarget>(
             selector.select_marked(topic, &route, None, &|_| true)
         };
         match selected {
-            Some((queue, mark)) => (queue.clone(), mark),
+            Some(selected) => (selected.index, selected.mark),
             None => return Err((message, permit, reply)),
         }
     };
+    let queue = &route.queues[queue_index];
     let rewind = || core.selector.borrow_mut().rewind(topic, mark);
     let Some(conn) = route
         .master_addr(&queue.broker_name)
@@ -412,7 +477,7 @@ fn try_start_with<F: FnOnce() -> ReplyTarget>(
     };
     let book = &core.records;
     let index = book.reserve();
-    let (code, mut header, body) = send_header(core, &route, &queue, &message, born_millis);
+    let (code, mut header, body) = send_header(core, &route, queue, &message, born_millis);
     if let Some(properties) = properties {
         header.properties = properties;
     }
@@ -448,7 +513,8 @@ fn try_start_with<F: FnOnce() -> ReplyTarget>(
             deadline,
             attempt_deadline,
             caller_topic,
-            queue,
+            route,
+            queue_index,
             permit: Some(permit),
             reply: Some(reply()),
         },

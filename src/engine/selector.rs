@@ -4,6 +4,18 @@
 use super::text_hasher::TextMap;
 use crate::route::{PublishQueue, TopicRoute};
 
+/// A queue [`QueueSelector::select_marked`] chose.
+#[allow(unreachable_pub)]
+#[derive(Debug, Clone, Copy)]
+pub struct Selected<'r> {
+    pub queue: &'r PublishQueue,
+    /// Its index in the route's queues.
+    pub index: usize,
+    /// Where the round robin stood before: [`QueueSelector::rewind`] to it if the queue goes
+    /// unused.
+    pub mark: usize,
+}
+
 /// Per-core round-robin positions, per topic. No shared counters.
 ///
 /// The topic sent to last keeps its position beside the map (found by comparing names, not by
@@ -113,18 +125,19 @@ impl QueueSelector {
         available: &dyn Fn(&str) -> bool,
     ) -> Option<&'r PublishQueue> {
         self.select_marked(topic, route, avoid_broker, available)
-            .map(|(queue, _)| queue)
+            .map(|selected| selected.queue)
     }
 
-    /// Like [`QueueSelector::select_available`], also returning where the round robin stood
-    /// before, to [`QueueSelector::rewind`] to if the queue goes unused (one lookup for both).
+    /// Like [`QueueSelector::select_available`], also returning the queue's index and where the
+    /// round robin stood before, to [`QueueSelector::rewind`] to if the queue goes unused (one
+    /// lookup for both).
     pub fn select_marked<'r>(
         &mut self,
         topic: &str,
         route: &'r TopicRoute,
         avoid_broker: Option<&str>,
         available: &dyn Fn(&str) -> bool,
-    ) -> Option<(&'r PublishQueue, usize)> {
+    ) -> Option<Selected<'r>> {
         let queues = &route.queues;
         if queues.is_empty() {
             return None;
@@ -164,7 +177,11 @@ impl QueueSelector {
         }
         let queue = chosen.unwrap_or_else(|| &queues[step()]);
         *position = at;
-        Some((queue, mark))
+        Some(Selected {
+            queue,
+            index: at,
+            mark,
+        })
     }
 }
 
@@ -197,7 +214,12 @@ mod tests {
         let first = s.select("T", &r, None).unwrap().clone();
         s.rewind("T", mark);
         assert_eq!(s.select("T", &r, None).unwrap(), &first);
-        let (second, mark) = s.select_marked("T", &r, None, &|_| true).unwrap();
+        let Selected {
+            queue: second,
+            index,
+            mark,
+        } = s.select_marked("T", &r, None, &|_| true).unwrap();
+        assert!(std::ptr::eq(second, &r.queues[index]));
         let second = second.clone();
         assert_ne!(second, first);
         s.rewind("T", mark);
@@ -313,11 +335,11 @@ mod tests {
                 match step {
                     Step::Select { topic } => {
                         let name = names[topic];
-                        let (got, got_mark) = shared.select_marked(name, &r, None, &|_| true).unwrap();
-                        let (want, want_mark) =
-                            alone[topic].select_marked(name, &r, None, &|_| true).unwrap();
-                        prop_assert_eq!(got, want);
-                        marks[topic] = Some((got_mark, want_mark));
+                        let got = shared.select_marked(name, &r, None, &|_| true).unwrap();
+                        let want = alone[topic].select_marked(name, &r, None, &|_| true).unwrap();
+                        prop_assert_eq!(got.queue, want.queue);
+                        prop_assert!(std::ptr::eq(got.queue, &r.queues[got.index]));
+                        marks[topic] = Some((got.mark, want.mark));
                     }
                     Step::Rewind { topic } => {
                         if let Some((got, want)) = marks[topic].take() {

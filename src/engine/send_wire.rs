@@ -78,21 +78,21 @@ fn is_timer_disabled(remark: &str) -> bool {
     lower.contains("timer") && (lower.contains("not enable") || lower.contains("timerwheelenable"))
 }
 
-/// Java `MQClientAPIImpl.processSendResponse`; a batch's comma-joined ids give one result per
-/// message, offsets counting up from the first (a [`BatchAnswer`] that builds them when asked).
-/// A single result needs no allocation: ids are inline [`crate::ShortString`]s and the names
-/// are shared with the route.
-///
-/// A stored status is a stored message whatever else the reply holds, so it is never an error
-/// here (an error would be retried and store it again): an unreadable header gives results
-/// with offset -1 and no offset id, and a batch answered with fewer offset ids than messages
-/// gets empty offset ids for the rest.
-pub(crate) fn to_reply(
-    reply: &SendResponse<'_>,
+/// What a broker's answer says about a stored message (or batch): its status and reply header.
+pub(crate) struct Stored<'a> {
+    pub status: SendStatus,
+    pub header: SendMessageResponseHeader<'a>,
+    /// Whether the header could be read (else it says offset -1 and no offset id).
+    pub readable: bool,
+}
+
+/// The stored status and header of `reply` from `addr` (an attempt to `queue`), or the error it
+/// means.
+pub(crate) fn stored<'a>(
+    reply: &'a SendResponse<'_>,
     addr: &str,
-    (topic, queue): (&crate::Topic, &PublishQueue),
-    message: &Outgoing,
-) -> Result<Reply, Error> {
+    queue: &PublishQueue,
+) -> Result<Stored<'a>, Error> {
     let code = ResponseCode::from_i32(reply.code);
     let Some(status) = SendStatus::from_response_code(code) else {
         // Bounded once here, then shared by every caller of a batch and every log line.
@@ -135,42 +135,176 @@ pub(crate) fn to_reply(
             trace_on: true,
         }
     });
-    let queue = MessageQueue {
-        topic: topic.clone(),
-        broker_name: Arc::clone(&queue.broker_name),
-        queue_id: header.queue_id,
+    Ok(Stored {
+        status,
+        header,
+        readable,
+    })
+}
+
+/// A stored single message's result, written into `slot`: in place when it holds one for the
+/// same topic and broker (a core's reported sends reuse one result: nothing is cloned, no
+/// reference counted), else built anew.
+pub(crate) fn one_result_into(
+    slot: &mut Option<SendResult>,
+    stored: &Stored<'_>,
+    (topic, queue): (&crate::Topic, &PublishQueue),
+    uniq_key: &ShortString,
+) {
+    let header = &stored.header;
+    match slot {
+        Some(result)
+            if result.queue.topic == *topic && result.queue.broker_name == queue.broker_name =>
+        {
+            result.status = stored.status;
+            result.msg_id.assign(uniq_key);
+            result.offset_msg_id.assign(header.msg_id);
+            result.queue.queue_id = header.queue_id;
+            result.queue_offset = header.queue_offset;
+            match (&mut result.transaction_id, header.transaction_id) {
+                (Some(id), Some(new)) => id.assign(new),
+                (id, new) => *id = new.map(ShortString::from),
+            }
+            result.region_id.assign(header.region_id);
+            result.trace_on = header.trace_on;
+        }
+        _ => *slot = Some(one_result(stored, (topic, queue), uniq_key)),
+    }
+}
+
+/// A stored single message's result.
+fn one_result(
+    stored: &Stored<'_>,
+    (topic, queue): (&crate::Topic, &PublishQueue),
+    uniq_key: &ShortString,
+) -> SendResult {
+    let header = &stored.header;
+    SendResult {
+        status: stored.status,
+        msg_id: uniq_key.clone(),
+        offset_msg_id: header.msg_id.into(),
+        queue: MessageQueue {
+            topic: topic.clone(),
+            broker_name: Arc::clone(&queue.broker_name),
+            queue_id: header.queue_id,
+        },
+        queue_offset: header.queue_offset,
+        transaction_id: header.transaction_id.map(ShortString::from),
+        region_id: header.region_id.into(),
+        trace_on: header.trace_on,
+    }
+}
+
+/// Java `MQClientAPIImpl.processSendResponse`; a batch's comma-joined ids give one result per
+/// message, offsets counting up from the first (a [`BatchAnswer`] that builds them when asked).
+/// A single result needs no allocation: ids are inline [`crate::ShortString`]s and the names
+/// are shared with the route.
+///
+/// A stored status is a stored message whatever else the reply holds, so it is never an error
+/// here (an error would be retried and store it again): an unreadable header gives results
+/// with offset -1 and no offset id, and a batch answered with fewer offset ids than messages
+/// gets empty offset ids for the rest.
+pub(crate) fn to_reply(
+    reply: &SendResponse<'_>,
+    addr: &str,
+    (topic, queue): (&crate::Topic, &PublishQueue),
+    message: &Outgoing,
+) -> Result<Reply, Error> {
+    let stored = stored(reply, addr, queue)?;
+    let b = match message {
+        Outgoing::One(m) => {
+            return Ok(Reply::One(one_result(&stored, (topic, queue), &m.uniq_key)))
+        }
+        Outgoing::Batch(b) => b,
     };
-    match message {
-        Outgoing::One(m) => Ok(Reply::One(SendResult {
+    let Stored {
+        status,
+        header,
+        readable,
+    } = stored;
+    let given = OffsetIds::count_in(header.msg_id);
+    if given != b.uniq_keys.len() && readable {
+        tracing::warn!(broker = %addr, messages = b.uniq_keys.len(), offset_ids = given, "the broker stored a batch but its offset ids do not match its messages; the missing ones are left empty");
+    }
+    // Each message's result is built when its caller takes it (`BatchAnswer::results`).
+    Ok(Reply::Batch(
+        Box::new(BatchAnswer {
             status,
-            msg_id: m.uniq_key.clone(),
-            offset_msg_id: header.msg_id.into(),
-            queue,
-            queue_offset: header.queue_offset,
+            queue: MessageQueue {
+                topic: topic.clone(),
+                broker_name: Arc::clone(&queue.broker_name),
+                queue_id: header.queue_id,
+            },
+            first_offset: readable.then_some(header.queue_offset),
+            offset_ids: header.msg_id.to_owned(),
             transaction_id: header.transaction_id.map(ShortString::from),
             region_id: header.region_id.into(),
             trace_on: header.trace_on,
-        })),
-        Outgoing::Batch(b) => {
-            let given = OffsetIds::count_in(header.msg_id);
-            if given != b.uniq_keys.len() && readable {
-                tracing::warn!(broker = %addr, messages = b.uniq_keys.len(), offset_ids = given, "the broker stored a batch but its offset ids do not match its messages; the missing ones are left empty");
-            }
-            // Each message's result is built when its caller takes it (`BatchAnswer::results`).
-            Ok(Reply::Batch(
-                Box::new(BatchAnswer {
-                    status,
-                    queue,
-                    first_offset: readable.then_some(header.queue_offset),
-                    offset_ids: header.msg_id.to_owned(),
-                    transaction_id: header.transaction_id.map(ShortString::from),
-                    region_id: header.region_id.into(),
-                    trace_on: header.trace_on,
-                    uniq_keys: Vec::new(),
-                }),
-                // The batch's ids and messages join at the end of the send (`Reply::finish`).
-                Vec::new(),
-            ))
+            uniq_keys: Vec::new(),
+        }),
+        // The batch's ids and messages join at the end of the send (`Reply::finish`).
+        Vec::new(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored_with<'a>(
+        msg_id: &'a str,
+        offset: i64,
+        transaction_id: Option<&'a str>,
+        region_id: &'a str,
+    ) -> Stored<'a> {
+        Stored {
+            status: if offset % 2 == 0 {
+                SendStatus::SendOk
+            } else {
+                SendStatus::FlushDiskTimeout
+            },
+            header: SendMessageResponseHeader {
+                msg_id,
+                queue_id: (offset % 4) as i32,
+                queue_offset: offset,
+                transaction_id,
+                region_id,
+                trace_on: offset % 3 != 0,
+            },
+            readable: true,
+        }
+    }
+
+    #[test]
+    fn a_result_rewritten_in_place_equals_one_built_anew() {
+        let topics = [crate::Topic::from("T"), crate::Topic::from("U")];
+        let queues = [
+            PublishQueue {
+                broker_name: Arc::from("a"),
+                queue_id: 0,
+            },
+            PublishQueue {
+                broker_name: Arc::from("b"),
+                queue_id: 1,
+            },
+        ];
+        let long_id = "F".repeat(60);
+        let answers = [
+            ("0A00000100002A9F0000000000000001", Some("TX1"), "DefaultRegion"),
+            ("", None, "r"),
+            (long_id.as_str(), Some(long_id.as_str()), "a-longer-region-name"),
+            ("0B", None, "DefaultRegion"),
+        ];
+        let mut lent = None;
+        for step in 0..40i64 {
+            let topic = &topics[(step / 7) as usize % 2];
+            let queue = &queues[(step / 3) as usize % 2];
+            let (msg_id, transaction_id, region) = answers[step as usize % answers.len()];
+            let stored = stored_with(msg_id, step, transaction_id, region);
+            let key = ShortString::from(format!("K{step}").as_str());
+            one_result_into(&mut lent, &stored, (topic, queue), &key);
+            let fresh = one_result(&stored, (topic, queue), &key);
+            assert_eq!(lent.as_ref(), Some(&fresh), "step {step}");
         }
     }
 }
