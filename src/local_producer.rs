@@ -150,6 +150,7 @@ impl LocalProducer {
     /// .wait()??;
     /// # Ok(()) }
     /// ```
+    #[inline]
     pub fn send_reported(&self, message: Message, token: u64) -> Result<(), Error> {
         self.send_reported_with(message, token, SendOptions::default())
     }

@@ -145,7 +145,7 @@ impl Batcher {
     /// Puts `message` (`size` encoded bytes, a batch of `kind`) with its member entry and permit
     /// (`None`: tests) in its open batch, opening one when there is none; what closed waits for
     /// [`Batcher::close`].
-    #[inline]
+    #[inline(always)]
     fn enter(
         &self,
         now: Instant,

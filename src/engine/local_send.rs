@@ -65,6 +65,7 @@ pub(crate) fn is_closing(core: &Core) -> bool {
 /// started as a send record ([`start_plain`]). The caller has checked that the core is not
 /// closing.
 #[allow(clippy::result_large_err)] // as start_plain
+#[inline]
 pub(crate) fn hand_over_plain(
     core: &Rc<Core>,
     message: Message,

@@ -290,9 +290,17 @@ mod tests {
         ];
         let long_id = "F".repeat(60);
         let answers = [
-            ("0A00000100002A9F0000000000000001", Some("TX1"), "DefaultRegion"),
+            (
+                "0A00000100002A9F0000000000000001",
+                Some("TX1"),
+                "DefaultRegion",
+            ),
             ("", None, "r"),
-            (long_id.as_str(), Some(long_id.as_str()), "a-longer-region-name"),
+            (
+                long_id.as_str(),
+                Some(long_id.as_str()),
+                "a-longer-region-name",
+            ),
             ("0B", None, "DefaultRegion"),
         ];
         let mut lent = None;
