@@ -16,10 +16,12 @@
 //! batch lingered is left out of it (`Timeout`, `NotStored`; it learns so when the linger ends,
 //! which `linger < send_timeout` bounds).
 //!
-//! Each message takes its in-flight permit as it joins, so `max_inflight` bounds the messages a
-//! core holds (open batches included) and a stalled broker cannot grow memory without bound. A
+//! Each message joins with its in-flight permit, so `max_inflight` bounds the messages a core
+//! holds (open batches included) and a stalled broker cannot grow memory without bound. A
 //! batch's permits become one ([`InFlightPermit::absorb`]), released when the batch's answer is
-//! in; a member left out for its deadline keeps its share until then.
+//! in. A member left out for its deadline is answered at once but keeps its share until then (a
+//! `flush()` started before it waits for the batch too; a batch whose members are all left out
+//! releases at once).
 //!
 //! A message joining a batch is encoded straight into the batch's body (the records of
 //! SEND_BATCH_MESSAGE); what stays of it is its unique id, the caller's message (handed back on

@@ -3,11 +3,14 @@
 //! ```text
 //!  sends get the current epoch with their in-flight permit ─ counts[epoch] += 1
 //!  flush(): a new epoch starts; wait until every older epoch's count is 0
-//!  permit dropped (send finished) ─ counts[epoch] -= 1 ─ drained epochs leave the front
+//!  permit dropped (its n sends finished) ─ counts[epoch] -= n ─ drained epochs leave the front
+//!  permits merged (an automatic batch's) ─ the newer one's n move to the older epoch
 //! ```
 //!
 //! Sends taken in after the flush started belong to a newer epoch, so a flush under steady
-//! load still ends. Core-local (`Cell`/`RefCell`), O(1) per send.
+//! load still ends. Merged sends end together, so counting them in the older epoch makes no
+//! flush end early and keeps none waiting longer than its own sends take. Core-local
+//! (`Cell`/`RefCell`), O(1) per send.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -207,6 +210,9 @@ mod tests {
         Poll { pick: usize },
         /// The caller of the `pick`-th flush gives up on it.
         Abandon { pick: usize },
+        /// The sends of `a`'s group and `b`'s become one group, ending together (an automatic
+        /// batch's permits absorbing each other).
+        Absorb { a: usize, b: usize },
     }
 
     fn step() -> impl proptest::strategy::Strategy<Value = Step> {
@@ -217,6 +223,7 @@ mod tests {
             2 => Just(Step::Flush),
             3 => (0usize..16).prop_map(|pick| Step::Poll { pick }),
             1 => (0usize..16).prop_map(|pick| Step::Abandon { pick }),
+            2 => (0usize..48, 0usize..48).prop_map(|(a, b)| Step::Absorb { a, b }),
         ]
     }
 
@@ -239,34 +246,62 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Random interleavings of sends taken in and ending, flushes started, polled and
-        /// abandoned: a flush is ready exactly when every send taken in before it has ended, and
-        /// one that returned Pending is woken once that happens (no flush hangs).
+        /// Random interleavings of sends taken in, merged into groups and ending, flushes started,
+        /// polled and abandoned: a flush is ready exactly when every send taken in before it has
+        /// ended (a merged send ends with its group), and one that returned Pending is woken once
+        /// that happens (no flush hangs).
         #[test]
         fn a_flush_ends_exactly_when_older_sends_have_and_is_woken(
             steps in proptest::collection::vec(step(), 1..150)
         ) {
             use std::sync::atomic::Ordering;
             let gate = Rc::new(FlushGate::default());
-            let mut tickets: Vec<Option<FlushTicket>> = Vec::new();
+            // One group per send at first; `group_of[i]` is send i's (a live ticket: not ended).
+            let mut groups: Vec<Option<FlushTicket>> = Vec::new();
+            let mut group_of: Vec<usize> = Vec::new();
             let mut flushes: Vec<Waiting> = Vec::new();
+            let ended_before = |groups: &[Option<FlushTicket>], group_of: &[usize], n: usize| {
+                group_of[..n].iter().all(|&g| groups[g].is_none())
+            };
             for step in steps {
                 match step {
-                    Step::Enter => tickets.push(Some(enter(&gate))),
+                    Step::Enter => {
+                        group_of.push(groups.len());
+                        groups.push(Some(enter(&gate)));
+                    }
                     Step::Leave { pick } => {
-                        if let Some(ticket) = tickets.get_mut(pick) {
-                            ticket.take();
+                        if let Some(&g) = group_of.get(pick) {
+                            groups[g].take();
+                        }
+                    }
+                    Step::Absorb { a, b } => {
+                        let (Some(&ga), Some(&gb)) = (group_of.get(a), group_of.get(b)) else {
+                            continue;
+                        };
+                        if ga == gb || groups[ga].is_none() || groups[gb].is_none() {
+                            continue;
+                        }
+                        let mut absorbed = groups[gb].take().unwrap();
+                        let into = groups[ga].as_mut().unwrap();
+                        into.epoch = gate.merge(
+                            (into.epoch, into.sends),
+                            (absorbed.epoch, absorbed.sends),
+                        );
+                        into.sends += std::mem::take(&mut absorbed.sends);
+                        drop(absorbed);
+                        for g in group_of.iter_mut().filter(|g| **g == gb) {
+                            *g = ga;
                         }
                     }
                     Step::Flush => flushes.push(Waiting {
                         future: Some(Box::pin(gate.flush())),
-                        before: tickets.len(),
+                        before: group_of.len(),
                         wakes: std::sync::Arc::new(Counter(0.into())),
                         pending_at: None,
                     }),
                     Step::Poll { pick } => {
                         if let Some(w) = flushes.get_mut(pick) {
-                            let done = tickets[..w.before].iter().all(Option::is_none);
+                            let done = ended_before(&groups, &group_of, w.before);
                             if let Some(future) = w.future.as_mut() {
                                 let waker = std::task::Waker::from(w.wakes.clone());
                                 let ready = future.as_mut().poll(&mut Context::from_waker(&waker)).is_ready();
@@ -286,7 +321,7 @@ mod tests {
                 }
                 for (i, w) in flushes.iter().enumerate() {
                     let (Some(_), Some(at)) = (&w.future, w.pending_at) else { continue };
-                    if tickets[..w.before].iter().all(Option::is_none) {
+                    if ended_before(&groups, &group_of, w.before) {
                         proptest::prop_assert!(
                             w.wakes.0.load(Ordering::SeqCst) > at,
                             "flush {} can end but was not woken", i

@@ -199,16 +199,17 @@ impl RecordBook {
         // this core lent last (same topic and broker: nothing cloned) and lent to the handler.
         let ending = match (&answer, &record.reply, &record.message) {
             (RecordAnswer::Response(response), Some(ReplyTarget::Report(_)), Outgoing::One(m)) => {
-                match (
-                    self.lent.try_borrow_mut(),
-                    stored(response, peer, record.queue()),
-                ) {
-                    (Ok(mut lent), Ok(stored)) => {
-                        let queue = (record.result_topic(), record.queue());
-                        one_result_into(&mut lent, &stored, queue, &m.uniq_key);
-                        Ending::Lent(lent)
-                    }
-                    _ => Ending::Result(outcome(record, answer, peer)),
+                match self.lent.try_borrow_mut() {
+                    // An error answer ends here too: `outcome` would read it the same way.
+                    Ok(mut lent) => match stored(response, peer, record.queue()) {
+                        Ok(stored) => {
+                            let queue = (record.result_topic(), record.queue());
+                            one_result_into(&mut lent, &stored, queue, &m.uniq_key);
+                            Ending::Lent(lent)
+                        }
+                        Err(e) => Ending::Result(Err(e)),
+                    },
+                    Err(_) => Ending::Result(outcome(record, answer, peer)),
                 }
             }
             _ => Ending::Result(outcome(record, answer, peer)),

@@ -1,4 +1,4 @@
-//! [`ShortString`]: an immutable string kept inline when short, so message ids cost no allocation.
+//! [`ShortString`]: a string kept inline when short, so message ids cost no allocation.
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -8,7 +8,8 @@ use std::ops::Deref;
 /// Longest text kept inline: a message id of an IPv4 host (32 hex digits) fits with room to spare.
 pub(crate) const INLINE_CAPACITY: usize = 38;
 
-/// An immutable string stored inline up to 38 bytes and on the heap beyond.
+/// A string stored inline up to 38 bytes and on the heap beyond, immutable to its users (the
+/// crate rewrites the results it lends in place).
 ///
 /// The ids and names in a [`crate::SendResult`] use it: a unique id or an offset id of an IPv4
 /// host is 32 characters, a region name a dozen, so building a result allocates nothing. It
@@ -30,8 +31,8 @@ pub struct ShortString(Repr);
 
 #[derive(Clone)]
 enum Repr {
-    /// `bytes[..len]` is valid UTF-8: it was copied from a `&str` (`new`, `assign`), or its maker vouched
-    /// for every byte being ASCII (`from_ascii_unchecked`, for unique ids' hex digits).
+    /// `bytes[..len]` is valid UTF-8: it was copied from a `&str` (`new`, `assign`), or its maker
+    /// vouched for every byte being ASCII (`from_ascii_unchecked`, for unique ids' hex digits).
     Inline {
         len: u8,
         bytes: [u8; INLINE_CAPACITY],
