@@ -19,9 +19,7 @@
 //! Each message joins with its in-flight permit, so `max_inflight` bounds the messages a core
 //! holds (open batches included) and a stalled broker cannot grow memory without bound. A
 //! batch's permits become one ([`InFlightPermit::absorb`]), released when the batch's answer is
-//! in. A member left out for its deadline is answered at once but keeps its share until then (a
-//! `flush()` started before it waits for the batch too; a batch whose members are all left out
-//! releases at once).
+//! in; a member left out for its deadline releases its own share first.
 //!
 //! A message joining a batch is encoded straight into the batch's body (the records of
 //! SEND_BATCH_MESSAGE); what stays of it is its unique id, the caller's message (handed back on
@@ -79,11 +77,12 @@ impl BatchKind {
     }
 }
 
-/// A caller waiting on a batch: where its outcome goes and its own deadline (its share of the
-/// core's caps is in the batch's permit).
+/// A caller waiting on a batch: where its outcome goes and its own deadline. Its share of the
+/// core's caps is in the batch's permit: one message and `bytes` byte units (set as it joins).
 struct Member {
     reply: Option<ReplyTarget>,
     deadline: Instant,
+    bytes: u64,
 }
 
 /// The open batches of one core, and what joining messages left to do.
@@ -218,6 +217,7 @@ pub(crate) fn add(core: &Rc<Core>, batcher: &Batcher, item: BatchItem) {
     let member = Member {
         reply: Some(item.reply),
         deadline: item.deadline,
+        bytes: 0,
     };
     let now = core.records.now();
     batcher.enter(now, item.message, kind, size, (member, Some(item.permit)));
@@ -267,6 +267,7 @@ pub(crate) fn add_plain(
     let member = Member {
         reply: Some(reply()),
         deadline,
+        bytes: 0,
     };
     let joining = PlainJoining {
         original,
@@ -345,6 +346,7 @@ mod tests {
         let member = Member {
             reply: None,
             deadline: Instant::now(),
+            bytes: 0,
         };
         (member, None)
     }

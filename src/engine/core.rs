@@ -21,6 +21,8 @@ mod admission;
 mod routes;
 mod run;
 
+#[cfg(test)]
+pub(crate) use admission::Caps;
 pub(crate) use admission::InFlightPermit;
 pub(crate) use routes::CoreRoute;
 pub(crate) use run::{spawn_core, start_send_at, start_unbatched};

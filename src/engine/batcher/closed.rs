@@ -102,9 +102,15 @@ fn leave_out_expired(batch: &mut OpenBatch, now: Instant) {
             batch.members.push(member);
             batch.uniq_keys.push(uniq_key);
             batch.originals.push(original);
-        } else if let Some(reply) = member.reply {
-            let timeout = member_timeout(batch.opened, member.deadline, Outcome::NotStored);
-            reply.send(Err(timeout.with_message(original)));
+        } else {
+            // Its share goes first, so a caller sending again from its handler finds room.
+            if let Some(all) = &mut batch.permit {
+                drop(all.split_off(member.bytes));
+            }
+            if let Some(reply) = member.reply {
+                let timeout = member_timeout(batch.opened, member.deadline, Outcome::NotStored);
+                reply.send(Err(timeout.with_message(original)));
+            }
         }
     }
     batch.body = kept;
@@ -189,9 +195,12 @@ mod tests {
 
     use futures_channel::oneshot;
 
+    use std::future::Future;
+
     use super::super::{Member, OpenBatch};
     use super::*;
     use crate::config::AutoBatch;
+    use crate::engine::core::Caps;
     use crate::engine::prepared::prepare;
     use crate::engine::records::ReplyTarget;
     use crate::message::Message;
@@ -201,6 +210,19 @@ mod tests {
     fn batch_of(
         bodies: &[&str],
         deadlines: &[Instant],
+    ) -> (
+        OpenBatch,
+        Vec<oneshot::Receiver<crate::engine::inbox::SendReply>>,
+    ) {
+        batch_with_permits(bodies, deadlines, None)
+    }
+
+    /// [`batch_of`], each member with a permit from `caps` of as many byte units as its body
+    /// has bytes (none without `caps`).
+    fn batch_with_permits(
+        bodies: &[&str],
+        deadlines: &[Instant],
+        caps: Option<&Rc<Caps>>,
     ) -> (
         OpenBatch,
         Vec<oneshot::Receiver<crate::engine::inbox::SendReply>>,
@@ -217,8 +239,10 @@ mod tests {
             let member = Member {
                 reply: Some(ReplyTarget::Channel(tx)),
                 deadline: *deadline,
+                bytes: 0,
             };
-            open.join(message, (member, None), size, (64, &AutoBatch::default()));
+            let permit = caps.map(|caps| InFlightPermit::for_tests(caps, body.len() as u64));
+            open.join(message, (member, permit), size, (64, &AutoBatch::default()));
             answers.push(rx);
         }
         (open, answers)
@@ -274,6 +298,30 @@ mod tests {
                 _ => assert!(got.is_none(), "a member in time is not answered yet"),
             }
         }
+    }
+
+    #[test]
+    fn an_expired_member_gives_back_its_own_share_at_once() {
+        let caps = Rc::new(Caps::new(8, 1000));
+        let now = Instant::now();
+        let later = now + Duration::from_secs(5);
+        let bodies = ["a", "bbbb", "cc"];
+        let (mut open, _answers) = batch_with_permits(&bodies, &[later, now, later], Some(&caps));
+        let free = |caps: &Caps| (caps.messages.available(), caps.bytes.available());
+        assert_eq!(free(&caps), (5, 993));
+        let flush = caps.flush.flush();
+        let mut flush = Box::pin(flush);
+        leave_out_expired(&mut open, now);
+        assert_eq!(free(&caps), (6, 997), "one message and its 4 bytes back");
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        assert!(
+            flush.as_mut().poll(&mut cx).is_pending(),
+            "a and cc still go"
+        );
+        drop(open);
+        assert_eq!(free(&caps), (8, 1000));
+        assert!(flush.as_mut().poll(&mut cx).is_ready());
     }
 
     #[test]

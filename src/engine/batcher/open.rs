@@ -155,7 +155,7 @@ impl OpenBatch {
     pub(super) fn join(
         &mut self,
         message: impl Joining,
-        (member, permit): (Member, Option<InFlightPermit>),
+        (mut member, permit): (Member, Option<InFlightPermit>),
         size: usize,
         (room, config): (usize, &AutoBatch),
     ) {
@@ -173,6 +173,7 @@ impl OpenBatch {
             }
             message.encode_into(self);
         }
+        member.bytes = permit.as_ref().map_or(0, InFlightPermit::bytes);
         self.members.push(member);
         match (&mut self.permit, permit) {
             (Some(all), Some(permit)) => all.absorb(permit),
@@ -286,6 +287,7 @@ mod tests {
             let member = Member {
                 reply: None,
                 deadline: Instant::now(),
+                bytes: 0,
             };
             (member, None)
         };

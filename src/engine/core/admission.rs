@@ -56,10 +56,43 @@ impl InFlightPermit {
         self.bytes += std::mem::take(&mut other.bytes);
     }
 
+    /// Takes one message's share out of this one (`bytes` of its byte units at most), to be
+    /// released on its own: a batch member that leaves before the batch ends.
+    pub(crate) fn split_off(&mut self, bytes: u64) -> InFlightPermit {
+        let messages = self.messages.min(1);
+        let bytes = bytes.min(self.bytes);
+        self.messages -= messages;
+        self.bytes -= bytes;
+        InFlightPermit {
+            caps: Rc::clone(&self.caps),
+            messages,
+            bytes,
+            epoch: self.epoch,
+        }
+    }
+
+    /// Byte units it holds.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
     /// Messages it counts.
     #[cfg(test)]
     pub(crate) fn messages(&self) -> u64 {
         self.messages
+    }
+
+    /// A permit of one message and `bytes` byte units taken from `caps` (tests).
+    #[cfg(test)]
+    pub(crate) fn for_tests(caps: &Rc<Caps>, bytes: u64) -> InFlightPermit {
+        assert!(caps.messages.try_acquire(1).unwrap());
+        assert!(caps.bytes.try_acquire(bytes).unwrap());
+        InFlightPermit {
+            caps: Rc::clone(caps),
+            messages: 1,
+            bytes,
+            epoch: caps.flush.enter(),
+        }
     }
 }
 
@@ -128,26 +161,15 @@ mod tests {
 
     use super::*;
 
-    fn permit(caps: &Rc<Caps>, bytes: u64) -> InFlightPermit {
-        assert!(caps.messages.try_acquire(1).unwrap());
-        assert!(caps.bytes.try_acquire(bytes).unwrap());
-        InFlightPermit {
-            caps: Rc::clone(caps),
-            messages: 1,
-            bytes,
-            epoch: caps.flush.enter(),
-        }
-    }
-
     #[test]
     fn absorbed_permits_are_released_together_and_a_flush_waits_for_them() {
         let caps = Rc::new(Caps::new(8, 1000));
-        let mut merged = permit(&caps, 100);
-        let before_flush = permit(&caps, 10);
+        let mut merged = InFlightPermit::for_tests(&caps, 100);
+        let before_flush = InFlightPermit::for_tests(&caps, 10);
         let flush = caps.flush.flush();
         let mut flush = Box::pin(flush);
         // Taken after the flush started: a newer epoch, counted in the older one once absorbed.
-        let after_flush = permit(&caps, 20);
+        let after_flush = InFlightPermit::for_tests(&caps, 20);
         merged.absorb(after_flush);
         merged.absorb(before_flush);
         assert_eq!(merged.messages(), 3);
@@ -157,6 +179,14 @@ mod tests {
         );
         let waker = std::task::Waker::noop();
         let mut cx = std::task::Context::from_waker(waker);
+        assert!(flush.as_mut().poll(&mut cx).is_pending());
+        // One member leaves early with its share; the flush still waits for the others.
+        drop(merged.split_off(10));
+        assert_eq!(merged.messages(), 2);
+        assert_eq!(
+            (caps.messages.available(), caps.bytes.available()),
+            (6, 880)
+        );
         assert!(flush.as_mut().poll(&mut cx).is_pending());
         drop(merged);
         assert_eq!(
