@@ -12,9 +12,7 @@ use crate::engine::inbox::SendMode;
 use crate::engine::local_send::{
     admit, budget, drive, hand_over_plain, is_closing, no_reply_slot, Step,
 };
-use crate::engine::prepared::{
-    is_plain, prepare, prepare_at, prepare_batch, Outgoing, Reply, SendExtras,
-};
+use crate::engine::prepared::{is_plain, prepare_at, prepare_batch, Outgoing, Reply, SendExtras};
 use crate::engine::records::{Delivery, ReplyTarget};
 use crate::engine::reply_slots::reply_pair;
 use crate::error::{Error, Returned};
@@ -180,9 +178,8 @@ impl LocalProducer {
             });
         }
         let config = &core.shared.config;
-        let started = core.records.now();
+        let (started, born) = core.records.now_and_millis();
         let deadline = deadline_after(started, options.timeout.unwrap_or(config.send_timeout));
-        let born = core.records.unix_millis();
         let reply = || ReplyTarget::Report(Delivery::new(handler, token));
         if options.target.is_auto() && is_plain(&message, config) {
             let handed = hand_over_plain(
@@ -380,9 +377,11 @@ impl LocalProducer {
         let timeout = options
             .timeout
             .unwrap_or(self.core.shared.config.send_timeout);
-        let (started, deadline) = budget(timeout);
+        // One clock read for the budget and the born time (none while answers are dispatched).
+        let (started, born) = self.core.records.now_and_millis();
+        let deadline = deadline_after(started, timeout);
         let extras = SendExtras::from_options(options);
-        let step = self.start_one(message, extras, mode, (started, deadline));
+        let step = self.start_one(message, extras, mode, (started, deadline), born);
         drive(
             Rc::clone(&self.core),
             step,
@@ -401,6 +400,7 @@ impl LocalProducer {
         extras: Option<Box<SendExtras>>,
         mode: SendMode,
         (started, deadline): (Instant, Instant),
+        born: i64,
     ) -> Step {
         let core = &self.core;
         let config = &core.shared.config;
@@ -421,7 +421,6 @@ impl LocalProducer {
                 answer = Some(receiver);
                 ReplyTarget::Slot(reply)
             };
-            let born = core.records.unix_millis();
             match hand_over_plain(core, message, mode, (started, deadline), born, open_slot) {
                 Ok(()) => match answer {
                     Some(answer) => return Step::Waiting(answer),
@@ -432,7 +431,7 @@ impl LocalProducer {
                 Err(PlainRefusal::NoRoom(refused)) => message = refused,
             }
         }
-        match prepare(message, config, extras) {
+        match prepare_at(message, config, extras, born) {
             Ok(prepared) => admit(&self.core, Outgoing::One(prepared), mode, deadline),
             Err(refused) => Step::Done(Err(refused)),
         }

@@ -28,3 +28,4 @@ pub(crate) mod stats;
 pub(crate) mod target_queue;
 pub(crate) mod text_hasher;
 pub(crate) mod transaction_end;
+pub(crate) mod wall_clock;

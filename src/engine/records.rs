@@ -26,6 +26,7 @@ use super::inbox::SendMode;
 use super::prepared::{Outgoing, Reply};
 use super::send::{send_message, Resume};
 use super::send_wire::{one_result_into, send_header, stored, to_reply};
+use super::wall_clock::unix_millis_at;
 use crate::error::Error;
 use crate::protocol::send_response_header::SendResponse;
 use crate::route::PublishQueue;
@@ -110,8 +111,8 @@ impl RecordBook {
     /// Reads the clock once and makes it the coarse clock until the returned hold is dropped: a
     /// connection's reader holds it while it dispatches one read's answers (not across awaits).
     pub(crate) fn hold_clock(&self) -> ClockHold<'_> {
-        self.clock
-            .set(Some((Instant::now(), super::prepared::unix_millis())));
+        let now = Instant::now();
+        self.clock.set(Some((now, unix_millis_at(now))));
         ClockHold(self)
     }
 
@@ -123,11 +124,15 @@ impl RecordBook {
         }
     }
 
-    /// Now in Unix milliseconds: the coarse clock while a read is dispatched, else the clock.
-    pub(crate) fn unix_millis(&self) -> i64 {
+    /// Now, and now in Unix milliseconds: the coarse clock while a read is dispatched, else one
+    /// read of the clock ([`unix_millis_at`]).
+    pub(crate) fn now_and_millis(&self) -> (Instant, i64) {
         match self.clock.get() {
-            Some((_, millis)) => millis,
-            None => super::prepared::unix_millis(),
+            Some(both) => both,
+            None => {
+                let now = Instant::now();
+                (now, unix_millis_at(now))
+            }
         }
     }
 
