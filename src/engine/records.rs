@@ -313,13 +313,13 @@ fn outcome(record: &SendRecord, answer: RecordAnswer<'_>, peer: &str) -> Result<
 /// retryable error to the slow path for attempt 2.
 fn finish(
     core: &Rc<Core>,
-    record: SendRecord,
+    mut record: SendRecord,
     result: Result<Reply, Error>,
     micros: u64,
     peer: &str,
 ) {
     let count = message_count(&record.message);
-    let (Some(reply), Some(permit)) = (record.reply, record.permit) else {
+    let (Some(reply), Some(permit)) = (record.reply.take(), record.permit.take()) else {
         return;
     };
     let error = match result {
@@ -331,9 +331,7 @@ fn finish(
         }
         Err(e) => e,
     };
-    // As `SendRecord::queue`, field by field: the reply and permit are moved out.
-    let broker = &record.route.queues[record.queue_index].broker_name;
-    core.stats.note_attempt_error(broker);
+    core.stats.note_attempt_error(&record.queue().broker_name);
     if matches!(error, Error::Connection { .. } | Error::Protocol { .. })
         || error.response_code() == Some(crate::protocol::ResponseCode::TopicNotExist)
     {
@@ -350,7 +348,7 @@ fn finish(
     tracing::trace!(core = core.index, topic = record.message.topic(), broker = %peer, attempt = 1, code = ?error.response_code(), error = %error, "send attempt failed; retrying");
     let resume = Resume {
         attempts: 1,
-        last_broker: Rc::from(&**broker),
+        last_broker: Rc::from(&*record.queue().broker_name),
         any_unknown: error.outcome() == crate::Outcome::Unknown,
         last_error: error,
     };

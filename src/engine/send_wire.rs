@@ -172,6 +172,16 @@ pub(crate) fn one_result_into(
     }
 }
 
+/// The queue a result names: `topic` as the caller knows it, `queue`'s broker, and the queue id
+/// the broker stored into.
+fn result_queue(topic: &crate::Topic, queue: &PublishQueue, queue_id: i32) -> MessageQueue {
+    MessageQueue {
+        topic: topic.clone(),
+        broker_name: Arc::clone(&queue.broker_name),
+        queue_id,
+    }
+}
+
 /// A stored single message's result.
 fn one_result(
     stored: &Stored<'_>,
@@ -183,11 +193,7 @@ fn one_result(
         status: stored.status,
         msg_id: uniq_key.clone(),
         offset_msg_id: header.msg_id.into(),
-        queue: MessageQueue {
-            topic: topic.clone(),
-            broker_name: Arc::clone(&queue.broker_name),
-            queue_id: header.queue_id,
-        },
+        queue: result_queue(topic, queue, header.queue_id),
         queue_offset: header.queue_offset,
         transaction_id: header.transaction_id.map(ShortString::from),
         region_id: header.region_id.into(),
@@ -230,11 +236,7 @@ pub(crate) fn to_reply(
     Ok(Reply::Batch(
         Box::new(BatchAnswer {
             status,
-            queue: MessageQueue {
-                topic: topic.clone(),
-                broker_name: Arc::clone(&queue.broker_name),
-                queue_id: header.queue_id,
-            },
+            queue: result_queue(topic, queue, header.queue_id),
             first_offset: readable.then_some(header.queue_offset),
             offset_ids: header.msg_id.to_owned(),
             transaction_id: header.transaction_id.map(ShortString::from),

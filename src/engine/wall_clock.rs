@@ -51,10 +51,7 @@ pub(crate) fn unix_millis_at(now: Instant) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn unix_millis() -> i64 {
-        unix_micros_now().div_euclid(1000)
-    }
+    use crate::engine::prepared::unix_millis;
 
     #[test]
     fn derived_millis_stay_between_wall_clock_reads() {

@@ -118,8 +118,9 @@ impl UniqueIdGenerator {
                 .expect("the id buffer is longer than an inline string");
             put_hex(&mut head[COUNTER_AT..], &counter.to_be_bytes());
             // SAFETY: `text` starts as ASCII `'0'`s and, like `head`, is only ever written by
-            // `put_hex`, whose bytes come from `HEX_UPPER`: the whole head is ASCII (checked in debug builds, which the tests below run in:
-            // `java_layout`, `ids_stay_ascii_across_millis_and_wraps`).
+            // `put_hex`, whose bytes come from `HEX_UPPER`: the whole head is ASCII (checked in
+            // debug builds, which the tests below run in: `java_layout`,
+            // `ids_stay_ascii_across_millis_and_wraps`).
             #[allow(unsafe_code)]
             return unsafe { ShortString::from_ascii_unchecked(&head, COUNTER_AT + 4) };
         }

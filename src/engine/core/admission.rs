@@ -82,17 +82,23 @@ impl InFlightPermit {
         self.messages
     }
 
-    /// A permit of one message and `bytes` byte units taken from `caps` (tests).
-    #[cfg(test)]
-    pub(crate) fn for_tests(caps: &Rc<Caps>, bytes: u64) -> InFlightPermit {
-        assert!(caps.messages.try_acquire(1).unwrap());
-        assert!(caps.bytes.try_acquire(bytes).unwrap());
+    /// The permit of one message whose unit and `bytes` byte units were just taken from `caps`,
+    /// counted into the current flush epoch.
+    fn acquired(caps: &Rc<Caps>, bytes: u64) -> InFlightPermit {
         InFlightPermit {
             caps: Rc::clone(caps),
             messages: 1,
             bytes,
             epoch: caps.flush.enter(),
         }
+    }
+
+    /// A permit of one message and `bytes` byte units taken from `caps` (tests).
+    #[cfg(test)]
+    pub(crate) fn for_tests(caps: &Rc<Caps>, bytes: u64) -> InFlightPermit {
+        assert!(caps.messages.try_acquire(1).unwrap());
+        assert!(caps.bytes.try_acquire(bytes).unwrap());
+        InFlightPermit::acquired(caps, bytes)
     }
 }
 
@@ -113,15 +119,6 @@ impl Core {
         bytes.clamp(1, self.core_config.max_buffered_bytes) as u64
     }
 
-    fn permit(&self, bytes: u64) -> InFlightPermit {
-        InFlightPermit {
-            caps: Rc::clone(&self.caps),
-            messages: 1,
-            bytes,
-            epoch: self.caps.flush.enter(),
-        }
-    }
-
     /// Takes a permit at once if both caps allow it (and nobody waits for one).
     pub(crate) fn try_permit(&self, bytes: usize) -> Option<InFlightPermit> {
         let caps = &self.caps;
@@ -133,7 +130,7 @@ impl Core {
             caps.messages.signal(1);
             return None;
         }
-        Some(self.permit(units))
+        Some(InFlightPermit::acquired(caps, units))
     }
 
     /// Waits for a permit until `deadline`.
@@ -146,7 +143,7 @@ impl Core {
         until(deadline, caps.messages.acquire(1)).await?.ok()?;
         let units = self.byte_units(bytes);
         match until(deadline, caps.bytes.acquire(units)).await {
-            Some(Ok(())) => Some(self.permit(units)),
+            Some(Ok(())) => Some(InFlightPermit::acquired(caps, units)),
             _ => {
                 caps.messages.signal(1);
                 None
