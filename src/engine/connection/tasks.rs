@@ -13,7 +13,10 @@ use bytes::{Buf, BytesMut};
 use glommio::net::TcpStream;
 use tracing::Instrument;
 
-use super::{ConnCounters, ConnSettings, Connection, Stream, DISPATCH_BURST, READ_CHUNK};
+use super::{
+    ConnCounters, ConnSettings, Connection, Stream, DISPATCH_BURST, DISPATCH_BURST_BYTES,
+    READ_CHUNK,
+};
 use crate::config::split_host_port;
 use crate::engine::in_flight::{DoneRecords, InFlight, EXPIRY_GRANULARITY};
 use crate::engine::records::RecordBook;
@@ -291,7 +294,9 @@ async fn read_loop(conn: Rc<Connection>) {
             match answered {
                 Ok(Some(())) => {
                     burst += 1;
-                    if burst == DISPATCH_BURST {
+                    if burst == DISPATCH_BURST
+                        || conn.write_buf.borrow().len() >= DISPATCH_BURST_BYTES
+                    {
                         // Twice: the senders woken above run first (queueing their next
                         // requests and waking the writer), then the writer, then this task.
                         burst = 0;
