@@ -13,7 +13,7 @@ use common::fake_broker::{Action, FakeBroker};
 use rocketmq_tpc::ResponseCode;
 use rocketmq_tpc::{
     AutoBatch, Error, LocalProducer, Message, Outcome, Producer, ProducerConfig, SendOptions,
-    SendStatus,
+    SendResult, SendStatus,
 };
 
 fn config_for(addr: &str, send_timeout: Duration, attempt: Duration) -> ProducerConfig {
@@ -262,6 +262,65 @@ fn an_auto_batched_message_keeps_its_own_budget() {
         "the long message failed with its neighbour's budget: {r:?}"
     );
     assert_eq!(fake.sends.load(Ordering::SeqCst), 1, "one batch");
+}
+
+/// Messages joining one batch in the same moment share one budget, and the batch goes out as one
+/// send record (no task of its own): a retryable refusal is retried within that budget, and
+/// each member gets its own result, in order, from the one answer.
+#[test]
+fn an_auto_batch_sent_as_one_record_is_retried_and_answers_each_member_in_order() {
+    // The first request is refused SYSTEM_BUSY (retried after a back-off); the second stored.
+    let fake = FakeBroker::start(|i| {
+        if i == 0 {
+            Action::Reply(2)
+        } else {
+            Action::Reply(0)
+        }
+    });
+    let mut config = config_for(&fake.addr, Duration::from_secs(5), Duration::from_secs(1));
+    config.core.auto_batch = Some(AutoBatch {
+        linger: Duration::from_millis(20),
+        ..Default::default()
+    });
+    let p = Arc::new(build(config));
+    let on_core = Arc::clone(&p);
+    let results = within("one batch, retried", Duration::from_secs(20), move || {
+        on_core
+            .run_on_core(0, |local: LocalProducer| async move {
+                // Handed over at each call, one after another on the core: one batch whose
+                // members' deadlines are microseconds apart.
+                let sends: Vec<_> = (0..8)
+                    .map(|i| local.send(Message::new("T", format!("m{i}"))))
+                    .collect();
+                let mut results = Vec::new();
+                for send in sends {
+                    results.push(send.await);
+                }
+                results
+            })
+            .expect("core 0 runs")
+            .wait()
+            .expect("the job ran")
+    });
+    let results: Vec<SendResult> = results
+        .into_iter()
+        .map(|r| r.expect("stored on the retry"))
+        .collect();
+    assert_eq!(
+        fake.sends.load(Ordering::SeqCst),
+        2,
+        "one batch, sent twice"
+    );
+    let first = results[0].queue_offset;
+    let offsets: Vec<i64> = results.iter().map(|r| r.queue_offset).collect();
+    assert_eq!(
+        offsets,
+        (first..first + 8).collect::<Vec<_>>(),
+        "result i to member i"
+    );
+    let ids: std::collections::BTreeSet<String> =
+        results.iter().map(|r| r.msg_id.to_string()).collect();
+    assert_eq!(ids.len(), 8, "each member its own id");
 }
 
 #[test]

@@ -14,7 +14,10 @@
 //! first gets [`Error::Timeout`] then (outcome `Unknown`: the batch carrying it may still be
 //! stored) while the batch goes on for the others, and a member whose deadline passed while the
 //! batch lingered is left out of it (`Timeout`, `NotStored`; it learns so when the linger ends,
-//! which `linger < send_timeout` bounds).
+//! which `linger < send_timeout` bounds). Members whose deadlines lie within a millisecond of
+//! each other (the expiry granularity; linger 0 and one send timeout make them so) share the
+//! earliest one: such a batch goes as one send record, like a single message, instead of a task
+//! watching each member's deadline.
 //!
 //! Each message joins with its in-flight permit, so `max_inflight` bounds the messages a core
 //! holds (open batches included) and a stalled broker cannot grow memory without bound. A
@@ -83,6 +86,17 @@ struct Member {
     reply: Option<ReplyTarget>,
     deadline: Instant,
     bytes: u64,
+}
+
+/// The members of a batch sent as one send record ([`ReplyTarget::Members`]): its outcome fans
+/// out to them. Dropped unanswered, each member's own reply target answers `CoreStopped`.
+pub(crate) struct BatchMembers(Vec<Member>);
+
+impl BatchMembers {
+    /// Hands the batch's outcome to every member, in order.
+    pub(crate) fn answer(self, reply: super::inbox::SendReply) {
+        closed::answer_members(self.0, reply);
+    }
 }
 
 /// The open batches of one core, and what joining messages left to do.

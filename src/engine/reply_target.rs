@@ -61,6 +61,9 @@ pub(crate) enum ReplyTarget {
     Slot(ReplySender),
     /// The core's delivery handler, with the caller's token (single messages only).
     Report(Delivery),
+    /// The members of an automatic batch sent as one record (boxed: one allocation per batch
+    /// keeps every target small).
+    Members(Box<super::batcher::BatchMembers>),
 }
 
 impl ReplyTarget {
@@ -75,6 +78,7 @@ impl ReplyTarget {
                 Ok(result) => delivery.deliver(Ok(&result)),
                 Err(e) => delivery.deliver(Err(e)),
             },
+            ReplyTarget::Members(members) => members.answer(reply),
         }
     }
 

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //!  closed ─► expired members out (Timeout, NotStored) ─┬─ one left, unencoded ─► plain send
+//!                     deadlines within 1 ms of each other ─┼─► send record, budget: the earliest
 //!                                                      └─ else ─► batch task: send_message
 //!                    ◄── a member's own deadline first: Timeout, Unknown (the batch goes on)
 //!  answer ─► permits released ─► result i to member i | error (each with its message) to all
@@ -14,12 +15,14 @@ use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 
-use super::{Member, OpenBatch};
+use super::{BatchMembers, Member, OpenBatch};
 use crate::engine::core::start_unbatched;
 use crate::engine::core::{Core, InFlightPermit};
 use crate::engine::deadline::until;
-use crate::engine::inbox::SendMode;
+use crate::engine::in_flight::EXPIRY_GRANULARITY;
+use crate::engine::inbox::{SendMode, SendReply};
 use crate::engine::prepared::{batch_wrapper_properties, Outgoing, PreparedBatch, Reply};
+use crate::engine::records::ReplyTarget;
 use crate::engine::send::send_message;
 use crate::error::{Error, Outcome, Returned};
 
@@ -69,6 +72,21 @@ pub(super) fn send(core: &Rc<Core>, mut batch: OpenBatch) {
         extras: None,
         originals: std::mem::take(&mut batch.originals),
     });
+    // Members whose deadlines lie within the expiry granularity of each other (linger 0 and one
+    // send timeout: the common case) share the earliest, and the batch goes as a send record:
+    // no task, no future, its answer fanned out where the connection reads it. Others keep a
+    // task that answers each member at its own deadline.
+    let deadlines = || batch.members.iter().map(|m| m.deadline);
+    if let (Some(earliest), Some(latest)) = (deadlines().min(), deadlines().max()) {
+        if latest.saturating_duration_since(earliest) <= EXPIRY_GRANULARITY {
+            if let Some(permit) = batch.permit.take() {
+                let members = ReplyTarget::Members(Box::new(BatchMembers(batch.members)));
+                let times = (batch.opened, earliest);
+                start_unbatched(core, outgoing, mode, times, permit, members);
+                return;
+            }
+        }
+    }
     let core = Rc::clone(core);
     // A panic drops the members: each caller gets CoreStopped.
     crate::engine::guarded::spawn_guarded(
@@ -159,6 +177,13 @@ async fn send_batch(
     // One clock read for the whole fan-out: the callers that send again from their delivery
     // handlers stamp their sends with it, as they do when a connection dispatches answers.
     let _clock = core.records.hold_clock();
+    answer_members(members, result);
+}
+
+/// Hands a batch's outcome to its members, in order: result i to member i, the same error
+/// (each with its own message) to all; members already answered (their deadline came first)
+/// are skipped.
+pub(super) fn answer_members(members: Vec<Member>, result: SendReply) {
     match result {
         Ok(Reply::Batch(answer, _)) => {
             // One result rewritten member by member: lent to delivery handlers, copied for

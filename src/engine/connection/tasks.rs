@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use super::{
     ConnCounters, ConnSettings, Connection, Stream, DISPATCH_BURST, DISPATCH_BURST_BYTES,
-    READ_CHUNK,
+    DISPATCH_BURST_MIN, READ_CHUNK,
 };
 use crate::config::split_host_port;
 use crate::engine::in_flight::{DoneRecords, InFlight, EXPIRY_GRANULARITY};
@@ -295,7 +295,8 @@ async fn read_loop(conn: Rc<Connection>) {
                 Ok(Some(())) => {
                     burst += 1;
                     if burst == DISPATCH_BURST
-                        || conn.write_buf.borrow().len() >= DISPATCH_BURST_BYTES
+                        || (burst >= DISPATCH_BURST_MIN
+                            && conn.write_buf.borrow().len() >= DISPATCH_BURST_BYTES)
                     {
                         // Twice: the senders woken above run first (queueing their next
                         // requests and waking the writer), then the writer, then this task.
