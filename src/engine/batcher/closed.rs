@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!  closed ─► expired members out (Timeout, NotStored) ─┬─ one left, unencoded ─► plain send
-//!                                                      ├─ all due within 1 ms ─► send record (due: earliest)
+//!                                                      ├─ all due within 1 ms ─► send record
 //!                                                      └─ else ─► batch task: send_message
 //!                    ◄── a member's own deadline first: Timeout, Unknown (the batch goes on)
 //!  answer ─► permits released ─► result i to member i | error (each with its message) to all
