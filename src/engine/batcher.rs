@@ -268,16 +268,18 @@ pub(crate) fn add_plain(
         Ok(key) => key,
         Err(e) => return Err(PlainRefusal::Invalid(e.with_message(message))),
     };
-    let original = message;
-    let Some(permit) = core.try_permit(original.body.len() + props.len()) else {
-        return Err(PlainRefusal::NoRoom(original));
+    // Read where the message lies, before it moves on.
+    let (body_len, wait) = (message.body.len(), message.wait_store_ok);
+    let Some(permit) = core.try_permit(body_len + props.len()) else {
+        return Err(PlainRefusal::NoRoom(message));
     };
     let kind = BatchKind {
         sys_flag: 0,
-        wait: original.wait_store_ok,
+        wait,
         sync: mode == SendMode::Sync,
     };
-    let size = original.body.len() + props.len() + RECORD_OVERHEAD;
+    let size = body_len + props.len() + RECORD_OVERHEAD;
+    let original = message;
     let member = Member {
         reply: Some(reply()),
         deadline,

@@ -120,6 +120,7 @@ impl Core {
     }
 
     /// Takes a permit at once if both caps allow it (and nobody waits for one).
+    #[inline]
     pub(crate) fn try_permit(&self, bytes: usize) -> Option<InFlightPermit> {
         let caps = &self.caps;
         if !caps.messages.try_acquire(1).unwrap_or(false) {
