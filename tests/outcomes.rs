@@ -265,13 +265,15 @@ fn an_auto_batched_message_keeps_its_own_budget() {
 }
 
 /// Messages joining one batch in the same moment share one budget, and the batch goes out as one
-/// send record (no task of its own): a retryable refusal is retried within that budget, and
-/// each member gets its own result, in order, from the one answer.
+/// send record (no task of its own) once the core has the route and a connection: a retryable
+/// refusal is retried within that budget, and each member gets its own result, in order, from
+/// the one answer.
 #[test]
 fn an_auto_batch_sent_as_one_record_is_retried_and_answers_each_member_in_order() {
-    // The first request is refused SYSTEM_BUSY (retried after a back-off); the second stored.
+    // Request 0 warms the core up (route, connection); request 1, the batch, is refused
+    // SYSTEM_BUSY (retried after a back-off); request 2, the retry, is stored.
     let fake = FakeBroker::start(|i| {
-        if i == 0 {
+        if i == 1 {
             Action::Reply(2)
         } else {
             Action::Reply(0)
@@ -287,6 +289,8 @@ fn an_auto_batch_sent_as_one_record_is_retried_and_answers_each_member_in_order(
     let results = within("one batch, retried", Duration::from_secs(20), move || {
         on_core
             .run_on_core(0, |local: LocalProducer| async move {
+                let warm = local.send(Message::new("T", "warm-up")).await;
+                assert!(warm.is_ok(), "the warm-up send: {warm:?}");
                 // Handed over at each call, one after another on the core: one batch whose
                 // members' deadlines are microseconds apart.
                 let sends: Vec<_> = (0..8)
@@ -308,8 +312,8 @@ fn an_auto_batch_sent_as_one_record_is_retried_and_answers_each_member_in_order(
         .collect();
     assert_eq!(
         fake.sends.load(Ordering::SeqCst),
-        2,
-        "one batch, sent twice"
+        3,
+        "the warm-up, then one batch sent twice"
     );
     let first = results[0].queue_offset;
     let offsets: Vec<i64> = results.iter().map(|r| r.queue_offset).collect();

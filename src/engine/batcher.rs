@@ -15,9 +15,9 @@
 //! stored) while the batch goes on for the others, and a member whose deadline passed while the
 //! batch lingered is left out of it (`Timeout`, `NotStored`; it learns so when the linger ends,
 //! which `linger < send_timeout` bounds). Members whose deadlines lie within a millisecond of
-//! each other (the expiry granularity; linger 0 and one send timeout make them so) share the
-//! earliest one: such a batch goes as one send record, like a single message, instead of a task
-//! watching each member's deadline.
+//! each other (the expiry granularity: sends with one timeout made within a millisecond, as a
+//! busy core's are with linger 0) share the earliest one: such a batch goes as one send record,
+//! like a single message, instead of a task watching each member's deadline.
 //!
 //! Each message joins with its in-flight permit, so `max_inflight` bounds the messages a core
 //! holds (open batches included) and a stalled broker cannot grow memory without bound. A

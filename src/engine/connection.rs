@@ -44,12 +44,13 @@ const READ_CHUNK: usize = 64 * 1024;
 /// this 2-core machine: ~155k → ~290k msg/s; 16, 32, 64 and 256 measured lower; see tuning.md).
 const DISPATCH_BURST: usize = 128;
 
-/// Bytes of new requests queued while handing out responses after which the reader pauses as
-/// after [`DISPATCH_BURST`] responses: what goes out in one write is bounded by size as well as
-/// count, so larger requests (1 KiB bodies, batches) reach the broker in pieces it can start on
-/// while the rest is encoded (`loadgen --sink --mode async --size 1024 --inflight 1024`, five
+/// Bytes in the write buffer at which the reader, handing out responses, pauses as after
+/// [`DISPATCH_BURST`] responses: what goes out in one write is bounded by size as well as count,
+/// so larger requests (1 KiB bodies, batches) reach the broker in pieces it can start on while
+/// the rest is encoded (`loadgen --sink --mode async --size 1024 --inflight 1024`, five
 /// alternated pairs: 0.75–0.91M → 1.01–1.15M msg/s; 16 and 64 KiB measured lower, 24 and 40
-/// KiB the same within noise; see tuning.md).
+/// KiB the same within noise; see tuning.md). A writer stuck on a full socket makes it pause
+/// every [`DISPATCH_BURST_MIN`] responses: slower, nothing more.
 const DISPATCH_BURST_BYTES: usize = 32 * 1024;
 
 /// Responses handed out before [`DISPATCH_BURST_BYTES`] may pause the reader: an automatic batch

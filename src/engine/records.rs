@@ -1,12 +1,13 @@
-//! Send records: the state of a plain send in flight, kept in a per-core slab instead of a future
-//! per message (the fast path).
+//! Send records: the state of a plain send (or of an automatic batch whose members are due
+//! together) in flight, kept in a per-core slab instead of a future per message (the fast path).
 //!
 //! ```text
 //!  try_start: cached route ─► queue ─► open connection ─► frame encoded into its write buffer,
 //!             the request's in-flight slot names record i of the slab (no task, no future)
 //!  answer / deadline / connection lost ─► the connection hands (i, answer) to complete():
-//!      stored or a final error ─► the record's reply target (delivery handler, reply slot, or
-//!                                 an application thread's channel), permit released
+//!      stored or a final error ─► permit released, the record's reply target (delivery
+//!                                 handler, reply slot, an application thread's channel, or
+//!                                 an automatic batch's members)
 //!      retryable error ─────────► the slow path resumes it (`send::send_message`, attempt 2..)
 //! ```
 //!

@@ -1,5 +1,6 @@
-//! Where a send's outcome goes: an application thread's channel, a reply slot on the core, or
-//! the delivery handler of reported sends (with the caller's token).
+//! Where a send's outcome goes: an application thread's channel, a reply slot on the core, the
+//! delivery handler of reported sends (with the caller's token), or the members of an automatic
+//! batch sent as one record.
 
 use std::rc::Rc;
 

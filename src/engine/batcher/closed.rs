@@ -1,6 +1,7 @@
 //! A closed batch on its way: members whose budget ran out while it lingered are left out, a
 //! lone message goes as a plain send, the rest as one SEND_BATCH_MESSAGE whose answer (or error)
-//! is handed to every member, each under its own deadline.
+//! is handed to every member: each under its own deadline (a task watches them), or, when all
+//! are due within a millisecond of each other, under the earliest (one send record).
 //!
 //! ```text
 //!  closed ─► expired members out (Timeout, NotStored) ─┬─ one left, unencoded ─► plain send
@@ -72,8 +73,8 @@ pub(super) fn send(core: &Rc<Core>, mut batch: OpenBatch) {
         extras: None,
         originals: std::mem::take(&mut batch.originals),
     });
-    // Members whose deadlines lie within the expiry granularity of each other (linger 0 and one
-    // send timeout: the common case) share the earliest, and the batch goes as a send record:
+    // Members whose deadlines lie within the expiry granularity of each other (sends with one
+    // timeout made within a millisecond) share the earliest, and the batch goes as a send record:
     // no task, no future, its answer fanned out where the connection reads it. Others keep a
     // task that answers each member at its own deadline.
     let deadlines = || batch.members.iter().map(|m| m.deadline);
