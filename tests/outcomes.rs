@@ -264,14 +264,67 @@ fn an_auto_batched_message_keeps_its_own_budget() {
     assert_eq!(fake.sends.load(Ordering::SeqCst), 1, "one batch");
 }
 
+/// Sends `n` messages from core 0 at once, after one warm-up send (so the core has the route and
+/// a connection and the batch goes through a send record), with `config`; each outcome with the
+/// time it took from the first of them.
+fn one_batch_on_a_warm_core(
+    config: ProducerConfig,
+    n: usize,
+) -> Vec<(Result<SendResult, Error>, Duration)> {
+    let p = Arc::new(build(config));
+    within(
+        "one batch on a warm core",
+        Duration::from_secs(20),
+        move || {
+            p.run_on_core(0, move |local: LocalProducer| async move {
+                let warm = local.send(Message::new("T", "warm-up")).await;
+                assert!(warm.is_ok(), "the warm-up send: {warm:?}");
+                // Handed over at each call, one after another on the core: one batch whose
+                // members' deadlines are microseconds apart.
+                let started = Instant::now();
+                let sends: Vec<_> = (0..n)
+                    .map(|i| local.send(Message::new("T", format!("m{i}"))))
+                    .collect();
+                let mut outcomes = Vec::new();
+                for send in sends {
+                    let outcome = send.await;
+                    outcomes.push((outcome, started.elapsed()));
+                }
+                outcomes
+            })
+            .expect("core 0 runs")
+            .wait()
+            .expect("the job ran")
+        },
+    )
+}
+
+/// Stored results of a batch of `n`: result i to member i (consecutive offsets), each its own id.
+fn assert_stored_in_order(outcomes: Vec<(Result<SendResult, Error>, Duration)>, n: usize) {
+    let results: Vec<SendResult> = outcomes
+        .into_iter()
+        .map(|(r, _)| r.expect("stored"))
+        .collect();
+    let first = results[0].queue_offset;
+    let offsets: Vec<i64> = results.iter().map(|r| r.queue_offset).collect();
+    assert_eq!(
+        offsets,
+        (first..first + n as i64).collect::<Vec<_>>(),
+        "result i to member i"
+    );
+    let ids: std::collections::BTreeSet<String> =
+        results.iter().map(|r| r.msg_id.to_string()).collect();
+    assert_eq!(ids.len(), n, "each member its own id");
+}
+
 /// Messages joining one batch in the same moment share one budget, and the batch goes out as one
 /// send record (no task of its own) once the core has the route and a connection: a retryable
 /// refusal is retried within that budget, and each member gets its own result, in order, from
 /// the one answer.
 #[test]
 fn an_auto_batch_sent_as_one_record_is_retried_and_answers_each_member_in_order() {
-    // Request 0 warms the core up (route, connection); request 1, the batch, is refused
-    // SYSTEM_BUSY (retried after a back-off); request 2, the retry, is stored.
+    // Request 0 warms the core up; request 1, the batch, is refused SYSTEM_BUSY (retried after
+    // a back-off); request 2, the retry, is stored.
     let fake = FakeBroker::start(|i| {
         if i == 1 {
             Action::Reply(2)
@@ -284,47 +337,62 @@ fn an_auto_batch_sent_as_one_record_is_retried_and_answers_each_member_in_order(
         linger: Duration::from_millis(20),
         ..Default::default()
     });
-    let p = Arc::new(build(config));
-    let on_core = Arc::clone(&p);
-    let results = within("one batch, retried", Duration::from_secs(20), move || {
-        on_core
-            .run_on_core(0, |local: LocalProducer| async move {
-                let warm = local.send(Message::new("T", "warm-up")).await;
-                assert!(warm.is_ok(), "the warm-up send: {warm:?}");
-                // Handed over at each call, one after another on the core: one batch whose
-                // members' deadlines are microseconds apart.
-                let sends: Vec<_> = (0..8)
-                    .map(|i| local.send(Message::new("T", format!("m{i}"))))
-                    .collect();
-                let mut results = Vec::new();
-                for send in sends {
-                    results.push(send.await);
-                }
-                results
-            })
-            .expect("core 0 runs")
-            .wait()
-            .expect("the job ran")
-    });
-    let results: Vec<SendResult> = results
-        .into_iter()
-        .map(|r| r.expect("stored on the retry"))
-        .collect();
+    assert_stored_in_order(one_batch_on_a_warm_core(config, 8), 8);
     assert_eq!(
         fake.sends.load(Ordering::SeqCst),
         3,
         "the warm-up, then one batch sent twice"
     );
-    let first = results[0].queue_offset;
-    let offsets: Vec<i64> = results.iter().map(|r| r.queue_offset).collect();
+}
+
+/// The same when the connection carrying the batch is lost: the batch is sent again on a new
+/// one and every member still gets its own result.
+#[test]
+fn an_auto_batch_record_whose_connection_is_lost_is_sent_again() {
+    let fake = FakeBroker::start(|i| {
+        if i == 1 {
+            Action::Close
+        } else {
+            Action::Reply(0)
+        }
+    });
+    let mut config = config_for(&fake.addr, Duration::from_secs(5), Duration::from_secs(1));
+    config.core.auto_batch = Some(AutoBatch::default());
+    assert_stored_in_order(one_batch_on_a_warm_core(config, 6), 6);
     assert_eq!(
-        offsets,
-        (first..first + 8).collect::<Vec<_>>(),
-        "result i to member i"
+        fake.sends.load(Ordering::SeqCst),
+        3,
+        "the warm-up, then one batch sent twice"
     );
-    let ids: std::collections::BTreeSet<String> =
-        results.iter().map(|r| r.msg_id.to_string()).collect();
-    assert_eq!(ids.len(), 8, "each member its own id");
+}
+
+/// A batch sent as one send record that is never answered: every member gets `Timeout` with
+/// outcome `Unknown` and its own message back, within its budget.
+#[test]
+fn an_unanswered_auto_batch_record_times_out_every_member_with_its_message() {
+    // Request 0 warms the core up; the batch and its retry are never answered.
+    let fake = FakeBroker::start(|i| {
+        if i == 0 {
+            Action::Reply(0)
+        } else {
+            Action::Ignore
+        }
+    });
+    let budget = Duration::from_millis(600);
+    let mut config = config_for(&fake.addr, budget, Duration::from_millis(250));
+    config.core.auto_batch = Some(AutoBatch::default());
+    for (i, (outcome, took)) in one_batch_on_a_warm_core(config, 5).into_iter().enumerate() {
+        let e = outcome.expect_err("never answered");
+        assert!(matches!(e, Error::Timeout { .. }), "member {i}: {e}");
+        assert_eq!(e.outcome(), Outcome::Unknown, "member {i}: {e}");
+        assert!(
+            took < budget + Duration::from_millis(400),
+            "member {i} answered after {took:?} of a {budget:?} budget"
+        );
+        let message = e.into_message().expect("its message back");
+        assert_eq!(&message.body[..], format!("m{i}").as_bytes());
+    }
+    assert!(fake.sends.load(Ordering::SeqCst) >= 2, "the batch was sent");
 }
 
 #[test]
