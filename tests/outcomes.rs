@@ -317,53 +317,37 @@ fn assert_stored_in_order(outcomes: Vec<(Result<SendResult, Error>, Duration)>, 
     assert_eq!(ids.len(), n, "each member its own id");
 }
 
-/// Messages joining one batch in the same moment share one budget, and the batch goes out as one
-/// send record (no task of its own) once the core has the route and a connection: a retryable
-/// refusal is retried within that budget, and each member gets its own result, in order, from
-/// the one answer.
-#[test]
-fn an_auto_batch_sent_as_one_record_is_retried_and_answers_each_member_in_order() {
-    // Request 0 warms the core up; request 1, the batch, is refused SYSTEM_BUSY (retried after
-    // a back-off); request 2, the retry, is stored.
-    let fake = FakeBroker::start(|i| {
+/// A batch of 8 sent as one record whose first attempt meets `failure`, then stored: the
+/// warm-up, then the batch twice (request 1 fails), every member with its own result in order.
+fn a_batch_record_stored_after(failure: Action) {
+    let fake = FakeBroker::start(move |i| {
         if i == 1 {
-            Action::Reply(2)
-        } else {
-            Action::Reply(0)
-        }
-    });
-    let mut config = config_for(&fake.addr, Duration::from_secs(5), Duration::from_secs(1));
-    config.core.auto_batch = Some(AutoBatch {
-        linger: Duration::from_millis(20),
-        ..Default::default()
-    });
-    assert_stored_in_order(one_batch_on_a_warm_core(config, 8), 8);
-    assert_eq!(
-        fake.sends.load(Ordering::SeqCst),
-        3,
-        "the warm-up, then one batch sent twice"
-    );
-}
-
-/// The same when the connection carrying the batch is lost: the batch is sent again on a new
-/// one and every member still gets its own result.
-#[test]
-fn an_auto_batch_record_whose_connection_is_lost_is_sent_again() {
-    let fake = FakeBroker::start(|i| {
-        if i == 1 {
-            Action::Close
+            failure.clone()
         } else {
             Action::Reply(0)
         }
     });
     let mut config = config_for(&fake.addr, Duration::from_secs(5), Duration::from_secs(1));
     config.core.auto_batch = Some(AutoBatch::default());
-    assert_stored_in_order(one_batch_on_a_warm_core(config, 6), 6);
-    assert_eq!(
-        fake.sends.load(Ordering::SeqCst),
-        3,
-        "the warm-up, then one batch sent twice"
-    );
+    assert_stored_in_order(one_batch_on_a_warm_core(config, 8), 8);
+    let sends = fake.sends.load(Ordering::SeqCst);
+    assert_eq!(sends, 3, "the warm-up, then one batch sent twice");
+}
+
+/// Messages joining one batch in the same moment share one budget, and the batch goes out as one
+/// send record (no task of its own) once the core has the route and a connection: a retryable
+/// refusal (SYSTEM_BUSY) is retried within that budget, and each member gets its own result, in
+/// order, from the one answer.
+#[test]
+fn an_auto_batch_sent_as_one_record_is_retried_and_answers_each_member_in_order() {
+    a_batch_record_stored_after(Action::Reply(2));
+}
+
+/// The same when the connection carrying the batch is lost: the batch is sent again on a new
+/// one and every member still gets its own result.
+#[test]
+fn an_auto_batch_record_whose_connection_is_lost_is_sent_again() {
+    a_batch_record_stored_after(Action::Close);
 }
 
 /// A batch sent as one send record that is never answered: every member gets `Timeout` with
