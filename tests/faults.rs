@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::fake_broker::{Action, FakeBroker};
+use common::fake_broker::{self, Action, FakeBroker};
 use common::rss_bytes;
 use rocketmq_tpc::ResponseCode;
 use rocketmq_tpc::{Error, Message, Outcome, Producer, QueueFullPolicy, SendStatus};
@@ -175,13 +175,7 @@ fn truncated_frame_then_close_is_a_connection_error() {
 
 #[test]
 fn connection_closed_mid_flight_is_retried_on_a_new_connection() {
-    let fake = FakeBroker::start(|n| {
-        if n == 0 {
-            Action::Close
-        } else {
-            Action::Reply(0)
-        }
-    });
+    let fake = FakeBroker::start(fake_broker::at(0, Action::Close, Action::Reply(0)));
     let p = producer_for(&fake.addr, Duration::from_secs(3), Duration::from_secs(1));
     let r = p.send(Message::new("T", "b"));
     assert!(r.is_ok(), "{r:?}");

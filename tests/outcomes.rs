@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::fake_broker::{Action, FakeBroker};
+use common::fake_broker::{self, Action, FakeBroker};
 use rocketmq_tpc::ResponseCode;
 use rocketmq_tpc::{
     AutoBatch, Error, LocalProducer, Message, Outcome, Producer, ProducerConfig, SendOptions,
@@ -109,13 +109,7 @@ fn a_stored_answer_is_returned_when_later_attempts_fail() {
     // First attempt: stored, flush not confirmed. Java then retries on another broker and, if
     // that fails, returns the stored result, never "not stored".
     for later in [14, 13] {
-        let fake = FakeBroker::start(move |n| {
-            if n == 0 {
-                Action::Reply(10)
-            } else {
-                Action::Reply(later)
-            }
-        });
+        let fake = FakeBroker::start(fake_broker::at(0, Action::Reply(10), Action::Reply(later)));
         let mut config = config_for(&fake.addr, Duration::from_secs(3), Duration::from_secs(1));
         config.retry_another_broker_when_not_store_ok = true;
         let p = build(config);
@@ -129,13 +123,7 @@ fn a_stored_answer_is_returned_when_later_attempts_fail() {
 
 #[test]
 fn a_stored_answer_is_returned_when_the_budget_runs_out_on_a_later_attempt() {
-    let fake = FakeBroker::start(|n| {
-        if n == 0 {
-            Action::Reply(11)
-        } else {
-            Action::Ignore
-        }
-    });
+    let fake = FakeBroker::start(fake_broker::at(0, Action::Reply(11), Action::Ignore));
     let mut config = config_for(
         &fake.addr,
         Duration::from_millis(600),
@@ -320,13 +308,7 @@ fn assert_stored_in_order(outcomes: Vec<(Result<SendResult, Error>, Duration)>, 
 /// A batch of 8 sent as one record whose first attempt meets `failure`, then stored: the
 /// warm-up, then the batch twice (request 1 fails), every member with its own result in order.
 fn a_batch_record_stored_after(failure: Action) {
-    let fake = FakeBroker::start(move |i| {
-        if i == 1 {
-            failure.clone()
-        } else {
-            Action::Reply(0)
-        }
-    });
+    let fake = FakeBroker::start(fake_broker::at(1, failure, Action::Reply(0)));
     let mut config = config_for(&fake.addr, Duration::from_secs(5), Duration::from_secs(1));
     config.core.auto_batch = Some(AutoBatch::default());
     assert_stored_in_order(one_batch_on_a_warm_core(config, 8), 8);
@@ -355,13 +337,7 @@ fn an_auto_batch_record_whose_connection_is_lost_is_sent_again() {
 #[test]
 fn an_unanswered_auto_batch_record_times_out_every_member_with_its_message() {
     // Request 0 warms the core up; the batch and its retry are never answered.
-    let fake = FakeBroker::start(|i| {
-        if i == 0 {
-            Action::Reply(0)
-        } else {
-            Action::Ignore
-        }
-    });
+    let fake = FakeBroker::start(fake_broker::at(0, Action::Reply(0), Action::Ignore));
     let budget = Duration::from_millis(600);
     let mut config = config_for(&fake.addr, budget, Duration::from_millis(250));
     config.core.auto_batch = Some(AutoBatch::default());
@@ -512,13 +488,7 @@ fn a_queue_offset_near_i64_max_does_not_panic() {
 
 #[test]
 fn a_stopped_peer_gives_every_send_a_typed_error_within_its_budget() {
-    let fake = FakeBroker::start(|i| {
-        if i == 0 {
-            Action::Reply(0)
-        } else {
-            Action::Ignore
-        }
-    });
+    let fake = FakeBroker::start(fake_broker::at(0, Action::Reply(0), Action::Ignore));
     let p = Arc::new(build(config_for(
         &fake.addr,
         Duration::from_secs(2),

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::fake_broker::{Action, FakeBroker};
+use common::fake_broker::{self, Action, FakeBroker};
 use common::{rss_bytes, within};
 use rocketmq_tpc::{Message, Producer, ProducerConfig, Resolver};
 
@@ -150,13 +150,7 @@ fn a_future_dropped_while_queueing_still_sends_its_message() {
 /// gets its outcome within its budget, later sends and stats() answer, shutdown returns.
 #[test]
 fn a_panic_on_a_core_with_sends_in_flight_strands_nobody() {
-    let fake = FakeBroker::start(|n| {
-        if n == 0 {
-            Action::Reply(0)
-        } else {
-            Action::Ignore
-        }
-    });
+    let fake = FakeBroker::start(fake_broker::at(0, Action::Reply(0), Action::Ignore));
     let producer = producer_for(
         &fake.addr,
         Duration::from_secs(2),
@@ -247,13 +241,7 @@ static MEMORY_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 #[test]
 fn write_buffers_stay_bounded_when_the_peer_stops_reading() {
     let _turn = MEMORY_TESTS.lock().unwrap_or_else(|e| e.into_inner());
-    let fake = FakeBroker::start(|n| {
-        if n == 0 {
-            Action::Reply(0)
-        } else {
-            Action::StopReading
-        }
-    });
+    let fake = FakeBroker::start(fake_broker::at(0, Action::Reply(0), Action::StopReading));
     let mut config = config_for(
         &fake.addr,
         Duration::from_secs(1),
@@ -316,13 +304,7 @@ fn write_buffers_stay_bounded_when_the_peer_stops_reading() {
 /// waits for in-flight room (a silent broker) does not hold them up.
 #[test]
 fn stats_answer_while_the_send_queue_is_full() {
-    let fake = FakeBroker::start(|n| {
-        if n == 0 {
-            Action::Reply(0)
-        } else {
-            Action::Ignore
-        }
-    });
+    let fake = FakeBroker::start(fake_broker::at(0, Action::Reply(0), Action::Ignore));
     let mut config = config_for(&fake.addr, Duration::from_secs(10), Duration::from_secs(10));
     config.core.inbox_capacity = 8;
     config.core.max_inflight = 1;

@@ -42,6 +42,18 @@ pub fn default_route(addr: &str) -> String {
     )
 }
 
+/// A script for [`FakeBroker::start`]: send request `n` (counted from 0) gets `special`, every
+/// other one `otherwise`.
+pub fn at(n: u64, special: Action, otherwise: Action) -> impl Fn(u64) -> Action + Send + Sync {
+    move |i| {
+        if i == n {
+            special.clone()
+        } else {
+            otherwise.clone()
+        }
+    }
+}
+
 /// Route JSON served for every topic, given the fake's address.
 pub type RouteFn = Arc<dyn Fn(&str) -> String + Send + Sync>;
 
