@@ -27,7 +27,7 @@ use super::inbox::SendMode;
 use super::prepared::{Outgoing, Reply};
 use super::send::{send_message, Resume};
 use super::send_wire::{one_result_into, send_header, stored, to_reply};
-use super::wall_clock::unix_millis_at;
+use super::wall_clock::now_and_unix_millis;
 use crate::error::Error;
 use crate::protocol::send_response_header::SendResponse;
 use crate::route::PublishQueue;
@@ -112,8 +112,7 @@ impl RecordBook {
     /// Reads the clock once and makes it the coarse clock until the returned hold is dropped: a
     /// connection's reader holds it while it dispatches one read's answers (not across awaits).
     pub(crate) fn hold_clock(&self) -> ClockHold<'_> {
-        let now = Instant::now();
-        self.clock.set(Some((now, unix_millis_at(now))));
+        self.clock.set(Some(now_and_unix_millis()));
         ClockHold(self)
     }
 
@@ -126,15 +125,9 @@ impl RecordBook {
     }
 
     /// Now, and now in Unix milliseconds: the coarse clock while a read is dispatched, else one
-    /// read of the clock ([`unix_millis_at`]).
+    /// read of the clock ([`now_and_unix_millis`]).
     pub(crate) fn now_and_millis(&self) -> (Instant, i64) {
-        match self.clock.get() {
-            Some(both) => both,
-            None => {
-                let now = Instant::now();
-                (now, unix_millis_at(now))
-            }
-        }
+        self.clock.get().unwrap_or_else(now_and_unix_millis)
     }
 
     fn reserve(&self) -> u32 {

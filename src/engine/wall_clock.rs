@@ -48,6 +48,12 @@ pub(crate) fn unix_millis_at(now: Instant) -> i64 {
     })
 }
 
+/// One read of the monotonic clock, and Unix milliseconds at it ([`unix_millis_at`]).
+pub(crate) fn now_and_unix_millis() -> (Instant, i64) {
+    let now = Instant::now();
+    (now, unix_millis_at(now))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
