@@ -87,7 +87,7 @@ pub struct Args {
     /// Outstanding sends per worker, for async, oneway, ordered and auto-batch (batch: batches
     /// outstanding; sync and transaction send one at a time per thread) [default: 256;
     /// auto-batch: 16 batches of --batch, at least 256, so that batches fill instead of one
-    /// batch waiting on the window].
+    /// batch waiting on the window; batch: 4,096 messages' worth of batches, 1 to 256].
     #[arg(long)]
     pub inflight: Option<usize>,
     /// On the cores, send through the future API (`LocalProducer::send`, one task per
@@ -173,11 +173,17 @@ pub struct Args {
     pub timeout_ms: u64,
 }
 
+/// The messages explicit batches keep outstanding per worker by default.
+const BATCH_WINDOW_MESSAGES: usize = 4096;
+
 impl Args {
     /// Outstanding sends per worker: `--inflight`, or the mode's default.
     pub fn inflight(&self) -> usize {
         self.inflight.unwrap_or(match self.mode {
             Mode::AutoBatch => self.batch.saturating_mul(16).max(256),
+            // More batches than this only queue in the socket: batches of 64 ran 4.7–5.3M
+            // msg/s at 64 outstanding against 3.8–4.4M at 256, p50 0.75 against 3.4 ms.
+            Mode::Batch => (BATCH_WINDOW_MESSAGES / self.batch.max(1)).clamp(1, 256),
             _ => 256,
         })
     }
@@ -279,7 +285,14 @@ mod tests {
     fn inflight_defaults_by_mode() {
         let inflight = |argv: &[&str]| Args::try_parse_from(argv).unwrap().inflight();
         assert_eq!(inflight(&["loadgen"]), 256);
-        assert_eq!(inflight(&["loadgen", "--mode", "batch"]), 256);
+        assert_eq!(inflight(&["loadgen", "--mode", "batch"]), 64, "batches of 64");
+        assert_eq!(inflight(&["loadgen", "--mode", "batch", "--batch", "1"]), 256);
+        assert_eq!(inflight(&["loadgen", "--mode", "batch", "--batch", "256"]), 16);
+        assert_eq!(inflight(&["loadgen", "--mode", "batch", "--batch", "9000"]), 1);
+        assert_eq!(
+            inflight(&["loadgen", "--mode", "batch", "--batch", "64", "--inflight", "300"]),
+            300
+        );
         assert_eq!(inflight(&["loadgen", "--mode", "auto-batch"]), 1024);
         assert_eq!(
             inflight(&["loadgen", "--mode", "auto-batch", "--batch", "256"]),
