@@ -285,12 +285,33 @@ mod tests {
     fn inflight_defaults_by_mode() {
         let inflight = |argv: &[&str]| Args::try_parse_from(argv).unwrap().inflight();
         assert_eq!(inflight(&["loadgen"]), 256);
-        assert_eq!(inflight(&["loadgen", "--mode", "batch"]), 64, "batches of 64");
-        assert_eq!(inflight(&["loadgen", "--mode", "batch", "--batch", "1"]), 256);
-        assert_eq!(inflight(&["loadgen", "--mode", "batch", "--batch", "256"]), 16);
-        assert_eq!(inflight(&["loadgen", "--mode", "batch", "--batch", "9000"]), 1);
         assert_eq!(
-            inflight(&["loadgen", "--mode", "batch", "--batch", "64", "--inflight", "300"]),
+            inflight(&["loadgen", "--mode", "batch"]),
+            64,
+            "batches of 64"
+        );
+        assert_eq!(
+            inflight(&["loadgen", "--mode", "batch", "--batch", "1"]),
+            256
+        );
+        assert_eq!(
+            inflight(&["loadgen", "--mode", "batch", "--batch", "256"]),
+            16
+        );
+        assert_eq!(
+            inflight(&["loadgen", "--mode", "batch", "--batch", "9000"]),
+            1
+        );
+        assert_eq!(
+            inflight(&[
+                "loadgen",
+                "--mode",
+                "batch",
+                "--batch",
+                "64",
+                "--inflight",
+                "300"
+            ]),
             300
         );
         assert_eq!(inflight(&["loadgen", "--mode", "auto-batch"]), 1024);
