@@ -334,3 +334,85 @@ fn producer_send_reported_on_a_core_refuses_a_full_inbox_at_once() {
     wait_delivered(&deliveries, 0..2, Duration::from_secs(15));
     producer.shutdown(Duration::from_secs(2));
 }
+
+/// A delivery handler that panics (on every odd token, after recording the outcome) costs
+/// nothing but its own call: the panic is logged, the core goes on, the connection stays open,
+/// and every other send in flight, single or automatically batched, is reported once and stored
+/// once (a connection closed by the panic would fail or resend them).
+#[test]
+fn a_panicking_delivery_handler_loses_no_other_outcome() {
+    for auto_batch in [None, Some(AutoBatch::default())] {
+        panicking_handler_round(auto_batch);
+    }
+}
+
+fn panicking_handler_round(auto_batch: Option<AutoBatch>) {
+    common::init_tracing();
+    let rmq = common::rocketmq();
+    let batched = auto_batch.is_some();
+    let topic = common::topic(if batched {
+        "panicking_handler_batched"
+    } else {
+        "panicking_handler"
+    });
+    let deliveries: Deliveries = Arc::default();
+    let sink = Arc::clone(&deliveries);
+    let mut config = common::config(&rmq.namesrv);
+    config.core.auto_batch = auto_batch;
+    let producer = Producer::builder()
+        .config(config)
+        .on_delivery(move |token, result| {
+            sink.lock()
+                .unwrap()
+                .entry(token)
+                .or_default()
+                .push(result.cloned());
+            if token % 2 == 1 {
+                panic!("delivery handler fails on token {token}");
+            }
+        })
+        .build()
+        .expect("producer starts");
+    // The route and connection first, so that the rest go through send records.
+    producer
+        .send(Message::new(topic.clone(), "warm-up"))
+        .expect("first send");
+    let on_core = topic.clone();
+    common::on_core(&producer, 0, move |local: LocalProducer| async move {
+        for n in 0..400u64 {
+            let message = Message::new(on_core.clone(), format!("m{n}"));
+            local.send_reported(message, n).expect("handed over");
+        }
+    })
+    .expect("core job done");
+    wait_delivered(&deliveries, 0..400, Duration::from_secs(30));
+    // And the core still sends.
+    producer
+        .send(Message::new(topic.clone(), "after"))
+        .expect("a send after the panics");
+    let d = deliveries.lock().unwrap();
+    let mut ids = Vec::new();
+    for (token, outcomes) in d.iter() {
+        assert_eq!(
+            outcomes.len(),
+            1,
+            "batched {batched}, token {token}: {outcomes:?}"
+        );
+        match &outcomes[0] {
+            Ok(result) => ids.push(result.msg_id.to_string()),
+            Err(e) => panic!("batched {batched}, token {token} failed: {e}"),
+        }
+    }
+    let expected: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let layout = Layout::of(&rmq.namesrv, &rmq.brokers[..1], &topic);
+    let stored = stored_when_visible(&layout, &topic, &expected);
+    for id in &expected {
+        assert_eq!(
+            stored.get(*id).map(Vec::len),
+            Some(1),
+            "{id} stored once (batched {batched})"
+        );
+    }
+    drop(d);
+    producer.shutdown(Duration::from_secs(5));
+}
