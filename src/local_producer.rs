@@ -223,7 +223,8 @@ impl LocalProducer {
 
     /// Sets the delivery handler of reported sends on this core
     /// ([`LocalProducer::send_reported`], and [`crate::Producer::send_reported`] calls this core
-    /// takes), replacing the producer's. It runs on this core and need not be `Send`.
+    /// takes), replacing the producer's. It runs on this core and need not be `Send`; a panic
+    /// in it ends that call only (logged).
     pub fn set_delivery_handler(
         &self,
         handler: impl Fn(u64, Result<&SendResult, Error>) + 'static,

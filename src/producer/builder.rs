@@ -153,7 +153,8 @@ impl ProducerBuilder {
     ///
     /// This is the fastest way to send: no future, channel or task per message. The handler runs
     /// on a producer core and must not block; it may send more messages (through
-    /// [`crate::LocalProducer::current`]).
+    /// [`crate::LocalProducer::current`]). A panic in it ends that call only: it is logged
+    /// (`tracing`, error) and every other send goes on.
     ///
     /// # Example
     ///
