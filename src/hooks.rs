@@ -8,7 +8,9 @@
 //! ```
 //!
 //! Hooks run on the producer core that makes the attempt: they must be quick and must not
-//! block. With no hook set, a send pays one emptiness check per attempt.
+//! block. With no hook set, a send pays one emptiness check per attempt. A hook that panics
+//! costs its own call only, logged (Java logs a hook's exception and goes on): a send hook's
+//! call is skipped, a request hook adds no fields, and a forbidden-check refuses the message.
 
 use std::fmt;
 use std::sync::Arc;
@@ -120,14 +122,15 @@ impl Hooks {
     /// Runs the forbidden checks, then the before hooks.
     pub(crate) fn before(&self, context: &AttemptContext<'_>) -> Result<(), Error> {
         for hook in &self.check_forbidden {
-            hook.check_forbidden(context)
-                .map_err(|reason| Error::Forbidden {
-                    returned: crate::error::Returned::NOTHING,
-                    reason,
-                })?;
+            let verdict = guarded("check_forbidden", || hook.check_forbidden(context))
+                .unwrap_or_else(|panic| Err(format!("the forbidden-check hook panicked: {panic}")));
+            verdict.map_err(|reason| Error::Forbidden {
+                returned: crate::error::Returned::NOTHING,
+                reason,
+            })?;
         }
         for hook in &self.send {
-            hook.before_attempt(context);
+            let _ = guarded("before_attempt", || hook.before_attempt(context));
         }
         Ok(())
     }
@@ -139,7 +142,7 @@ impl Hooks {
         outcome: Result<Option<&SendResult>, &Error>,
     ) {
         for hook in &self.send {
-            hook.after_attempt(context, outcome);
+            let _ = guarded("after_attempt", || hook.after_attempt(context, outcome));
         }
     }
 
@@ -149,9 +152,20 @@ impl Hooks {
         outcome: Result<&[SendResult], &Error>,
     ) {
         for hook in &self.send {
-            hook.after_batch_attempt(context, outcome);
+            let _ = guarded("after_batch_attempt", || {
+                hook.after_batch_attempt(context, outcome)
+            });
         }
     }
+}
+
+/// Runs one hook call; a panic in it is logged and comes back as its text.
+fn guarded<T>(hook: &'static str, call: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).map_err(|payload| {
+        let text = crate::engine::guarded::panic_text(&*payload);
+        tracing::error!(hook, panic = %text, "a hook panicked; the send goes on");
+        text
+    })
 }
 
 /// Collects a header's fields as pairs, for request hooks.
@@ -189,8 +203,8 @@ impl Hooks {
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
-            let extra = hook.before_request(code, &pairs, body);
-            fields.extend(extra);
+            let extra = guarded("before_request", || hook.before_request(code, &pairs, body));
+            fields.extend(extra.unwrap_or_default());
         }
         Some(fields)
     }

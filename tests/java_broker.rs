@@ -168,6 +168,11 @@ fn hooks_on_the_java_broker() {
 }
 
 #[test]
+fn panicking_hooks_on_the_java_broker() {
+    parity::panicking_hooks(&cluster());
+}
+
+#[test]
 fn flush_on_the_java_broker() {
     parity::flush(&cluster());
 }

@@ -64,6 +64,11 @@ fn hooks_see_every_attempt_and_may_refuse() {
 }
 
 #[test]
+fn panicking_hooks_cost_their_own_call_only() {
+    parity::panicking_hooks(cluster());
+}
+
+#[test]
 fn flush_waits_for_everything_handed_over() {
     parity::flush(cluster());
 }

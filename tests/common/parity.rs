@@ -703,6 +703,89 @@ impl RequestHook for Counting {
     }
 }
 
+/// Hooks that panic on every call (Java logs a hook's exception and goes on).
+struct Panicking;
+
+impl SendHook for Panicking {
+    fn before_attempt(&self, _: &AttemptContext<'_>) {
+        panic!("before_attempt hook fails");
+    }
+
+    fn after_attempt(&self, _: &AttemptContext<'_>, _: Result<Option<&SendResult>, &Error>) {
+        panic!("after_attempt hook fails");
+    }
+}
+
+impl CheckForbiddenHook for Panicking {
+    fn check_forbidden(&self, context: &AttemptContext<'_>) -> Result<(), String> {
+        match context.message.and_then(|m| m.tags.as_deref()) {
+            Some("check panics") => panic!("check_forbidden hook fails"),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl RequestHook for Panicking {
+    fn before_request(&self, _: i32, _: &[(&str, &str)], _: &[u8]) -> Vec<(String, String)> {
+        panic!("before_request hook fails");
+    }
+}
+
+/// Hooks that panic cost their own call only: sends, single and batched, are stored once and
+/// answered; a forbidden-check that panics refuses its message (`Forbidden`, not stored).
+pub fn panicking_hooks(cluster: &Cluster) {
+    let topic = unique_topic("panicking_hooks");
+    let hooks = Arc::new(Panicking);
+    let producer = Producer::builder()
+        .config(cluster.config("tpc_parity_panicking_hooks"))
+        .send_hook(hooks.clone())
+        .check_forbidden_hook(hooks.clone())
+        .request_hook(hooks)
+        .build()
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let sent = producer.send(Message::new(&topic, format!("hooked {i}")));
+        ids.push(
+            sent.unwrap_or_else(|e| panic!("{}: send {i}: {e}", cluster.server))
+                .msg_id,
+        );
+    }
+    let batch: Vec<_> = (0..3)
+        .map(|i| Message::new(&topic, format!("hooked batch {i}")))
+        .collect();
+    let results = producer.send_batch(batch).wait();
+    let results = results.unwrap_or_else(|e| panic!("{}: batch: {e}", cluster.server));
+    ids.extend(results.iter().map(|r| r.msg_id.clone()));
+    match producer.send(Message::new(&topic, "no").with_tags("check panics")) {
+        Err(e @ Error::Forbidden { .. }) => {
+            assert_eq!(e.outcome(), rocketmq_tpc::Outcome::NotStored, "{e}");
+            assert!(
+                e.returned().message().is_some(),
+                "the message comes back: {e:?}"
+            );
+        }
+        other => panic!("{}: expected Forbidden, got {other:?}", cluster.server),
+    }
+    let expected: Vec<&str> = ids.iter().map(|i| i.as_str()).collect();
+    let stored = cluster.stored(&topic, &expected);
+    for id in &expected {
+        assert_eq!(
+            stored.get(*id).map(Vec::len),
+            Some(1),
+            "{}: {id} stored once",
+            cluster.server
+        );
+    }
+    assert_eq!(
+        stored.len(),
+        8,
+        "{}: the refused message is not stored",
+        cluster.server
+    );
+    producer.shutdown(Duration::from_secs(5));
+}
+
 /// Hooks see every attempt, can refuse a message, and can add header fields the broker accepts.
 pub fn hooks(cluster: &Cluster) {
     let topic = unique_topic("hooks");
