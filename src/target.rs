@@ -20,8 +20,8 @@ use crate::send_result::MessageQueue;
 /// Picks the queue of a send from the topic's publish queues (Java `MessageQueueSelector`).
 ///
 /// The queues are those [`crate::Producer::fetch_publish_queues`] returns: brokers in name
-/// order, each broker's writable queues in id order. Return `None` (or a queue not in the list)
-/// and the send fails with [`crate::Error::InvalidTarget`].
+/// order, each broker's writable queues in id order. Return `None` (or a queue not in the list),
+/// or panic, and the send fails with [`crate::Error::InvalidTarget`] (the message handed back).
 ///
 /// Runs on a producer core: it must be quick and must not block.
 pub trait MessageQueueSelector: Send + Sync {

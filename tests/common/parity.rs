@@ -257,12 +257,24 @@ pub fn chosen_queue_and_selectors(cluster: &Cluster) {
             SendTarget::selector(|_: &[rocketmq_tpc::MessageQueue], _: &Message| None),
             "returned no queue",
         ),
+        (
+            SendTarget::selector(|_: &[rocketmq_tpc::MessageQueue], _: &Message| {
+                panic!("the selector fails")
+            }),
+            "selector panicked: the selector fails",
+        ),
     ] {
         match producer.send_with(
             Message::new(&topic, "bad"),
             SendOptions::new().target(target),
         ) {
-            Err(Error::InvalidTarget { reason, .. }) => assert!(reason.contains(why), "{reason}"),
+            Err(e @ Error::InvalidTarget { .. }) => {
+                assert!(e.to_string().contains(why), "{e}");
+                assert!(
+                    e.returned().message().is_some(),
+                    "the message comes back: {e:?}"
+                );
+            }
             other => panic!(
                 "{}: expected InvalidTarget ({why}), got {other:?}",
                 cluster.server
