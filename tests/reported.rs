@@ -19,6 +19,15 @@ fn reporting_producer(
     namesrv: &str,
     adjust: impl FnOnce(&mut ProducerConfig),
 ) -> (Producer, Deliveries) {
+    reporting_producer_then(namesrv, adjust, |_| {})
+}
+
+/// As [`reporting_producer`], the handler calling `then` with the token after recording.
+fn reporting_producer_then(
+    namesrv: &str,
+    adjust: impl FnOnce(&mut ProducerConfig),
+    then: impl Fn(u64) + Send + Sync + 'static,
+) -> (Producer, Deliveries) {
     let deliveries: Deliveries = Arc::default();
     let sink = Arc::clone(&deliveries);
     let mut config = common::config(namesrv);
@@ -31,10 +40,29 @@ fn reporting_producer(
                 .entry(token)
                 .or_default()
                 .push(result.cloned());
+            then(token);
         })
         .build()
         .expect("producer starts");
     (producer, deliveries)
+}
+
+/// Sends message `n` ("`prefix` n") as a reported send with token `n` for each `n` of `tokens`,
+/// from producer core 0.
+fn send_reported_on_core(
+    producer: &Producer,
+    topic: &str,
+    tokens: std::ops::Range<u64>,
+    prefix: &'static str,
+) {
+    let topic = rocketmq_tpc::Topic::from(topic);
+    common::on_core(producer, 0, move |local: LocalProducer| async move {
+        for n in tokens {
+            let message = Message::new(topic.clone(), format!("{prefix} {n}"));
+            local.send_reported(message, n).expect("handed over");
+        }
+    })
+    .expect("core job done");
 }
 
 /// Waits until every token in `tokens` has an outcome; fails naming the missing ones.
@@ -59,6 +87,34 @@ fn wait_delivered(deliveries: &Deliveries, tokens: std::ops::Range<u64>, limit: 
     }
 }
 
+/// Every token in `d` was reported once, stored, and its message is stored once on the local
+/// broker (`what` starts each failure's text).
+fn assert_each_reported_stored_once(
+    d: &BTreeMap<u64, Vec<Result<SendResult, Error>>>,
+    topic: &str,
+    what: &str,
+) {
+    let rmq = common::rocketmq();
+    let mut ids = Vec::new();
+    for (token, outcomes) in d {
+        assert_eq!(outcomes.len(), 1, "{what}token {token}: {outcomes:?}");
+        match &outcomes[0] {
+            Ok(result) => ids.push(result.msg_id.to_string()),
+            Err(e) => panic!("{what}token {token} failed: {e}"),
+        }
+    }
+    let expected: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let layout = Layout::of(&rmq.namesrv, &rmq.brokers[..1], topic);
+    let stored = stored_when_visible(&layout, topic, &expected);
+    for id in &expected {
+        assert_eq!(
+            stored.get(*id).map(Vec::len),
+            Some(1),
+            "{what}{id} stored once"
+        );
+    }
+}
+
 #[test]
 fn reported_sends_from_threads_and_cores_get_one_outcome_each_and_are_stored() {
     common::init_tracing();
@@ -71,35 +127,11 @@ fn reported_sends_from_threads_and_cores_get_one_outcome_each_and_are_stored() {
             .send_reported(Message::new(topic.clone(), format!("thread {n}")), n)
             .expect("handed over");
     }
-    let local_topic = topic.clone();
-    common::on_core(&producer, 0, move |local: LocalProducer| async move {
-        for n in 300..600u64 {
-            let message = Message::new(local_topic.clone(), format!("core {n}"));
-            local.send_reported(message, n).expect("handed over");
-        }
-    })
-    .expect("core job done");
+    send_reported_on_core(&producer, &topic, 300..600, "core");
     wait_delivered(&deliveries, 0..600, Duration::from_secs(30));
     let d = deliveries.lock().unwrap();
     assert_eq!(d.len(), 600, "no outcome for a token never sent");
-    let mut ids = Vec::new();
-    for (token, outcomes) in d.iter() {
-        assert_eq!(outcomes.len(), 1, "token {token}: {outcomes:?}");
-        match &outcomes[0] {
-            Ok(result) => ids.push(result.msg_id.to_string()),
-            Err(e) => panic!("token {token} failed: {e}"),
-        }
-    }
-    let expected: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let layout = Layout::of(&rmq.namesrv, &rmq.brokers[..1], &topic);
-    let stored = stored_when_visible(&layout, &topic, &expected);
-    for id in &expected {
-        assert_eq!(
-            stored.get(*id).map(Vec::len),
-            Some(1),
-            "{id} reported stored"
-        );
-    }
+    assert_each_reported_stored_once(&d, &topic, "");
     producer.shutdown(Duration::from_secs(5));
 }
 
@@ -355,64 +387,27 @@ fn panicking_handler_round(auto_batch: Option<AutoBatch>) {
     } else {
         "panicking_handler"
     });
-    let deliveries: Deliveries = Arc::default();
-    let sink = Arc::clone(&deliveries);
-    let mut config = common::config(&rmq.namesrv);
-    config.core.auto_batch = auto_batch;
-    let producer = Producer::builder()
-        .config(config)
-        .on_delivery(move |token, result| {
-            sink.lock()
-                .unwrap()
-                .entry(token)
-                .or_default()
-                .push(result.cloned());
+    let (producer, deliveries) = reporting_producer_then(
+        &rmq.namesrv,
+        |c| c.core.auto_batch = auto_batch,
+        |token| {
             if token % 2 == 1 {
                 panic!("delivery handler fails on token {token}");
             }
-        })
-        .build()
-        .expect("producer starts");
+        },
+    );
     // The route and connection first, so that the rest go through send records.
     producer
         .send(Message::new(topic.clone(), "warm-up"))
         .expect("first send");
-    let on_core = topic.clone();
-    common::on_core(&producer, 0, move |local: LocalProducer| async move {
-        for n in 0..400u64 {
-            let message = Message::new(on_core.clone(), format!("m{n}"));
-            local.send_reported(message, n).expect("handed over");
-        }
-    })
-    .expect("core job done");
+    send_reported_on_core(&producer, &topic, 0..400, "m");
     wait_delivered(&deliveries, 0..400, Duration::from_secs(30));
     // And the core still sends.
     producer
         .send(Message::new(topic.clone(), "after"))
         .expect("a send after the panics");
     let d = deliveries.lock().unwrap();
-    let mut ids = Vec::new();
-    for (token, outcomes) in d.iter() {
-        assert_eq!(
-            outcomes.len(),
-            1,
-            "batched {batched}, token {token}: {outcomes:?}"
-        );
-        match &outcomes[0] {
-            Ok(result) => ids.push(result.msg_id.to_string()),
-            Err(e) => panic!("batched {batched}, token {token} failed: {e}"),
-        }
-    }
-    let expected: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let layout = Layout::of(&rmq.namesrv, &rmq.brokers[..1], &topic);
-    let stored = stored_when_visible(&layout, &topic, &expected);
-    for id in &expected {
-        assert_eq!(
-            stored.get(*id).map(Vec::len),
-            Some(1),
-            "{id} stored once (batched {batched})"
-        );
-    }
+    assert_each_reported_stored_once(&d, &topic, &format!("batched {batched}: "));
     drop(d);
     producer.shutdown(Duration::from_secs(5));
 }
