@@ -170,10 +170,17 @@ fn run(args: Args) -> Result<i32, String> {
             ..Default::default()
         });
     }
-    config.core.max_inflight = config
-        .core
-        .max_inflight
-        .max(args.inflight().saturating_mul(threads.max(1)));
+    // The core counts messages, the batch mode's window counts batches.
+    let per_request = if args.mode == Mode::Batch {
+        args.batch
+    } else {
+        1
+    };
+    config.core.max_inflight = config.core.max_inflight.max(
+        args.inflight()
+            .saturating_mul(threads.max(1))
+            .saturating_mul(per_request),
+    );
     let mut builder = Producer::builder().config(config);
     // The recorder goes in before the producer publishes to it.
     let prometheus = match &args.prometheus {
