@@ -9,8 +9,10 @@
 //!
 //! Hooks run on the producer core that makes the attempt: they must be quick and must not
 //! block. With no hook set, a send pays one emptiness check per attempt. A hook that panics
-//! costs its own call only, logged (Java logs a hook's exception and goes on): a send hook's
-//! call is skipped, a request hook adds no fields, and a forbidden-check refuses the message.
+//! is logged and costs its own call or request only, as an exception does in Java: a send
+//! hook's call is skipped (the send goes on, the other hooks are called), a forbidden-check
+//! refuses the message (`Forbidden`), and a request hook fails its request (`InvalidConfig`:
+//! a request without the hook's fields, a signature say, would be the wrong request).
 
 use std::fmt;
 use std::sync::Arc;
@@ -122,7 +124,7 @@ impl Hooks {
     /// Runs the forbidden checks, then the before hooks.
     pub(crate) fn before(&self, context: &AttemptContext<'_>) -> Result<(), Error> {
         for hook in &self.check_forbidden {
-            let verdict = guarded("check_forbidden", || hook.check_forbidden(context))
+            let verdict = call_hook("check_forbidden", || hook.check_forbidden(context))
                 .unwrap_or_else(|panic| Err(format!("the forbidden-check hook panicked: {panic}")));
             verdict.map_err(|reason| Error::Forbidden {
                 returned: crate::error::Returned::NOTHING,
@@ -130,7 +132,7 @@ impl Hooks {
             })?;
         }
         for hook in &self.send {
-            let _ = guarded("before_attempt", || hook.before_attempt(context));
+            let _ = call_hook("before_attempt", || hook.before_attempt(context));
         }
         Ok(())
     }
@@ -142,7 +144,7 @@ impl Hooks {
         outcome: Result<Option<&SendResult>, &Error>,
     ) {
         for hook in &self.send {
-            let _ = guarded("after_attempt", || hook.after_attempt(context, outcome));
+            let _ = call_hook("after_attempt", || hook.after_attempt(context, outcome));
         }
     }
 
@@ -152,7 +154,7 @@ impl Hooks {
         outcome: Result<&[SendResult], &Error>,
     ) {
         for hook in &self.send {
-            let _ = guarded("after_batch_attempt", || {
+            let _ = call_hook("after_batch_attempt", || {
                 hook.after_batch_attempt(context, outcome)
             });
         }
@@ -160,10 +162,10 @@ impl Hooks {
 }
 
 /// Runs one hook call; a panic in it is logged and comes back as its text.
-fn guarded<T>(hook: &'static str, call: impl FnOnce() -> T) -> Result<T, String> {
+fn call_hook<T>(hook: &'static str, call: impl FnOnce() -> T) -> Result<T, String> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).map_err(|payload| {
         let text = crate::engine::guarded::panic_text(&*payload);
-        tracing::error!(hook, panic = %text, "a hook panicked; the send goes on");
+        tracing::error!(hook, panic = %text, "a hook panicked");
         text
     })
 }
@@ -185,15 +187,15 @@ impl crate::protocol::ext_fields::ExtFieldWriter for CollectFields {
 
 impl Hooks {
     /// The header of a request of `code` with the request hooks' fields appended, or `None`
-    /// when no request hook is set.
+    /// when no request hook is set; a request hook that panics fails the request.
     pub(crate) fn hooked_header(
         &self,
         code: i32,
         header: &dyn crate::protocol::ext_fields::CustomHeader,
         body: &[u8],
-    ) -> Option<Vec<(String, String)>> {
+    ) -> Result<Option<Vec<(String, String)>>, Error> {
         if self.request.is_empty() {
-            return None;
+            return Ok(None);
         }
         let mut fields = CollectFields(Vec::new());
         header.write_fields(&mut fields);
@@ -203,9 +205,12 @@ impl Hooks {
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
-            let extra = guarded("before_request", || hook.before_request(code, &pairs, body));
-            fields.extend(extra.unwrap_or_default());
+            let extra = call_hook("before_request", || hook.before_request(code, &pairs, body))
+                .map_err(|panic| Error::InvalidConfig {
+                    reason: format!("a request hook panicked: {panic}"),
+                })?;
+            fields.extend(extra);
         }
-        Some(fields)
+        Ok(Some(fields))
     }
 }

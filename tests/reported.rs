@@ -411,3 +411,49 @@ fn panicking_handler_round(auto_batch: Option<AutoBatch>) {
     drop(d);
     producer.shutdown(Duration::from_secs(5));
 }
+
+/// A handler that panics on every failure, for sends the core refuses from its queue (their
+/// deadline passed while they waited for the one in-flight permit, held by a send waiting on a
+/// silent NameServer): each still gets its one outcome and the core goes on (before, the
+/// refusal's panic unwound the core's loop, stopping the core).
+#[test]
+fn a_handler_panicking_on_refusals_stops_no_core() {
+    // Accepts connections (the kernel's backlog) and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let namesrv = silent.local_addr().unwrap().to_string();
+    let (producer, deliveries) = reporting_producer_then(
+        &namesrv,
+        |c| {
+            c.core.max_inflight = 1;
+            c.send_timeout = Duration::from_millis(200);
+        },
+        |token| panic!("delivery handler fails on token {token}"),
+    );
+    let long = rocketmq_tpc::SendOptions::new().timeout(Duration::from_secs(2));
+    producer
+        .send_reported_with(
+            Message::new("reported_refused", "holds the permit"),
+            0,
+            long,
+        )
+        .expect("handed over");
+    for n in 1..20 {
+        producer
+            .send_reported(Message::new("reported_refused", "x"), n)
+            .expect("handed over");
+    }
+    wait_delivered(&deliveries, 0..20, Duration::from_secs(10));
+    for (token, outcomes) in deliveries.lock().unwrap().iter() {
+        assert_eq!(outcomes.len(), 1, "token {token}: {outcomes:?}");
+        match (&outcomes[0], *token) {
+            (Err(_), 0) => {}
+            (Err(Error::QueueFull { .. }), _) => {}
+            (other, _) => panic!("token {token}: expected QueueFull, got {other:?}"),
+        }
+    }
+    let alive = common::on_core(&producer, 0, |_: LocalProducer| async move { "alive" });
+    assert_eq!(alive.ok(), Some("alive"), "the core still runs jobs");
+    let report = producer.shutdown(Duration::from_secs(5));
+    assert!(report.joined, "{report:?}");
+    drop(silent);
+}

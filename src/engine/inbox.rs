@@ -156,7 +156,9 @@ impl Inbox {
                 let _ = tx.send(Err(error));
             }
             RemoteReply::Report(token) => match &self.delivery {
-                Some(handler) => handler(token, Err(error)),
+                Some(handler) => {
+                    super::reply_target::call_delivery_handler(&**handler, token, Err(error))
+                }
                 None => tracing::error!(token, "a reported send without a delivery handler"),
             },
         }

@@ -35,7 +35,7 @@ impl Delivery {
 
     fn deliver(mut self, result: Result<&SendResult, Error>) {
         if let Some(handler) = self.handler.take() {
-            call(&*handler, self.token, result);
+            call_delivery_handler(&*handler, self.token, result);
         }
     }
 }
@@ -47,16 +47,21 @@ impl Drop for Delivery {
                 returned: crate::error::Returned::NOTHING,
                 reason: "the send was dropped on its core before it finished".into(),
             };
-            call(&*handler, self.token, Err(stopped));
+            call_delivery_handler(&*handler, self.token, Err(stopped));
         }
     }
 }
 
 /// Runs the caller's handler; a panic in it ends that call only, logged. Handlers run where
-/// answers are read (the connection's reader, a batch's fan-out) and where sends are dropped:
+/// answers are read (the connection's reader, a batch's fan-out), where sends are dropped and
+/// where the inbox refuses queued ones (the core's loop, shutdown):
 /// a panic let through would close the connection, failing or resending every other send in
 /// flight on it, or abort the process when it struck while another panic unwound.
-fn call(handler: &DeliveryHandler, token: u64, result: Result<&SendResult, Error>) {
+pub(crate) fn call_delivery_handler(
+    handler: &DeliveryHandler,
+    token: u64,
+    result: Result<&SendResult, Error>,
+) {
     let run = std::panic::AssertUnwindSafe(|| handler(token, result));
     if let Err(payload) = std::panic::catch_unwind(run) {
         let text = super::guarded::panic_text(&*payload);

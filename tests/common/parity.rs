@@ -715,7 +715,7 @@ impl RequestHook for Counting {
     }
 }
 
-/// Hooks that panic on every call (Java logs a hook's exception and goes on).
+/// Hooks that panic on every call.
 struct Panicking;
 
 impl SendHook for Panicking {
@@ -744,15 +744,18 @@ impl RequestHook for Panicking {
 }
 
 /// Hooks that panic cost their own call only: sends, single and batched, are stored once and
-/// answered; a forbidden-check that panics refuses its message (`Forbidden`, not stored).
+/// answered, and the hooks set after the panicking ones are still called; a forbidden-check that
+/// panics refuses its message (`Forbidden`, not stored); a request hook that panics fails its
+/// request (`InvalidConfig` in the error, nothing stored, the message back).
 pub fn panicking_hooks(cluster: &Cluster) {
     let topic = unique_topic("panicking_hooks");
-    let hooks = Arc::new(Panicking);
+    let panicking = Arc::new(Panicking);
+    let counting = Arc::new(Counting::default());
     let producer = Producer::builder()
         .config(cluster.config("tpc_parity_panicking_hooks"))
-        .send_hook(hooks.clone())
-        .check_forbidden_hook(hooks.clone())
-        .request_hook(hooks)
+        .send_hook(panicking.clone())
+        .send_hook(counting.clone())
+        .check_forbidden_hook(panicking.clone())
         .build()
         .unwrap();
     let mut ids = Vec::new();

@@ -127,7 +127,7 @@ impl Connection {
             },
             remark: None,
         };
-        let hooked = self.settings.hooks.hooked_header(code, header, body);
+        let hooked = self.settings.hooks.hooked_header(code, header, body)?;
         let header: &dyn CustomHeader = match &hooked {
             Some(fields) => fields,
             None => header,
