@@ -54,9 +54,9 @@ impl Drop for Delivery {
 
 /// Runs the caller's handler; a panic in it ends that call only, logged. Handlers run where
 /// answers are read (the connection's reader, a batch's fan-out), where sends are dropped and
-/// where the inbox refuses queued ones (the core's loop, shutdown):
-/// a panic let through would close the connection, failing or resending every other send in
-/// flight on it, or abort the process when it struck while another panic unwound.
+/// where the inbox refuses queued ones (the core's loop, shutdown): a panic let through would
+/// close the connection, failing or resending every other send in flight on it, stop the core,
+/// or abort the process when it struck while another panic unwound.
 pub(crate) fn call_delivery_handler(
     handler: &DeliveryHandler,
     token: u64,
