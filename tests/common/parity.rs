@@ -798,7 +798,42 @@ pub fn panicking_hooks(cluster: &Cluster) {
         "{}: the refused message is not stored",
         cluster.server
     );
+    assert_eq!(
+        counting.before.load(Ordering::SeqCst),
+        6,
+        "5 sends and a batch"
+    );
+    assert_eq!(
+        counting.after_ok.load(Ordering::SeqCst),
+        5,
+        "and their answers"
+    );
+    assert_eq!(counting.batches.lock().unwrap().len(), 1);
     producer.shutdown(Duration::from_secs(5));
+    let signing = Producer::builder()
+        .config(cluster.config("tpc_parity_panicking_request_hook"))
+        .request_hook(panicking)
+        .build()
+        .unwrap();
+    match signing.send(Message::new(&topic, "unsigned")) {
+        Err(e) => {
+            assert!(
+                e.to_string().contains("request hook panicked"),
+                "{}: {e}",
+                cluster.server
+            );
+            assert_eq!(e.outcome(), rocketmq_tpc::Outcome::NotStored, "{e}");
+            assert!(
+                e.returned().message().is_some(),
+                "the message comes back: {e:?}"
+            );
+        }
+        Ok(r) => panic!(
+            "{}: a request whose hook panicked was sent: {r:?}",
+            cluster.server
+        ),
+    }
+    signing.shutdown(Duration::from_secs(5));
 }
 
 /// Hooks see every attempt, can refuse a message, and can add header fields the broker accepts.
