@@ -163,8 +163,7 @@ impl Hooks {
 
 /// Runs one hook call; a panic in it is logged and comes back as its text.
 fn call_hook<T>(hook: &'static str, call: impl FnOnce() -> T) -> Result<T, String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).map_err(|payload| {
-        let text = crate::engine::guarded::panic_text(&*payload);
+    crate::engine::guarded::call_guarded(call).map_err(|text| {
         tracing::error!(hook, panic = %text, "a hook panicked");
         text
     })

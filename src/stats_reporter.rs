@@ -76,9 +76,9 @@ impl StatsReporter {
                         None => return,
                         Some(Ok(stats)) => {
                             let handler = &subscription.handler;
-                            let call = std::panic::AssertUnwindSafe(|| handler(&stats));
-                            if std::panic::catch_unwind(call).is_err() {
-                                tracing::error!("a stats handler panicked; reports go on");
+                            let called = crate::engine::guarded::call_guarded(|| handler(&stats));
+                            if let Err(panic) = called {
+                                tracing::error!(%panic, "a stats handler panicked; reports go on");
                             }
                         }
                         Some(Err(Error::ShutDown { .. })) => return,

@@ -174,12 +174,12 @@ impl<L: TransactionListener> TransactionProducer<L> {
             self.producer
                 .send_with_extras(message.clone(), extras, "send_in_transaction")?;
         let state = if send_result.status == SendStatus::SendOk {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            crate::engine::guarded::call_guarded(|| {
                 self.listener
                     .execute_local_transaction(&message, &send_result.msg_id, arg)
-            }))
-            .unwrap_or_else(|_| {
-                tracing::error!(msg_id = %send_result.msg_id, "the local transaction panicked; leaving it to the check-back");
+            })
+            .unwrap_or_else(|panic| {
+                tracing::error!(msg_id = %send_result.msg_id, %panic, "the local transaction panicked; leaving it to the check-back");
                 LocalTransactionState::Unknown
             })
         } else {

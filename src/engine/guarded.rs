@@ -19,6 +19,12 @@ pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".into())
 }
 
+/// Runs `call` (callers' code: a handler, hook, selector or listener); a panic in it ends that
+/// call only and comes back as its text, for the caller to log and answer.
+pub(crate) fn call_guarded<T>(call: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(AssertUnwindSafe(call)).map_err(|payload| panic_text(&*payload))
+}
+
 /// Spawns `future` on this core; a panic inside it is logged and handed to `on_panic`.
 pub(crate) fn spawn_guarded<F>(what: &'static str, future: F, on_panic: impl FnOnce(&str) + 'static)
 where
@@ -32,4 +38,22 @@ where
         }
     })
     .detach();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::call_guarded;
+
+    #[test]
+    fn a_guarded_call_returns_its_value_or_its_panic_text() {
+        assert_eq!(call_guarded(|| 7), Ok(7));
+        assert_eq!(
+            call_guarded(|| -> u8 { panic!("bad {}", 1) }),
+            Err("bad 1".to_owned())
+        );
+        assert_eq!(
+            call_guarded(|| -> u8 { std::panic::panic_any(3u8) }),
+            Err("a panic without a message".to_owned())
+        );
+    }
 }

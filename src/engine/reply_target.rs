@@ -62,9 +62,7 @@ pub(crate) fn call_delivery_handler(
     token: u64,
     result: Result<&SendResult, Error>,
 ) {
-    let run = std::panic::AssertUnwindSafe(|| handler(token, result));
-    if let Err(payload) = std::panic::catch_unwind(run) {
-        let text = super::guarded::panic_text(&*payload);
+    if let Err(text) = super::guarded::call_guarded(|| handler(token, result)) {
         tracing::error!(token, panic = %text, "a delivery handler panicked; the core goes on");
     }
 }

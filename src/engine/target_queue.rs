@@ -96,12 +96,8 @@ pub(crate) fn pick(
             };
             let list = publish_queues(route, namespace);
             // The caller's code: a panic in it refuses this message, as a `None` does.
-            let pick = std::panic::AssertUnwindSafe(|| selector.select(&list, &one.original));
-            let picked = std::panic::catch_unwind(pick)
-                .map_err(|payload| {
-                    let text = super::guarded::panic_text(&*payload);
-                    invalid(format!("the selector panicked: {text}"))
-                })?
+            let picked = super::guarded::call_guarded(|| selector.select(&list, &one.original))
+                .map_err(|text| invalid(format!("the selector panicked: {text}")))?
                 .ok_or_else(|| invalid("the selector returned no queue".into()))?;
             chosen(&picked)
         }

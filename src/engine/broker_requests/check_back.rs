@@ -51,15 +51,14 @@ impl BrokerRequests {
             .name("rmq-tpc-tx-check".into())
             .spawn(move || {
                 while let Ok(job) = rx.recv() {
-                    let verdict = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        checker(&job.message)
-                    }))
-                    .unwrap_or_else(|_| {
-                        tracing::error!(
-                            "the transaction check listener panicked; answering unknown"
-                        );
-                        EndKind::Unknown
-                    });
+                    let verdict = crate::engine::guarded::call_guarded(|| checker(&job.message))
+                        .unwrap_or_else(|panic| {
+                            tracing::error!(
+                                %panic,
+                                "the transaction check listener panicked; answering unknown"
+                            );
+                            EndKind::Unknown
+                        });
                     let _ = job.verdict.send(verdict);
                 }
             })
