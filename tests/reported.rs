@@ -457,3 +457,55 @@ fn a_handler_panicking_on_refusals_stops_no_core() {
     assert!(report.joined, "{report:?}");
     drop(silent);
 }
+
+/// A core whose delivery handler was replaced ([`LocalProducer::set_delivery_handler`]) gets
+/// the refusals of its own queue too (deadline passed waiting for the one in-flight permit),
+/// not the producer's handler: every outcome of a call this core takes goes to one handler.
+#[test]
+fn refusals_from_a_cores_queue_go_to_its_own_handler() {
+    // Accepts connections (the kernel's backlog) and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let namesrv = silent.local_addr().unwrap().to_string();
+    let (producer, at_producer) = reporting_producer(&namesrv, |c| {
+        c.core.max_inflight = 1;
+        c.send_timeout = Duration::from_millis(200);
+    });
+    let at_core: Deliveries = Arc::default();
+    let sink = Arc::clone(&at_core);
+    common::on_core(&producer, 0, move |local: LocalProducer| async move {
+        local.set_delivery_handler(move |token, result| {
+            sink.lock()
+                .unwrap()
+                .entry(token)
+                .or_default()
+                .push(result.cloned());
+        });
+    })
+    .expect("the core runs the job");
+    let long = rocketmq_tpc::SendOptions::new().timeout(Duration::from_secs(2));
+    producer
+        .send_reported_with(Message::new("reported_own", "holds the permit"), 0, long)
+        .expect("handed over");
+    for n in 1..5 {
+        producer
+            .send_reported(Message::new("reported_own", "x"), n)
+            .expect("handed over");
+    }
+    wait_delivered(&at_core, 0..5, Duration::from_secs(10));
+    for (token, outcomes) in at_core.lock().unwrap().iter() {
+        assert_eq!(outcomes.len(), 1, "token {token}: {outcomes:?}");
+        match (&outcomes[0], *token) {
+            (Err(_), 0) => {}
+            (Err(Error::QueueFull { .. }), _) => {}
+            (other, _) => panic!("token {token}: expected QueueFull, got {other:?}"),
+        }
+    }
+    assert!(
+        at_producer.lock().unwrap().is_empty(),
+        "the producer's handler got {:?}",
+        at_producer.lock().unwrap()
+    );
+    let report = producer.shutdown(Duration::from_secs(5));
+    assert!(report.joined, "{report:?}");
+    drop(silent);
+}

@@ -108,7 +108,11 @@ async fn run_core(index: usize, cpu: usize, shared: Arc<Shared>, inbox: Arc<Inbo
                                 .set(core.stats.refused_at_shutdown.get() + 1),
                             _ => core.stats.refused.set(core.stats.refused.get() + 1),
                         }
-                        inbox.fail(reply, error.with_returned(message.into_returned()));
+                        // Through this core's handler (a core may have replaced the
+                        // producer's), as a send it had started would be.
+                        if let Some(reply) = core.reply_target(reply) {
+                            reply.send(Err(error.with_returned(message.into_returned())));
+                        }
                         continue;
                     }
                 };
