@@ -406,6 +406,16 @@ fn panicking_handler_round(auto_batch: Option<AutoBatch>) {
     producer
         .send(Message::new(topic.clone(), "after"))
         .expect("a send after the panics");
+    // The connection stayed open: nothing was sent again, no attempt failed.
+    let stats = producer.stats().expect("stats");
+    assert_eq!(stats.retries(), 0, "batched {batched}: {stats:?}");
+    for core in &stats.cores {
+        assert!(
+            core.attempt_errors_by_broker.is_empty(),
+            "batched {batched}: attempt errors {:?}",
+            core.attempt_errors_by_broker
+        );
+    }
     let d = deliveries.lock().unwrap();
     assert_each_reported_stored_once(&d, &topic, &format!("batched {batched}: "));
     drop(d);
