@@ -519,3 +519,47 @@ fn refusals_from_a_cores_queue_go_to_its_own_handler() {
     assert!(report.joined, "{report:?}");
     drop(silent);
 }
+
+/// With automatic batching and a zero linger, the batches one turn of the core leaves open
+/// (three topics, none full) all go at the end of that turn, each message stored once: one
+/// flush takes every batch opened in the turn.
+#[test]
+fn partial_batches_of_several_topics_go_at_the_end_of_the_turn() {
+    common::init_tracing();
+    let rmq = common::rocketmq();
+    let topics: Vec<String> = (0..3)
+        .map(|i| common::topic(&format!("turn_flush_{i}")))
+        .collect();
+    let (producer, deliveries) = reporting_producer(&rmq.namesrv, |c| {
+        c.core.auto_batch = Some(AutoBatch::default());
+    });
+    assert!(AutoBatch::default().linger.is_zero(), "the default lingers");
+    // Routes and connection first, so that the turn below only joins batches.
+    for topic in &topics {
+        producer
+            .send(Message::new(topic.clone(), "warm-up"))
+            .expect("first send");
+    }
+    let shared: Vec<rocketmq_tpc::Topic> = topics.iter().map(|t| t.as_str().into()).collect();
+    common::on_core(&producer, 0, move |local: LocalProducer| async move {
+        for n in 0..30u64 {
+            let topic = shared[(n % 3) as usize].clone();
+            local
+                .send_reported(Message::new(topic, format!("turn {n}")), n)
+                .expect("handed over");
+        }
+    })
+    .expect("core job done");
+    wait_delivered(&deliveries, 0..30, Duration::from_secs(30));
+    let d = deliveries.lock().unwrap();
+    for (i, topic) in topics.iter().enumerate() {
+        let of_topic: BTreeMap<u64, Vec<Result<SendResult, Error>>> = d
+            .iter()
+            .filter(|(token, _)| **token % 3 == i as u64)
+            .map(|(token, outcomes)| (*token, outcomes.clone()))
+            .collect();
+        assert_each_reported_stored_once(&of_topic, topic, &format!("{topic}: "));
+    }
+    drop(d);
+    producer.shutdown(Duration::from_secs(5));
+}

@@ -107,6 +107,9 @@ pub(crate) struct Batcher {
     properties: RefCell<String>,
     /// What joins left to do, for [`Batcher::close`].
     closing: RefCell<VecDeque<Closing>>,
+    /// With a zero linger, the batches opened since the flush task last ran, in order; the task
+    /// is on its way while this is not empty ([`Batcher::flush_soon`]).
+    due: RefCell<Vec<(Topic, BatchKind, u64)>>,
     next_id: Cell<u64>,
     /// How many messages the batch sent last held: the room a forming batch makes at once
     /// (growing a large batch's body by doubling copied it several times over).
@@ -120,6 +123,7 @@ impl Batcher {
             open: RefCell::new(OpenBatches::default()),
             properties: RefCell::new(String::new()),
             closing: RefCell::new(VecDeque::new()),
+            due: RefCell::new(Vec::new()),
             next_id: Cell::new(0),
             last_size: Cell::new(64),
         }
@@ -132,12 +136,49 @@ impl Batcher {
             let next = self.closing.borrow_mut().pop_front();
             match next {
                 Some(Closing::Send(batch)) => self.send(core, batch),
+                Some(Closing::Linger(topic, kind, id)) if self.config.linger.is_zero() => {
+                    self.flush_soon(core, topic, kind, id)
+                }
                 Some(Closing::Linger(topic, kind, id)) => {
                     schedule_linger(core, topic, kind, id, self.config.linger)
                 }
                 None => return,
             }
         }
+    }
+
+    /// With a zero linger, batch `id` of `topic` and `kind` goes once the executor has run
+    /// what else is ready (what is already waiting joins it first), unless it filled before.
+    /// One task per turn takes every batch opened meanwhile, instead of a task per batch.
+    fn flush_soon(&self, core: &Rc<Core>, topic: Topic, kind: BatchKind, id: u64) {
+        let mut due = self.due.borrow_mut();
+        let task_on_its_way = !due.is_empty();
+        due.push((topic, kind, id));
+        drop(due);
+        if task_on_its_way {
+            return;
+        }
+        let core = Rc::clone(core);
+        let flush = async move {
+            futures_lite::future::yield_now().await;
+            let Some(batcher) = core.batcher.as_ref() else {
+                return;
+            };
+            // Taken out first: batches opened from here on (by handlers that send again) are
+            // the next task's, and a panic below leaves no task believed on its way.
+            let mut due = std::mem::take(&mut *batcher.due.borrow_mut());
+            for (topic, kind, id) in due.drain(..) {
+                if let Some(batch) = batcher.take(&topic, kind, id) {
+                    batcher.send(&core, batch);
+                }
+            }
+            // Its room kept for the next turn's.
+            let mut next = batcher.due.borrow_mut();
+            if next.capacity() == 0 {
+                *next = due;
+            }
+        };
+        super::guarded::spawn_guarded("batch flush", flush, |_| {});
     }
 
     /// Sends `batch`, remembering its size.
@@ -309,6 +350,8 @@ enum Closing {
     Linger(Topic, BatchKind, u64),
 }
 
+/// With a linger above zero: batch `id` of `topic` and `kind` goes when its linger is over,
+/// unless it filled before.
 fn schedule_linger(
     core: &Rc<Core>,
     topic: Topic,
@@ -318,11 +361,7 @@ fn schedule_linger(
 ) {
     let core = Rc::clone(core);
     let linger_task = async move {
-        if linger.is_zero() {
-            futures_lite::future::yield_now().await;
-        } else {
-            super::deadline::sleep(linger).await;
-        }
+        super::deadline::sleep(linger).await;
         let Some(batcher) = core.batcher.as_ref() else {
             return;
         };
