@@ -74,9 +74,11 @@ pub enum QueueFullPolicy {
 pub struct AutoBatch {
     /// How long an open batch waits for more messages. 0 (default) = only what is already
     /// waiting on the core joins, so batching never adds latency. Must be below `send_timeout`.
-    /// Each message keeps its own budget: one whose deadline passes first gets its timeout
-    /// while the batch goes on (see the batcher's docs); messages whose deadlines lie within a
-    /// millisecond of each other share the earliest.
+    /// Each message keeps its own budget: one with a timeout shorter than the linger
+    /// (`SendOptions::timeout`) skips batching and goes alone at once; one whose deadline
+    /// passes while its batch is in flight gets its timeout while the batch goes on (see the
+    /// batcher's docs); messages whose deadlines lie within a millisecond of each other share
+    /// the earliest.
     #[serde(deserialize_with = "units::duration")]
     pub linger: Duration,
     /// Most messages per batch (default 256).

@@ -355,24 +355,39 @@ fn an_unanswered_auto_batch_record_times_out_every_member_with_its_message() {
     assert!(fake.sends.load(Ordering::SeqCst) >= 2, "the batch was sent");
 }
 
+/// A member whose budget ran out before its batch went (the core kept busy past the linger and
+/// the budget) is left out of it: `Timeout` / `NotStored`, while the batch goes for the others.
 #[test]
 fn an_auto_batched_message_whose_budget_ran_out_before_sending_is_not_sent() {
     let fake = FakeBroker::start(|_| Action::Reply(0));
     let mut config = config_for(&fake.addr, Duration::from_secs(10), Duration::from_secs(5));
+    config.cores = rocketmq_tpc::CoreSelection::Count(1);
     config.core.auto_batch = Some(AutoBatch {
-        linger: Duration::from_millis(200),
+        linger: Duration::from_millis(20),
         ..Default::default()
     });
     let p = build(config);
-    let long = p.send_async(Message::new("T", "long"));
-    let short = p.send_async_with(
-        Message::new("T", "short"),
-        SendOptions::new().timeout(Duration::from_millis(50)),
-    );
-    let e = short.wait().unwrap_err();
+    p.send(Message::new("T", "route and connection first"))
+        .expect("warm-up send");
+    let (long, short) = common::on_core(&p, 0, |local: LocalProducer| async move {
+        let long = local.send(Message::new("T", "long"));
+        let short = local.send_with(
+            Message::new("T", "short"),
+            SendOptions::new().timeout(Duration::from_millis(100)),
+        );
+        // The core runs nothing else meanwhile: the linger ends late, after the short budget.
+        std::thread::sleep(Duration::from_millis(300));
+        (long.await, short.await)
+    })
+    .unwrap();
+    let e = short.unwrap_err();
     assert!(matches!(e, Error::Timeout { .. }), "{e}");
     assert_eq!(e.outcome(), Outcome::NotStored, "{e}");
-    let r = long.wait().unwrap();
+    assert_eq!(
+        &e.into_message().expect("its message back").body[..],
+        b"short"
+    );
+    let r = long.unwrap();
     assert_eq!(r.status, SendStatus::SendOk);
 }
 
@@ -693,10 +708,11 @@ fn reported_sends_take_send_options() {
 
 // ---- automatic batching re-entered from the outcomes it hands out ------------------------
 
-/// A delivery handler that sends again from the outcome of a member whose budget ran out while
-/// its batch lingered (delivered while that batch closes, and for a lone message while its
-/// batch of one closes) re-enters the batcher safely: every message, old and new, gets exactly
-/// one outcome, the expired ones `Timeout` / `NotStored` with their messages.
+/// A delivery handler that sends again from the outcome of a member whose budget ran out before
+/// its batch went (the core kept busy past the linger and past the budget: delivered while that
+/// batch closes, and for a lone message while its batch of one closes) re-enters the batcher
+/// safely: every message, old and new, gets exactly one outcome, the expired ones `Timeout` /
+/// `NotStored` with their messages.
 #[test]
 fn a_handler_sending_again_while_its_batch_closes_gets_one_outcome_per_message() {
     let fake = FakeBroker::start(|_| Action::Reply(0));
@@ -705,7 +721,7 @@ fn a_handler_sending_again_while_its_batch_closes_gets_one_outcome_per_message()
     let mut config = config_for(&fake.addr, Duration::from_secs(5), Duration::from_secs(3));
     config.cores = rocketmq_tpc::CoreSelection::Count(1);
     config.core.auto_batch = Some(AutoBatch {
-        linger: Duration::from_millis(200),
+        linger: Duration::from_millis(20),
         ..Default::default()
     });
     let p = Producer::builder()
@@ -723,7 +739,9 @@ fn a_handler_sending_again_while_its_batch_closes_gets_one_outcome_per_message()
         .unwrap();
     p.send(Message::new("T", "route and connection first"))
         .expect("warm-up send");
-    let short = || SendOptions::new().timeout(Duration::from_millis(50));
+    // Long enough to join a batch (a budget within the linger goes alone), shorter than the
+    // core is kept busy below.
+    let short = || SendOptions::new().timeout(Duration::from_millis(100));
     common::on_core(&p, 0, move |local: LocalProducer| async move {
         local.send_reported(Message::new("T", "long"), 0)?;
         for token in 1..=20 {
@@ -734,7 +752,10 @@ fn a_handler_sending_again_while_its_batch_closes_gets_one_outcome_per_message()
             )?;
         }
         // Alone in its batch (a topic of its own): it closes as a batch of one.
-        local.send_reported_with(Message::new("U", "lone short"), 21, short())
+        local.send_reported_with(Message::new("U", "lone short"), 21, short())?;
+        // The core runs nothing else meanwhile: the lingers end late, after the short budgets.
+        std::thread::sleep(Duration::from_millis(300));
+        Ok::<(), Error>(())
     })
     .unwrap()
     .expect("handed over on the core");
@@ -766,7 +787,7 @@ fn a_handler_sending_again_while_its_batch_closes_gets_one_outcome_per_message()
                 assert_eq!(r.status, SendStatus::SendOk, "token {token}");
             }
             _ => {
-                let e = result.expect_err("its budget ran out while the batch lingered");
+                let e = result.expect_err("its budget ran out before the batch went");
                 assert!(matches!(e, Error::Timeout { .. }), "token {token}: {e}");
                 assert_eq!(e.outcome(), Outcome::NotStored, "token {token}: {e}");
                 let m = e.into_message().expect("the expired message comes back");
@@ -778,6 +799,64 @@ fn a_handler_sending_again_while_its_batch_closes_gets_one_outcome_per_message()
                 assert_eq!(&m.body[..], body.as_bytes(), "token {token}");
             }
         }
+    }
+}
+
+/// A send whose timeout is shorter than the linger does not wait in a batch past its budget:
+/// it goes alone at once and is answered, from an application thread and from code on the
+/// core alike. (Joining, it would get `Timeout` when the linger ended; the messages sent with
+/// the default budget around it still wait for the linger, so they are answered after it.)
+#[test]
+fn a_send_whose_timeout_is_below_the_linger_goes_alone_at_once() {
+    let fake = FakeBroker::start(|_| Action::Reply(0));
+    let mut config = config_for(&fake.addr, Duration::from_secs(5), Duration::from_secs(3));
+    config.cores = rocketmq_tpc::CoreSelection::Count(1);
+    config.core.auto_batch = Some(AutoBatch {
+        linger: Duration::from_secs(2),
+        ..Default::default()
+    });
+    let (tx, rx) = std::sync::mpsc::channel::<(u64, Result<rocketmq_tpc::SendResult, Error>)>();
+    let tx = std::sync::Mutex::new(tx);
+    let p = Producer::builder()
+        .config(config)
+        .on_delivery(move |token, result| {
+            let _ = tx.lock().unwrap().send((token, result.cloned()));
+        })
+        .build()
+        .unwrap();
+    let short = || SendOptions::new().timeout(Duration::from_millis(500));
+    // Through the core's queue, with a route still to fetch: it must not linger either.
+    let r = p
+        .send_with(Message::new("T", "short from a thread"), short())
+        .unwrap_or_else(|e| panic!("a budget below the linger timed out in a batch: {e}"));
+    assert_eq!(r.status, SendStatus::SendOk);
+    common::on_core(&p, 0, move |local: LocalProducer| async move {
+        local.send_reported(Message::new("T", "lingers"), 0)?;
+        local.send_reported_with(Message::new("T", "short on the core"), 1, short())
+    })
+    .unwrap()
+    .expect("handed over on the core");
+    let mut outcomes = std::collections::BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while outcomes.len() < 2 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok((token, result)) = rx.recv_timeout(left) else {
+            panic!("no outcome within 15 s; got only {outcomes:?}");
+        };
+        assert!(
+            outcomes.insert(token, result).is_none(),
+            "token {token} twice"
+        );
+        if outcomes.len() == 1 {
+            assert_eq!(
+                token, 1,
+                "the short send came second: it waited for the linger"
+            );
+        }
+    }
+    for (token, result) in outcomes {
+        let r = result.unwrap_or_else(|e| panic!("token {token}: {e}"));
+        assert_eq!(r.status, SendStatus::SendOk, "token {token}");
     }
 }
 

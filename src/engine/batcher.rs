@@ -12,9 +12,11 @@
 //! (sync or async) share a batch, so the batch retries as often as its callers asked. The
 //! batch's request runs until its *latest* member's deadline; a member whose own deadline comes
 //! first gets [`Error::Timeout`] then (outcome `Unknown`: the batch carrying it may still be
-//! stored) while the batch goes on for the others, and a member whose deadline passed while the
-//! batch lingered is left out of it (`Timeout`, `NotStored`; it learns so when the linger ends,
-//! which `linger < send_timeout` bounds). Members whose deadlines lie within a millisecond of
+//! stored) while the batch goes on for the others. A send whose budget would end within the
+//! linger does not join at all: it goes alone at once ([`Batcher::fits_linger`]), so a linger
+//! never holds a message past its timeout; a member whose deadline still passed before its
+//! batch went (a core kept busy past the linger) is left out of it (`Timeout`, `NotStored`).
+//! Members whose deadlines lie within a millisecond of
 //! each other (the expiry granularity: sends with one timeout made within a millisecond, as a
 //! busy core's are with linger 0) share the earliest one: such a batch goes as one send record,
 //! like a single message, instead of a task watching each member's deadline.
@@ -127,6 +129,17 @@ impl Batcher {
             next_id: Cell::new(0),
             last_size: Cell::new(64),
         }
+    }
+
+    /// Whether a send whose budget ends at `deadline` may join a batch at `now`: always with a
+    /// zero linger; with a longer one only if its budget outlasts the linger. One that does not
+    /// goes alone at once, as without batching, instead of lingering past its own timeout.
+    #[inline]
+    pub(crate) fn fits_linger(&self, now: impl FnOnce() -> Instant, deadline: Instant) -> bool {
+        let linger = self.config.linger;
+        // Past the clock's range a linger is longer than any budget but an endless one: the
+        // batch closes by count or size (what such a setting asks for), as before.
+        linger.is_zero() || now().checked_add(linger).is_none_or(|end| end <= deadline)
     }
 
     /// Sends the batches closed and schedules the lingers opened since the last call.
@@ -242,18 +255,22 @@ impl Batcher {
 }
 
 /// The one decision, for sends from application threads and from the core alike, whether a send
-/// joins an automatic batch: a single message (not oneway, no delay or chosen queue) on a core
-/// whose batcher is on. Hands the message and the batcher out, or the request back.
+/// joins an automatic batch: a single message (not oneway, no delay or chosen queue) whose
+/// budget, ending at `deadline`, outlasts the linger ([`Batcher::fits_linger`]), on a core whose
+/// batcher is on. Hands the message and the batcher out, or the request back.
 #[inline]
 #[allow(clippy::result_large_err)] // moved, not copied: the request goes on by value either way
 pub(crate) fn for_batcher(
     core: &Core,
     outgoing: Outgoing,
     mode: SendMode,
+    deadline: Instant,
 ) -> Result<(PreparedMessage, &Batcher), Outgoing> {
     match (outgoing, core.batcher.as_ref()) {
         (Outgoing::One(message), Some(batcher))
-            if mode != SendMode::Oneway && message.batchable() =>
+            if mode != SendMode::Oneway
+                && message.batchable()
+                && batcher.fits_linger(|| core.records.now(), deadline) =>
         {
             Ok((message, batcher))
         }
@@ -378,6 +395,7 @@ mod tests {
     use crate::config::ProducerConfig;
     use crate::engine::prepared::{is_plain, prepare_at, prepare_plain};
     use crate::protocol::batch;
+    use std::time::Duration;
 
     /// A producer configuration for the batcher's tests.
     pub(super) fn config() -> ProducerConfig {
@@ -404,6 +422,25 @@ mod tests {
             bytes: 0,
         };
         (member, None)
+    }
+
+    /// A budget shorter than the linger does not join; one as long as it, a zero linger, or a
+    /// linger past the clock's range (closing by count) does.
+    #[test]
+    fn only_budgets_that_outlast_the_linger_join() {
+        let now = Instant::now();
+        let lingering = |linger| {
+            Batcher::new(AutoBatch {
+                linger,
+                ..Default::default()
+            })
+        };
+        let ms = Duration::from_millis;
+        assert!(lingering(Duration::ZERO).fits_linger(|| now, now));
+        let ten = lingering(ms(10));
+        assert!(!ten.fits_linger(|| now, now + ms(5)));
+        assert!(ten.fits_linger(|| now, now + ms(10)));
+        assert!(lingering(Duration::MAX).fits_linger(|| now, now + ms(1)));
     }
 
     /// What each join left to do, in order (`L`: a linger to schedule, `S`: a batch to send, with

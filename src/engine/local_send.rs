@@ -61,9 +61,9 @@ pub(crate) fn is_closing(core: &Core) -> bool {
 }
 
 /// Hands over a plain message ([`crate::engine::prepared::is_plain`]) sent from code on `core`:
-/// into its open batch with automatic batching ([`crate::engine::batcher::add_plain`]), else
-/// started as a send record ([`start_plain`]). The caller has checked that the core is not
-/// closing.
+/// into its open batch with automatic batching ([`crate::engine::batcher::add_plain`]) when its
+/// budget outlasts the linger, else started as a send record ([`start_plain`]). The caller has
+/// checked that the core is not closing.
 #[allow(clippy::result_large_err)] // as start_plain
 #[inline]
 pub(crate) fn hand_over_plain(
@@ -75,8 +75,10 @@ pub(crate) fn hand_over_plain(
     reply: impl FnOnce() -> ReplyTarget,
 ) -> Result<(), PlainRefusal> {
     match core.batcher.as_ref() {
-        Some(batcher) => add_plain(core, batcher, message, mode, deadline, born_millis, reply),
-        None => start_plain(core, message, mode, (started, deadline), born_millis, reply),
+        Some(batcher) if batcher.fits_linger(|| started, deadline) => {
+            add_plain(core, batcher, message, mode, deadline, born_millis, reply)
+        }
+        _ => start_plain(core, message, mode, (started, deadline), born_millis, reply),
     }
 }
 
@@ -160,7 +162,7 @@ fn with_permit(
     mode: SendMode,
     deadline: Instant,
 ) -> Step {
-    match crate::engine::batcher::for_batcher(core, outgoing, mode) {
+    match crate::engine::batcher::for_batcher(core, outgoing, mode, deadline) {
         Ok((message, batcher)) => {
             let (reply, answer) = reply_pair(&core.reply_slots);
             let item = crate::engine::batcher::BatchItem {

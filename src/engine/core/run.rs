@@ -157,7 +157,7 @@ pub(crate) fn start_send_at(
     permit: InFlightPermit,
     reply: ReplyTarget,
 ) {
-    match crate::engine::batcher::for_batcher(core, message, mode) {
+    match crate::engine::batcher::for_batcher(core, message, mode, times.1) {
         Ok((message, batcher)) => {
             let item = BatchItem {
                 message,
