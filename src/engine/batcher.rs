@@ -16,10 +16,10 @@
 //! linger does not join at all: it goes alone at once ([`Batcher::fits_linger`]), so a linger
 //! never holds a message past its timeout; a member whose deadline still passed before its
 //! batch went (a core kept busy past the linger) is left out of it (`Timeout`, `NotStored`).
-//! Members whose deadlines lie within a millisecond of
-//! each other (the expiry granularity: sends with one timeout made within a millisecond, as a
-//! busy core's are with linger 0) share the earliest one: such a batch goes as one send record,
-//! like a single message, instead of a task watching each member's deadline.
+//! Members whose deadlines lie within a millisecond of each other (the expiry granularity:
+//! sends with one timeout made within a millisecond, as a busy core's are with linger 0) share
+//! the earliest one: such a batch goes as one send record, like a single message, instead of a
+//! task watching each member's deadline.
 //!
 //! Each message joins with its in-flight permit, so `max_inflight` bounds the messages a core
 //! holds (open batches included) and a stalled broker cannot grow memory without bound. A
