@@ -23,6 +23,17 @@ fn config_for(addr: &str, send_timeout: Duration, attempt: Duration) -> Producer
     config
 }
 
+/// One core with automatic batching that lingers `linger`, a 5 s budget and 3 s attempts.
+fn lingering_on_one_core(addr: &str, linger: Duration) -> ProducerConfig {
+    let mut config = config_for(addr, Duration::from_secs(5), Duration::from_secs(3));
+    config.cores = rocketmq_tpc::CoreSelection::Count(1);
+    config.core.auto_batch = Some(AutoBatch {
+        linger,
+        ..Default::default()
+    });
+    config
+}
+
 fn build(config: ProducerConfig) -> Producer {
     Producer::builder().config(config).build().unwrap()
 }
@@ -360,12 +371,7 @@ fn an_unanswered_auto_batch_record_times_out_every_member_with_its_message() {
 #[test]
 fn an_auto_batched_message_whose_budget_ran_out_before_sending_is_not_sent() {
     let fake = FakeBroker::start(|_| Action::Reply(0));
-    let mut config = config_for(&fake.addr, Duration::from_secs(10), Duration::from_secs(5));
-    config.cores = rocketmq_tpc::CoreSelection::Count(1);
-    config.core.auto_batch = Some(AutoBatch {
-        linger: Duration::from_millis(20),
-        ..Default::default()
-    });
+    let config = lingering_on_one_core(&fake.addr, Duration::from_millis(20));
     let p = build(config);
     p.send(Message::new("T", "route and connection first"))
         .expect("warm-up send");
@@ -718,12 +724,7 @@ fn a_handler_sending_again_while_its_batch_closes_gets_one_outcome_per_message()
     let fake = FakeBroker::start(|_| Action::Reply(0));
     let (tx, rx) = std::sync::mpsc::channel::<(u64, Result<rocketmq_tpc::SendResult, Error>)>();
     let tx = std::sync::Mutex::new(tx);
-    let mut config = config_for(&fake.addr, Duration::from_secs(5), Duration::from_secs(3));
-    config.cores = rocketmq_tpc::CoreSelection::Count(1);
-    config.core.auto_batch = Some(AutoBatch {
-        linger: Duration::from_millis(20),
-        ..Default::default()
-    });
+    let config = lingering_on_one_core(&fake.addr, Duration::from_millis(20));
     let p = Producer::builder()
         .config(config)
         .on_delivery(move |token, result| {
@@ -809,12 +810,7 @@ fn a_handler_sending_again_while_its_batch_closes_gets_one_outcome_per_message()
 #[test]
 fn a_send_whose_timeout_is_below_the_linger_goes_alone_at_once() {
     let fake = FakeBroker::start(|_| Action::Reply(0));
-    let mut config = config_for(&fake.addr, Duration::from_secs(5), Duration::from_secs(3));
-    config.cores = rocketmq_tpc::CoreSelection::Count(1);
-    config.core.auto_batch = Some(AutoBatch {
-        linger: Duration::from_secs(2),
-        ..Default::default()
-    });
+    let config = lingering_on_one_core(&fake.addr, Duration::from_secs(2));
     let (tx, rx) = std::sync::mpsc::channel::<(u64, Result<rocketmq_tpc::SendResult, Error>)>();
     let tx = std::sync::Mutex::new(tx);
     let p = Producer::builder()

@@ -439,20 +439,33 @@ fn a_handler_panicking_on_refusals_stops_no_core() {
         },
         |token| panic!("delivery handler fails on token {token}"),
     );
+    send_behind_a_held_permit(&producer, "reported_refused", 20);
+    wait_delivered(&deliveries, 0..20, Duration::from_secs(10));
+    assert_refused_behind_the_held_permit(&deliveries);
+    let alive = common::on_core(&producer, 0, |_: LocalProducer| async move { "alive" });
+    assert_eq!(alive.ok(), Some("alive"), "the core still runs jobs");
+    let report = producer.shutdown(Duration::from_secs(5));
+    assert!(report.joined, "{report:?}");
+    drop(silent);
+}
+
+/// Token 0 with a 2 s budget (it takes the core's one permit and waits on a silent peer), then
+/// tokens `1..n` with the producer's shorter budget, which end waiting for that permit.
+fn send_behind_a_held_permit(producer: &Producer, topic: &str, n: u64) {
     let long = rocketmq_tpc::SendOptions::new().timeout(Duration::from_secs(2));
     producer
-        .send_reported_with(
-            Message::new("reported_refused", "holds the permit"),
-            0,
-            long,
-        )
+        .send_reported_with(Message::new(topic, "holds the permit"), 0, long)
         .expect("handed over");
-    for n in 1..20 {
+    for token in 1..n {
         producer
-            .send_reported(Message::new("reported_refused", "x"), n)
+            .send_reported(Message::new(topic, "x"), token)
             .expect("handed over");
     }
-    wait_delivered(&deliveries, 0..20, Duration::from_secs(10));
+}
+
+/// One outcome per token of [`send_behind_a_held_permit`]: an error for the one holding the
+/// permit, `QueueFull` for every other.
+fn assert_refused_behind_the_held_permit(deliveries: &Deliveries) {
     for (token, outcomes) in deliveries.lock().unwrap().iter() {
         assert_eq!(outcomes.len(), 1, "token {token}: {outcomes:?}");
         match (&outcomes[0], *token) {
@@ -461,11 +474,6 @@ fn a_handler_panicking_on_refusals_stops_no_core() {
             (other, _) => panic!("token {token}: expected QueueFull, got {other:?}"),
         }
     }
-    let alive = common::on_core(&producer, 0, |_: LocalProducer| async move { "alive" });
-    assert_eq!(alive.ok(), Some("alive"), "the core still runs jobs");
-    let report = producer.shutdown(Duration::from_secs(5));
-    assert!(report.joined, "{report:?}");
-    drop(silent);
 }
 
 /// A core whose delivery handler was replaced ([`LocalProducer::set_delivery_handler`]) gets
@@ -492,24 +500,9 @@ fn refusals_from_a_cores_queue_go_to_its_own_handler() {
         });
     })
     .expect("the core runs the job");
-    let long = rocketmq_tpc::SendOptions::new().timeout(Duration::from_secs(2));
-    producer
-        .send_reported_with(Message::new("reported_own", "holds the permit"), 0, long)
-        .expect("handed over");
-    for n in 1..5 {
-        producer
-            .send_reported(Message::new("reported_own", "x"), n)
-            .expect("handed over");
-    }
+    send_behind_a_held_permit(&producer, "reported_own", 5);
     wait_delivered(&at_core, 0..5, Duration::from_secs(10));
-    for (token, outcomes) in at_core.lock().unwrap().iter() {
-        assert_eq!(outcomes.len(), 1, "token {token}: {outcomes:?}");
-        match (&outcomes[0], *token) {
-            (Err(_), 0) => {}
-            (Err(Error::QueueFull { .. }), _) => {}
-            (other, _) => panic!("token {token}: expected QueueFull, got {other:?}"),
-        }
-    }
+    assert_refused_behind_the_held_permit(&at_core);
     assert!(
         at_producer.lock().unwrap().is_empty(),
         "the producer's handler got {:?}",
