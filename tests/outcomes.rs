@@ -34,6 +34,23 @@ fn lingering_on_one_core(addr: &str, linger: Duration) -> ProducerConfig {
     config
 }
 
+/// Each token's outcome as the delivery handler got it.
+type Reported = std::sync::mpsc::Receiver<(u64, Result<SendResult, Error>)>;
+
+/// A producer whose delivery handler passes each outcome on to the receiver.
+fn reporting_to_a_channel(config: ProducerConfig) -> (Producer, Reported) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let p = Producer::builder()
+        .config(config)
+        .on_delivery(move |token, result| {
+            let _ = tx.lock().unwrap().send((token, result.cloned()));
+        })
+        .build()
+        .unwrap();
+    (p, rx)
+}
+
 fn build(config: ProducerConfig) -> Producer {
     Producer::builder().config(config).build().unwrap()
 }
@@ -811,15 +828,7 @@ fn a_handler_sending_again_while_its_batch_closes_gets_one_outcome_per_message()
 fn a_send_whose_timeout_is_below_the_linger_goes_alone_at_once() {
     let fake = FakeBroker::start(|_| Action::Reply(0));
     let config = lingering_on_one_core(&fake.addr, Duration::from_secs(2));
-    let (tx, rx) = std::sync::mpsc::channel::<(u64, Result<rocketmq_tpc::SendResult, Error>)>();
-    let tx = std::sync::Mutex::new(tx);
-    let p = Producer::builder()
-        .config(config)
-        .on_delivery(move |token, result| {
-            let _ = tx.lock().unwrap().send((token, result.cloned()));
-        })
-        .build()
-        .unwrap();
+    let (p, rx) = reporting_to_a_channel(config);
     let short = || SendOptions::new().timeout(Duration::from_millis(500));
     // Through the core's queue, with a route still to fetch: it must not linger either.
     let r = p
@@ -914,17 +923,9 @@ fn a_plain_reported_send_retried_from_a_core_sends_the_same_properties() {
         3 => Action::Reply(13),     // MESSAGE_ILLEGAL: final
         _ => Action::Reply(0),
     });
-    let (tx, rx) = std::sync::mpsc::channel::<(u64, Result<rocketmq_tpc::SendResult, Error>)>();
-    let tx = std::sync::Mutex::new(tx);
     let mut config = config_for(&fake.addr, Duration::from_secs(5), Duration::from_secs(3));
     config.cores = rocketmq_tpc::CoreSelection::Count(1);
-    let p = Producer::builder()
-        .config(config)
-        .on_delivery(move |token, result| {
-            let _ = tx.lock().unwrap().send((token, result.cloned()));
-        })
-        .build()
-        .unwrap();
+    let (p, rx) = reporting_to_a_channel(config);
     p.send(Message::new("T", "route and connection first"))
         .expect("warm-up send");
     let message = |n: u64| {
