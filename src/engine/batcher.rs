@@ -181,9 +181,7 @@ impl Batcher {
             // the next task's, and a panic below leaves no task believed on its way.
             let mut due = std::mem::take(&mut *batcher.due.borrow_mut());
             for (topic, kind, id) in due.drain(..) {
-                if let Some(batch) = batcher.take(&topic, kind, id) {
-                    batcher.send(&core, batch);
-                }
+                batcher.send_if_open(&core, &topic, kind, id);
             }
             // Its room kept for the next turn's.
             let mut next = batcher.due.borrow_mut();
@@ -209,6 +207,13 @@ impl Batcher {
         let batches = open.cold.get_mut(topic.as_str())?;
         let at = batches.iter().position(|b| b.kind == kind && b.id == id)?;
         Some(batches.swap_remove(at))
+    }
+
+    /// Sends batch `id` of `topic` and `kind` if it is still open (it may have filled and gone).
+    fn send_if_open(&self, core: &Rc<Core>, topic: &Topic, kind: BatchKind, id: u64) {
+        if let Some(batch) = self.take(topic, kind, id) {
+            self.send(core, batch);
+        }
     }
 
     /// Puts `message` (`size` encoded bytes, a batch of `kind`) with its member entry and permit
@@ -379,11 +384,8 @@ fn schedule_linger(
     let core = Rc::clone(core);
     let linger_task = async move {
         super::deadline::sleep(linger).await;
-        let Some(batcher) = core.batcher.as_ref() else {
-            return;
-        };
-        if let Some(batch) = batcher.take(&topic, kind, id) {
-            batcher.send(&core, batch);
+        if let Some(batcher) = core.batcher.as_ref() {
+            batcher.send_if_open(&core, &topic, kind, id);
         }
     };
     super::guarded::spawn_guarded("batch linger", linger_task, |_| {});
