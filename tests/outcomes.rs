@@ -51,6 +51,33 @@ fn reporting_to_a_channel(config: ProducerConfig) -> (Producer, Reported) {
     (p, rx)
 }
 
+/// The outcomes of `tokens` from `rx` in the order they came, one each, within `limit`: fails
+/// naming the tokens still missing then, or a token reported twice.
+fn one_outcome_each(
+    rx: &Reported,
+    tokens: &[u64],
+    limit: Duration,
+) -> Vec<(u64, Result<SendResult, Error>)> {
+    let deadline = Instant::now() + limit;
+    let mut outcomes: Vec<(u64, Result<SendResult, Error>)> = Vec::new();
+    while outcomes.len() < tokens.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok((token, result)) = rx.recv_timeout(left) else {
+            let missing: Vec<_> = tokens
+                .iter()
+                .filter(|t| !outcomes.iter().any(|(got, _)| got == *t))
+                .collect();
+            panic!("no outcome within {limit:?} for tokens {missing:?}");
+        };
+        assert!(
+            !outcomes.iter().any(|(got, _)| *got == token),
+            "token {token} got a second outcome"
+        );
+        outcomes.push((token, result));
+    }
+    outcomes
+}
+
 fn build(config: ProducerConfig) -> Producer {
     Producer::builder().config(config).build().unwrap()
 }
@@ -778,22 +805,10 @@ fn a_handler_sending_again_while_its_batch_closes_gets_one_outcome_per_message()
     .unwrap()
     .expect("handed over on the core");
     let expected: Vec<u64> = (0..=21).chain(101..=121).collect();
-    let mut outcomes = std::collections::BTreeMap::new();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while outcomes.len() < expected.len() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let Ok((token, result)) = rx.recv_timeout(left) else {
-            let missing: Vec<_> = expected
-                .iter()
-                .filter(|t| !outcomes.contains_key(*t))
-                .collect();
-            panic!("no outcome within 15 s for tokens {missing:?}");
-        };
-        assert!(
-            outcomes.insert(token, result).is_none(),
-            "token {token} got a second outcome"
-        );
-    }
+    let outcomes: std::collections::BTreeMap<_, _> =
+        one_outcome_each(&rx, &expected, Duration::from_secs(15))
+            .into_iter()
+            .collect();
     // Late duplicates would arrive within the next linger.
     if let Ok((token, result)) = rx.recv_timeout(Duration::from_millis(500)) {
         panic!("an outcome beyond one per message: token {token}: {result:?}");
@@ -841,24 +856,11 @@ fn a_send_whose_timeout_is_below_the_linger_goes_alone_at_once() {
     })
     .unwrap()
     .expect("handed over on the core");
-    let mut outcomes = std::collections::BTreeMap::new();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while outcomes.len() < 2 {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let Ok((token, result)) = rx.recv_timeout(left) else {
-            panic!("no outcome within 15 s; got only {outcomes:?}");
-        };
-        assert!(
-            outcomes.insert(token, result).is_none(),
-            "token {token} twice"
-        );
-        if outcomes.len() == 1 {
-            assert_eq!(
-                token, 1,
-                "the short send came second: it waited for the linger"
-            );
-        }
-    }
+    let outcomes = one_outcome_each(&rx, &[0, 1], Duration::from_secs(15));
+    assert_eq!(
+        outcomes[0].0, 1,
+        "the short send came second: it waited for the linger"
+    );
     for (token, result) in outcomes {
         let r = result.unwrap_or_else(|e| panic!("token {token}: {e}"));
         assert_eq!(r.status, SendStatus::SendOk, "token {token}");
