@@ -3,7 +3,7 @@
 //! ```text
 //!  request() ─ encode frame into write_buf ─ register opaque ─ wake writer
 //!  writer task: swap write_buf with its own buffer ─ send(2) everything queued in one go
-//!  reader task: recv into one buffer ─ decode whole frames in place ─ complete by opaque, pausing
+//!  reader task: recv into one buffer ─ read whole frames in place ─ complete by opaque, pausing
 //!               every 128 answers so the woken senders and the writer run in between
 //!  expiry task: at the earliest deadline of the requests in flight, fail those that are due
 //!  any I/O or decode error ─ close(): every waiting request fails (written or not), tasks exit
@@ -25,6 +25,7 @@ use crate::protocol::send_response_header::SendResponse;
 use crate::protocol::{binary_response, frame, RemotingCommand, ResponseCode};
 
 mod enqueue;
+mod read_buffer;
 mod response;
 mod settings;
 mod stream;

@@ -9,10 +9,11 @@ use std::rc::Rc;
 use std::task::Poll;
 use std::time::Instant;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use glommio::net::TcpStream;
 use tracing::Instrument;
 
+use super::read_buffer::ReadBuffer;
 use super::{
     ConnCounters, ConnSettings, Connection, Stream, DISPATCH_BURST, DISPATCH_BURST_BYTES,
     DISPATCH_BURST_MIN, READ_CHUNK,
@@ -21,6 +22,7 @@ use crate::config::split_host_port;
 use crate::engine::in_flight::{DoneRecords, InFlight, EXPIRY_GRANULARITY};
 use crate::engine::records::RecordBook;
 use crate::error::{Error, Outcome};
+use crate::protocol::decode_error::DecodeError;
 use crate::protocol::frame;
 
 impl Connection {
@@ -262,10 +264,16 @@ async fn expiry_loop(conn: Rc<Connection>) {
 }
 
 async fn read_loop(conn: Rc<Connection>) {
-    let mut scratch = vec![0u8; READ_CHUNK];
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut input = ReadBuffer::new(READ_CHUNK);
+    // Frames that are not a send record's answer are copied here to be decoded (their fields
+    // and bodies are slices of it); it reuses its room as the read buffer did before.
+    let mut whole = BytesMut::with_capacity(READ_CHUNK);
+    let max_frame_bytes = conn.settings.max_frame_bytes;
+    let mut frame_size = None;
     loop {
-        let read = futures_lite::future::poll_fn(|cx| conn.poll_read_some(cx, &mut scratch)).await;
+        let read =
+            futures_lite::future::poll_fn(|cx| conn.poll_read_some(cx, input.room(frame_size)))
+                .await;
         let n = match read {
             Ok(0) => {
                 conn.close("connection closed by the peer", false);
@@ -278,21 +286,38 @@ async fn read_loop(conn: Rc<Connection>) {
             }
         };
         conn.counters.reads.set(conn.counters.reads.get() + 1);
-        buf.extend_from_slice(&scratch[..n]);
+        input.filled(n);
         let mut clock = conn.records.as_deref().map(RecordBook::hold_clock);
         let mut burst = 0;
         loop {
             // A send record's answer is read where it lies; anything else is decoded whole.
-            let answered = match conn.complete_in_place(&buf) {
+            let answered = match conn.complete_in_place(input.pending()) {
                 Some(size) => {
-                    buf.advance(size);
-                    Ok(Some(()))
+                    input.consume(size);
+                    Ok(())
                 }
-                None => frame::decode(&mut buf, conn.settings.max_frame_bytes)
-                    .map(|decoded| decoded.map(|command| conn.dispatch(command))),
+                None => match frame::check(input.pending(), max_frame_bytes) {
+                    Ok(size) => {
+                        whole.extend_from_slice(&input.pending()[..size]);
+                        input.consume(size);
+                        match frame::decode(&mut whole, max_frame_bytes) {
+                            Ok(Some(command)) => {
+                                conn.dispatch(command);
+                                Ok(())
+                            }
+                            Ok(None) => Err(DecodeError::Incomplete { needed: size }),
+                            Err(e) => Err(e),
+                        }
+                    }
+                    Err(DecodeError::Incomplete { needed }) => {
+                        frame_size = Some(needed);
+                        break;
+                    }
+                    Err(e) => Err(e),
+                },
             };
             match answered {
-                Ok(Some(())) => {
+                Ok(()) => {
                     burst += 1;
                     if burst == DISPATCH_BURST
                         || (burst >= DISPATCH_BURST_MIN
@@ -307,7 +332,6 @@ async fn read_loop(conn: Rc<Connection>) {
                         clock = conn.records.as_deref().map(RecordBook::hold_clock);
                     }
                 }
-                Ok(None) => break,
                 Err(e) => {
                     drop(clock.take());
                     conn.close(&format!("undecodable frame: {e}"), true);
