@@ -461,10 +461,7 @@ fn try_start_with<F: FnOnce() -> ReplyTarget>(
     };
     let queue = &route.queues[queue_index];
     let rewind = || core.selector.borrow_mut().rewind(topic, mark);
-    let Some(conn) = route
-        .master_addr(&queue.broker_name)
-        .and_then(|addr| core.open_send_connection(addr))
-    else {
+    let Some(conn) = core.open_queue_connection(&route, queue_index) else {
         rewind();
         return Err((message, permit, reply));
     };

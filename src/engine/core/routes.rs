@@ -2,12 +2,13 @@
 //! route of a topic from the shared snapshot or fetched once for all waiters (single flight),
 //! the `TBW102` fallback, and background refreshes after failures (coalesced per topic).
 
-use std::rc::Rc;
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{attempt_timeout, Core, MAX_BROKERS_PER_ROUTE};
-use crate::engine::connection::failure_to_error;
+use crate::engine::connection::{failure_to_error, Connection};
 use crate::engine::deadline::{deadline_after, until};
 use crate::error::{Error, Outcome};
 use crate::protocol::ext_fields::CustomHeader;
@@ -15,18 +16,64 @@ use crate::protocol::send_request_header;
 use crate::protocol::{RemotingCommand, RequestCode, ResponseCode};
 use crate::route::{publish_queues, TopicRoute};
 
-/// A route as a core holds it for its sends: shared on the core by a count that is not atomic.
-pub(crate) struct CoreRoute(Arc<TopicRoute>);
+/// A route as a core holds it for its sends: shared on the core by a count that is not atomic,
+/// with the connection each queue's sends went out on last.
+pub(crate) struct CoreRoute {
+    route: Arc<TopicRoute>,
+    /// Per queue (as `route.queues`), the connection its last record went out on: the next one
+    /// finds it without looking up the broker's address and the address's connection.
+    connections: RefCell<Vec<Weak<Connection>>>,
+}
 
 impl std::ops::Deref for CoreRoute {
     type Target = TopicRoute;
 
     fn deref(&self) -> &TopicRoute {
-        &self.0
+        &self.route
+    }
+}
+
+impl CoreRoute {
+    fn new(route: Arc<TopicRoute>) -> Self {
+        let connections = RefCell::new(vec![Weak::new(); route.queues.len()]);
+        CoreRoute { route, connections }
     }
 }
 
 impl Core {
+    /// The open connection to the master of queue `index` of `route`, chosen as
+    /// [`Core::open_send_connection`] chooses; with one connection per broker it is remembered
+    /// in the route for the queue's next send (an open connection is the one its slot holds, so
+    /// a remembered one that is still open is still the right one).
+    #[inline]
+    pub(crate) fn open_queue_connection(
+        &self,
+        route: &CoreRoute,
+        index: usize,
+    ) -> Option<Rc<Connection>> {
+        let one_slot = self.core_config.connections_per_broker <= 1;
+        if one_slot {
+            let remembered = route
+                .connections
+                .borrow()
+                .get(index)
+                .and_then(Weak::upgrade);
+            if let Some(conn) = remembered.filter(|conn| !conn.is_closed()) {
+                return Some(conn);
+            }
+        }
+        let queue = route.queues.get(index)?;
+        let conn = route
+            .master_addr(&queue.broker_name)
+            .and_then(|addr| self.open_send_connection(addr))?;
+        if one_slot {
+            if let Some(slot) = route.connections.borrow_mut().get_mut(index) {
+                *slot = Rc::downgrade(&conn);
+            }
+        }
+        Some(conn)
+    }
+
     /// One request/response exchange with `addr`, bounded by `deadline`.
     pub(crate) async fn round_trip(
         self: &Rc<Self>,
@@ -112,7 +159,7 @@ impl Core {
     /// The route of `topic` if the shared snapshot has it (no NameServer request).
     pub(crate) fn cached_route(&self, topic: &str) -> Option<Arc<TopicRoute>> {
         self.cached_route_here(topic)
-            .map(|route| Arc::clone(&route.0))
+            .map(|route| Arc::clone(&route.route))
     }
 
     /// [`Core::cached_route`] as this core's own handle on it: consecutive sends to one topic
@@ -135,7 +182,7 @@ impl Core {
         if let Some(route) = self.shared.routes.get(topic) {
             self.shared.routes.touch(topic);
             self.touched_epoch.set(self.shared.routes.epoch());
-            let route = Rc::new(CoreRoute(route));
+            let route = Rc::new(CoreRoute::new(route));
             *self.last_route.borrow_mut() = Some((changes, Rc::clone(&route)));
             let mut selector = self.selector.borrow_mut();
             if selector.topics() > 2 * self.shared.routes.len() + 64 {
