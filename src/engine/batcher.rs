@@ -49,7 +49,7 @@ use crate::topic::Topic;
 mod closed;
 mod open;
 
-use open::{Joining, OpenBatch, OpenBatches, PlainJoining};
+use open::{BatchTopic, OpenBatch, OpenBatches, PlainParts};
 
 /// One message on its way into an open batch.
 pub(crate) struct BatchItem {
@@ -216,22 +216,64 @@ impl Batcher {
         }
     }
 
-    /// Puts `message` (`size` encoded bytes, a batch of `kind`) with its member entry and permit
-    /// (`None`: tests) in its open batch, opening one when there is none; what closed waits for
-    /// [`Batcher::close`].
+    /// Puts a prepared `message` (`size` encoded bytes, a batch of `kind`) with its member entry
+    /// and permit (`None`: tests) in its open batch, opening one when there is none; what closed
+    /// waits for [`Batcher::close`].
     #[inline(always)]
     fn enter(
         &self,
         now: Instant,
-        message: impl Joining,
+        message: PreparedMessage,
         kind: BatchKind,
         size: usize,
         joined: (Member, Option<InFlightPermit>),
     ) {
-        let config = &self.config;
         let mut closing = self.closing.borrow_mut();
         let mut open = self.open.borrow_mut();
-        let mut at = open.find(&message, kind);
+        let (at, fills) = self.batch_for(&mut open, &mut closing, now, &message, (kind, size));
+        let room = (self.last_size.get(), &self.config);
+        open.hot[at].join(message, joined, size, room);
+        if fills {
+            closing.push_back(Closing::Send(open.hot.remove(at)));
+        }
+    }
+
+    /// [`Batcher::enter`] for a plain message written straight into the batch body
+    /// ([`OpenBatch::join_plain`]).
+    #[inline(always)]
+    fn enter_plain(
+        &self,
+        now: Instant,
+        message: Message,
+        plain: PlainParts<'_>,
+        kind: BatchKind,
+        size: usize,
+        joined: (Member, Option<InFlightPermit>),
+    ) {
+        let mut closing = self.closing.borrow_mut();
+        let mut open = self.open.borrow_mut();
+        let (at, fills) = self.batch_for(&mut open, &mut closing, now, &message, (kind, size));
+        let room = (self.last_size.get(), &self.config);
+        open.hot[at].join_plain(message, plain, joined, size, room);
+        if fills {
+            closing.push_back(Closing::Send(open.hot.remove(at)));
+        }
+    }
+
+    /// Where a message for `topic` of `kind` and `size` encoded bytes joins: its open batch
+    /// among the hot ones (one it would push over the byte limit goes as it is first), or a
+    /// batch opened for it. Returns its place and whether the message fills it.
+    #[inline(always)]
+    fn batch_for(
+        &self,
+        open: &mut OpenBatches,
+        closing: &mut VecDeque<Closing>,
+        now: Instant,
+        topic: &impl BatchTopic,
+        (kind, size): (BatchKind, usize),
+    ) -> (usize, bool) {
+        let config = &self.config;
+        let mut at = open.find(topic, kind);
         if let Some(i) = at {
             // A batch this message would push over the byte limit goes as it is.
             if open.hot[i].bytes + size > config.max_bytes {
@@ -244,18 +286,15 @@ impl Batcher {
             None => {
                 let id = self.next_id.get();
                 self.next_id.set(id + 1);
-                let topic = message.shared_topic();
+                let topic = topic.shared_topic();
                 closing.push_back(Closing::Linger(topic.clone(), kind, id));
                 open.heat(OpenBatch::new(id, topic, kind, now))
             }
         };
-        let batch = &mut open.hot[at];
+        let batch = &open.hot[at];
         let fills = batch.members.len() + 1 >= config.max_messages
             || batch.bytes + size >= config.max_bytes;
-        batch.join(message, joined, size, (self.last_size.get(), config));
-        if fills {
-            closing.push_back(Closing::Send(open.hot.remove(at)));
-        }
+        (at, fills)
     }
 }
 
@@ -342,20 +381,18 @@ pub(crate) fn add_plain(
         sync: mode == SendMode::Sync,
     };
     let size = body_len + props.len() + RECORD_OVERHEAD;
-    let original = message;
     let member = Member {
         reply: Some(reply()),
         deadline,
         bytes: 0,
     };
-    let joining = PlainJoining {
-        original,
+    let plain = PlainParts {
         properties: &props,
         uniq_key,
         born_millis,
     };
     let now = core.records.now();
-    batcher.enter(now, joining, kind, size, (member, Some(permit)));
+    batcher.enter_plain(now, message, plain, kind, size, (member, Some(permit)));
     drop(props);
     // What closes may run delivery handlers that send again.
     batcher.close(core);
@@ -477,13 +514,12 @@ mod tests {
             let m = Message::new(topic.clone(), "x".repeat(body));
             let uniq_key = prepare_plain(&m, &config, 0, &mut props).unwrap();
             let size = m.body.len() + props.len() + RECORD_OVERHEAD;
-            let joining = PlainJoining {
-                original: m,
+            let plain = PlainParts {
                 properties: &props,
                 uniq_key,
                 born_millis: 0,
             };
-            batcher.enter(now, joining, kind(false), size, member());
+            batcher.enter_plain(now, m, plain, kind(false), size, member());
         };
         // A prepared first message (as from an application thread), then plain ones.
         let first = prepare_at(Message::new(topic.clone(), "p"), &config, None, 0).unwrap();
