@@ -1,6 +1,6 @@
 //! The batches still taking messages on one core ([`OpenBatch`]), how a message joins one
-//! (prepared, or plain and written straight into the body; [`BatchTopic`] finds it), and where they are
-//! kept ([`OpenBatches`]: a few hot ones found by comparing topics, the rest in a map).
+//! (prepared, or plain and written straight into the body; [`BatchTopic`] finds it), and where
+//! they are kept ([`OpenBatches`]: a few hot ones found by comparing topics, the rest in a map).
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;

@@ -35,7 +35,7 @@ impl std::ops::Deref for CoreRoute {
 
 impl CoreRoute {
     fn new(route: Arc<TopicRoute>) -> Self {
-        let connections = RefCell::new(vec![Weak::new(); route.queues.len()]);
+        let connections = RefCell::new(route.queues.iter().map(|_| Weak::new()).collect());
         CoreRoute { route, connections }
     }
 }
