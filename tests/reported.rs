@@ -435,7 +435,7 @@ fn a_handler_panicking_on_refusals_stops_no_core() {
         &namesrv,
         |c| {
             c.core.max_inflight = 1;
-            c.send_timeout = Duration::from_millis(200);
+            c.send_timeout = HELD;
         },
         |token| panic!("delivery handler fails on token {token}"),
     );
@@ -449,16 +449,23 @@ fn a_handler_panicking_on_refusals_stops_no_core() {
     drop(silent);
 }
 
-/// Token 0 with a 2 s budget (it takes the core's one permit and waits on a silent peer), then
-/// tokens `1..n` with the producer's shorter budget, which end waiting for that permit.
+/// The producer's send timeout in the tests of [`send_behind_a_held_permit`]: also how long a
+/// route fetch from a silent NameServer lasts, so the first send holds its permit that long.
+const HELD: Duration = Duration::from_secs(2);
+
+/// Token 0 with the producer's budget, [`HELD`] (it takes the core's one permit and waits for
+/// its route from a silent NameServer, a fetch bounded by the same timeout), then tokens `1..n`
+/// with 200 ms budgets, which end waiting for that permit. (With the producer's timeout as the
+/// short one, the fetch, and with it the hold, ended as the others' budgets did, and a late
+/// token could take the permit and end `NoRoute` instead.)
 fn send_behind_a_held_permit(producer: &Producer, topic: &str, n: u64) {
-    let long = rocketmq_tpc::SendOptions::new().timeout(Duration::from_secs(2));
     producer
-        .send_reported_with(Message::new(topic, "holds the permit"), 0, long)
+        .send_reported(Message::new(topic, "holds the permit"), 0)
         .expect("handed over");
+    let short = rocketmq_tpc::SendOptions::new().timeout(Duration::from_millis(200));
     for token in 1..n {
         producer
-            .send_reported(Message::new(topic, "x"), token)
+            .send_reported_with(Message::new(topic, "x"), token, short.clone())
             .expect("handed over");
     }
 }
@@ -486,7 +493,7 @@ fn refusals_from_a_cores_queue_go_to_its_own_handler() {
     let namesrv = silent.local_addr().unwrap().to_string();
     let (producer, at_producer) = reporting_producer(&namesrv, |c| {
         c.core.max_inflight = 1;
-        c.send_timeout = Duration::from_millis(200);
+        c.send_timeout = HELD;
     });
     let at_core: Deliveries = Arc::default();
     let sink = Arc::clone(&at_core);
