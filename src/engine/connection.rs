@@ -163,13 +163,11 @@ impl Connection {
         let total = frame::check(buf, self.settings.max_frame_bytes).ok()?;
         let frame = &buf[..total];
         let opaque = binary_response::response_opaque(frame)?;
-        // Checked before the read (a second lookup to take it after): answers that futures
-        // wait for, such as every automatic batch's, are not read twice.
-        if !self.in_flight.borrow().awaits_record(opaque) {
-            return None;
-        }
-        let (_, response) = SendResponse::read_frame(frame)?;
-        let record = self.in_flight.borrow_mut().take_record(opaque)?;
+        // Read only when a record waits: answers that futures wait for are not read twice.
+        let (record, response) = self
+            .in_flight
+            .borrow_mut()
+            .take_record_read(opaque, || SendResponse::read_frame(frame).map(|(_, r)| r))?;
         book.complete_with(record, RecordAnswer::Response(response), &self.peer);
         Some(total)
     }

@@ -184,28 +184,28 @@ impl InFlight {
         }
     }
 
-    /// Whether a send record (not a future, not a oneway) waits for the answer to `opaque`.
+    /// When a send record (not a future, not a oneway) waits for the answer to `opaque`: reads
+    /// the answer with `read` and, if it reads, takes the slot out and returns the record's
+    /// number with what `read` made. Otherwise (another kind of slot, none, or `read` gives
+    /// `None`) the slot stays as it was. One look-up of the slot for both.
     #[inline]
-    pub(crate) fn awaits_record(&self, opaque: i32) -> bool {
-        self.slots
-            .get(&opaque)
-            .is_some_and(|slot| !slot.oneway && matches!(slot.state, SlotState::Record(_)))
-    }
-
-    /// Takes out the slot of `opaque` when a send record waits for its answer (see
-    /// [`InFlight::awaits_record`]) and returns the record's number.
-    #[inline]
-    pub(crate) fn take_record(&mut self, opaque: i32) -> Option<u32> {
+    pub(crate) fn take_record_read<T>(
+        &mut self,
+        opaque: i32,
+        read: impl FnOnce() -> Option<T>,
+    ) -> Option<(u32, T)> {
         let std::collections::hash_map::Entry::Occupied(entry) = self.slots.entry(opaque) else {
             return None;
         };
-        match entry.get().state {
-            SlotState::Record(record) if !entry.get().oneway => {
-                entry.remove();
-                Some(record)
-            }
-            _ => None,
+        let SlotState::Record(record) = entry.get().state else {
+            return None;
+        };
+        if entry.get().oneway {
+            return None;
         }
+        let answer = read()?;
+        entry.remove();
+        Some((record, answer))
     }
 
     /// Resolves every oneway slot whose frame is now written (`seq <= written`).
@@ -431,21 +431,16 @@ mod tests {
             matches!(t.respond(3, response(3)), Responded::Ignored),
             "a oneway record's slot takes no response"
         );
-        assert!(
-            !t.awaits_record(3) && t.take_record(3).is_none(),
-            "nor in place"
-        );
-        assert!(
-            !t.awaits_record(5) && t.take_record(5).is_none(),
-            "a future's slot"
-        );
+        let read = || -> Option<()> { panic!("read only when a record waits") };
+        assert!(t.take_record_read(3, read).is_none(), "nor in place");
+        assert!(t.take_record_read(5, read).is_none(), "a future's slot");
         t.insert_record(6, 6, false, later(), 60);
-        assert!(t.awaits_record(6));
-        assert_eq!(t.take_record(6), Some(60));
         assert!(
-            !t.awaits_record(6) && t.take_record(6).is_none(),
-            "taken once"
+            t.take_record_read(6, || None::<()>).is_none(),
+            "an answer that does not read leaves the slot"
         );
+        assert_eq!(t.take_record_read(6, || Some('a')), Some((60, 'a')));
+        assert!(t.take_record_read(6, read).is_none(), "taken once");
         let mut done = DoneRecords::new();
         assert!(t.expire(now, &mut done).is_some());
         assert!(matches!(&done[..], [(20, Err(f))] if f.timed_out && f.written));

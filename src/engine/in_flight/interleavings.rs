@@ -105,10 +105,8 @@ proptest::proptest! {
                 }
                 Step::RespondInPlace { pick } => {
                     let opaque = sent.get(pick).map_or(10_000 + pick as i32, |s| s.opaque);
-                    let in_place = table.awaits_record(opaque).then(|| table.take_record(opaque));
-                    match in_place {
-                        Some(Some(r)) => done.push((r, Ok(Some(response(opaque))))),
-                        Some(None) => proptest::prop_assert!(false, "awaited record {} not taken", opaque),
+                    match table.take_record_read(opaque, || Some(response(opaque))) {
+                        Some((r, answer)) => done.push((r, Ok(Some(answer)))),
                         None => {
                             if let Responded::Record(r, answer) = table.respond(opaque, response(opaque)) {
                                 done.push((r, Ok(Some(answer))));
