@@ -228,14 +228,10 @@ impl Batcher {
         size: usize,
         joined: (Member, Option<InFlightPermit>),
     ) {
-        let mut closing = self.closing.borrow_mut();
-        let mut open = self.open.borrow_mut();
-        let (at, fills) = self.batch_for(&mut open, &mut closing, now, &message, (kind, size));
+        let mut place = self.place_for(now, &message, kind, size);
         let room = (self.last_size.get(), &self.config);
-        open.hot[at].join(message, joined, size, room);
-        if fills {
-            closing.push_back(Closing::Send(open.hot.remove(at)));
-        }
+        place.batch().join(message, joined, size, room);
+        place.joined();
     }
 
     /// [`Batcher::enter`] for a plain message written straight into the batch body
@@ -250,29 +246,27 @@ impl Batcher {
         size: usize,
         joined: (Member, Option<InFlightPermit>),
     ) {
-        let mut closing = self.closing.borrow_mut();
-        let mut open = self.open.borrow_mut();
-        let (at, fills) = self.batch_for(&mut open, &mut closing, now, &message, (kind, size));
+        let mut place = self.place_for(now, &message, kind, size);
         let room = (self.last_size.get(), &self.config);
-        open.hot[at].join_plain(message, plain, joined, size, room);
-        if fills {
-            closing.push_back(Closing::Send(open.hot.remove(at)));
-        }
+        place.batch().join_plain(message, plain, joined, size, room);
+        place.joined();
     }
 
     /// Where a message for `topic` of `kind` and `size` encoded bytes joins: its open batch
     /// among the hot ones (one it would push over the byte limit goes as it is first), or a
-    /// batch opened for it. Returns its place and whether the message fills it.
+    /// batch opened for it. The message itself does not pass through here: it moves once, into
+    /// the batch.
     #[inline(always)]
-    fn batch_for(
+    fn place_for(
         &self,
-        open: &mut OpenBatches,
-        closing: &mut VecDeque<Closing>,
         now: Instant,
         topic: &impl BatchTopic,
-        (kind, size): (BatchKind, usize),
-    ) -> (usize, bool) {
+        kind: BatchKind,
+        size: usize,
+    ) -> JoinPlace<'_> {
         let config = &self.config;
+        let mut closing = self.closing.borrow_mut();
+        let mut open = self.open.borrow_mut();
         let mut at = open.find(topic, kind);
         if let Some(i) = at {
             // A batch this message would push over the byte limit goes as it is.
@@ -294,7 +288,38 @@ impl Batcher {
         let batch = &open.hot[at];
         let fills = batch.members.len() + 1 >= config.max_messages
             || batch.bytes + size >= config.max_bytes;
-        (at, fills)
+        JoinPlace {
+            open,
+            closing,
+            at,
+            fills,
+        }
+    }
+}
+
+/// The open batch a message is joining ([`Batcher::place_for`]), the batcher's lists borrowed
+/// meanwhile.
+struct JoinPlace<'b> {
+    open: std::cell::RefMut<'b, OpenBatches>,
+    closing: std::cell::RefMut<'b, VecDeque<Closing>>,
+    at: usize,
+    /// Whether the message fills it.
+    fills: bool,
+}
+
+impl JoinPlace<'_> {
+    #[inline(always)]
+    fn batch(&mut self) -> &mut OpenBatch {
+        &mut self.open.hot[self.at]
+    }
+
+    /// The message joined: a batch it filled goes to the closing queue.
+    #[inline(always)]
+    fn joined(mut self) {
+        if self.fills {
+            let full = self.open.hot.remove(self.at);
+            self.closing.push_back(Closing::Send(full));
+        }
     }
 }
 
