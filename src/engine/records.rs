@@ -313,9 +313,12 @@ fn finish(
     peer: &str,
 ) {
     let count = message_count(&record.message);
-    let (Some(reply), Some(permit)) = (record.reply.take(), record.permit.take()) else {
+    // A record completes once: without its reply target it already did. Its permit is always
+    // there with it; were it not, the outcome would still go out (nothing to release).
+    let Some(reply) = record.reply.take() else {
         return;
     };
+    let permit = record.permit.take();
     let error = match result {
         Ok(reply_value) => {
             core.stats.record(count, true, None, micros);
