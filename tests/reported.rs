@@ -449,15 +449,16 @@ fn a_handler_panicking_on_refusals_stops_no_core() {
     drop(silent);
 }
 
-/// The producer's send timeout in the tests of [`send_behind_a_held_permit`]: also how long a
-/// route fetch from a silent NameServer lasts, so the first send holds its permit that long.
+/// The producer's send timeout in the tests of [`send_behind_a_held_permit`]. The first send
+/// holds its permit while it waits for its route from a silent NameServer, a request bounded
+/// by the attempt timeout (1 s by default) within that budget: about 1 s.
 const HELD: Duration = Duration::from_secs(2);
 
 /// Token 0 with the producer's budget, [`HELD`] (it takes the core's one permit and waits for
-/// its route from a silent NameServer, a fetch bounded by the same timeout), then tokens `1..n`
-/// with 200 ms budgets, which end waiting for that permit. (With the producer's timeout as the
-/// short one, the fetch, and with it the hold, ended as the others' budgets did, and a late
-/// token could take the permit and end `NoRoute` instead.)
+/// its route from a silent NameServer for about 1 s), then tokens `1..n` with 200 ms budgets,
+/// which end waiting for that permit. (With 200 ms for the producer's timeout, the route fetch,
+/// and with it the hold, ended as the others' budgets did, and a late token could take the
+/// permit and end `NoRoute` instead.)
 fn send_behind_a_held_permit(producer: &Producer, topic: &str, n: u64) {
     producer
         .send_reported(Message::new(topic, "holds the permit"), 0)

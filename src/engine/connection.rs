@@ -3,8 +3,9 @@
 //! ```text
 //!  request() ─ encode frame into write_buf ─ register opaque ─ wake writer
 //!  writer task: swap write_buf with its own buffer ─ send(2) everything queued in one go
-//!  reader task: recv into one buffer ─ read whole frames in place ─ complete by opaque, pausing
-//!               every 128 answers so the woken senders and the writer run in between
+//!  reader task: recv into one buffer ─ a send record's answer read in place, any other frame
+//!               copied out and decoded ─ complete by opaque, pausing every 128 answers so
+//!               the woken senders and the writer run in between
 //!  expiry task: at the earliest deadline of the requests in flight, fail those that are due
 //!  any I/O or decode error ─ close(): every waiting request fails (written or not), tasks exit
 //! ```
@@ -154,9 +155,10 @@ impl Connection {
     }
 
     /// Completes a send record with the answer at the front of `buf` read where it lies (no
-    /// decoded command), and returns the frame's size; `None` leaves the frame to
-    /// [`frame::decode`](crate::protocol::frame::decode) and [`Connection::dispatch`]: not a
-    /// whole frame yet, not a clean binary response, or no record waits for it.
+    /// decoded command), and returns the frame's size; `None` leaves the frame to the reader,
+    /// which copies it out for [`frame::decode`](crate::protocol::frame::decode) and
+    /// [`Connection::dispatch`]: not a whole frame yet, not a clean binary response, or no
+    /// record waits for it.
     #[inline]
     fn complete_in_place(&self, buf: &[u8]) -> Option<usize> {
         let book = self.records.as_deref()?;

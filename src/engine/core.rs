@@ -91,11 +91,8 @@ pub(crate) struct Core {
     /// the failures of one lost connection schedule one refresh per topic per
     /// [`REFRESH_COOLDOWN`], not one per message.
     refreshes_scheduled: RefCell<HashMap<String, Instant>>,
-    /// The route of the topic sent to last, with the route table's change count when it was
-    /// read: consecutive sends to one topic skip the table lookup.
-    last_route: RefCell<Option<(u64, Rc<routes::CoreRoute>)>>,
-    /// The route table's use epoch when this core last marked `last_route` used.
-    touched_epoch: Cell<u64>,
+    /// The routes of the topics sent to last: sends to them skip the table lookup.
+    recent_routes: RefCell<routes::RecentRoutes>,
     /// Where the automatic batcher hands local callers their outcomes.
     pub reply_slots: Rc<super::reply_slots::ReplySlots>,
     pub selector: RefCell<QueueSelector>,
@@ -139,8 +136,7 @@ impl Core {
             next_slot: Cell::new(0),
             last_send_connection: RefCell::new(std::rc::Weak::new()),
             route_fetches: Rc::new(SingleFlight::new()),
-            last_route: RefCell::new(None),
-            touched_epoch: Cell::new(u64::MAX),
+            recent_routes: RefCell::default(),
             reply_slots: Rc::default(),
             selector: RefCell::new(QueueSelector::new(
                 super::prepared::random_u32() as usize + index,

@@ -161,10 +161,9 @@ impl OpenBatch {
         } else {
             self.encode_first(room);
             self.originals.push(message);
-            if let Some(original) = self.originals.last() {
-                // Its own body, no system flag.
-                encode_record(&mut self.body, original.flag, &original.body, properties);
-            }
+            // Just pushed: the last one. Its own body, no system flag.
+            let original = &self.originals[self.originals.len() - 1];
+            encode_record(&mut self.body, original.flag, &original.body, properties);
             self.uniq_keys.push(uniq_key);
         }
         self.admit(joined, size);

@@ -9,7 +9,9 @@
 //!
 //! The reader takes every whole frame before it reads again, so what is pending at a read is
 //! part of one frame: moving it to the front to make room copies less than a frame. A frame
-//! larger than the buffer grows it to that frame's size; once empty the buffer shrinks back.
+//! larger than the buffer grows it to that frame's size (at most `max_frame_bytes`, which the
+//! frame check enforces first); once the frame pending fits the base size again, it shrinks
+//! back.
 
 /// Received bytes and the room for the next read, in one initialised allocation.
 pub(super) struct ReadBuffer {
@@ -49,12 +51,18 @@ impl ReadBuffer {
     }
 
     /// Room for the next read, for a pending frame of `frame_size` bytes in all (`None`: its
-    /// size is not known yet): the pending bytes move to the front when the room left is below
-    /// half the base size, and the buffer grows when the frame would not fit. An empty buffer
-    /// that grew shrinks back first.
+    /// size is not known yet, before the first read): the pending bytes move to the front when
+    /// the room left is below half the base size, and the buffer grows to the frame's size when
+    /// the frame would not fit. A buffer that grew goes back to its base size once the pending
+    /// frame fits that again.
     pub(super) fn room(&mut self, frame_size: Option<usize>) -> &mut [u8] {
-        if self.end == 0 && self.bytes.len() > self.base {
-            self.bytes = vec![0; self.base];
+        let pending = self.end - self.start;
+        if self.bytes.len() > self.base && frame_size.unwrap_or(0).max(pending + 1) <= self.base {
+            let mut smaller = vec![0; self.base];
+            smaller[..pending].copy_from_slice(&self.bytes[self.start..self.end]);
+            self.bytes = smaller;
+            self.start = 0;
+            self.end = pending;
         }
         if self.start > 0 && self.bytes.len() - self.end < self.base / 2 {
             self.bytes.copy_within(self.start..self.end, 0);
@@ -69,6 +77,9 @@ impl ReadBuffer {
                 self.start = 0;
             }
             if wanted > self.bytes.len() {
+                // Exactly the frame's size: growth by doubling could hold twice the largest
+                // frame allowed.
+                self.bytes.reserve_exact(wanted - self.bytes.len());
                 self.bytes.resize(wanted, 0);
             }
         }
@@ -131,7 +142,7 @@ mod tests {
     }
 
     #[test]
-    fn a_frame_larger_than_the_buffer_grows_it_and_it_shrinks_back_once_empty() {
+    fn a_frame_larger_than_the_buffer_grows_it_and_it_shrinks_back_once_a_frame_fits() {
         let mut buffer = ReadBuffer::new(64);
         // A partial small frame first, so the big one does not start at the front.
         receive(&mut buffer, &[1; 10], 64, Some(10));
@@ -144,8 +155,17 @@ mod tests {
         assert_eq!(buffer.pending(), &whole[..]);
         assert!(buffer.capacity() >= whole.len());
         buffer.consume(whole.len());
-        let _ = buffer.room(None);
+        // Part of a frame still larger than the base size keeps it grown...
+        receive(&mut buffer, &[5; 40], 64, Some(150));
+        assert!(buffer.capacity() >= 150);
+        // ...and once the frame pending fits the base size, it shrinks back with what is
+        // pending (not only once empty).
+        let _ = buffer.room(Some(50));
         assert_eq!(buffer.capacity(), 64, "shrank back to its base size");
+        assert_eq!(buffer.pending(), &[5; 40], "keeping what was pending");
+        buffer.consume(40);
+        let _ = buffer.room(None);
+        assert_eq!(buffer.capacity(), 64);
     }
 
     #[test]

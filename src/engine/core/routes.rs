@@ -33,6 +33,24 @@ impl std::ops::Deref for CoreRoute {
     }
 }
 
+/// How many routes a core keeps at hand ([`RecentRoutes`]).
+const RECENT_ROUTES: usize = 4;
+
+/// The routes of the topics a core sent to last, at most [`RECENT_ROUTES`] (the oldest goes
+/// first), all read at the route table's change count `changes`: sends to a few topics in turn
+/// find theirs without the table's lookup and keep their remembered connections.
+#[derive(Default)]
+pub(crate) struct RecentRoutes {
+    changes: u64,
+    routes: Vec<RecentRoute>,
+}
+
+struct RecentRoute {
+    /// The route table's use epoch when this core last marked the topic used.
+    touched: u64,
+    route: Rc<CoreRoute>,
+}
+
 impl CoreRoute {
     fn new(route: Arc<TopicRoute>) -> Self {
         let connections = RefCell::new(route.queues.iter().map(|_| Weak::new()).collect());
@@ -162,37 +180,50 @@ impl Core {
             .map(|route| Arc::clone(&route.route))
     }
 
-    /// [`Core::cached_route`] as this core's own handle on it: consecutive sends to one topic
-    /// share it by a count that is not atomic (the send path's clone and drop of the route's
-    /// `Arc` were two atomic operations per message).
+    /// [`Core::cached_route`] as this core's own handle on it: sends to the few topics sent to
+    /// last ([`RecentRoutes`]) share it by a count that is not atomic (the send path's clone and
+    /// drop of the route's `Arc` were two atomic operations per message), with the connections
+    /// its queues' sends went out on.
     pub(crate) fn cached_route_here(&self, topic: &str) -> Option<Rc<CoreRoute>> {
         let changes = self.shared.routes.changes();
-        if let Some((seen, route)) = &*self.last_route.borrow() {
-            if *seen == changes && &*route.topic == topic {
+        {
+            let mut recent = self.recent_routes.borrow_mut();
+            if recent.changes != changes {
+                // The table changed: every route read before may be stale.
+                recent.routes.clear();
+                recent.changes = changes;
+            }
+            if let Some(hit) = recent.routes.iter_mut().find(|r| &*r.route.topic == topic) {
                 // The table learns the topic is in use once per use epoch (500 ms), not per
                 // send: one relaxed load of a rarely written counter per send.
                 let epoch = self.shared.routes.epoch();
-                if epoch != self.touched_epoch.get() {
-                    self.touched_epoch.set(epoch);
+                if epoch != hit.touched {
+                    hit.touched = epoch;
                     self.shared.routes.touch(topic);
                 }
-                return Some(Rc::clone(route));
+                return Some(Rc::clone(&hit.route));
             }
         }
-        if let Some(route) = self.shared.routes.get(topic) {
-            self.shared.routes.touch(topic);
-            self.touched_epoch.set(self.shared.routes.epoch());
-            let route = Rc::new(CoreRoute::new(route));
-            *self.last_route.borrow_mut() = Some((changes, Rc::clone(&route)));
-            let mut selector = self.selector.borrow_mut();
-            if selector.topics() > 2 * self.shared.routes.len() + 64 {
-                // Forget positions of topics the table evicted.
-                let routes = self.shared.routes.load();
-                selector.retain(|t| routes.topics.contains_key(t));
+        let route = self.shared.routes.get(topic)?;
+        self.shared.routes.touch(topic);
+        let route = Rc::new(CoreRoute::new(route));
+        {
+            let mut recent = self.recent_routes.borrow_mut();
+            if recent.routes.len() >= RECENT_ROUTES {
+                recent.routes.remove(0);
             }
-            return Some(route);
+            recent.routes.push(RecentRoute {
+                touched: self.shared.routes.epoch(),
+                route: Rc::clone(&route),
+            });
         }
-        None
+        let mut selector = self.selector.borrow_mut();
+        if selector.topics() > 2 * self.shared.routes.len() + 64 {
+            // Forget positions of topics the table evicted.
+            let routes = self.shared.routes.load();
+            selector.retain(|t| routes.topics.contains_key(t));
+        }
+        Some(route)
     }
 
     /// Fetches `topic`'s route from the NameServer and installs it; waits at most until `deadline`.
