@@ -23,7 +23,7 @@ use bytes::BytesMut;
 use super::in_flight::{DoneRecords, InFlight, Responded};
 use super::records::{RecordAnswer, RecordBook};
 use crate::protocol::send_response_header::SendResponse;
-use crate::protocol::{binary_response, frame, RemotingCommand, ResponseCode};
+use crate::protocol::{binary_response, RemotingCommand, ResponseCode};
 
 mod enqueue;
 mod read_buffer;
@@ -154,24 +154,29 @@ impl Connection {
         }
     }
 
-    /// Completes a send record with the answer at the front of `buf` read where it lies (no
-    /// decoded command), and returns the frame's size; `None` leaves the frame to the reader,
-    /// which copies it out for [`frame::decode`](crate::protocol::frame::decode) and
-    /// [`Connection::dispatch`]: not a whole frame yet, not a clean binary response, or no
-    /// record waits for it.
+    /// Completes a send record with the answer in `frame` (one whole frame, as
+    /// [`frame::check`](crate::protocol::frame::check) measured it) read where it lies, no decoded command; `false` leaves the
+    /// frame to the reader, which copies it out for
+    /// [`frame::decode`](crate::protocol::frame::decode) and [`Connection::dispatch`]: not a
+    /// clean binary response, or no record waits for it.
     #[inline]
-    fn complete_in_place(&self, buf: &[u8]) -> Option<usize> {
-        let book = self.records.as_deref()?;
-        let total = frame::check(buf, self.settings.max_frame_bytes).ok()?;
-        let frame = &buf[..total];
-        let opaque = binary_response::response_opaque(frame)?;
+    fn complete_in_place(&self, frame: &[u8]) -> bool {
+        let Some(book) = self.records.as_deref() else {
+            return false;
+        };
+        let Some(opaque) = binary_response::response_opaque(frame) else {
+            return false;
+        };
         // Read only when a record waits: answers that futures wait for are not read twice.
-        let (record, response) = self
+        let taken = self
             .in_flight
             .borrow_mut()
-            .take_record_read(opaque, || SendResponse::read_frame(frame).map(|(_, r)| r))?;
+            .take_record_read(opaque, || SendResponse::read_frame(frame).map(|(_, r)| r));
+        let Some((record, response)) = taken else {
+            return false;
+        };
         book.complete_with(record, RecordAnswer::Response(response), &self.peer);
-        Some(total)
+        true
     }
 
     #[inline]

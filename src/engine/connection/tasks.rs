@@ -291,30 +291,29 @@ async fn read_loop(conn: Rc<Connection>) {
         let mut burst = 0;
         loop {
             // A send record's answer is read where it lies; anything else is decoded whole.
-            let answered = match conn.complete_in_place(input.pending()) {
-                Some(size) => {
-                    input.consume(size);
-                    Ok(())
-                }
-                None => match frame::check(input.pending(), max_frame_bytes) {
-                    Ok(size) => {
-                        whole.extend_from_slice(&input.pending()[..size]);
-                        input.consume(size);
+            let answered = match frame::check(input.pending(), max_frame_bytes) {
+                Ok(size) => {
+                    let frame = &input.pending()[..size];
+                    let answered = if conn.complete_in_place(frame) {
+                        Ok(())
+                    } else {
+                        whole.extend_from_slice(frame);
                         match frame::decode(&mut whole, max_frame_bytes) {
                             Ok(Some(command)) => {
                                 conn.dispatch(command);
                                 Ok(())
                             }
-                            Ok(None) => Err(DecodeError::Incomplete { needed: size }),
+                            Ok(None) => Err(DecodeError::malformed(
+                                "frame",
+                                "a whole frame read as incomplete",
+                            )),
                             Err(e) => Err(e),
                         }
-                    }
-                    Err(DecodeError::Incomplete { needed }) => {
-                        frame_size = Some(needed);
-                        break;
-                    }
-                    Err(e) => Err(e),
-                },
+                    };
+                    input.consume(size);
+                    answered
+                }
+                Err(e) => Err(e),
             };
             match answered {
                 Ok(()) => {
@@ -331,6 +330,10 @@ async fn read_loop(conn: Rc<Connection>) {
                         futures_lite::future::yield_now().await;
                         clock = conn.records.as_deref().map(RecordBook::hold_clock);
                     }
+                }
+                Err(DecodeError::Incomplete { needed }) => {
+                    frame_size = Some(needed);
+                    break;
                 }
                 Err(e) => {
                     drop(clock.take());
